@@ -1,0 +1,85 @@
+"""Creating a data directory, and loading the demo account into it."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from core import demo
+from core.config import load_config, write_default_config
+from core.models import Account, Mailbox, Template, TemplateVersion
+from core.service import Service
+from core.storage import accounts, logs
+from core.storage.db import connect, write_transaction
+
+
+@dataclass(frozen=True)
+class InitResult:
+    data_dir: Path
+    created: bool
+    demo_loaded: bool
+    envelopes_received: int
+
+
+async def init_data_dir(data_dir: Path, with_demo: bool, actor: str) -> InitResult:
+    """Create what is missing (config, database); with ``with_demo``, load the demo account
+    once. Running it again changes nothing, so ``make run`` can call it every time."""
+    created = not (data_dir / "docbridge.toml").exists()
+    write_default_config(data_dir)
+    config = load_config(data_dir)
+    connect(config.database_path).close()  # creates and migrates the schema
+    if not with_demo:
+        return InitResult(data_dir, created, False, 0)
+    service = Service(config, actor)
+    try:
+        loaded = await service.db.call(_load_demo_account, actor)
+        received = 0
+        if loaded:
+            for path in demo.demo_envelope_files():
+                data = path.read_bytes()
+                recipient = _recipient_of(data, loaded)
+                await service.receive_envelope(recipient, data)
+                received += 1
+    finally:
+        await service.close()
+    return InitResult(data_dir, created, bool(loaded), received)
+
+
+def _load_demo_account(conn: sqlite3.Connection, actor: str) -> list[str]:
+    """Insert the demo account unless an account exists; returns the new mailbox uuids."""
+    data = demo.load_demo_account()
+    with write_transaction(conn):
+        if accounts.list_accounts(conn):
+            return []
+        account = Account(uuid=data.uuid, name=data.name)
+        accounts.insert_account(conn, account)
+        for position, mailbox in enumerate(data.mailboxes):
+            accounts.insert_mailbox(
+                conn, Mailbox(mailbox.uuid, account.uuid, mailbox.name), position
+            )
+        for template in data.templates:
+            versions = [
+                TemplateVersion(template.uuid, v.version, tuple(dict(d) for d in v.documents))
+                for v in template.versions
+            ]
+            accounts.insert_template(
+                conn,
+                Template(
+                    template.uuid, account.uuid, template.name, tuple(v.version for v in versions)
+                ),
+                versions,
+            )
+        logs.append_audit(conn, actor, "demo.loaded", details={"account": account.uuid})
+    return [m.uuid for m in data.mailboxes]
+
+
+def _recipient_of(data: bytes, mailbox_uuids: list[str]) -> str:
+    """The demo mailbox an envelope file is addressed to (its role naming one of ours)."""
+    from core.envelope_xml import parse_envelope_xml
+
+    parsed = parse_envelope_xml(data)
+    for role in parsed.roles:
+        if role.mailbox_uuid in mailbox_uuids:
+            return role.mailbox_uuid
+    raise ValueError("demo envelope addressed to no demo mailbox")

@@ -1,0 +1,332 @@
+"""``docbridge`` subcommands: scriptable, ``--json`` where output is data.
+
+Errors a user can cause print one line each on stderr (``docbridge: <what> <hint>``) and exit 1,
+having changed nothing. The TUI itself is injected by the entry point (``tui.launcher``) so the
+core never imports Textual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from core.as2.certificates import load_certificate_text
+from core.bootstrap import init_data_dir
+from core.config import resolve_data_dir
+from core.errors import DocbridgeError, FieldErrors
+from core.integration import apply_changes, validate_integration_form
+from core.models import EnvelopeStatus, Integration
+from core.service import Service, default_actor
+
+StartTui = Callable[[Path], int]
+
+# CLI flag for each form field, so errors name what the user typed.
+FIELD_FLAGS = {
+    "protocol": "--protocol",
+    "notify_email": "--notify-email",
+    "default_rule": "--default-rule",
+    "reject_reason": "--reject-reason",
+    "as2.self_id": "--as2-self-id",
+    "as2.partner_url": "--as2-partner-url",
+    "as2.partner_certificate": "--as2-partner-cert",
+    "as2.partner_id": "--as2-partner-id",
+    "as2.partner_email": "--as2-partner-email",
+    "as2.encryption": "--as2-encryption",
+    "as2.signing": "--as2-signing",
+    "as2.mdn_mode": "--as2-mdn",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--data-dir",
+        default=argparse.SUPPRESS,
+        help="data directory (default: $DOCBRIDGE_HOME or ~/.local/share/docbridge)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="docbridge",
+        parents=[common],
+        description="SFTP/AS2 gateway for document-platform mailboxes. Without a command: the TUI.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    init = commands.add_parser("init", parents=[common], help="create the data directory")
+    init.add_argument("--demo", action="store_true", help="load the demo account (once)")
+
+    mailbox = commands.add_parser("mailbox", parents=[common], help="mailboxes of the account")
+    mailbox_commands = mailbox.add_subparsers(dest="action", required=True, metavar="ACTION")
+    mailbox_list = mailbox_commands.add_parser("list", parents=[common], help="list mailboxes")
+    mailbox_list.add_argument("--json", action="store_true")
+
+    integration = commands.add_parser("integration", parents=[common], help="integration settings")
+    integration_commands = integration.add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    show = integration_commands.add_parser("show", parents=[common], help="show settings")
+    show.add_argument("mailbox", metavar="MAILBOX", help="uuid or name")
+    show.add_argument("--json", action="store_true")
+    setter = integration_commands.add_parser(
+        "set", parents=[common], help="change settings (validated like Save)"
+    )
+    setter.add_argument("mailbox", metavar="MAILBOX", help="uuid or name")
+    toggle = setter.add_mutually_exclusive_group()
+    toggle.add_argument("--enable", dest="enabled", action="store_const", const=True)
+    toggle.add_argument("--disable", dest="enabled", action="store_const", const=False)
+    setter.add_argument("--protocol", metavar="sftp|as2")
+    setter.add_argument("--notify-email", metavar="ADDR")
+    setter.add_argument("--default-rule", metavar="copy|notify|reject")
+    setter.add_argument("--reject-reason", metavar="TEXT")
+    setter.add_argument("--as2-self-id", metavar="ID")
+    setter.add_argument("--as2-partner-url", metavar="URL")
+    setter.add_argument("--as2-partner-cert", metavar="PEM_FILE")
+    setter.add_argument("--as2-partner-id", metavar="ID")
+    setter.add_argument("--as2-partner-email", metavar="ADDR")
+    setter.add_argument("--as2-encryption", metavar="ALG")
+    setter.add_argument("--as2-signing", metavar="ALG")
+    setter.add_argument("--as2-mdn", metavar="sync|async|none")
+    setter.add_argument("--json", action="store_true")
+
+    password = commands.add_parser("password", parents=[common], help="SFTP passwords")
+    password_commands = password.add_subparsers(dest="action", required=True, metavar="ACTION")
+    reset = password_commands.add_parser(
+        "reset", parents=[common], help="new password, printed once on stdout"
+    )
+    reset.add_argument("mailbox", metavar="MAILBOX", help="uuid or name")
+
+    envelope = commands.add_parser("envelope", parents=[common], help="envelopes")
+    envelope_commands = envelope.add_subparsers(dest="action", required=True, metavar="ACTION")
+    receive = envelope_commands.add_parser(
+        "receive", parents=[common], help="inject an incoming envelope from an XML file"
+    )
+    receive.add_argument("mailbox", metavar="MAILBOX", help="uuid or name")
+    receive.add_argument("file", metavar="FILE", type=Path)
+    envelope_list = envelope_commands.add_parser("list", parents=[common], help="list envelopes")
+    envelope_list.add_argument("--mailbox", metavar="MAILBOX")
+    envelope_list.add_argument("--status", metavar="STATUS")
+    envelope_list.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, start_tui: StartTui | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    data_dir = resolve_data_dir(getattr(args, "data_dir", None))
+    if args.command is None:
+        if start_tui is None:
+            print("docbridge: the TUI is not available in this entry point.", file=sys.stderr)
+            return 2
+        return start_tui(data_dir)
+    try:
+        return asyncio.run(_dispatch(args, data_dir))
+    except FieldErrors as exc:
+        for field, message in exc.errors.items():
+            print(f"docbridge: {FIELD_FLAGS.get(field, field)}: {message}", file=sys.stderr)
+        return 1
+    except DocbridgeError as exc:
+        print(f"docbridge: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _dispatch(args: argparse.Namespace, data_dir: Path) -> int:
+    if args.command == "init":
+        result = await init_data_dir(data_dir, args.demo, default_actor("cli"))
+        state = "created" if result.created else "already initialised"
+        print(f"{result.data_dir}: {state}")
+        if args.demo:
+            if result.demo_loaded:
+                print(f"demo account loaded, {result.envelopes_received} envelopes received")
+            else:
+                print("demo account already present (nothing changed)")
+        return 0
+    handler = _HANDLERS[(args.command, args.action)]
+    service = await Service.open(data_dir, default_actor("cli"))
+    try:
+        return await handler(service, args)
+    finally:
+        await service.close()
+
+
+async def _mailbox_list(service: Service, args: argparse.Namespace) -> int:
+    mailboxes = await service.list_mailboxes()
+    if args.json:
+        _print_json(
+            [{"uuid": m.uuid, "name": m.name, "account": m.account_uuid} for m in mailboxes]
+        )
+    else:
+        for mailbox in mailboxes:
+            print(f"{mailbox.uuid}  {mailbox.name}")
+    return 0
+
+
+async def _integration_show(service: Service, args: argparse.Namespace) -> int:
+    mailbox = await service.resolve_mailbox(args.mailbox)
+    state = await service.page_state(mailbox.uuid)
+    data = _integration_json(service, state.integration)
+    data["mailbox"] = {"uuid": mailbox.uuid, "name": mailbox.name}
+    if state.as2_identity is not None:
+        data["as2"]["self_certificate"] = {
+            "subject": state.as2_identity.subject,
+            "fingerprint_sha256": state.as2_identity.fingerprint_sha256,
+            "not_after": state.as2_identity.not_after,
+        }
+    if args.json:
+        _print_json(data)
+    else:
+        _print_integration(data)
+    return 0
+
+
+async def _integration_set(service: Service, args: argparse.Namespace) -> int:
+    mailbox = await service.resolve_mailbox(args.mailbox)
+    changes, read_errors = _form_changes(args)
+    current = await service.get_integration(mailbox.uuid)
+    new_password = None
+    if changes or read_errors:
+        form, errors = apply_changes(current.form, changes)
+        errors.update(read_errors)
+        if errors:
+            # Report unreadable values together with the ordinary validation of the rest.
+            raise FieldErrors({**validate_integration_form(form), **errors})
+        result = await service.save_integration(mailbox.uuid, form)
+        new_password = result.new_password
+    elif args.enabled is None:
+        print(
+            "docbridge: nothing to change (see 'docbridge integration set --help').",
+            file=sys.stderr,
+        )
+        return 1
+    if args.enabled is not None:
+        await service.set_enabled(mailbox.uuid, args.enabled)
+    integration = await service.get_integration(mailbox.uuid)
+    if args.json:
+        data = _integration_json(service, integration)
+        data["new_password"] = new_password
+        _print_json(data)
+    else:
+        print(f"{mailbox.name}: saved ({'enabled' if integration.enabled else 'disabled'})")
+        if new_password:
+            print(f"SFTP password (shown once, store it now): {new_password}")
+    return 0
+
+
+def _form_changes(args: argparse.Namespace) -> tuple[dict[str, str | bool], dict[str, str]]:
+    """The form fields given on the command line, and errors of those that cannot be read."""
+    changes: dict[str, str | bool] = {}
+    errors: dict[str, str] = {}
+    for field, flag in FIELD_FLAGS.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            changes[field] = value
+    certificate = changes.pop("as2.partner_certificate", None)
+    if isinstance(certificate, str):
+        try:
+            changes["as2.partner_certificate"] = load_certificate_text(certificate)
+        except DocbridgeError as exc:
+            errors["as2.partner_certificate"] = str(exc)
+    return changes, errors
+
+
+async def _password_reset(service: Service, args: argparse.Namespace) -> int:
+    mailbox = await service.resolve_mailbox(args.mailbox)
+    print(await service.reset_password(mailbox.uuid))
+    return 0
+
+
+async def _envelope_receive(service: Service, args: argparse.Namespace) -> int:
+    mailbox = await service.resolve_mailbox(args.mailbox)
+    try:
+        data = args.file.read_bytes()
+    except OSError as exc:
+        raise DocbridgeError(f"Cannot read {args.file}: {exc.strerror}.") from exc
+    envelope = await service.receive_envelope(mailbox.uuid, data)
+    print(envelope.uuid)
+    return 0
+
+
+async def _envelope_list(service: Service, args: argparse.Namespace) -> int:
+    mailbox_uuid = (await service.resolve_mailbox(args.mailbox)).uuid if args.mailbox else None
+    status = None
+    if args.status:
+        try:
+            status = EnvelopeStatus(args.status.upper())
+        except ValueError:
+            known = ", ".join(s.value for s in EnvelopeStatus)
+            raise DocbridgeError(
+                f"Unknown status '{args.status}'.", f"Use one of: {known}."
+            ) from None
+    items = await service.list_envelopes(mailbox_uuid, status)
+    if args.json:
+        _print_json([{**asdict(e), "display_status": e.display_status} for e in items])
+    else:
+        for e in items:
+            print(f"{e.uuid}  {e.display_status:<9}  {e.received_at}  {e.subject}")
+    return 0
+
+
+def _integration_json(service: Service, integration: Integration) -> dict[str, Any]:
+    form = integration.form
+    as2 = asdict(form.as2)
+    as2["partner_certificate_set"] = bool(as2.pop("partner_certificate"))
+    as2["self_url"] = service.as2_self_url(integration.mailbox_uuid)
+    return {
+        "enabled": integration.enabled,
+        "saved": integration.saved,
+        "protocol": form.protocol.value,
+        "notify_email": form.notify_email,
+        "default_rule": form.default_rule.value,
+        "reject_reason": form.reject_reason,
+        "sftp": {
+            "host": service.config.sftp.public_host,
+            "port": service.config.sftp.port,
+            "login": integration.mailbox_uuid,
+            "password_set": integration.password_set,
+            "password_changed_at": integration.password_changed_at,
+        },
+        "as2": as2,
+        "updated_at": integration.updated_at,
+    }
+
+
+def _print_integration(data: dict[str, Any]) -> None:
+    print(f"Mailbox:        {data['mailbox']['name']} ({data['mailbox']['uuid']})")
+    print(f"Integrations:   {'ON' if data['enabled'] else 'OFF'}")
+    print(f"Protocol:       {data['protocol'].upper()}")
+    print(f"Notify email:   {data['notify_email'] or '-'}")
+    print(f"Default rule:   {data['default_rule']}")
+    if data["default_rule"] == "reject":
+        print(f"Reject reason:  {data['reject_reason']}")
+    sftp = data["sftp"]
+    if data["protocol"] == "sftp":
+        print(f"SFTP host:      {sftp['host']}:{sftp['port']}")
+        print(f"SFTP login:     {sftp['login']}")
+        password = "set" if sftp["password_set"] else "generated on first Save"
+        print(f"SFTP password:  {password}")
+    else:
+        as2 = data["as2"]
+        print(f"AS2 self URL:   {as2['self_url']}")
+        print(f"AS2 self ID:    {as2['self_id']}")
+        print(f"AS2 partner:    {as2['partner_id'] or '-'} at {as2['partner_url'] or '-'}")
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+Handler = Callable[[Service, argparse.Namespace], Awaitable[int]]
+_HANDLERS: dict[tuple[str, str], Handler] = {
+    ("mailbox", "list"): _mailbox_list,
+    ("integration", "show"): _integration_show,
+    ("integration", "set"): _integration_set,
+    ("password", "reset"): _password_reset,
+    ("envelope", "receive"): _envelope_receive,
+    ("envelope", "list"): _envelope_list,
+}

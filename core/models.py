@@ -1,0 +1,279 @@
+"""The domain: what an account, a mailbox's integration, a rule and an envelope are.
+
+Plain frozen dataclasses and enums, free of storage and screen concerns, so every layer can
+pass them around and tests can build them directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Protocol(StrEnum):
+    SFTP = "sftp"
+    AS2 = "as2"
+
+
+class DefaultRule(StrEnum):
+    """What happens to an incoming envelope that no enabled conversion rule matches."""
+
+    COPY = "copy"
+    NOTIFY = "notify"
+    REJECT = "reject"
+
+    @property
+    def label(self) -> str:
+        return DEFAULT_RULE_LABELS[self]
+
+
+DEFAULT_RULE_LABELS = {
+    DefaultRule.COPY: "Get incoming envelope on the platform and put a copy to the remote server",
+    DefaultRule.NOTIFY: "Get incoming envelope on the platform and send notification email",
+    DefaultRule.REJECT: "Autoreject incoming envelopes",
+}
+
+
+class Direction(StrEnum):
+    IN = "IN"  # In (My incoming envelopes): envelope -> customer file
+    OUT = "OUT"  # Out (Envelopes I sent): customer file -> envelope
+
+
+class EnvelopeDirection(StrEnum):
+    INCOMING = "incoming"
+    OUTGOING = "outgoing"
+
+
+class EnvelopeStatus(StrEnum):
+    WAITING = "WAITING"
+    SENT = "SENT"
+    COMPLETED = "COMPLETED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+    DRAFT = "DRAFT"
+
+
+class MatchTarget(StrEnum):
+    NAME = "name"
+    CONTENT = "content"
+
+
+class MdnMode(StrEnum):
+    SYNC = "sync"
+    ASYNC = "async"
+    NONE = "none"
+
+
+ENCRYPTION_ALGORITHMS = (
+    "aes_256_cbc",
+    "aes_192_cbc",
+    "aes_128_cbc",
+    "tripledes_192_cbc",
+    "none",
+)
+SIGNING_ALGORITHMS = ("sha256", "sha384", "sha512", "sha224", "sha1", "none")
+
+
+@dataclass(frozen=True)
+class Account:
+    uuid: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    uuid: str
+    account_uuid: str
+    name: str
+
+
+@dataclass(frozen=True)
+class TemplateVersion:
+    template_uuid: str
+    version: int
+    documents: tuple[dict[str, Any], ...]
+
+    def field_names(self, document_id: str) -> set[str]:
+        """Plain field names of one document (fields inside groups not included)."""
+        for document in self.documents:
+            if document["id"] == document_id:
+                return {f["name"] for f in document.get("fields", [])}
+        return set()
+
+    def group_field_names(self, document_id: str, group: str) -> set[str]:
+        for document in self.documents:
+            if document["id"] == document_id:
+                for fieldgroup in document.get("fieldgroups", []):
+                    if fieldgroup["name"] == group:
+                        return {f["name"] for f in fieldgroup.get("fields", [])}
+        return set()
+
+
+@dataclass(frozen=True)
+class Template:
+    uuid: str
+    account_uuid: str
+    name: str
+    versions: tuple[int, ...]
+
+    @property
+    def latest_version(self) -> int:
+        return max(self.versions)
+
+
+@dataclass(frozen=True)
+class As2Settings:
+    """The AS2 fields a user types in; our own URL and certificate are generated."""
+
+    self_id: str = ""
+    partner_url: str = ""
+    partner_certificate: str = ""  # PEM text
+    partner_id: str = ""
+    partner_email: str = ""
+    encryption: str = "aes_256_cbc"
+    signing: str = "sha256"
+    mdn_mode: MdnMode = MdnMode.SYNC
+    mdn_signed: bool = True
+    compression: bool = False
+
+
+@dataclass(frozen=True)
+class IntegrationForm:
+    """Everything Save persists at once (the toggle is separate: it acts immediately)."""
+
+    protocol: Protocol = Protocol.SFTP
+    notify_email: str = ""
+    default_rule: DefaultRule = DefaultRule.COPY
+    reject_reason: str = ""
+    as2: As2Settings = field(default_factory=As2Settings)
+
+
+@dataclass(frozen=True)
+class Integration:
+    mailbox_uuid: str
+    enabled: bool
+    form: IntegrationForm
+    saved: bool  # False until the first Save: the form shows defaults
+    password_set: bool
+    password_changed_at: str | None
+    updated_at: str | None
+
+
+@dataclass(frozen=True)
+class As2Identity:
+    """Our side of a mailbox's AS2 link: generated key pair and self-signed certificate."""
+
+    mailbox_uuid: str
+    certificate_pem: str
+    key_path: str
+    subject: str
+    fingerprint_sha256: str
+    not_after: str
+
+
+@dataclass(frozen=True)
+class SftpDetails:
+    host: str
+    port: int
+    login: str
+    password_set: bool
+
+
+@dataclass(frozen=True)
+class RuleForm:
+    """The editable fields of a conversion rule (SPEC §7)."""
+
+    name: str
+    direction: Direction
+    template_uuid: str
+    template_version: int | None = None  # None: always the latest version
+    enabled: bool = False
+    match_pattern: str = ""
+    match_target: MatchTarget = MatchTarget.NAME
+    naming_pattern: str = ""
+    conversion_map: str = ""
+    example_source_name: str = ""
+    example_source: bytes = b""
+    multiple_envelopes: bool = False
+
+
+@dataclass(frozen=True)
+class ConversionRule:
+    uuid: str
+    mailbox_uuid: str
+    position: int
+    form: RuleForm
+    success_count: int
+    failure_count: int
+    created_at: str
+    updated_at: str
+
+    @property
+    def name(self) -> str:
+        return self.form.name
+
+    @property
+    def enabled(self) -> bool:
+        return self.form.enabled
+
+
+@dataclass(frozen=True)
+class Envelope:
+    uuid: str
+    mailbox_uuid: str
+    direction: EnvelopeDirection
+    template_uuid: str
+    template_version: int
+    subject: str
+    sender_mailbox: str
+    recipient_mailbox: str
+    status: EnvelopeStatus
+    received_at: str
+    sent_at: str | None = None
+    reject_reason: str | None = None
+    rejected_by: str | None = None
+    sequence: int = 0
+
+    @property
+    def display_status(self) -> str:
+        if self.status is EnvelopeStatus.CANCELLED and self.reject_reason:
+            return "Rejected"
+        return self.status.value
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: str
+    actor: str
+    mailbox_uuid: str | None
+    action: str
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ActivityRecord:
+    id: int
+    at: str
+    mailbox_uuid: str
+    rule: str  # rule uuid or "default:<rule>"
+    envelope_uuid: str | None
+    file_name: str | None
+    status: str
+    error: str | None
+
+
+@dataclass(frozen=True)
+class PageState:
+    """What the Integrations page shows for one mailbox."""
+
+    account: Account
+    mailboxes: tuple[Mailbox, ...]
+    mailbox: Mailbox
+    integration: Integration
+    sftp: SftpDetails
+    as2_self_url: str
+    as2_identity: As2Identity | None
+    rules: tuple[ConversionRule, ...]
+    templates: tuple[Template, ...]

@@ -1,0 +1,31 @@
+"""SFTP passwords: generated with ``secrets``, kept only as argon2id hashes.
+
+Hashing and verifying are deliberately slow (that is the point of argon2), so callers run them in
+a thread. Nothing here logs or stores the clear password.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+PASSWORD_BYTES = 18  # 144 bits of entropy, 24 URL-safe characters
+
+_hasher = PasswordHasher()  # argon2id with the library's RFC 9106 low-memory profile
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(PASSWORD_BYTES)
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False

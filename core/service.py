@@ -1,0 +1,513 @@
+"""The service API: the only way the TUI and the CLI read or change anything.
+
+Every method is async and keeps the event loop free: SQLite runs on the database thread, argon2
+and key generation on worker threads. Each change is one transaction together with its audit
+entry, so a change is either complete and audited or absent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import secrets
+import sqlite3
+import uuid as uuid_module
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from core.as2.certificates import generate_identity
+from core.clock import utc_now
+from core.config import Config, load_config
+from core.envelope_xml import EnvelopeXml, parse_envelope_xml
+from core.errors import DocbridgeError, FieldErrors, InvalidInput, NotFound
+from core.integration import changed_fields, validate_integration_form
+from core.models import (
+    Account,
+    ActivityRecord,
+    As2Identity,
+    AuditEntry,
+    ConversionRule,
+    Envelope,
+    EnvelopeDirection,
+    EnvelopeStatus,
+    Integration,
+    IntegrationForm,
+    Mailbox,
+    PageState,
+    Protocol,
+    RuleForm,
+    SftpDetails,
+    Template,
+)
+from core.passwords import generate_password, hash_password, verify_password
+from core.rules import clone_name, validate_rule_form
+from core.storage import accounts, envelopes, integrations, logs, rules
+from core.storage.db import Database, read_transaction, write_transaction
+from core.validation import as2_id_from_name
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    integration: Integration
+    new_password: str | None  # shown once: only when this Save generated it
+
+
+def default_actor(interface: str) -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{interface}"
+
+
+class Service:
+    """One data directory's gateway, as seen by a user interface."""
+
+    def __init__(self, config: Config, actor: str) -> None:
+        self.config = config
+        self.actor = actor
+        self.db = Database(config.database_path)
+
+    @classmethod
+    async def open(cls, data_dir: Path, actor: str) -> Service:
+        """Open an initialised data directory (``docbridge init`` makes one)."""
+        config = load_config(data_dir)
+        if not config.database_path.exists():
+            raise DocbridgeError(
+                f"No docbridge data directory at {data_dir}.",
+                "Run 'docbridge init --demo' (or pass --data-dir / set DOCBRIDGE_HOME).",
+            )
+        service = cls(config, actor)
+        await service.db.call(lambda conn: None)  # connect and migrate now, not on first use
+        return service
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    # -- account and mailboxes -------------------------------------------------------------
+
+    async def list_mailboxes(self) -> list[Mailbox]:
+        return await self.db.call(accounts.list_mailboxes)
+
+    async def resolve_mailbox(self, reference: str) -> Mailbox:
+        """A mailbox by uuid or by (case-insensitive) name."""
+        return await self.db.call(_resolve_mailbox, reference)
+
+    async def list_templates(self, account_uuid: str) -> list[Template]:
+        return await self.db.call(accounts.list_templates, account_uuid)
+
+    # -- the Integrations page ---------------------------------------------------------------
+
+    async def page_state(self, mailbox_uuid: str | None = None) -> PageState:
+        """Everything block (1)-(5) shows for a mailbox (the first one when none is given)."""
+        state = await self.db.call(self._read_page_state, mailbox_uuid)
+        if state.integration.form.protocol is Protocol.AS2 and state.as2_identity is None:
+            identity = await self.ensure_as2_identity(state.mailbox.uuid)
+            state = replace(state, as2_identity=identity)
+        return state
+
+    def _read_page_state(self, conn: sqlite3.Connection, mailbox_uuid: str | None) -> PageState:
+        with read_transaction(conn):
+            all_mailboxes = accounts.list_mailboxes(conn)
+            if not all_mailboxes:
+                raise NotFound(
+                    "This gateway has no mailbox yet.",
+                    "Run 'docbridge init --demo' to load the demo account.",
+                )
+            mailbox = all_mailboxes[0]
+            if mailbox_uuid is not None:
+                mailbox = _require_mailbox(conn, mailbox_uuid)
+            account = accounts.get_account(conn, mailbox.account_uuid) or Account(
+                mailbox.account_uuid, ""
+            )
+            integration = _with_prefilled_self_id(
+                integrations.get_integration(conn, mailbox.uuid), mailbox
+            )
+            return PageState(
+                account=account,
+                mailboxes=tuple(m for m in all_mailboxes if m.account_uuid == account.uuid),
+                mailbox=mailbox,
+                integration=integration,
+                sftp=SftpDetails(
+                    host=self.config.sftp.public_host,
+                    port=self.config.sftp.port,
+                    login=mailbox.uuid,
+                    password_set=integration.password_set,
+                ),
+                as2_self_url=self.as2_self_url(mailbox.uuid),
+                as2_identity=integrations.get_as2_identity(conn, mailbox.uuid),
+                rules=tuple(rules.list_rules(conn, mailbox.uuid)),
+                templates=tuple(accounts.list_templates(conn, account.uuid)),
+            )
+
+    def as2_self_url(self, mailbox_uuid: str) -> str:
+        return f"{self.config.as2.public_url.rstrip('/')}/{mailbox_uuid}"
+
+    async def get_integration(self, mailbox_uuid: str) -> Integration:
+        def read(conn: sqlite3.Connection) -> Integration:
+            mailbox = _require_mailbox(conn, mailbox_uuid)
+            return _with_prefilled_self_id(
+                integrations.get_integration(conn, mailbox_uuid), mailbox
+            )
+
+        return await self.db.call(read)
+
+    async def save_integration(self, mailbox_uuid: str, form: IntegrationForm) -> SaveResult:
+        """Validate every field, then persist the whole form at once (or nothing).
+
+        The first Save of an SFTP integration generates its password, returned here in clear
+        once and stored only as an argon2id hash.
+        """
+        errors = await asyncio.to_thread(validate_integration_form, form)
+        if errors:
+            raise FieldErrors(errors)
+        current = await self.get_integration(mailbox_uuid)
+        password: str | None = None
+        password_hash: str | None = None
+        if form.protocol is Protocol.SFTP and not current.password_set:
+            password = generate_password()
+            password_hash = await asyncio.to_thread(hash_password, password)
+        if form.protocol is Protocol.AS2:
+            await self.ensure_as2_identity(mailbox_uuid)
+
+        def write(conn: sqlite3.Connection) -> tuple[Integration, bool]:
+            with write_transaction(conn):
+                before = integrations.get_integration(conn, mailbox_uuid)
+                integrations.save_form(conn, mailbox_uuid, form)
+                details: dict[str, object] = {"changed": changed_fields(before.form, form)}
+                # Another process may have set a password meanwhile: never replace it silently.
+                stored_password = password_hash is not None and not before.password_set
+                if stored_password and password_hash is not None:
+                    integrations.set_password_hash(conn, mailbox_uuid, password_hash)
+                    details["password"] = "generated"
+                logs.append_audit(conn, self.actor, "integration.saved", mailbox_uuid, details)
+                return integrations.get_integration(conn, mailbox_uuid), stored_password
+
+        saved, stored = await self.db.call(write)
+        return SaveResult(integration=saved, new_password=password if stored else None)
+
+    async def set_enabled(self, mailbox_uuid: str, enabled: bool) -> Integration:
+        """The kill switch: takes effect at once, independent of unsaved form changes."""
+
+        def write(conn: sqlite3.Connection) -> Integration:
+            with write_transaction(conn):
+                _require_mailbox(conn, mailbox_uuid)
+                if integrations.set_enabled(conn, mailbox_uuid, enabled):
+                    action = "integration.enabled" if enabled else "integration.disabled"
+                    logs.append_audit(conn, self.actor, action, mailbox_uuid)
+                return integrations.get_integration(conn, mailbox_uuid)
+
+        return await self.db.call(write)
+
+    async def reset_password(self, mailbox_uuid: str) -> str:
+        """A new SFTP password, returned in clear once; the old one stops working at once."""
+        await self.get_integration(mailbox_uuid)  # clear NotFound before the slow hash
+        password = generate_password()
+        password_hash = await asyncio.to_thread(hash_password, password)
+
+        def write(conn: sqlite3.Connection) -> None:
+            with write_transaction(conn):
+                integrations.set_password_hash(conn, mailbox_uuid, password_hash)
+                logs.append_audit(conn, self.actor, "password.reset", mailbox_uuid)
+
+        await self.db.call(write)
+        return password
+
+    async def check_password(self, mailbox_uuid: str, password: str) -> bool:
+        stored = await self.db.call(integrations.get_password_hash, mailbox_uuid)
+        if stored is None:
+            return False
+        return await asyncio.to_thread(verify_password, stored, password)
+
+    async def ensure_as2_identity(self, mailbox_uuid: str) -> As2Identity:
+        """The mailbox's AS2 key pair and self-signed certificate, generated on first need."""
+        existing = await self.db.call(integrations.get_as2_identity, mailbox_uuid)
+        if existing is not None:
+            return existing
+        mailbox = await self.db.call(_require_mailbox, mailbox_uuid)
+        # A unique file per attempt: a crash between writing the key and recording it leaves
+        # an orphan file, never a clash with the next attempt.
+        key_path = self.config.keys_dir / "as2" / f"{mailbox_uuid}-{secrets.token_hex(4)}.key.pem"
+        generated = await asyncio.to_thread(
+            generate_identity, as2_id_from_name(mailbox.name), key_path
+        )
+        identity = As2Identity(
+            mailbox_uuid=mailbox_uuid,
+            certificate_pem=generated.certificate_pem,
+            key_path=str(key_path),
+            subject=generated.info.subject,
+            fingerprint_sha256=generated.info.fingerprint_sha256,
+            not_after=generated.info.not_after.isoformat(),
+        )
+
+        def write(conn: sqlite3.Connection) -> As2Identity:
+            with write_transaction(conn):
+                if integrations.insert_as2_identity(conn, identity):
+                    logs.append_audit(
+                        conn,
+                        self.actor,
+                        "as2.identity_generated",
+                        mailbox_uuid,
+                        {"fingerprint_sha256": identity.fingerprint_sha256},
+                    )
+                    return identity
+            key_path.unlink(missing_ok=True)  # another process won the race
+            stored = integrations.get_as2_identity(conn, mailbox_uuid)
+            assert stored is not None
+            return stored
+
+        return await self.db.call(write)
+
+    # -- conversion rules --------------------------------------------------------------------
+
+    async def list_rules(self, mailbox_uuid: str) -> list[ConversionRule]:
+        return await self.db.call(rules.list_rules, mailbox_uuid)
+
+    async def get_rule(self, rule_uuid: str) -> ConversionRule:
+        return await self.db.call(_require_rule, rule_uuid)
+
+    async def create_rule(self, mailbox_uuid: str, form: RuleForm) -> ConversionRule:
+        rule_uuid = str(uuid_module.uuid4())
+
+        def write(conn: sqlite3.Connection) -> ConversionRule:
+            with write_transaction(conn):
+                _require_mailbox(conn, mailbox_uuid)
+                _check_rule(conn, mailbox_uuid, form, except_uuid=None)
+                rules.insert_rule(conn, rule_uuid, mailbox_uuid, form)
+                logs.append_audit(
+                    conn, self.actor, "rule.created", mailbox_uuid, {"rule": rule_uuid}
+                )
+                return _require_rule(conn, rule_uuid)
+
+        return await self.db.call(write)
+
+    async def update_rule(self, rule_uuid: str, form: RuleForm) -> ConversionRule:
+        def write(conn: sqlite3.Connection) -> ConversionRule:
+            with write_transaction(conn):
+                rule = _require_rule(conn, rule_uuid)
+                _check_rule(conn, rule.mailbox_uuid, form, except_uuid=rule_uuid)
+                rules.update_rule(conn, rule_uuid, form)
+                logs.append_audit(
+                    conn, self.actor, "rule.updated", rule.mailbox_uuid, {"rule": rule_uuid}
+                )
+                return _require_rule(conn, rule_uuid)
+
+        return await self.db.call(write)
+
+    async def set_rule_enabled(self, rule_uuid: str, enabled: bool) -> ConversionRule:
+        def write(conn: sqlite3.Connection) -> ConversionRule:
+            with write_transaction(conn):
+                rule = _require_rule(conn, rule_uuid)
+                if rule.enabled != enabled:
+                    rules.set_rule_enabled(conn, rule_uuid, enabled)
+                    action = "rule.enabled" if enabled else "rule.disabled"
+                    logs.append_audit(
+                        conn, self.actor, action, rule.mailbox_uuid, {"rule": rule_uuid}
+                    )
+                return _require_rule(conn, rule_uuid)
+
+        return await self.db.call(write)
+
+    async def clone_rule(self, rule_uuid: str) -> RuleForm:
+        """An unsaved copy, switched off, named '<name> (copy)'; saving it is create_rule."""
+
+        def read(conn: sqlite3.Connection) -> RuleForm:
+            rule = _require_rule(conn, rule_uuid)
+            taken = {r.name for r in rules.list_rules(conn, rule.mailbox_uuid)}
+            return replace(rule.form, name=clone_name(rule.name, taken), enabled=False)
+
+        return await self.db.call(read)
+
+    async def delete_rule(self, rule_uuid: str) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            with write_transaction(conn):
+                rule = _require_rule(conn, rule_uuid)
+                rules.delete_rule(conn, rule)
+                logs.append_audit(
+                    conn,
+                    self.actor,
+                    "rule.deleted",
+                    rule.mailbox_uuid,
+                    {"rule": rule_uuid, "name": rule.name},
+                )
+
+        await self.db.call(write)
+
+    async def move_rule(self, rule_uuid: str, offset: int) -> ConversionRule:
+        """Move a rule one place up (-1) or down (+1); at either end nothing changes."""
+        if offset not in (-1, 1):
+            raise ValueError("offset must be -1 or +1")
+
+        def write(conn: sqlite3.Connection) -> ConversionRule:
+            with write_transaction(conn):
+                rule = _require_rule(conn, rule_uuid)
+                neighbour = rules.rule_at(conn, rule.mailbox_uuid, rule.position + offset)
+                if neighbour is not None:
+                    rules.swap_positions(conn, rule, neighbour)
+                    logs.append_audit(
+                        conn,
+                        self.actor,
+                        "rule.moved",
+                        rule.mailbox_uuid,
+                        {"rule": rule_uuid, "position": neighbour.position},
+                    )
+                return _require_rule(conn, rule_uuid)
+
+        return await self.db.call(write)
+
+    # -- envelopes ---------------------------------------------------------------------------
+
+    async def receive_envelope(self, mailbox_uuid: str, data: bytes) -> Envelope:
+        """Accept an incoming envelope for a mailbox from envelope XML (the platform's side).
+
+        The XML is untrusted: parsed without entities or network, validated against the
+        schema and against the template version it names. Nothing is stored on error.
+        """
+        parsed = await asyncio.to_thread(parse_envelope_xml, data)
+        envelope_uuid = parsed.uuid or str(uuid_module.uuid4())
+
+        def write(conn: sqlite3.Connection) -> Envelope:
+            with write_transaction(conn):
+                mailbox = _require_mailbox(conn, mailbox_uuid)
+                _check_envelope_against_template(conn, parsed)
+                existing = envelopes.get_envelope(conn, envelope_uuid)
+                if existing is not None:
+                    raise InvalidInput(
+                        f"Envelope {envelope_uuid} was already received "
+                        f"(mailbox {existing.mailbox_uuid}, status {existing.display_status}).",
+                        "Each envelope is received once; give a new envelope a new uuid.",
+                    )
+                envelope = Envelope(
+                    uuid=envelope_uuid,
+                    mailbox_uuid=mailbox.uuid,
+                    direction=EnvelopeDirection.INCOMING,
+                    template_uuid=parsed.template_uuid,
+                    template_version=parsed.template_version,
+                    subject=parsed.subject,
+                    sender_mailbox=_sender_of(parsed, mailbox),
+                    recipient_mailbox=mailbox.uuid,
+                    status=EnvelopeStatus.WAITING,
+                    received_at=utc_now(),
+                )
+                envelope_xml = data.decode("utf-8", errors="replace")
+                documents = parsed.to_dict()["documents"]
+                sequence = envelopes.insert_envelope(conn, envelope, envelope_xml, documents)
+                return replace(envelope, sequence=sequence)
+
+        return await self.db.call(write)
+
+    async def list_envelopes(
+        self,
+        mailbox_uuid: str | None = None,
+        status: EnvelopeStatus | None = None,
+        limit: int = 1000,
+    ) -> list[Envelope]:
+        return await self.db.call(envelopes.list_envelopes, mailbox_uuid, status, limit)
+
+    # -- logs --------------------------------------------------------------------------------
+
+    async def audit_log(
+        self, mailbox_uuid: str | None = None, limit: int = 200
+    ) -> list[AuditEntry]:
+        return await self.db.call(logs.list_audit, mailbox_uuid, limit)
+
+    async def activity_log(
+        self, mailbox_uuid: str | None = None, limit: int = 200
+    ) -> list[ActivityRecord]:
+        return await self.db.call(logs.list_activity, mailbox_uuid, limit)
+
+
+def _require_mailbox(conn: sqlite3.Connection, mailbox_uuid: str) -> Mailbox:
+    mailbox = accounts.get_mailbox(conn, mailbox_uuid)
+    if mailbox is None:
+        raise NotFound(f"No mailbox {mailbox_uuid}.", "Run 'docbridge mailbox list' to see them.")
+    return mailbox
+
+
+def _resolve_mailbox(conn: sqlite3.Connection, reference: str) -> Mailbox:
+    mailbox = accounts.get_mailbox(conn, reference.strip().lower())
+    if mailbox is not None:
+        return mailbox
+    matches = accounts.find_mailboxes_by_name(conn, reference.strip())
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        uuids = ", ".join(m.uuid for m in matches)
+        raise InvalidInput(
+            f"Several mailboxes are named '{reference}'.", f"Use one of their uuids: {uuids}."
+        )
+    raise NotFound(
+        f"No mailbox with uuid or name '{reference}'.", "Run 'docbridge mailbox list' to see them."
+    )
+
+
+def _require_rule(conn: sqlite3.Connection, rule_uuid: str) -> ConversionRule:
+    rule = rules.get_rule(conn, rule_uuid)
+    if rule is None:
+        raise NotFound(f"No conversion rule {rule_uuid}.", "It may have been deleted meanwhile.")
+    return rule
+
+
+def _check_rule(
+    conn: sqlite3.Connection, mailbox_uuid: str, form: RuleForm, except_uuid: str | None
+) -> None:
+    template = accounts.get_template(conn, form.template_uuid) if form.template_uuid else None
+    mailbox = _require_mailbox(conn, mailbox_uuid)
+    if template is not None and template.account_uuid != mailbox.account_uuid:
+        template = None
+    errors = validate_rule_form(form, template)
+    if "name" not in errors and rules.name_taken(
+        conn, mailbox_uuid, form.name.strip(), except_uuid
+    ):
+        errors["name"] = f"This mailbox already has a rule named '{form.name.strip()}'."
+    if errors:
+        raise FieldErrors(errors)
+
+
+def _with_prefilled_self_id(integration: Integration, mailbox: Mailbox) -> Integration:
+    """Self ID starts as the mailbox name (made a valid AS2 ID) until the user changes it."""
+    if integration.form.as2.self_id:
+        return integration
+    as2 = replace(integration.form.as2, self_id=as2_id_from_name(mailbox.name))
+    return replace(integration, form=replace(integration.form, as2=as2))
+
+
+def _sender_of(parsed: EnvelopeXml, mailbox: Mailbox) -> str:
+    others = [role.mailbox_uuid for role in parsed.roles if role.mailbox_uuid != mailbox.uuid]
+    return others[0] if others else ""
+
+
+def _check_envelope_against_template(conn: sqlite3.Connection, parsed: EnvelopeXml) -> None:
+    template = accounts.get_template(conn, parsed.template_uuid)
+    if template is None:
+        raise InvalidInput(
+            f"Unknown template {parsed.template_uuid}.",
+            "The envelope must name a template of this account (see 'docbridge mailbox list').",
+        )
+    version = accounts.get_template_version(conn, parsed.template_uuid, parsed.template_version)
+    if version is None:
+        versions = ", ".join(str(v) for v in template.versions)
+        raise InvalidInput(
+            f"Template '{template.name}' has no version {parsed.template_version}.",
+            f"Known versions: {versions}.",
+        )
+    known_documents = {d["id"] for d in version.documents}
+    for document in parsed.documents:
+        if document.id not in known_documents:
+            raise InvalidInput(
+                f"Document '{document.id}' is not part of template '{template.name}' "
+                f"version {version.version}.",
+                f"Its documents are: {', '.join(sorted(known_documents))}.",
+            )
+        allowed = version.field_names(document.id)
+        unknown = sorted({f.name for f in document.fields} - allowed)
+        for group in document.fieldgroups:
+            group_allowed = version.group_field_names(document.id, group.name)
+            for fieldset in group.fieldsets:
+                unknown += sorted({f.name for f in fieldset.fields} - group_allowed)
+        if unknown:
+            raise InvalidInput(
+                f"Document '{document.id}' has fields that template '{template.name}' "
+                f"version {version.version} does not define: {', '.join(unknown)}.",
+                "Use the field names of the template version the envelope names.",
+            )

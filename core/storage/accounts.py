@@ -1,0 +1,115 @@
+"""Accounts, mailboxes and templates: the platform data a gateway mirrors."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from core.models import Account, Mailbox, Template, TemplateVersion
+
+
+def insert_account(conn: sqlite3.Connection, account: Account) -> None:
+    conn.execute(
+        "INSERT INTO accounts (uuid, name) VALUES (?, ?) "
+        "ON CONFLICT(uuid) DO UPDATE SET name = excluded.name",
+        (account.uuid, account.name),
+    )
+
+
+def insert_mailbox(conn: sqlite3.Connection, mailbox: Mailbox, position: int) -> None:
+    conn.execute(
+        "INSERT INTO mailboxes (uuid, account_uuid, name, position) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT(uuid) DO UPDATE SET name = excluded.name, position = excluded.position",
+        (mailbox.uuid, mailbox.account_uuid, mailbox.name, position),
+    )
+
+
+def insert_template(
+    conn: sqlite3.Connection, template: Template, versions: list[TemplateVersion]
+) -> None:
+    conn.execute(
+        "INSERT INTO templates (uuid, account_uuid, name) VALUES (?, ?, ?) "
+        "ON CONFLICT(uuid) DO UPDATE SET name = excluded.name",
+        (template.uuid, template.account_uuid, template.name),
+    )
+    conn.executemany(
+        "INSERT INTO template_versions (template_uuid, version, documents) VALUES (?, ?, ?) "
+        "ON CONFLICT(template_uuid, version) DO UPDATE SET documents = excluded.documents",
+        [(v.template_uuid, v.version, json.dumps(list(v.documents))) for v in versions],
+    )
+
+
+def list_accounts(conn: sqlite3.Connection) -> list[Account]:
+    rows = conn.execute("SELECT uuid, name FROM accounts ORDER BY name").fetchall()
+    return [Account(uuid=r["uuid"], name=r["name"]) for r in rows]
+
+
+def get_account(conn: sqlite3.Connection, uuid: str) -> Account | None:
+    row = conn.execute("SELECT uuid, name FROM accounts WHERE uuid = ?", (uuid,)).fetchone()
+    return Account(uuid=row["uuid"], name=row["name"]) if row else None
+
+
+def list_mailboxes(conn: sqlite3.Connection) -> list[Mailbox]:
+    rows = conn.execute(
+        "SELECT uuid, account_uuid, name FROM mailboxes ORDER BY account_uuid, position, name"
+    ).fetchall()
+    return [_mailbox(r) for r in rows]
+
+
+def get_mailbox(conn: sqlite3.Connection, uuid: str) -> Mailbox | None:
+    row = conn.execute(
+        "SELECT uuid, account_uuid, name FROM mailboxes WHERE uuid = ?", (uuid,)
+    ).fetchone()
+    return _mailbox(row) if row else None
+
+
+def find_mailboxes_by_name(conn: sqlite3.Connection, name: str) -> list[Mailbox]:
+    rows = conn.execute(
+        "SELECT uuid, account_uuid, name FROM mailboxes WHERE name = ? COLLATE NOCASE", (name,)
+    ).fetchall()
+    return [_mailbox(r) for r in rows]
+
+
+def list_templates(conn: sqlite3.Connection, account_uuid: str) -> list[Template]:
+    rows = conn.execute(
+        "SELECT t.uuid, t.account_uuid, t.name, group_concat(v.version) AS versions "
+        "FROM templates t JOIN template_versions v ON v.template_uuid = t.uuid "
+        "WHERE t.account_uuid = ? GROUP BY t.uuid ORDER BY t.name",
+        (account_uuid,),
+    ).fetchall()
+    return [_template(r) for r in rows]
+
+
+def get_template(conn: sqlite3.Connection, uuid: str) -> Template | None:
+    row = conn.execute(
+        "SELECT t.uuid, t.account_uuid, t.name, group_concat(v.version) AS versions "
+        "FROM templates t JOIN template_versions v ON v.template_uuid = t.uuid "
+        "WHERE t.uuid = ? GROUP BY t.uuid",
+        (uuid,),
+    ).fetchone()
+    return _template(row) if row else None
+
+
+def get_template_version(
+    conn: sqlite3.Connection, template_uuid: str, version: int
+) -> TemplateVersion | None:
+    row = conn.execute(
+        "SELECT documents FROM template_versions WHERE template_uuid = ? AND version = ?",
+        (template_uuid, version),
+    ).fetchone()
+    if row is None:
+        return None
+    documents: list[dict[str, Any]] = json.loads(row["documents"])
+    return TemplateVersion(template_uuid=template_uuid, version=version, documents=tuple(documents))
+
+
+def _mailbox(row: sqlite3.Row) -> Mailbox:
+    return Mailbox(uuid=row["uuid"], account_uuid=row["account_uuid"], name=row["name"])
+
+
+def _template(row: sqlite3.Row) -> Template:
+    versions = tuple(sorted(int(v) for v in str(row["versions"]).split(",")))
+    return Template(
+        uuid=row["uuid"], account_uuid=row["account_uuid"], name=row["name"], versions=versions
+    )

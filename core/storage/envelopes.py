@@ -1,0 +1,86 @@
+"""Envelopes as the gateway keeps them: summary columns, documents as JSON, the original XML."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from core.models import Envelope, EnvelopeDirection, EnvelopeStatus
+
+
+def insert_envelope(
+    conn: sqlite3.Connection, envelope: Envelope, xml: str, documents: list[dict[str, Any]]
+) -> int:
+    """Store a new envelope; returns its arrival sequence number."""
+    cursor = conn.execute(
+        "INSERT INTO envelopes (uuid, mailbox_uuid, direction, template_uuid, template_version, "
+        "subject, sender_mailbox, recipient_mailbox, status, xml, documents, received_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            envelope.uuid,
+            envelope.mailbox_uuid,
+            envelope.direction.value,
+            envelope.template_uuid,
+            envelope.template_version,
+            envelope.subject,
+            envelope.sender_mailbox,
+            envelope.recipient_mailbox,
+            envelope.status.value,
+            xml,
+            json.dumps(documents),
+            envelope.received_at,
+        ),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def get_envelope(conn: sqlite3.Connection, uuid: str) -> Envelope | None:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM envelopes WHERE uuid = ?", (uuid,)).fetchone()
+    return _envelope(row) if row else None
+
+
+def list_envelopes(
+    conn: sqlite3.Connection,
+    mailbox_uuid: str | None = None,
+    status: EnvelopeStatus | None = None,
+    limit: int = 1000,
+) -> list[Envelope]:
+    clauses: list[str] = []
+    args: list[object] = []
+    if mailbox_uuid:
+        clauses.append("mailbox_uuid = ?")
+        args.append(mailbox_uuid)
+    if status:
+        clauses.append("status = ?")
+        args.append(status.value)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM envelopes {where} ORDER BY seq LIMIT ?", (*args, limit)
+    ).fetchall()
+    return [_envelope(r) for r in rows]
+
+
+_COLUMNS = (
+    "seq, uuid, mailbox_uuid, direction, template_uuid, template_version, subject, "
+    "sender_mailbox, recipient_mailbox, status, received_at, sent_at, reject_reason, rejected_by"
+)
+
+
+def _envelope(row: sqlite3.Row) -> Envelope:
+    return Envelope(
+        uuid=row["uuid"],
+        mailbox_uuid=row["mailbox_uuid"],
+        direction=EnvelopeDirection(row["direction"]),
+        template_uuid=row["template_uuid"],
+        template_version=row["template_version"],
+        subject=row["subject"] or "",
+        sender_mailbox=row["sender_mailbox"] or "",
+        recipient_mailbox=row["recipient_mailbox"] or "",
+        status=EnvelopeStatus(row["status"]),
+        received_at=row["received_at"],
+        sent_at=row["sent_at"],
+        reject_reason=row["reject_reason"],
+        rejected_by=row["rejected_by"],
+        sequence=row["seq"],
+    )

@@ -1,0 +1,160 @@
+"""Per-mailbox integration settings, SFTP password hash and AS2 identity rows."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from core.clock import utc_now
+from core.models import (
+    As2Identity,
+    As2Settings,
+    DefaultRule,
+    Integration,
+    IntegrationForm,
+    MdnMode,
+    Protocol,
+)
+
+
+def get_integration(conn: sqlite3.Connection, mailbox_uuid: str) -> Integration:
+    """The saved integration, or the defaults a fresh page shows (SFTP, default rule 1, off)."""
+    row = conn.execute(
+        "SELECT * FROM integrations WHERE mailbox_uuid = ?", (mailbox_uuid,)
+    ).fetchone()
+    if row is None:
+        return Integration(
+            mailbox_uuid=mailbox_uuid,
+            enabled=False,
+            form=IntegrationForm(),
+            saved=False,
+            password_set=False,
+            password_changed_at=None,
+            updated_at=None,
+        )
+    defaults = As2Settings()
+    as2 = As2Settings(
+        self_id=row["as2_self_id"] or "",
+        partner_url=row["as2_partner_url"] or "",
+        partner_certificate=row["as2_partner_certificate"] or "",
+        partner_id=row["as2_partner_id"] or "",
+        partner_email=row["as2_partner_email"] or "",
+        encryption=row["as2_encryption"] or defaults.encryption,
+        signing=row["as2_signing"] or defaults.signing,
+        mdn_mode=MdnMode(row["as2_mdn_mode"] or defaults.mdn_mode),
+        mdn_signed=bool(row["as2_mdn_signed"]) if row["as2_mdn_signed"] is not None else True,
+        compression=bool(row["as2_compression"]),
+    )
+    form = IntegrationForm(
+        protocol=Protocol(row["protocol"]),
+        notify_email=row["notify_email"] or "",
+        default_rule=DefaultRule(row["default_rule"]),
+        reject_reason=row["reject_reason"] or "",
+        as2=as2,
+    )
+    return Integration(
+        mailbox_uuid=mailbox_uuid,
+        enabled=bool(row["enabled"]),
+        form=form,
+        saved=bool(row["saved"]),
+        password_set=row["password_hash"] is not None,
+        password_changed_at=row["password_changed_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _ensure_row(conn: sqlite3.Connection, mailbox_uuid: str) -> None:
+    conn.execute(
+        "INSERT INTO integrations (mailbox_uuid) VALUES (?) ON CONFLICT(mailbox_uuid) DO NOTHING",
+        (mailbox_uuid,),
+    )
+
+
+def save_form(conn: sqlite3.Connection, mailbox_uuid: str, form: IntegrationForm) -> None:
+    _ensure_row(conn, mailbox_uuid)
+    as2 = form.as2
+    conn.execute(
+        "UPDATE integrations SET saved = 1, protocol = ?, notify_email = ?, default_rule = ?, "
+        "reject_reason = ?, as2_self_id = ?, as2_partner_url = ?, as2_partner_certificate = ?, "
+        "as2_partner_id = ?, as2_partner_email = ?, as2_encryption = ?, as2_signing = ?, "
+        "as2_mdn_mode = ?, as2_mdn_signed = ?, as2_compression = ?, updated_at = ? "
+        "WHERE mailbox_uuid = ?",
+        (
+            form.protocol.value,
+            form.notify_email,
+            form.default_rule.value,
+            form.reject_reason,
+            as2.self_id,
+            as2.partner_url,
+            as2.partner_certificate,
+            as2.partner_id,
+            as2.partner_email,
+            as2.encryption,
+            as2.signing,
+            as2.mdn_mode.value,
+            int(as2.mdn_signed),
+            int(as2.compression),
+            utc_now(),
+            mailbox_uuid,
+        ),
+    )
+
+
+def set_enabled(conn: sqlite3.Connection, mailbox_uuid: str, enabled: bool) -> bool:
+    """Set the toggle; returns whether it changed."""
+    _ensure_row(conn, mailbox_uuid)
+    cursor = conn.execute(
+        "UPDATE integrations SET enabled = ?, updated_at = ? "
+        "WHERE mailbox_uuid = ? AND enabled != ?",
+        (int(enabled), utc_now(), mailbox_uuid, int(enabled)),
+    )
+    return cursor.rowcount > 0
+
+
+def set_password_hash(conn: sqlite3.Connection, mailbox_uuid: str, password_hash: str) -> None:
+    _ensure_row(conn, mailbox_uuid)
+    conn.execute(
+        "UPDATE integrations SET password_hash = ?, password_changed_at = ? WHERE mailbox_uuid = ?",
+        (password_hash, utc_now(), mailbox_uuid),
+    )
+
+
+def get_password_hash(conn: sqlite3.Connection, mailbox_uuid: str) -> str | None:
+    row = conn.execute(
+        "SELECT password_hash FROM integrations WHERE mailbox_uuid = ?", (mailbox_uuid,)
+    ).fetchone()
+    return row["password_hash"] if row else None
+
+
+def get_as2_identity(conn: sqlite3.Connection, mailbox_uuid: str) -> As2Identity | None:
+    row = conn.execute(
+        "SELECT * FROM as2_identities WHERE mailbox_uuid = ?", (mailbox_uuid,)
+    ).fetchone()
+    if row is None:
+        return None
+    return As2Identity(
+        mailbox_uuid=mailbox_uuid,
+        certificate_pem=row["certificate_pem"],
+        key_path=row["key_path"],
+        subject=row["subject"],
+        fingerprint_sha256=row["fingerprint_sha256"],
+        not_after=row["not_after"],
+    )
+
+
+def insert_as2_identity(conn: sqlite3.Connection, identity: As2Identity) -> bool:
+    """Store a generated identity unless another process stored one first; True if stored."""
+    cursor = conn.execute(
+        "INSERT INTO as2_identities (mailbox_uuid, certificate_pem, key_path, subject, "
+        "fingerprint_sha256, not_after, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT(mailbox_uuid) DO NOTHING",
+        (
+            identity.mailbox_uuid,
+            identity.certificate_pem,
+            identity.key_path,
+            identity.subject,
+            identity.fingerprint_sha256,
+            identity.not_after,
+            utc_now(),
+        ),
+    )
+    return cursor.rowcount > 0

@@ -1,0 +1,182 @@
+"""Schema, created and migrated by ``PRAGMA user_version``.
+
+Each migration runs once, inside the same ``BEGIN IMMEDIATE`` transaction that bumps the
+version, so two processes starting together never both migrate and a crash never leaves a
+half-built schema. Append new migrations; never edit an old one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+import sqlite_utils
+
+
+def _v1_initial(db: sqlite_utils.Database) -> None:
+    db.table("accounts").create({"uuid": str, "name": str}, pk="uuid", not_null={"name"})
+    db.table("mailboxes").create(
+        {"uuid": str, "account_uuid": str, "name": str, "position": int},
+        pk="uuid",
+        not_null={"account_uuid", "name", "position"},
+        foreign_keys=[("account_uuid", "accounts", "uuid")],
+    )
+    db.table("templates").create(
+        {"uuid": str, "account_uuid": str, "name": str},
+        pk="uuid",
+        not_null={"account_uuid", "name"},
+        foreign_keys=[("account_uuid", "accounts", "uuid")],
+    )
+    db.table("template_versions").create(
+        {"template_uuid": str, "version": int, "documents": str},
+        pk=("template_uuid", "version"),
+        not_null={"documents"},
+        foreign_keys=[("template_uuid", "templates", "uuid")],
+    )
+    db.table("integrations").create(
+        {
+            "mailbox_uuid": str,
+            "enabled": int,
+            "saved": int,
+            "protocol": str,
+            "notify_email": str,
+            "default_rule": str,
+            "reject_reason": str,
+            "as2_self_id": str,
+            "as2_partner_url": str,
+            "as2_partner_certificate": str,
+            "as2_partner_id": str,
+            "as2_partner_email": str,
+            "as2_encryption": str,
+            "as2_signing": str,
+            "as2_mdn_mode": str,
+            "as2_mdn_signed": int,
+            "as2_compression": int,
+            "password_hash": str,
+            "password_changed_at": str,
+            "updated_at": str,
+        },
+        pk="mailbox_uuid",
+        not_null={"enabled", "saved", "protocol", "default_rule"},
+        defaults={"enabled": 0, "saved": 0, "protocol": "sftp", "default_rule": "copy"},
+        foreign_keys=[("mailbox_uuid", "mailboxes", "uuid")],
+    )
+    db.table("as2_identities").create(
+        {
+            "mailbox_uuid": str,
+            "certificate_pem": str,
+            "key_path": str,
+            "subject": str,
+            "fingerprint_sha256": str,
+            "not_after": str,
+            "created_at": str,
+        },
+        pk="mailbox_uuid",
+        not_null={"certificate_pem", "key_path"},
+        foreign_keys=[("mailbox_uuid", "mailboxes", "uuid")],
+    )
+    db.table("rules").create(
+        {
+            "uuid": str,
+            "mailbox_uuid": str,
+            "position": int,
+            "name": str,
+            "enabled": int,
+            "direction": str,
+            "template_uuid": str,
+            "template_version": int,
+            "match_pattern": str,
+            "match_target": str,
+            "naming_pattern": str,
+            "conversion_map": str,
+            "example_source_name": str,
+            "example_source": bytes,
+            "multiple_envelopes": int,
+            "success_count": int,
+            "failure_count": int,
+            "created_at": str,
+            "updated_at": str,
+        },
+        pk="uuid",
+        not_null={"mailbox_uuid", "position", "name", "enabled", "direction", "template_uuid"},
+        defaults={"success_count": 0, "failure_count": 0, "enabled": 0},
+        foreign_keys=[
+            ("mailbox_uuid", "mailboxes", "uuid"),
+            ("template_uuid", "templates", "uuid"),
+        ],
+    )
+    db.table("rules").create_index(["mailbox_uuid", "position"], unique=True)
+    db.table("rules").create_index(["mailbox_uuid", "name"], unique=True)
+    db.table("envelopes").create(
+        {
+            "seq": int,
+            "uuid": str,
+            "mailbox_uuid": str,
+            "direction": str,
+            "template_uuid": str,
+            "template_version": int,
+            "subject": str,
+            "sender_mailbox": str,
+            "recipient_mailbox": str,
+            "status": str,
+            "xml": str,
+            "documents": str,
+            "received_at": str,
+            "sent_at": str,
+            "reject_reason": str,
+            "rejected_by": str,
+        },
+        pk="seq",
+        not_null={"uuid", "mailbox_uuid", "direction", "status", "xml", "received_at"},
+        foreign_keys=[("mailbox_uuid", "mailboxes", "uuid")],
+    )
+    db.table("envelopes").create_index(["uuid"], unique=True)
+    db.table("envelopes").create_index(["mailbox_uuid", "status", "seq"])
+    db.table("audit_log").create(
+        {"id": int, "at": str, "actor": str, "mailbox_uuid": str, "action": str, "details": str},
+        pk="id",
+        not_null={"at", "actor", "action", "details"},
+    )
+    db.table("audit_log").create_index(["mailbox_uuid", "id"])
+    db.table("activity_log").create(
+        {
+            "id": int,
+            "at": str,
+            "mailbox_uuid": str,
+            "rule": str,
+            "envelope_uuid": str,
+            "file_name": str,
+            "status": str,
+            "error": str,
+        },
+        pk="id",
+        not_null={"at", "mailbox_uuid", "rule", "status"},
+    )
+    db.table("activity_log").create_index(["mailbox_uuid", "id"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring the database to ``SCHEMA_VERSION``; refuse a database from a newer docbridge."""
+    from core.errors import DocbridgeError
+
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        current = conn.execute("PRAGMA user_version").fetchone()[0]
+        if current > SCHEMA_VERSION:
+            raise DocbridgeError(
+                f"The database has schema version {current}, newer than this docbridge "
+                f"({SCHEMA_VERSION}).",
+                "Upgrade docbridge before opening this data directory.",
+            )
+        db = sqlite_utils.Database(conn)
+        for version in range(current, SCHEMA_VERSION):
+            MIGRATIONS[version](db)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

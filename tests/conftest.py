@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from core.bootstrap import init_data_dir
+from core.service import Service
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED = PROJECT_ROOT.parent / "shared"
+DOCBRIDGE = Path(sys.executable).parent / "docbridge"
+
+
+@pytest.fixture
+async def data_dir(tmp_path: Path) -> Path:
+    """A data directory with the demo account loaded."""
+    directory = tmp_path / "home"
+    await init_data_dir(directory, with_demo=True, actor="test@setup")
+    return directory
+
+
+@pytest.fixture
+async def service(data_dir: Path) -> AsyncIterator[Service]:
+    opened = await Service.open(data_dir, actor="test@pytest")
+    yield opened
+    await opened.close()
+
+
+def run_cli(data_dir: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """The real console script, as a user runs it."""
+    env = {k: v for k, v in os.environ.items() if k != "DOCBRIDGE_HOME"}
+    return subprocess.run(
+        [str(DOCBRIDGE), "--data-dir", str(data_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )

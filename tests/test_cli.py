@@ -1,0 +1,216 @@
+"""The scriptable CLI, run as the real console script against a real data directory."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SHARED, run_cli
+
+DEMO_ENVELOPE = (
+    Path(__file__).resolve().parents[1] / "data/demo/envelopes/01-purchase-order-acme.xml"
+)
+
+
+def store_snapshot(data_dir: Path) -> list[tuple[object, ...]]:
+    """Every row of every table: 'nothing changed' means this is equal before and after."""
+    conn = sqlite3.connect(data_dir / "docbridge.sqlite3")
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        rows: list[tuple[object, ...]] = []
+        for table in sorted(tables):
+            rows += [(table, *row) for row in conn.execute(f"SELECT * FROM {table} ORDER BY 1")]
+        return rows
+    finally:
+        conn.close()
+
+
+def test_init_demo_then_mailbox_list_json_lists_three_mailboxes(tmp_path: Path) -> None:
+    home = tmp_path / "fresh"
+    init = run_cli(home, "init", "--demo")
+    assert init.returncode == 0, init.stderr
+    assert "10 envelopes received" in init.stdout
+    listed = run_cli(home, "mailbox", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    names = [m["name"] for m in json.loads(listed.stdout)]
+    assert names == ["Purchasing", "Accounts Payable", "Logistics"]
+
+
+def test_init_twice_changes_nothing(data_dir: Path) -> None:
+    before = store_snapshot(data_dir)
+    again = run_cli(data_dir, "init", "--demo")
+    assert again.returncode == 0
+    assert "already present" in again.stdout
+    assert store_snapshot(data_dir) == before
+
+
+def test_commands_on_a_missing_data_dir_say_how_to_create_one(tmp_path: Path) -> None:
+    result = run_cli(tmp_path / "nothing-here", "mailbox", "list")
+    assert result.returncode == 1
+    assert "docbridge init" in result.stderr
+    assert not (tmp_path / "nothing-here").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--notify-email", "not-an-address"], ["--notify-email: 'not-an-address' is not a valid"]),
+        (
+            ["--default-rule", "reject", "--reject-reason", "abc"],
+            ["--reject-reason: Reject reason must be 5-5000 characters (it has 3)"],
+        ),
+        (["--default-rule", "notify"], ["--notify-email: Enter the email address"]),
+        (["--protocol", "ftp"], ["--protocol: Unknown protocol 'ftp'"]),
+        (
+            ["--protocol", "ftp", "--notify-email", "x@", "--default-rule", "reject"],
+            ["--protocol:", "--notify-email:", "--reject-reason:"],
+        ),
+    ],
+)
+def test_integration_set_rejects_bad_values_one_error_per_field(
+    data_dir: Path, args: list[str], expected: list[str]
+) -> None:
+    before = store_snapshot(data_dir)
+    result = run_cli(data_dir, "integration", "set", "Purchasing", "--enable", *args)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == len(expected), result.stderr
+    for fragment in expected:
+        assert sum(fragment in line for line in lines) == 1, (fragment, lines)
+    assert store_snapshot(data_dir) == before
+
+
+def test_integration_set_saves_and_shows_settings(data_dir: Path) -> None:
+    result = run_cli(
+        data_dir,
+        "integration",
+        "set",
+        "purchasing",
+        "--enable",
+        "--default-rule",
+        "notify",
+        "--notify-email",
+        "ops@example.com",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    saved = json.loads(result.stdout)
+    assert saved["enabled"] is True
+    assert len(saved["new_password"]) >= 22  # first Save generates the SFTP password
+    shown = json.loads(run_cli(data_dir, "integration", "show", "Purchasing", "--json").stdout)
+    assert shown["default_rule"] == "notify"
+    assert shown["notify_email"] == "ops@example.com"
+    assert shown["sftp"]["password_set"] is True
+    assert "new_password" not in shown and saved["new_password"] not in json.dumps(shown)
+
+
+def test_password_reset_prints_password_that_is_stored_nowhere_in_clear(data_dir: Path) -> None:
+    result = run_cli(data_dir, "password", "reset", "Logistics")
+    assert result.returncode == 0, result.stderr
+    password = result.stdout.strip()
+    assert len(result.stdout.splitlines()) == 1 and len(password) >= 22
+    for path in data_dir.rglob("*"):
+        if path.is_file():
+            assert password.encode() not in path.read_bytes(), path
+    conn = sqlite3.connect(data_dir / "docbridge.sqlite3")
+    (stored,) = conn.execute(
+        "SELECT password_hash FROM integrations i JOIN mailboxes m ON m.uuid = i.mailbox_uuid "
+        "WHERE m.name = 'Logistics'"
+    ).fetchone()
+    conn.close()
+    assert stored.startswith("$argon2id$")
+
+
+BOMB = b"""<?xml version="1.0"?>
+<!DOCTYPE envelope [
+ <!ENTITY a "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa">
+ <!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">
+ <!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">
+ <!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">
+ <!ENTITY e "&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;">
+ <!ENTITY f "&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;">
+]>
+<envelope templateUuid="00000000-0000-4000-8000-000000000000" templateVersion="1">
+ <info><subject>&f;</subject></info>
+</envelope>
+"""
+
+
+def external_entity(target: Path) -> bytes:
+    return (
+        f'<?xml version="1.0"?>\n<!DOCTYPE envelope [<!ENTITY x SYSTEM "file://{target}">]>\n'
+        '<envelope templateUuid="00000000-0000-4000-8000-000000000000" templateVersion="1">'
+        "<info><subject>&x;</subject></info></envelope>"
+    ).encode()
+
+
+def unknown_template() -> bytes:
+    text = DEMO_ENVELOPE.read_text(encoding="utf-8")
+    start = text.index('templateUuid="') + len('templateUuid="')
+    text = text[:start] + "11111111-2222-4333-8444-555555555555" + text[start + 36 :]
+    return text.replace('uuid="', 'uuid="', 1).encode()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("malformed", b"<envelope><info>", "not well-formed"),
+        ("bomb", BOMB, "DOCTYPE"),
+        ("external", None, "DOCTYPE"),
+        ("unknown-template", None, "Unknown template 11111111-2222-4333-8444-555555555555"),
+    ],
+)
+def test_envelope_receive_refuses_bad_xml_and_stores_nothing(
+    data_dir: Path, tmp_path: Path, name: str, content: bytes | None, message: str
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-CONTENT")
+    if name == "external":
+        content = external_entity(secret)
+    elif name == "unknown-template":
+        content = unknown_template()
+    assert content is not None
+    source = tmp_path / f"{name}.xml"
+    source.write_bytes(content)
+    before = store_snapshot(data_dir)
+    result = run_cli(data_dir, "envelope", "receive", "Purchasing", str(source), timeout=10)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert message in result.stderr
+    assert "TOP-SECRET-CONTENT" not in result.stderr + result.stdout
+    assert store_snapshot(data_dir) == before
+
+
+def test_envelope_receive_prints_uuid_and_list_shows_it(data_dir: Path, tmp_path: Path) -> None:
+    text = DEMO_ENVELOPE.read_text(encoding="utf-8")
+    start = text.index(' uuid="') + len(' uuid="')
+    fresh = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
+    source = tmp_path / "new.xml"
+    source.write_text(text[:start] + fresh + text[start + 36 :], encoding="utf-8")
+    result = run_cli(data_dir, "envelope", "receive", "Purchasing", str(source))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == fresh
+    listed = json.loads(
+        run_cli(data_dir, "envelope", "list", "--mailbox", "Purchasing", "--json").stdout
+    )
+    assert [e["uuid"] for e in listed][-1] == fresh
+    assert listed[-1]["status"] == "WAITING"
+    again = run_cli(data_dir, "envelope", "receive", "Purchasing", str(source))
+    assert again.returncode == 1 and "already received" in again.stderr
+
+
+def test_envelope_list_filters_by_status_and_refuses_unknown_status(data_dir: Path) -> None:
+    waiting = json.loads(
+        run_cli(data_dir, "envelope", "list", "--status", "waiting", "--json").stdout
+    )
+    assert len(waiting) == 10
+    bad = run_cli(data_dir, "envelope", "list", "--status", "LOST")
+    assert bad.returncode == 1 and "Unknown status 'LOST'" in bad.stderr
+
+
+def test_shared_interop_folder_is_present() -> None:
+    """CI lays shared/ beside the project; the AS2 interop tests depend on it."""
+    assert (SHARED / "interop" / "mendelson" / "payload.txt").is_file()
