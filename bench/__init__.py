@@ -1,0 +1,1 @@
+"""Benchmarks: run on demand (`make bench`), print numbers and ratios; never part of the tests."""
