@@ -348,7 +348,8 @@ def _not_well_formed(error: etree.XMLSyntaxError) -> InvalidInput:
 
 def _clean(message: str) -> str:
     """libxml2's message without the trailing period, so `(line N)` can follow it."""
-    return message.strip().rstrip(".")
+    # libxml2 sometimes appends its own "line N" too; ours follows.
+    return re.sub(r",? line \d+(, column \d+)?$", "", message.strip().rstrip("."))
 
 
 def _parse_tree(data: bytes, max_bytes: int) -> etree._Element:

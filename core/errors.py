@@ -16,7 +16,8 @@ class DocbridgeError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        return f"{self.title} {self.hint}".strip()
+        title = self.title if self.title.endswith((".", "!", "?", ":")) else f"{self.title}."
+        return f"{title} {self.hint}".strip()
 
 
 class NotFound(DocbridgeError):
