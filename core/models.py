@@ -277,3 +277,18 @@ class PageState:
     as2_identity: As2Identity | None
     rules: tuple[ConversionRule, ...]
     templates: tuple[Template, ...]
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """Whether an engine holds this data directory's lease, and where."""
+
+    running: bool
+    owner: str | None = None
+    pid: int | None = None
+    host: str | None = None
+    started_at: str | None = None
+    heartbeat_at: str | None = None
+    listeners: dict[str, str] = field(default_factory=dict)
+    queue_depth: int = 0
+    parked: int = 0

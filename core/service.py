@@ -27,6 +27,7 @@ from core.models import (
     As2Identity,
     AuditEntry,
     ConversionRule,
+    EngineStatus,
     Envelope,
     EnvelopeDirection,
     EnvelopeStatus,
@@ -43,6 +44,7 @@ from core.passwords import generate_password, hash_password, verify_password
 from core.rules import clone_name, validate_rule_form
 from core.storage import accounts, envelopes, integrations, logs, rules
 from core.storage.db import Database, read_transaction, write_transaction
+from core.storage.engine_state import read_engine_status
 from core.validation import as2_id_from_name
 
 
@@ -403,6 +405,12 @@ class Service:
         limit: int = 1000,
     ) -> list[Envelope]:
         return await self.db.call(envelopes.list_envelopes, mailbox_uuid, status, limit)
+
+    # -- engine ------------------------------------------------------------------------------
+
+    async def engine_status(self) -> EngineStatus:
+        """Whether an engine (in this process or a ``docbridge serve``) is running."""
+        return await self.db.call(read_engine_status)
 
     # -- logs --------------------------------------------------------------------------------
 

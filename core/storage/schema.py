@@ -155,7 +155,53 @@ def _v1_initial(db: sqlite_utils.Database) -> None:
     db.table("activity_log").create_index(["mailbox_uuid", "id"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial]
+def _v2_engine(db: sqlite_utils.Database) -> None:
+    # One engine per data directory: the row is its lease, renewed while it runs.
+    db.table("engine_lease").create(
+        {
+            "id": int,
+            "owner": str,
+            "pid": int,
+            "host": str,
+            "started_at": str,
+            "heartbeat_at": str,
+            "lease_until": float,
+            "listeners": str,
+        },
+        pk="id",
+        not_null={"owner", "pid", "host", "started_at", "heartbeat_at", "lease_until"},
+    )
+    # The durable work queue: envelopes to handle, customer files to take in, mails to send.
+    db.table("jobs").create(
+        {
+            "id": int,
+            "kind": str,
+            "ref": str,
+            "mailbox_uuid": str,
+            "state": str,
+            "attempts": int,
+            "next_attempt_at": float,
+            "lease_owner": str,
+            "lease_until": float,
+            "payload": str,
+            "last_error": str,
+            "created_at": str,
+            "updated_at": str,
+        },
+        pk="id",
+        not_null={"kind", "ref", "mailbox_uuid", "state", "attempts", "next_attempt_at"},
+        defaults={"state": "ready", "attempts": 0, "next_attempt_at": 0.0},
+    )
+    db.table("jobs").create_index(["kind", "ref"], unique=True)
+    db.table("jobs").create_index(["state", "kind", "next_attempt_at", "id"])
+    db.table("sftp_bans").create(
+        {"address": str, "failures": int, "banned_at": str, "banned_until": float},
+        pk="address",
+        not_null={"failures", "banned_at", "banned_until"},
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial, _v2_engine]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
