@@ -111,6 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
     envelope_list.add_argument("--mailbox", metavar="MAILBOX")
     envelope_list.add_argument("--status", metavar="STATUS")
     envelope_list.add_argument("--json", action="store_true")
+    serve = commands.add_parser(
+        "serve", parents=[common], help="run the engine headless (SFTP listener, queue)"
+    )
+    serve.add_argument("--no-sftp", action="store_true", help="do not start the SFTP listener")
+    status = commands.add_parser("status", parents=[common], help="engine, listeners, queue")
+    status.add_argument("--json", action="store_true")
+    activity = commands.add_parser("activity", parents=[common], help="recent processing attempts")
+    activity.add_argument("--mailbox", metavar="MAILBOX")
+    activity.add_argument("--limit", type=int, default=50)
+    activity.add_argument("--json", action="store_true")
     return parser
 
 
@@ -146,7 +156,11 @@ async def _dispatch(args: argparse.Namespace, data_dir: Path) -> int:
             else:
                 print("demo account already present (nothing changed)")
         return 0
-    handler = _HANDLERS[(args.command, args.action)]
+    if args.command == "serve":
+        from core.engine.serve import serve
+
+        return await serve(data_dir, run_sftp=not args.no_sftp)
+    handler = _HANDLERS[(args.command, getattr(args, "action", None))]
     service = await Service.open(data_dir, default_actor("cli"))
     try:
         return await handler(service, args)
@@ -271,6 +285,35 @@ async def _envelope_list(service: Service, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _status(service: Service, args: argparse.Namespace) -> int:
+    status = await service.engine_status()
+    if args.json:
+        _print_json(asdict(status))
+        return 0
+    if status.running:
+        print(f"engine:     running (pid {status.pid} on {status.host}, since {status.started_at})")
+        for name, address in status.listeners.items():
+            print(f"listener:   {name} {address}")
+    else:
+        print("engine:     stopped (start it with 'docbridge serve' or the TUI)")
+    print(f"queue:      {status.queue_depth} waiting")
+    print(f"parked:     {status.parked}")
+    return 0
+
+
+async def _activity(service: Service, args: argparse.Namespace) -> int:
+    mailbox_uuid = (await service.resolve_mailbox(args.mailbox)).uuid if args.mailbox else None
+    records = await service.activity_log(mailbox_uuid, args.limit)
+    if args.json:
+        _print_json([asdict(r) for r in records])
+        return 0
+    for r in records:
+        what = r.envelope_uuid or r.file_name or "-"
+        error = f"  {r.error}" if r.error else ""
+        print(f"{r.at}  {r.rule:<16} {r.status:<10} {what}{error}")
+    return 0
+
+
 def _integration_json(service: Service, integration: Integration) -> dict[str, Any]:
     form = integration.form
     as2 = asdict(form.as2)
@@ -322,11 +365,13 @@ def _print_json(data: Any) -> None:
 
 
 Handler = Callable[[Service, argparse.Namespace], Awaitable[int]]
-_HANDLERS: dict[tuple[str, str], Handler] = {
+_HANDLERS: dict[tuple[str, str | None], Handler] = {
     ("mailbox", "list"): _mailbox_list,
     ("integration", "show"): _integration_show,
     ("integration", "set"): _integration_set,
     ("password", "reset"): _password_reset,
     ("envelope", "receive"): _envelope_receive,
     ("envelope", "list"): _envelope_list,
+    ("status", None): _status,
+    ("activity", None): _activity,
 }

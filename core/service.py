@@ -18,6 +18,7 @@ from pathlib import Path
 from core.as2.certificates import generate_identity
 from core.clock import utc_now
 from core.config import Config, load_config
+from core.envelope_checks import check_envelope_against_template
 from core.envelope_xml import EnvelopeXml, parse_envelope_xml
 from core.errors import DocbridgeError, FieldErrors, InvalidInput, NotFound
 from core.integration import changed_fields, validate_integration_form
@@ -42,9 +43,11 @@ from core.models import (
 )
 from core.passwords import generate_password, hash_password, verify_password
 from core.rules import clone_name, validate_rule_form
-from core.storage import accounts, envelopes, integrations, logs, rules
+from core.storage import accounts, bans, envelopes, integrations, jobs, logs, rules
+from core.storage.bans import Ban
 from core.storage.db import Database, read_transaction, write_transaction
 from core.storage.engine_state import read_engine_status
+from core.storage.jobs import JobRow
 from core.validation import as2_id_from_name
 
 
@@ -371,7 +374,7 @@ class Service:
         def write(conn: sqlite3.Connection) -> Envelope:
             with write_transaction(conn):
                 mailbox = _require_mailbox(conn, mailbox_uuid)
-                _check_envelope_against_template(conn, parsed)
+                check_envelope_against_template(conn, parsed)
                 existing = envelopes.get_envelope(conn, envelope_uuid)
                 if existing is not None:
                     raise InvalidInput(
@@ -394,6 +397,8 @@ class Service:
                 envelope_xml = data.decode("utf-8", errors="replace")
                 documents = parsed.to_dict()["documents"]
                 sequence = envelopes.insert_envelope(conn, envelope, envelope_xml, documents)
+                # Queued in the same transaction: an acknowledged envelope is never forgotten.
+                jobs.enqueue(conn, jobs.ENVELOPE, envelope_uuid, mailbox.uuid)
                 return replace(envelope, sequence=sequence)
 
         return await self.db.call(write)
@@ -411,6 +416,40 @@ class Service:
     async def engine_status(self) -> EngineStatus:
         """Whether an engine (in this process or a ``docbridge serve``) is running."""
         return await self.db.call(read_engine_status)
+
+    async def list_jobs(
+        self, states: tuple[str, ...] = ("parked",), limit: int = 200
+    ) -> list[JobRow]:
+        """Queue items by state, e.g. parked ones for the Activity screen."""
+        return await self.db.call(jobs.list_jobs, states, limit)
+
+    async def reprocess(self, job_ids: list[int]) -> int:
+        """Put parked items back in the queue, due now, with fresh attempts."""
+        if not job_ids:
+            return 0
+
+        def write(conn: sqlite3.Connection) -> int:
+            with write_transaction(conn):
+                count = jobs.reprocess(conn, job_ids)
+                logs.append_audit(conn, self.actor, "queue.reprocess", None, {"jobs": job_ids})
+                return count
+
+        return await self.db.call(write)
+
+    async def list_bans(self) -> list[Ban]:
+        return await self.db.call(bans.list_bans)
+
+    async def unban(self, address: str) -> bool:
+        """Lift an SFTP ban at once (the engine drops it within a second)."""
+
+        def write(conn: sqlite3.Connection) -> bool:
+            with write_transaction(conn):
+                lifted = bans.delete_ban(conn, address)
+                if lifted:
+                    logs.append_audit(conn, self.actor, "sftp.unban", None, {"address": address})
+                return lifted
+
+        return await self.db.call(write)
 
     # -- logs --------------------------------------------------------------------------------
 
@@ -483,39 +522,3 @@ def _with_prefilled_self_id(integration: Integration, mailbox: Mailbox) -> Integ
 def _sender_of(parsed: EnvelopeXml, mailbox: Mailbox) -> str:
     others = [role.mailbox_uuid for role in parsed.roles if role.mailbox_uuid != mailbox.uuid]
     return others[0] if others else ""
-
-
-def _check_envelope_against_template(conn: sqlite3.Connection, parsed: EnvelopeXml) -> None:
-    template = accounts.get_template(conn, parsed.template_uuid)
-    if template is None:
-        raise InvalidInput(
-            f"Unknown template {parsed.template_uuid}.",
-            "The envelope must name a template of this account (see 'docbridge mailbox list').",
-        )
-    version = accounts.get_template_version(conn, parsed.template_uuid, parsed.template_version)
-    if version is None:
-        versions = ", ".join(str(v) for v in template.versions)
-        raise InvalidInput(
-            f"Template '{template.name}' has no version {parsed.template_version}.",
-            f"Known versions: {versions}.",
-        )
-    known_documents = {d["id"] for d in version.documents}
-    for document in parsed.documents:
-        if document.id not in known_documents:
-            raise InvalidInput(
-                f"Document '{document.id}' is not part of template '{template.name}' "
-                f"version {version.version}.",
-                f"Its documents are: {', '.join(sorted(known_documents))}.",
-            )
-        allowed = version.field_names(document.id)
-        unknown = sorted({f.name for f in document.fields} - allowed)
-        for group in document.fieldgroups:
-            group_allowed = version.group_field_names(document.id, group.name)
-            for fieldset in group.fieldsets:
-                unknown += sorted({f.name for f in fieldset.fields} - group_allowed)
-        if unknown:
-            raise InvalidInput(
-                f"Document '{document.id}' has fields that template '{template.name}' "
-                f"version {version.version} does not define: {', '.join(unknown)}.",
-                "Use the field names of the template version the envelope names.",
-            )

@@ -167,6 +167,7 @@ def _v2_engine(db: sqlite_utils.Database) -> None:
             "heartbeat_at": str,
             "lease_until": float,
             "listeners": str,
+            "sessions": str,
         },
         pk="id",
         not_null={"owner", "pid", "host", "started_at", "heartbeat_at", "lease_until"},
@@ -198,6 +199,11 @@ def _v2_engine(db: sqlite_utils.Database) -> None:
         {"address": str, "failures": int, "banned_at": str, "banned_until": float},
         pk="address",
         not_null={"failures", "banned_at", "banned_until"},
+    )
+    # Envelopes that arrived before the queue existed still wait to be handled.
+    db.execute(
+        "INSERT INTO jobs (kind, ref, mailbox_uuid) SELECT 'envelope', uuid, mailbox_uuid "
+        "FROM envelopes WHERE status = 'WAITING' AND direction = 'incoming' ORDER BY seq"
     )
 
 

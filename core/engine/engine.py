@@ -1,0 +1,304 @@
+"""The engine: one per data directory, in the TUI process or headless (``docbridge serve``).
+
+It holds the engine lease, works the durable queue with separate loops per kind of job (so an
+SMTP outage delays mails only), watches the customer folders, and runs the SFTP listener. All
+state lives in SQLite; the engine keeps nothing that a crash could lose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import sqlite3
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.config import Config
+from core.engine import envelope_handler, file_handler, mail_handler
+from core.errors import DocbridgeError
+from core.storage import jobs, lease
+from core.storage.db import Database, write_transaction
+
+log = logging.getLogger("docbridge.engine")
+
+
+class EngineBusy(DocbridgeError):
+    """Another engine holds this data directory."""
+
+    def __init__(self, holder: lease.LeaseHolder) -> None:
+        super().__init__(
+            f"An engine already runs for this data directory (pid {holder.pid} on {holder.host}, "
+            f"since {holder.started_at}).",
+            "Stop it first, or use this process as a client of it.",
+        )
+        self.holder = holder
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    lease_s: float = 5.0
+    heartbeat_s: float = 1.0
+    idle_poll_s: float = 0.25
+    scan_interval_s: float = 2.0
+    batch_size: int = 100
+    claim_lease_s: float = 60.0
+    envelope_retry: jobs.RetryPolicy = field(default_factory=jobs.RetryPolicy)
+    file_retry: jobs.RetryPolicy = field(default_factory=jobs.RetryPolicy)
+    mail_retry: jobs.RetryPolicy = field(
+        default_factory=lambda: jobs.RetryPolicy(max_attempts=40, max_delay_s=300.0)
+    )
+    run_sftp: bool = True
+
+
+class Engine:
+    def __init__(self, config: Config, settings: EngineSettings | None = None) -> None:
+        self.config = config
+        self.settings = settings or EngineSettings()
+        self.db = Database(config.database_path)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.listeners: dict[str, str] = {}
+        self.sftp: Any = None  # core.sftp.server.SftpServer once started
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake = {kind: asyncio.Event() for kind in (jobs.ENVELOPE, jobs.FILE, jobs.MAIL)}
+        self._scan_now = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.lost_lease = asyncio.Event()
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Take the lease (or raise EngineBusy), recover a crashed engine's claims, start."""
+        holder = await self.db.call(self._acquire)
+        if holder is not None:
+            await self.db.close()
+            raise EngineBusy(holder)
+        if self.settings.run_sftp:
+            await self._start_sftp()
+        await self.db.call(self._publish)
+        loops: list[Callable[[], Awaitable[None]]] = [
+            self._heartbeat_loop,
+            self._envelope_loop,
+            self._file_loop,
+            self._mail_loop,
+            self._scan_loop,
+        ]
+        self._tasks = [asyncio.create_task(self._guard(loop)) for loop in loops]
+        log.info("engine started (%s)", ", ".join(f"{k} {v}" for k, v in self.listeners.items()))
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self.sftp is not None:
+            await self.sftp.stop()
+            self.sftp = None
+        with contextlib.suppress(sqlite3.Error):
+            await self.db.call(lambda conn: lease.release(conn, self.owner))
+        await self.db.close()
+
+    def wake(self, kind: str | None = None) -> None:
+        """Look for work now instead of at the next poll (new envelope, new upload)."""
+        for key, event in self._wake.items():
+            if kind is None or key == kind:
+                event.set()
+        if kind in (None, jobs.FILE):
+            self._scan_now.set()
+
+    def _acquire(self, conn: sqlite3.Connection) -> lease.LeaseHolder | None:
+        with write_transaction(conn):
+            holder = lease.try_acquire(
+                conn, self.owner, os.getpid(), socket.gethostname(), self.settings.lease_s
+            )
+            if holder is None:
+                released = jobs.release_all_running(conn)
+                if released:
+                    log.info("recovered %d claims of a previous engine", released)
+            return holder
+
+    def _publish(self, conn: sqlite3.Connection) -> None:
+        sessions: list[dict[str, str]] = []
+        if self.sftp is not None:
+            sessions = [
+                {"mailbox": s.mailbox_uuid, "address": s.address, "since": s.started_at}
+                for s in self.sftp.sessions()
+            ]
+        with write_transaction(conn):
+            lease.publish(conn, self.owner, self.listeners, sessions)
+
+    async def _start_sftp(self) -> None:
+        from core.engine.sftp_backend import start_sftp_server
+
+        self.sftp = await start_sftp_server(self)
+
+    async def _guard(self, loop: Callable[[], Awaitable[None]]) -> None:
+        """Keep a loop alive: an unexpected error is logged and the loop restarts."""
+        while not self._stopping.is_set():
+            try:
+                await loop()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("engine loop %s failed; restarting in 1 s", loop.__name__)
+                await asyncio.sleep(1)
+
+    async def _idle(self, kind: str) -> None:
+        event = self._wake[kind]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), self.settings.idle_poll_s)
+        event.clear()
+
+    # -- loops -------------------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            renewed = await self.db.call(self._renew)
+            if not renewed:
+                log.error("engine lease lost to another engine; stopping")
+                self.lost_lease.set()
+                return
+            if self.sftp is not None:
+                await self.sftp_maintenance()
+            await asyncio.sleep(self.settings.heartbeat_s)
+
+    def _renew(self, conn: sqlite3.Connection) -> bool:
+        with write_transaction(conn):
+            jobs.release_expired(conn)
+            return lease.renew(conn, self.owner, self.settings.lease_s)
+
+    async def sftp_maintenance(self) -> None:
+        """Close sessions the kill switch or a password reset ended; publish sessions."""
+        from core.engine.sftp_backend import enforce_sessions
+
+        await enforce_sessions(self)
+        await self.db.call(self._publish)
+
+    async def _envelope_loop(self) -> None:
+        while True:
+            claimed = await self.db.call(self._claim, jobs.ENVELOPE)
+            if not claimed:
+                await self._idle(jobs.ENVELOPE)
+                continue
+            loaded = await self.db.call(envelope_handler.load_work, claimed)
+            work = [w for w in loaded if isinstance(w, envelope_handler.EnvelopeWork)]
+            gone = [w for w in loaded if isinstance(w, jobs.Job)]
+            outcomes = await envelope_handler.perform(self.config, work)
+            await self.db.call(self._record_envelopes, outcomes, gone)
+            if any(o.status == "notified" for o in outcomes):
+                self._wake[jobs.MAIL].set()
+
+    def _claim(self, conn: sqlite3.Connection, kind: str) -> list[jobs.Job]:
+        limit = self.settings.batch_size if kind != jobs.MAIL else 10
+        with write_transaction(conn):
+            return jobs.claim(conn, kind, self.owner, self.settings.claim_lease_s, limit)
+
+    def _record_envelopes(
+        self,
+        conn: sqlite3.Connection,
+        outcomes: list[envelope_handler.Outcome],
+        gone: list[jobs.Job],
+    ) -> None:
+        with write_transaction(conn):
+            envelope_handler.record(
+                conn, outcomes, gone, self.config.smtp.sender, self.settings.envelope_retry
+            )
+
+    async def _mail_loop(self) -> None:
+        while True:
+            claimed = await self.db.call(self._claim, jobs.MAIL)
+            if not claimed:
+                await self._idle(jobs.MAIL)
+                continue
+            for job in claimed:
+                error = await mail_handler.deliver(self.config.smtp, job)
+                await self.db.call(self._record_mail, job, error)
+
+    def _record_mail(self, conn: sqlite3.Connection, job: jobs.Job, error: str | None) -> None:
+        with write_transaction(conn):
+            mail_handler.record(conn, job, error, self.settings.mail_retry)
+
+    async def _scan_loop(self) -> None:
+        while True:
+            mailboxes = await self.db.call(_enabled_sftp_mailboxes)
+            for mailbox_uuid in mailboxes:
+                seen = await asyncio.to_thread(
+                    file_handler.scan, self.config.mailboxes_dir, mailbox_uuid
+                )
+                if seen:
+                    leftovers = await self.db.call(self._enqueue_files, seen)
+                    for left in leftovers:
+                        path = (
+                            self.config.mailboxes_dir / left.mailbox_uuid / left.folder / left.name
+                        )
+                        await asyncio.to_thread(path.unlink, True)
+                    self._wake[jobs.FILE].set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._scan_now.wait(), self.settings.scan_interval_s)
+            self._scan_now.clear()
+
+    def _enqueue_files(
+        self, conn: sqlite3.Connection, seen: list[file_handler.SeenFile]
+    ) -> list[file_handler.SeenFile]:
+        with write_transaction(conn):
+            return file_handler.enqueue_seen(conn, seen)
+
+    async def _file_loop(self) -> None:
+        while True:
+            claimed = await self.db.call(self._claim, jobs.FILE)
+            if not claimed:
+                await self._idle(jobs.FILE)
+                continue
+            for job in claimed:
+                await self._handle_file(job)
+
+    async def _handle_file(self, job: jobs.Job) -> None:
+        work = await asyncio.to_thread(file_handler.read_file, self.config.mailboxes_dir, job)
+        if work.gone:
+            await self.db.call(self._complete, job)
+            return
+        reason = work.error
+        if reason is None:
+            reason = await self.db.call(self._take_in, work)
+            if reason is None:
+                await asyncio.to_thread(file_handler.remove_taken, work)
+                return
+        try:
+            await asyncio.to_thread(file_handler.send_to_error, work, reason)
+        except OSError as exc:
+            await self.db.call(self._fail_file, job, f"Cannot move the file to error/: {exc}")
+            return
+        await self.db.call(self._record_file_error, work, reason)
+
+    def _complete(self, conn: sqlite3.Connection, job: jobs.Job) -> None:
+        with write_transaction(conn):
+            jobs.complete(conn, job.id)
+
+    def _take_in(self, conn: sqlite3.Connection, work: file_handler.FileWork) -> str | None:
+        with write_transaction(conn):
+            return file_handler.take_in(conn, work)
+
+    def _record_file_error(
+        self, conn: sqlite3.Connection, work: file_handler.FileWork, reason: str
+    ) -> None:
+        with write_transaction(conn):
+            file_handler.record_error(conn, work, reason)
+
+    def _fail_file(self, conn: sqlite3.Connection, job: jobs.Job, error: str) -> None:
+        with write_transaction(conn):
+            jobs.fail(conn, job, error, self.settings.file_retry)
+
+
+def _enabled_sftp_mailboxes(conn: sqlite3.Connection) -> list[str]:
+    rows = conn.execute(
+        "SELECT mailbox_uuid FROM integrations WHERE enabled = 1 AND protocol = 'sftp'"
+    ).fetchall()
+    return [str(r[0]) for r in rows]

@@ -1,0 +1,174 @@
+"""Incoming envelopes of enabled integrations: the default rule's effect, exactly once.
+
+A batch of claimed jobs is handled in three steps: read what each needs (one read), perform the
+effects (idempotent: a stable file name per envelope, a mail job keyed by the envelope), then
+record every outcome and end every claim in one transaction. A crash between effect and record
+repeats the effect, which lands on the same file or the same queued mail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.clock import utc_now
+from core.config import Config
+from core.mail.notification import build_notification
+from core.models import DefaultRule, EnvelopeStatus, Protocol
+from core.sftp.folders import ensure_mailbox_root, write_atomically
+from core.storage import jobs, logs
+from core.storage.integrations import get_integration
+from core.storage.jobs import Job
+
+
+@dataclass(frozen=True)
+class EnvelopeWork:
+    job: Job
+    uuid: str
+    mailbox_uuid: str
+    mailbox_name: str
+    protocol: Protocol
+    default_rule: DefaultRule
+    notify_email: str
+    reject_reason: str
+    xml: str
+    summary: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    work: EnvelopeWork
+    status: str  # "delivered" | "notified" | "rejected" | "failed" | "gone"
+    detail: str = ""
+
+
+def load_work(conn: sqlite3.Connection, claimed: list[Job]) -> list[EnvelopeWork | Job]:
+    """Everything the effects need; a job whose envelope vanished comes back as the bare job."""
+    loaded: list[EnvelopeWork | Job] = []
+    for job in claimed:
+        row = conn.execute(
+            "SELECT e.uuid, e.mailbox_uuid, e.subject, e.sender_mailbox, e.received_at, e.status, "
+            "e.xml, e.template_version, m.name AS mailbox_name, t.name AS template_name, "
+            "s.name AS sender_name FROM envelopes e JOIN mailboxes m ON m.uuid = e.mailbox_uuid "
+            "LEFT JOIN templates t ON t.uuid = e.template_uuid "
+            "LEFT JOIN mailboxes s ON s.uuid = e.sender_mailbox WHERE e.uuid = ?",
+            (job.ref,),
+        ).fetchone()
+        if row is None:
+            loaded.append(job)
+            continue
+        integration = get_integration(conn, row["mailbox_uuid"])
+        form = integration.form
+        loaded.append(
+            EnvelopeWork(
+                job=job,
+                uuid=row["uuid"],
+                mailbox_uuid=row["mailbox_uuid"],
+                mailbox_name=row["mailbox_name"],
+                protocol=form.protocol,
+                default_rule=form.default_rule,
+                notify_email=form.notify_email,
+                reject_reason=form.reject_reason,
+                xml=row["xml"],
+                summary={
+                    "uuid": row["uuid"],
+                    "subject": row["subject"] or "",
+                    "sender": row["sender_name"] or row["sender_mailbox"] or "unknown",
+                    "template": f"{row['template_name'] or '?'} v{row['template_version']}",
+                    "received_at": row["received_at"],
+                    "status": row["status"],
+                },
+            )
+        )
+    return loaded
+
+
+async def perform(config: Config, batch: list[EnvelopeWork]) -> list[Outcome]:
+    """The effects of a batch, file writes together in one worker thread."""
+    copies = [w for w in batch if w.default_rule is DefaultRule.COPY]
+    written = await asyncio.to_thread(_write_copies, config.mailboxes_dir, copies)
+    outcomes: list[Outcome] = []
+    for work in batch:
+        if work.default_rule is DefaultRule.COPY:
+            outcomes.append(written[work.uuid])
+        elif work.default_rule is DefaultRule.NOTIFY:
+            if work.notify_email:
+                outcomes.append(Outcome(work, "notified", f"mail to {work.notify_email} queued"))
+            else:
+                outcomes.append(Outcome(work, "failed", "No notification email is configured."))
+        else:
+            outcomes.append(Outcome(work, "rejected", work.reject_reason))
+    return outcomes
+
+
+def _write_copies(mailboxes_dir: Path, copies: list[EnvelopeWork]) -> dict[str, Outcome]:
+    results: dict[str, Outcome] = {}
+    for work in copies:
+        if work.protocol is not Protocol.SFTP:
+            results[work.uuid] = Outcome(
+                work, "failed", "Delivery over AS2 is not available yet in this version."
+            )
+            continue
+        try:
+            root = ensure_mailbox_root(mailboxes_dir, work.mailbox_uuid)
+            write_atomically(root, "inbox", f"{work.uuid}.xml", work.xml.encode("utf-8"))
+        except OSError as exc:
+            results[work.uuid] = Outcome(work, "failed", f"Cannot write to inbox/: {exc}")
+        else:
+            results[work.uuid] = Outcome(work, "delivered", f"inbox/{work.uuid}.xml")
+    return results
+
+
+def record(
+    conn: sqlite3.Connection,
+    outcomes: list[Outcome],
+    gone: list[Job],
+    mail_sender: str,
+    policy: jobs.RetryPolicy,
+) -> None:
+    """Record every outcome and end every claim, all in one transaction (the caller's)."""
+    now = utc_now()
+    for job in gone:
+        jobs.complete(conn, job.id)
+    for outcome in outcomes:
+        work = outcome.work
+        rule = f"default:{work.default_rule.value}"
+        if outcome.status == "failed":
+            state = jobs.fail(conn, work.job, outcome.detail, policy)
+            logs.append_activity(
+                conn, work.mailbox_uuid, rule, state, envelope_uuid=work.uuid, error=outcome.detail
+            )
+            continue
+        if outcome.status == "rejected":
+            conn.execute(
+                "UPDATE envelopes SET status = ?, reject_reason = ?, rejected_by = 'system' "
+                "WHERE uuid = ?",
+                (EnvelopeStatus.CANCELLED.value, work.reject_reason, work.uuid),
+            )
+        else:
+            if outcome.status == "notified":
+                summary = dict(work.summary, status=EnvelopeStatus.COMPLETED.value)
+                notification = build_notification(
+                    envelope=summary,
+                    mailbox_name=work.mailbox_name,
+                    recipient=work.notify_email,
+                    sender=mail_sender,
+                )
+                jobs.enqueue(
+                    conn, jobs.MAIL, work.uuid, work.mailbox_uuid, notification.to_payload()
+                )
+            conn.execute(
+                "UPDATE envelopes SET status = ?, sent_at = COALESCE(sent_at, ?) WHERE uuid = ?",
+                (EnvelopeStatus.COMPLETED.value, now, work.uuid),
+            )
+        jobs.complete(conn, work.job.id)
+        logs.append_activity(
+            conn,
+            work.mailbox_uuid,
+            rule,
+            outcome.status,
+            envelope_uuid=work.uuid,
+            file_name=outcome.detail if outcome.status == "delivered" else None,
+        )

@@ -1,0 +1,42 @@
+"""``docbridge serve``: the engine without a screen, until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from core.config import load_config
+from core.engine.engine import Engine, EngineSettings
+from core.errors import DocbridgeError
+
+
+async def serve(data_dir: Path, run_sftp: bool = True) -> int:
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
+    )
+    config = load_config(data_dir)
+    if not config.database_path.exists():
+        raise DocbridgeError(
+            f"No docbridge data directory at {data_dir}.", "Run 'docbridge init --demo' first."
+        )
+    engine = Engine(config, EngineSettings(run_sftp=run_sftp))
+    await engine.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    listeners = ", ".join(f"{k} {v}" for k, v in engine.listeners.items()) or "no listeners"
+    print(f"docbridge engine running (pid {engine.owner.split(':')[1]}): {listeners}", flush=True)
+    lost = asyncio.create_task(engine.lost_lease.wait())
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({lost, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (lost, stopped):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await engine.stop()
+    return 1 if engine.lost_lease.is_set() else 0

@@ -1,0 +1,45 @@
+"""Checks of an envelope against the account's templates, shared by every way one enters."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from core.envelope_xml import EnvelopeXml
+from core.errors import InvalidInput
+from core.storage import accounts
+
+
+def check_envelope_against_template(conn: sqlite3.Connection, parsed: EnvelopeXml) -> None:
+    template = accounts.get_template(conn, parsed.template_uuid)
+    if template is None:
+        raise InvalidInput(
+            f"Unknown template {parsed.template_uuid}.",
+            "The envelope must name a template of this account (see 'docbridge mailbox list').",
+        )
+    version = accounts.get_template_version(conn, parsed.template_uuid, parsed.template_version)
+    if version is None:
+        versions = ", ".join(str(v) for v in template.versions)
+        raise InvalidInput(
+            f"Template '{template.name}' has no version {parsed.template_version}.",
+            f"Known versions: {versions}.",
+        )
+    known_documents = {d["id"] for d in version.documents}
+    for document in parsed.documents:
+        if document.id not in known_documents:
+            raise InvalidInput(
+                f"Document '{document.id}' is not part of template '{template.name}' "
+                f"version {version.version}.",
+                f"Its documents are: {', '.join(sorted(known_documents))}.",
+            )
+        allowed = version.field_names(document.id)
+        unknown = sorted({f.name for f in document.fields} - allowed)
+        for group in document.fieldgroups:
+            group_allowed = version.group_field_names(document.id, group.name)
+            for fieldset in group.fieldsets:
+                unknown += sorted({f.name for f in fieldset.fields} - group_allowed)
+        if unknown:
+            raise InvalidInput(
+                f"Document '{document.id}' has fields that template '{template.name}' "
+                f"version {version.version} does not define: {', '.join(unknown)}.",
+                "Use the field names of the template version the envelope names.",
+            )

@@ -1,0 +1,1 @@
+"""Notification emails: what they say, and how they reach the SMTP server."""

@@ -1,0 +1,92 @@
+"""The default-rule-2 notification: an envelope's metadata, never its documents or secrets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Notification:
+    """Everything needed to (re)build the mail identically on every retry."""
+
+    message_id: str
+    sender: str
+    recipient: str
+    subject: str
+    body: str
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "message_id": self.message_id,
+            "sender": self.sender,
+            "recipient": self.recipient,
+            "subject": self.subject,
+            "body": self.body,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> Notification:
+        return cls(
+            message_id=str(payload["message_id"]),
+            sender=str(payload["sender"]),
+            recipient=str(payload["recipient"]),
+            subject=str(payload["subject"]),
+            body=str(payload["body"]),
+        )
+
+    def to_email(self, date: str | None = None) -> EmailMessage:
+        message = EmailMessage()
+        message["From"] = self.sender
+        message["To"] = self.recipient
+        message["Subject"] = self.subject
+        # Stable across retries: receiving systems can drop a duplicate after a crash.
+        message["Message-ID"] = self.message_id
+        if date:
+            message["Date"] = date
+        message.set_content(self.body)
+        return message
+
+
+def message_id_for(envelope_uuid: str, domain: str) -> str:
+    return f"<{envelope_uuid}.notification@{domain}>"
+
+
+def build_notification(
+    *,
+    envelope: dict[str, str],
+    mailbox_name: str,
+    recipient: str,
+    sender: str,
+) -> Notification:
+    """``envelope``: uuid, subject, sender, template, received_at, status (display strings)."""
+    domain = sender.rpartition("@")[2] or "docbridge.local"
+    subject = f"[docbridge] New envelope for {mailbox_name}: {envelope['subject']}".strip()
+    lines = [
+        f"Mailbox {mailbox_name} received an envelope on the platform.",
+        "",
+        f"Subject:   {envelope['subject']}",
+        f"Sender:    {envelope['sender']}",
+        f"Template:  {envelope['template']}",
+        f"UUID:      {envelope['uuid']}",
+        f"Received:  {envelope['received_at']}",
+        f"Status:    {envelope['status']}",
+        "",
+        "Open the platform to read and answer it.",
+    ]
+    return Notification(
+        message_id=message_id_for(envelope["uuid"], domain),
+        sender=sender,
+        recipient=recipient,
+        subject=" ".join(subject.split())[:200],
+        body="\n".join(lines) + "\n",
+    )
+
+
+def rfc2822_date(iso: str) -> str:
+    """The envelope's receive time as a mail Date header (stable across retries)."""
+    moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return format_datetime(moment)

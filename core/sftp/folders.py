@@ -1,0 +1,198 @@
+"""A mailbox's root on disk: five folders, a hidden staging area and atomic writes into them.
+
+Layout: ``<mailboxes_dir>/<mailbox_uuid>/`` holds ``inbox/ cinbox/ outbox/ coutbox/ error/`` and
+``.staging/``. Every file that appears in a folder, whether the platform wrote it or a customer
+uploaded it, is first written complete under a temporary name in ``.staging/`` (same file system,
+never listed nor reachable over SFTP) and then renamed into place, so nobody ever sees half a
+file. Renames are followed by an fsync of the directory, so what was acknowledged survives a
+crash.
+
+Everything here is blocking file I/O: async callers run it in a thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+from typing import Final
+
+from core.errors import InvalidInput
+
+INBOX: Final = "inbox"
+CINBOX: Final = "cinbox"
+OUTBOX: Final = "outbox"
+COUTBOX: Final = "coutbox"
+ERROR: Final = "error"
+FOLDERS: Final = (INBOX, CINBOX, OUTBOX, COUTBOX, ERROR)
+STAGING: Final = ".staging"
+
+# Customers write only here; everything else is written by the platform.
+UPLOAD_FOLDERS: Final = frozenset({OUTBOX, COUTBOX})
+# Customers read (and delete what they picked up) only here.
+DOWNLOAD_FOLDERS: Final = frozenset({INBOX, CINBOX, ERROR})
+
+ERROR_SUFFIX: Final = ".error.txt"
+# Temp names in staging: uploads are discarded at server start, platform writes are not (the
+# engine may be writing while the SFTP server starts).
+UPLOAD_PREFIX: Final = ".upload-"
+WRITE_PREFIX: Final = ".write-"
+MAX_NAME_BYTES: Final = 255
+
+
+def validate_name(name: str) -> str:
+    """Return ``name`` if it is one plain file name, else raise :class:`InvalidInput`.
+
+    One rule for both sides: whatever the platform may write, a customer may read back, and the
+    other way round. No separators, no ``.``/``..``, no control characters (they break listings
+    and logs), at most 255 bytes in UTF-8 (the usual file-system limit).
+    """
+    if not name or name in (".", ".."):
+        raise InvalidInput(f"{name!r} is not a file name.", "Use a plain name such as order.xml.")
+    if "/" in name or "\\" in name:
+        raise InvalidInput(
+            f"{name!r} contains a path separator.", "Use a plain name without / or \\."
+        )
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
+        raise InvalidInput(f"{name!r} contains control characters.", "Remove them from the name.")
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        raise InvalidInput(f"{name[:40]!r}… is too long.", "Use at most 255 bytes.")
+    return name
+
+
+def validate_folder(folder: str) -> str:
+    if folder not in FOLDERS:
+        raise InvalidInput(f"Unknown folder {folder!r}.", f"Use one of {', '.join(FOLDERS)}.")
+    return folder
+
+
+def mailbox_root(mailboxes_dir: Path, mailbox_uuid: str) -> Path:
+    """Where a mailbox's folders live; the uuid is validated like a file name."""
+    return mailboxes_dir / validate_name(mailbox_uuid)
+
+
+def ensure_mailbox_root(mailboxes_dir: Path, mailbox_uuid: str) -> Path:
+    """Create the mailbox root, its five folders and staging (all 0700); return the root.
+
+    Idempotent. Refuses a root or folder that is a symbolic link, so a link planted on disk
+    cannot redirect a mailbox elsewhere.
+    """
+    mailboxes_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    root = mailbox_root(mailboxes_dir, mailbox_uuid)
+    for directory in (root, *(root / name for name in (*FOLDERS, STAGING))):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=0o700)
+        if directory.is_symlink() or not directory.is_dir():
+            raise InvalidInput(
+                f"{directory} is not a plain directory.",
+                "Remove it; docbridge recreates the mailbox folders.",
+            )
+    return root
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or unlink in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def staging_path(root: Path, prefix: str = WRITE_PREFIX) -> Path:
+    """A fresh, unguessable temp name in the mailbox's staging area."""
+    return root / STAGING / f"{prefix}{secrets.token_hex(8)}"
+
+
+def write_atomically(root: Path, folder: str, name: str, data: bytes) -> Path:
+    """Put ``data`` into ``<root>/<folder>/<name>`` so that it appears complete or not at all.
+
+    Written to staging, fsync'd, renamed over any file of the same name, then the folder is
+    fsync'd: once this returns the file is durable. Used by the platform to fill ``inbox/``,
+    ``cinbox/`` and ``error/``.
+    """
+    target = root / validate_folder(folder) / validate_name(name)
+    temp = staging_path(root)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(temp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    fsync_dir(target.parent)
+    return target
+
+
+def _numbered(name: str, counter: int) -> str:
+    stem, dot, ext = name.rpartition(".")
+    if not stem:
+        stem, dot, ext = name, "", ""
+    return f"{stem} ({counter}){dot}{ext}"
+
+
+def free_name(directory: Path, name: str, companion_suffix: str = "") -> str:
+    """``name`` if free in ``directory``, else ``stem (2).ext``, ``stem (3).ext``, …
+
+    With ``companion_suffix``, ``<name><suffix>`` must be free too, so an old companion file
+    never describes a new file.
+    """
+
+    def taken(candidate: str) -> bool:
+        return os.path.lexists(directory / candidate) or (
+            bool(companion_suffix) and os.path.lexists(directory / f"{candidate}{companion_suffix}")
+        )
+
+    candidate = name
+    counter = 1
+    while taken(candidate):
+        counter += 1
+        candidate = _numbered(name, counter)
+        too_long = len(f"{candidate}{companion_suffix}".encode()) > MAX_NAME_BYTES
+        if too_long or counter > 10_000:
+            candidate = f"{secrets.token_hex(8)}-{name}"[: MAX_NAME_BYTES - len(companion_suffix)]
+            break
+    return candidate
+
+
+def move_to_error(root: Path, folder: str, name: str, reason: str) -> str:
+    """Move a file that could not be processed to ``error/`` with ``<name>.error.txt`` beside it.
+
+    The reason is written first, so a customer never sees a failed file without its
+    explanation. Files already in ``error/`` are kept: the moved file gets a ``name (2).ext``
+    style name, which is returned. The customer retries by renaming the file back into
+    ``outbox/`` or ``coutbox/``.
+    """
+    source = root / validate_folder(folder) / validate_name(name)
+    error_dir = root / ERROR
+    final = name if folder == ERROR else free_name(error_dir, name, ERROR_SUFFIX)
+    text = reason if reason.endswith("\n") else f"{reason}\n"
+    write_atomically(root, ERROR, f"{final}{ERROR_SUFFIX}", text.encode("utf-8"))
+    if folder != ERROR:
+        os.rename(source, error_dir / final)
+        fsync_dir(error_dir)
+        fsync_dir(source.parent)
+    return final
+
+
+def discard_stale_uploads(root: Path) -> int:
+    """Delete upload temp files left by a crash; return how many. Run when the server starts."""
+    removed = 0
+    staging = root / STAGING
+    if not staging.is_dir():
+        return 0
+    for entry in os.scandir(staging):
+        if entry.name.startswith(UPLOAD_PREFIX):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed += 1
+    return removed

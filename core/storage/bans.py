@@ -1,0 +1,45 @@
+"""SFTP bans as every process sees them: the engine writes them, the TUI may lift them."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from core.clock import utc_now
+
+
+@dataclass(frozen=True)
+class Ban:
+    address: str
+    failures: int
+    banned_at: str
+    banned_until: float  # unix time
+
+
+def list_bans(conn: sqlite3.Connection, now: float | None = None) -> list[Ban]:
+    now = time.time() if now is None else now
+    rows = conn.execute(
+        "SELECT address, failures, banned_at, banned_until FROM sftp_bans "
+        "WHERE banned_until > ? ORDER BY banned_at",
+        (now,),
+    ).fetchall()
+    return [Ban(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+def upsert_ban(conn: sqlite3.Connection, address: str, failures: int, banned_until: float) -> None:
+    conn.execute(
+        "INSERT INTO sftp_bans (address, failures, banned_at, banned_until) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT(address) DO UPDATE SET failures = excluded.failures, "
+        "banned_at = excluded.banned_at, banned_until = excluded.banned_until",
+        (address, failures, utc_now(), banned_until),
+    )
+
+
+def delete_ban(conn: sqlite3.Connection, address: str) -> bool:
+    return conn.execute("DELETE FROM sftp_bans WHERE address = ?", (address,)).rowcount > 0
+
+
+def purge_expired(conn: sqlite3.Connection, now: float | None = None) -> None:
+    now = time.time() if now is None else now
+    conn.execute("DELETE FROM sftp_bans WHERE banned_until <= ?", (now,))

@@ -1,0 +1,170 @@
+"""The durable work queue: claim with a lease, finish in the same transaction as the effect's
+record, retry with growing delays, park after too many failures.
+
+Hot path: plain ``sqlite3`` statements, batched; the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from core.clock import utc_now
+
+ENVELOPE = "envelope"
+FILE = "file"
+MAIL = "mail"
+
+MAX_ATTEMPTS = 8
+MAX_DELAY_S = 300.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a kind of job is retried before it is parked."""
+
+    max_attempts: int = MAX_ATTEMPTS
+    max_delay_s: float = MAX_DELAY_S
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    kind: str
+    ref: str
+    mailbox_uuid: str
+    attempts: int
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """A job as the Activity screen shows it."""
+
+    id: int
+    kind: str
+    ref: str
+    mailbox_uuid: str
+    state: str
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+    updated_at: str | None
+
+
+def enqueue(
+    conn: sqlite3.Connection,
+    kind: str,
+    ref: str,
+    mailbox_uuid: str,
+    payload: dict[str, Any] | None = None,
+) -> bool:
+    """Add a job unless one with the same (kind, ref) exists: enqueuing is idempotent."""
+    cursor = conn.execute(
+        "INSERT INTO jobs (kind, ref, mailbox_uuid, payload, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(kind, ref) DO NOTHING",
+        (kind, ref, mailbox_uuid, json.dumps(payload or {}), utc_now(), utc_now()),
+    )
+    return cursor.rowcount > 0
+
+
+def job_state(conn: sqlite3.Connection, kind: str, ref: str) -> str | None:
+    row = conn.execute("SELECT state FROM jobs WHERE kind = ? AND ref = ?", (kind, ref)).fetchone()
+    return str(row[0]) if row else None
+
+
+def claim(conn: sqlite3.Connection, kind: str, owner: str, lease_s: float, limit: int) -> list[Job]:
+    """Take up to ``limit`` due jobs of enabled integrations, oldest first."""
+    now = time.time()
+    rows = conn.execute(
+        "UPDATE jobs SET state = 'running', lease_owner = ?, lease_until = ?, "
+        "attempts = attempts + 1, updated_at = ? WHERE id IN ("
+        " SELECT j.id FROM jobs j JOIN integrations i ON i.mailbox_uuid = j.mailbox_uuid"
+        " WHERE j.kind = ? AND j.state = 'ready' AND j.next_attempt_at <= ? AND i.enabled = 1"
+        " ORDER BY j.id LIMIT ?) "
+        "RETURNING id, kind, ref, mailbox_uuid, attempts, payload",
+        (owner, now + lease_s, utc_now(), kind, now, limit),
+    ).fetchall()
+    jobs = [
+        Job(
+            id=r[0],
+            kind=r[1],
+            ref=r[2],
+            mailbox_uuid=r[3],
+            attempts=r[4],
+            payload=json.loads(r[5] or "{}"),
+        )
+        for r in rows
+    ]
+    return sorted(jobs, key=lambda job: job.id)
+
+
+def complete(conn: sqlite3.Connection, job_id: int) -> None:
+    conn.execute(
+        "UPDATE jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, "
+        "last_error = NULL, updated_at = ? WHERE id = ?",
+        (utc_now(), job_id),
+    )
+
+
+def fail(
+    conn: sqlite3.Connection, job: Job, error: str, policy: RetryPolicy = RetryPolicy()
+) -> str:
+    """Schedule a retry with a growing delay, or park the job; returns the new state."""
+    if job.attempts >= policy.max_attempts:
+        state, due = "parked", 0.0
+    else:
+        state, due = "ready", time.time() + retry_delay(job.attempts, policy.max_delay_s)
+    conn.execute(
+        "UPDATE jobs SET state = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL, "
+        "last_error = ?, updated_at = ? WHERE id = ?",
+        (state, due, error, utc_now(), job.id),
+    )
+    return state
+
+
+def retry_delay(attempts: int, max_delay_s: float = MAX_DELAY_S) -> float:
+    """1 s, 2 s, 4 s, ... capped (five minutes by default)."""
+    return float(min(2 ** max(attempts - 1, 0), max_delay_s))
+
+
+def release_all_running(conn: sqlite3.Connection) -> int:
+    """Hand back the claims of a previous engine (it crashed: only one engine runs at a time)."""
+    cursor = conn.execute(
+        "UPDATE jobs SET state = 'ready', lease_owner = NULL, lease_until = NULL "
+        "WHERE state = 'running'"
+    )
+    return cursor.rowcount
+
+
+def release_expired(conn: sqlite3.Connection) -> int:
+    cursor = conn.execute(
+        "UPDATE jobs SET state = 'ready', lease_owner = NULL, lease_until = NULL "
+        "WHERE state = 'running' AND lease_until < ?",
+        (time.time(),),
+    )
+    return cursor.rowcount
+
+
+def reprocess(conn: sqlite3.Connection, job_ids: list[int]) -> int:
+    """Put parked (or failed-and-waiting) jobs back at the front: due now, attempts reset."""
+    marks = ",".join("?" * len(job_ids))
+    cursor = conn.execute(
+        f"UPDATE jobs SET state = 'ready', attempts = 0, next_attempt_at = 0, updated_at = ? "
+        f"WHERE id IN ({marks}) AND state IN ('parked', 'ready')",
+        (utc_now(), *job_ids),
+    )
+    return cursor.rowcount
+
+
+def list_jobs(conn: sqlite3.Connection, states: tuple[str, ...], limit: int = 200) -> list[JobRow]:
+    marks = ",".join("?" * len(states))
+    rows = conn.execute(
+        f"SELECT id, kind, ref, mailbox_uuid, state, attempts, next_attempt_at, last_error, "
+        f"updated_at FROM jobs WHERE state IN ({marks}) ORDER BY id LIMIT ?",
+        (*states, limit),
+    ).fetchall()
+    return [JobRow(*tuple(r)) for r in rows]

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from email import message_from_bytes
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from core.config import SmtpConfig, load_config
+from core.engine.engine import Engine, EngineSettings
+from core.models import IntegrationForm
+from core.service import Service
+from core.storage.jobs import RetryPolicy
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class MailSink:
+    """What a real SMTP server (aiosmtpd on loopback) received."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            self.messages.append(message_from_bytes(envelope.content))
+        return "250 Message accepted for delivery"
+
+    def message_ids(self) -> list[str]:
+        with self.lock:
+            return [str(m["Message-ID"]) for m in self.messages]
+
+
+class SmtpServer:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.sink = MailSink()
+        self.controller: Controller | None = None
+
+    def start(self) -> None:
+        self.controller = Controller(self.sink, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    server = SmtpServer(free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+FAST = EngineSettings(
+    idle_poll_s=0.05,
+    scan_interval_s=0.2,
+    heartbeat_s=0.2,
+    run_sftp=False,
+    envelope_retry=RetryPolicy(max_attempts=3, max_delay_s=0.2),
+    file_retry=RetryPolicy(max_attempts=3, max_delay_s=0.2),
+    mail_retry=RetryPolicy(max_attempts=200, max_delay_s=0.2),
+)
+
+
+@pytest.fixture
+async def engine(data_dir: Path, smtp_server: SmtpServer) -> AsyncIterator[Engine]:
+    config = load_config(data_dir)
+    config = replace(config, smtp=SmtpConfig(host="127.0.0.1", port=smtp_server.port))
+    running = Engine(config, FAST)
+    await running.start()
+    yield running
+    await running.stop()
+
+
+async def enable(service: Service, name: str, form: IntegrationForm) -> str:
+    mailbox = await service.resolve_mailbox(name)
+    await service.save_integration(mailbox.uuid, form)
+    await service.set_enabled(mailbox.uuid, True)
+    return mailbox.uuid

@@ -1,0 +1,140 @@
+"""Files a customer drops: outbox/ envelope XML becomes an outgoing envelope; what cannot be
+taken in goes to error/ with a note; moving it back retries it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from core.engine.engine import Engine
+from core.models import EnvelopeDirection, IntegrationForm
+from core.service import Service
+from core.sftp.folders import ensure_mailbox_root
+from tests.engine.conftest import enable
+from tests.engine.test_default_rules import eventually
+
+DEMO = Path(__file__).resolve().parents[2] / "data" / "demo" / "envelopes"
+NEW_UUID = "5b0f4c1e-7d2a-4e8b-9c3d-1a2b3c4d5e6f"
+
+
+def outgoing_xml(mailbox_uuid: str, envelope_uuid: str | None = NEW_UUID) -> bytes:
+    """A demo envelope turned around: sent by our mailbox, with a fresh uuid."""
+    text = (DEMO / "01-purchase-order-acme.xml").read_text(encoding="utf-8")
+    start = text.index(' uuid="') + len(' uuid="')
+    old_uuid = text[start : start + 36]
+    if envelope_uuid is None:
+        text = text.replace(f' uuid="{old_uuid}"', "")
+    else:
+        text = text.replace(old_uuid, envelope_uuid)
+    return text.encode()
+
+
+def drop(root: Path, folder: str, name: str, data: bytes) -> Path:
+    """Like the SFTP server: complete file first, then a rename into the folder."""
+    temp = root / ".staging" / f"{name}.part"
+    temp.write_bytes(data)
+    target = root / folder / name
+    os.replace(temp, target)
+    return target
+
+
+async def outgoing(service: Service, mailbox: str) -> list[str]:
+    return [
+        e.uuid
+        for e in await service.list_envelopes(mailbox)
+        if e.direction is EnvelopeDirection.OUTGOING
+    ]
+
+
+async def test_outbox_xml_becomes_one_outgoing_envelope_and_leaves_outbox(
+    service: Service, engine: Engine, data_dir: Path
+) -> None:
+    mailbox = await enable(service, "Purchasing", IntegrationForm())
+    root = ensure_mailbox_root(data_dir / "mailboxes", mailbox)
+    placed = drop(root, "outbox", "order.xml", outgoing_xml(mailbox))
+    engine.wake("file")
+
+    async def taken_in() -> bool:
+        return await outgoing(service, mailbox) == [NEW_UUID] and not placed.exists()
+
+    await eventually(taken_in)
+    envelope = next(e for e in await service.list_envelopes(mailbox) if e.uuid == NEW_UUID)
+    assert (envelope.status.value, envelope.sender_mailbox) == ("SENT", mailbox)
+    assert list((root / "error").iterdir()) == []
+
+
+async def test_invalid_file_goes_to_error_with_reason_and_retry_from_error_works(
+    service: Service, engine: Engine, data_dir: Path
+) -> None:
+    mailbox = await enable(service, "Purchasing", IntegrationForm())
+    root = ensure_mailbox_root(data_dir / "mailboxes", mailbox)
+    # Our mailbox is in no role: not something this mailbox may send.
+    broken = outgoing_xml("00000000-0000-4000-8000-000000000000").replace(
+        mailbox.encode(), b"11111111-1111-4111-8111-111111111111"
+    )
+    drop(root, "outbox", "order.xml", broken)
+    drop(root, "outbox", "garbage.xml", b"<envelope>")
+    engine.wake("file")
+    error = root / "error"
+
+    async def both_in_error() -> bool:
+        return {p.name for p in error.iterdir()} == {
+            "order.xml",
+            "order.xml.error.txt",
+            "garbage.xml",
+            "garbage.xml.error.txt",
+        }
+
+    await eventually(both_in_error)
+    assert "not well-formed" in (error / "garbage.xml.error.txt").read_text()
+    assert "names no role with this mailbox" in (error / "order.xml.error.txt").read_text()
+    assert await outgoing(service, mailbox) == []
+    assert list((root / "outbox").iterdir()) == []
+
+    # The customer fixes the file in error/ and moves it back: it is retried.
+    (error / "order.xml").write_bytes(outgoing_xml(mailbox))
+    os.replace(error / "order.xml", root / "outbox" / "order.xml")
+    engine.wake("file")
+
+    async def retried() -> bool:
+        return await outgoing(service, mailbox) == [NEW_UUID]
+
+    await eventually(retried)
+    assert not (error / "order.xml.error.txt").exists()  # the stale note went with it
+
+
+async def test_coutbox_files_wait_for_conversion_rules_in_error(
+    service: Service, engine: Engine, data_dir: Path
+) -> None:
+    mailbox = await enable(service, "Purchasing", IntegrationForm())
+    root = ensure_mailbox_root(data_dir / "mailboxes", mailbox)
+    drop(root, "coutbox", "orders.csv", b"po;qty\n1;2\n")
+    engine.wake("file")
+
+    async def moved() -> bool:
+        return (root / "error" / "orders.csv.error.txt").exists()
+
+    await eventually(moved)
+    assert "No conversion rule matches" in (root / "error" / "orders.csv.error.txt").read_text()
+    assert (root / "error" / "orders.csv").read_bytes() == b"po;qty\n1;2\n"
+
+
+async def test_files_of_a_disabled_integration_wait(
+    service: Service, engine: Engine, data_dir: Path
+) -> None:
+    mailbox = await enable(service, "Purchasing", IntegrationForm())
+    await service.set_enabled(mailbox, False)
+    root = ensure_mailbox_root(data_dir / "mailboxes", mailbox)
+    placed = drop(root, "outbox", "order.xml", outgoing_xml(mailbox, None))
+    engine.wake("file")
+    import asyncio
+
+    await asyncio.sleep(0.6)
+    assert placed.exists() and await outgoing(service, mailbox) == []
+    await service.set_enabled(mailbox, True)
+    engine.wake("file")
+
+    async def taken_in() -> bool:
+        return len(await outgoing(service, mailbox)) == 1 and not placed.exists()
+
+    await eventually(taken_in)

@@ -1,0 +1,159 @@
+"""Default rules end to end: a real engine, a real store, a real SMTP server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from core.engine.engine import Engine, EngineBusy
+from core.models import DefaultRule, EnvelopeStatus, IntegrationForm
+from core.service import Service
+from tests.engine.conftest import SmtpServer, enable
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+async def statuses(service: Service, mailbox: str) -> set[str]:
+    return {e.status.value for e in await service.list_envelopes(mailbox)}
+
+
+async def test_rule_1_copies_each_envelope_once_into_inbox(
+    service: Service, engine: Engine, data_dir: Path
+) -> None:
+    mailbox = await enable(service, "Purchasing", IntegrationForm())
+    engine.wake()
+
+    async def done() -> bool:
+        return await statuses(service, mailbox) == {"COMPLETED"}
+
+    await eventually(done)
+    envelopes = await service.list_envelopes(mailbox)
+    inbox = data_dir / "mailboxes" / mailbox / "inbox"
+    assert sorted(p.name for p in inbox.iterdir()) == sorted(f"{e.uuid}.xml" for e in envelopes)
+    first = envelopes[0]
+    assert b"<envelope" in (inbox / f"{first.uuid}.xml").read_bytes()
+    activity = await service.activity_log(mailbox)
+    assert {(a.rule, a.status) for a in activity} == {("default:copy", "delivered")}
+    others = await service.list_envelopes((await service.resolve_mailbox("Logistics")).uuid)
+    assert {e.status for e in others} == {EnvelopeStatus.WAITING}  # its integration is off
+
+
+async def test_rule_2_mails_metadata_once_with_a_stable_message_id(
+    service: Service, engine: Engine, smtp_server: SmtpServer
+) -> None:
+    form = IntegrationForm(default_rule=DefaultRule.NOTIFY, notify_email="ops@example.com")
+    mailbox = await enable(service, "Accounts Payable", form)
+    engine.wake()
+    envelopes = await service.list_envelopes(mailbox)
+
+    async def all_mailed() -> bool:
+        return len(smtp_server.sink.message_ids()) >= len(envelopes)
+
+    await eventually(all_mailed)
+    await asyncio.sleep(0.3)  # nothing more arrives
+    ids = smtp_server.sink.message_ids()
+    assert sorted(ids) == sorted(f"<{e.uuid}.notification@localhost>" for e in envelopes)
+    mail = smtp_server.sink.messages[0]
+    envelope = next(e for e in envelopes if e.uuid in str(mail["Message-ID"]))
+    body = mail.get_payload(decode=True).decode()
+    assert mail["To"] == "ops@example.com"
+    for text in (envelope.subject, envelope.uuid, envelope.received_at, "Invoice v", "Status:"):
+        assert text in body
+    assert "<field" not in body and "IBAN" not in body.upper()
+    assert await statuses(service, mailbox) == {"COMPLETED"}
+
+
+async def test_rule_3_rejects_with_the_reason_by_system(service: Service, engine: Engine) -> None:
+    reason = "We only accept invoices through our portal."
+    form = IntegrationForm(default_rule=DefaultRule.REJECT, reject_reason=reason)
+    mailbox = await enable(service, "Logistics", form)
+    engine.wake()
+
+    async def rejected() -> bool:
+        return await statuses(service, mailbox) == {"CANCELLED"}
+
+    await eventually(rejected)
+    for envelope in await service.list_envelopes(mailbox):
+        assert (envelope.display_status, envelope.reject_reason, envelope.rejected_by) == (
+            "Rejected",
+            reason,
+            "system",
+        )
+
+
+async def test_toggle_off_holds_envelopes_and_on_drains_them_in_arrival_order(
+    service: Service, engine: Engine, data_dir: Path
+) -> None:
+    mailbox = (await service.resolve_mailbox("Purchasing")).uuid
+    await service.save_integration(mailbox, IntegrationForm())
+    await asyncio.sleep(0.5)  # the engine polls; nothing may happen while the toggle is off
+    assert await statuses(service, mailbox) == {"WAITING"}
+    assert not (data_dir / "mailboxes" / mailbox / "inbox").exists()
+
+    await service.set_enabled(mailbox, True)
+
+    async def done() -> bool:
+        return await statuses(service, mailbox) == {"COMPLETED"}
+
+    await eventually(done)
+    order = [a.envelope_uuid for a in reversed(await service.activity_log(mailbox))]
+    assert order == [e.uuid for e in await service.list_envelopes(mailbox)]
+
+
+async def test_smtp_outage_delays_mails_only(
+    service: Service, engine: Engine, smtp_server: SmtpServer
+) -> None:
+    smtp_server.stop()
+    form = IntegrationForm(default_rule=DefaultRule.NOTIFY, notify_email="ops@example.com")
+    notify = await enable(service, "Accounts Payable", form)
+    copy = await enable(service, "Purchasing", IntegrationForm())
+    engine.wake()
+
+    async def envelopes_done() -> bool:
+        return await statuses(service, notify) == {"COMPLETED"} and await statuses(
+            service, copy
+        ) == {"COMPLETED"}
+
+    await eventually(envelopes_done)  # envelopes flow while SMTP is down
+    await asyncio.sleep(0.5)
+    assert smtp_server.sink.message_ids() == []
+    waiting = await service.list_jobs(("ready", "running"))
+    assert {job.kind for job in waiting if job.mailbox_uuid in (notify, copy)} == {"mail"}
+
+    smtp_server.start()
+    expected = len(await service.list_envelopes(notify))
+
+    async def mailed() -> bool:
+        return len(smtp_server.sink.message_ids()) >= expected
+
+    await eventually(mailed, timeout=15)
+    await asyncio.sleep(0.5)
+    ids = smtp_server.sink.message_ids()
+    assert len(ids) == len(set(ids)) == expected
+
+
+async def test_a_second_engine_is_told_who_holds_the_lease(engine: Engine, data_dir: Path) -> None:
+    from core.config import load_config
+
+    second = Engine(load_config(data_dir))
+    try:
+        await second.start()
+    except EngineBusy as busy:
+        assert busy.holder.owner == engine.owner
+        assert f"pid {busy.holder.pid}" in str(busy)
+    else:
+        await second.stop()
+        raise AssertionError("two engines ran on one data directory")
+
+
+async def test_engine_status_shows_the_running_engine(service: Service, engine: Engine) -> None:
+    status = await service.engine_status()
+    assert status.running and status.owner == engine.owner
