@@ -63,6 +63,7 @@ class Engine:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.listeners: dict[str, str] = {}
         self.sftp: Any = None  # core.sftp.server.SftpServer once started
+        self.ban_mirror: Any = None  # core.engine.sftp_backend.BanMirror with the SFTP server
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = {kind: asyncio.Event() for kind in (jobs.ENVELOPE, jobs.FILE, jobs.MAIL)}
         self._scan_now = asyncio.Event()
@@ -218,9 +219,10 @@ class Engine:
             if not claimed:
                 await self._idle(jobs.MAIL)
                 continue
-            for job in claimed:
-                error = await mail_handler.deliver(self.config.smtp, job)
-                await self.db.call(self._record_mail, job, error)
+            await mail_handler.deliver_batch(self.config.smtp, claimed, self._mail_done)
+
+    async def _mail_done(self, job: jobs.Job, error: str | None) -> None:
+        await self.db.call(self._record_mail, job, error)
 
     def _record_mail(self, conn: sqlite3.Connection, job: jobs.Job, error: str | None) -> None:
         with write_transaction(conn):

@@ -15,9 +15,10 @@ from pathlib import Path
 
 from core.clock import utc_now
 from core.config import Config
+from core.engine.batch_writer import write_files_atomically
 from core.mail.notification import build_notification
 from core.models import DefaultRule, EnvelopeStatus, Protocol
-from core.sftp.folders import ensure_mailbox_root, write_atomically
+from core.sftp.folders import ensure_mailbox_root
 from core.storage import jobs, logs
 from core.storage.integrations import get_integration
 from core.storage.jobs import Job
@@ -105,19 +106,25 @@ async def perform(config: Config, batch: list[EnvelopeWork]) -> list[Outcome]:
 
 def _write_copies(mailboxes_dir: Path, copies: list[EnvelopeWork]) -> dict[str, Outcome]:
     results: dict[str, Outcome] = {}
+    by_mailbox: dict[str, list[EnvelopeWork]] = {}
     for work in copies:
-        if work.protocol is not Protocol.SFTP:
+        if work.protocol is Protocol.SFTP:
+            by_mailbox.setdefault(work.mailbox_uuid, []).append(work)
+        else:
             results[work.uuid] = Outcome(
                 work, "failed", "Delivery over AS2 is not available yet in this version."
             )
-            continue
+    for mailbox_uuid, batch in by_mailbox.items():
+        files = [("inbox", f"{w.uuid}.xml", w.xml.encode("utf-8")) for w in batch]
         try:
-            root = ensure_mailbox_root(mailboxes_dir, work.mailbox_uuid)
-            write_atomically(root, "inbox", f"{work.uuid}.xml", work.xml.encode("utf-8"))
+            root = ensure_mailbox_root(mailboxes_dir, mailbox_uuid)
+            write_files_atomically(root, files)
         except OSError as exc:
-            results[work.uuid] = Outcome(work, "failed", f"Cannot write to inbox/: {exc}")
+            for work in batch:
+                results[work.uuid] = Outcome(work, "failed", f"Cannot write to inbox/: {exc}")
         else:
-            results[work.uuid] = Outcome(work, "delivered", f"inbox/{work.uuid}.xml")
+            for work in batch:
+                results[work.uuid] = Outcome(work, "delivered", f"inbox/{work.uuid}.xml")
     return results
 
 

@@ -1,28 +1,47 @@
-"""Queued notification mails: sent one by one, retried with back-off while SMTP is down.
+"""Queued notification mails: sent over one connection per batch, each recorded as soon as the
+server accepts it, retried with back-off while SMTP is down.
 
-Each mail is its own job, so an SMTP outage delays mails only; envelopes keep flowing. The
-Message-ID is fixed when the mail is queued, so a resend after a crash carries the same one.
+Mails are their own jobs, so an SMTP outage delays mails only; envelopes keep flowing. The
+Message-ID is fixed when the mail is queued, so a resend after a crash (between the server's
+250 and our commit: SMTP offers no way to ask) carries the same one.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Awaitable, Callable
 
 from core.config import SmtpConfig
 from core.mail.notification import Notification
-from core.mail.smtp import MailDeliveryError, send_mail
+from core.mail.smtp import MailDeliveryError, smtp_session
 from core.storage import jobs, logs
 from core.storage.jobs import Job
 
+Recorder = Callable[[Job, str | None], Awaitable[None]]
 
-async def deliver(config: SmtpConfig, job: Job) -> str | None:
-    """Send one queued mail; returns the error, or None when the server accepted it."""
-    notification = Notification.from_payload(job.payload)
+
+async def deliver_batch(config: SmtpConfig, batch: list[Job], record: Recorder) -> None:
+    """Send each queued mail and ``record`` its outcome (None = accepted) right away."""
     try:
-        await send_mail(config, notification.to_email(), timeout_s=15)
+        async with smtp_session(config, timeout_s=15) as session:
+            for index, job in enumerate(batch):
+                try:
+                    await session.send(Notification.from_payload(job.payload).to_email())
+                except MailDeliveryError as exc:
+                    await record(job, str(exc))
+                    if _connection_lost(exc):
+                        for rest in batch[index + 1 :]:
+                            await record(rest, str(exc))
+                        return
+                else:
+                    await record(job, None)
     except MailDeliveryError as exc:
-        return str(exc)
-    return None
+        for job in batch:
+            await record(job, str(exc))
+
+
+def _connection_lost(exc: MailDeliveryError) -> bool:
+    return isinstance(exc.__cause__, OSError | TimeoutError) or "disconnect" in str(exc).lower()
 
 
 def record(conn: sqlite3.Connection, job: Job, error: str | None, policy: jobs.RetryPolicy) -> None:

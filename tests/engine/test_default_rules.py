@@ -13,8 +13,8 @@ from core.service import Service
 from tests.engine.conftest import SmtpServer, enable
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
+async def eventually(check: Callable[[], Awaitable[bool]], within_s: float = 10) -> None:
+    deadline = time.monotonic() + within_s
     while not await check():
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
@@ -134,7 +134,7 @@ async def test_smtp_outage_delays_mails_only(
     async def mailed() -> bool:
         return len(smtp_server.sink.message_ids()) >= expected
 
-    await eventually(mailed, timeout=15)
+    await eventually(mailed, within_s=15)
     await asyncio.sleep(0.5)
     ids = smtp_server.sink.message_ids()
     assert len(ids) == len(set(ids)) == expected

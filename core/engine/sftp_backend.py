@@ -1,0 +1,126 @@
+"""The engine's side of the SFTP server: logins checked against the store, arrivals woken into
+the queue, sessions ended by the kill switch or a password reset, bans shared through SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from core.sftp.server import SftpServer
+from core.sftp.throttle import Ban, LoginThrottle
+from core.storage import bans
+from core.storage.db import write_transaction
+
+if TYPE_CHECKING:
+    from core.engine.engine import Engine
+
+HOST_KEY_FILE = "sftp_host_ed25519"
+
+
+class EngineSftpBackend:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def password_hash(self, login: str) -> str | None:
+        """Only an enabled SFTP integration has a usable password."""
+        return await self.engine.db.call(_login_hash, login.strip().lower())
+
+    async def file_arrived(self, mailbox_uuid: str, folder: str, name: str) -> None:
+        self.engine.wake("file")
+
+
+def _login_hash(conn: sqlite3.Connection, login: str) -> str | None:
+    row = conn.execute(
+        "SELECT password_hash FROM integrations WHERE mailbox_uuid = ? AND enabled = 1 "
+        "AND protocol = 'sftp'",
+        (login,),
+    ).fetchone()
+    return str(row[0]) if row and row[0] else None
+
+
+class BanMirror:
+    """Keeps the throttle's bans and the ``sftp_bans`` table in step, both ways."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.persisted: set[str] = set()
+        self._writes: set[asyncio.Task[None]] = set()
+
+    def on_ban(self, ban: Ban) -> None:
+        task = asyncio.get_running_loop().create_task(self._store(ban))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _store(self, ban: Ban) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            with write_transaction(conn):
+                bans.upsert_ban(conn, ban.address, ban.failures, ban.banned_until)
+
+        await self.engine.db.call(write)
+        self.persisted.add(ban.address)
+
+    async def sync(self, throttle: LoginThrottle) -> None:
+        """Bans lifted in the TUI (rows deleted) end here too; expired rows are purged."""
+
+        def read(conn: sqlite3.Connection) -> set[str]:
+            with write_transaction(conn):
+                bans.purge_expired(conn)
+                return {ban.address for ban in bans.list_bans(conn)}
+
+        stored = await self.engine.db.call(read)
+        for ban in throttle.bans():
+            if ban.address in self.persisted and ban.address not in stored:
+                throttle.unban(ban.address)
+                self.persisted.discard(ban.address)
+
+
+async def start_sftp_server(engine: Engine) -> SftpServer:
+    mirror = BanMirror(engine)
+    throttle = LoginThrottle(on_ban=mirror.on_ban)
+    stored = await engine.db.call(bans.list_bans)
+    throttle.restore(Ban(b.address, b.failures, b.banned_until) for b in stored)
+    mirror.persisted.update(b.address for b in stored)
+    server = SftpServer(
+        engine.config.sftp,
+        engine.config.mailboxes_dir,
+        engine.config.keys_dir / HOST_KEY_FILE,
+        EngineSftpBackend(engine),
+        throttle,
+    )
+    port = await server.start()
+    engine.listeners["sftp"] = f"{engine.config.sftp.listen_host}:{port}"
+    engine.listeners["sftp_host_key"] = server.host_key_fingerprint
+    engine.ban_mirror = mirror
+    return server
+
+
+async def enforce_sessions(engine: Engine) -> None:
+    """End sessions whose integration went off or whose password changed since login."""
+    server: SftpServer = engine.sftp
+    sessions = server.sessions()
+    if sessions:
+        allowed = await engine.db.call(_session_rules)
+        for mailbox_uuid in {s.mailbox_uuid for s in sessions}:
+            rule = allowed.get(mailbox_uuid)
+            started = min(s.started_at for s in sessions if s.mailbox_uuid == mailbox_uuid)
+            if rule is None or (rule > started):
+                server.close_sessions(mailbox_uuid)
+    if engine.ban_mirror is not None:
+        await engine.ban_mirror.sync(server.throttle)
+
+
+def _session_rules(conn: sqlite3.Connection) -> dict[str, float]:
+    """Mailboxes that may keep sessions, with the time their password last changed."""
+    rows = conn.execute(
+        "SELECT mailbox_uuid, password_changed_at FROM integrations "
+        "WHERE enabled = 1 AND protocol = 'sftp' AND password_hash IS NOT NULL"
+    ).fetchall()
+    return {str(r[0]): _timestamp(r[1]) for r in rows}
+
+
+def _timestamp(iso: str | None) -> float:
+    if not iso:
+        return 0.0
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

@@ -1,0 +1,305 @@
+"""The embedded SFTP server: listener, host key, logins and the registry of open sessions.
+
+One :class:`SftpServer` serves every mailbox. A login is a mailbox uuid with its generated
+password; the backend says which hash belongs to it (or that the login is unknown or its
+integration is off, which is refused the same way and in the same time). Failed logins feed the
+:class:`~core.sftp.throttle.LoginThrottle`. After login the client gets a
+:class:`~core.sftp.session.MailboxSftpSession` confined to its own mailbox root.
+
+Ciphers: the client's preference wins in SSH, and OpenSSH clients prefer chacha20-poly1305,
+which runs at half the speed of AES-GCM in asyncssh; the only way to avoid it is not to offer it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+import asyncssh
+
+from core.config import SftpConfig
+from core.errors import InvalidInput
+from core.sftp.auth import PasswordVerifier
+from core.sftp.backend import SftpBackend
+from core.sftp.folders import discard_stale_uploads, ensure_mailbox_root, validate_name
+from core.sftp.host_key import RSA, fingerprint, load_or_create_host_key
+from core.sftp.quota import MailboxUsage
+from core.sftp.session import MailboxContext, MailboxSftpSession
+from core.sftp.throttle import LoginThrottle
+
+log = logging.getLogger("docbridge.sftp")
+
+ENCRYPTION_ALGS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes128-ctr",
+    "aes192-ctr",
+    "aes256-ctr",
+)
+SERVER_VERSION = "docbridge"
+LOGIN_TIMEOUT_S = 60
+KEEPALIVE_INTERVAL_S = 30
+KEEPALIVE_COUNT_MAX = 4
+BANNED_MESSAGE = (
+    "Too many failed logins from your address: it is blocked for a while. "
+    "Check the login and password, wait, then try again, or ask the gateway's operator "
+    "to lift the block.\r\n"
+)
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """One logged-in SSH connection (a client may open several SFTP channels on it)."""
+
+    mailbox_uuid: str
+    address: str
+    started_at: float  # unix time
+
+
+@dataclass
+class _Session:
+    info: SessionInfo
+    conn: asyncssh.SSHServerConnection
+
+
+class _Connection(asyncssh.SSHServer):
+    """asyncssh's per-connection callbacks, handed over to the :class:`SftpServer`."""
+
+    def __init__(self, server: SftpServer) -> None:
+        self._server = server
+        self._conn: asyncssh.SSHServerConnection | None = None
+        self._address = ""
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
+        self._server._connections.add(conn)
+        peer = conn.get_extra_info("peername")
+        self._address = str(peer[0]) if peer else ""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._conn is not None:
+            self._server._connections.discard(self._conn)
+            self._server._sessions.pop(self._conn, None)
+
+    def begin_auth(self, username: str) -> bool:
+        if self._conn is not None and self._server.throttle.is_banned(self._address):
+            with contextlib.suppress(Exception):
+                self._conn.send_auth_banner(BANNED_MESSAGE)
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return True
+
+    async def validate_password(self, username: str, password: str) -> bool:
+        if self._conn is None or not await self._server._check_login(
+            self._address, username, password
+        ):
+            return False
+        # Registered before anything else can run, so a close_sessions() for a password reset
+        # that lands from here on finds this session.
+        self._server._register(self._conn, username, self._address)
+        return True
+
+
+class SftpServer:
+    """Serves every mailbox's SFTP folders on ``config.listen_host``/``config.port``.
+
+    ``host_key_path`` holds the ed25519 host key (generated on first start, 0600); with
+    ``rsa_host_key_path`` an RSA key is offered too, for clients too old for ed25519.
+    ``verifier`` defaults to argon2 checks with the parameters :mod:`core.passwords` uses.
+    """
+
+    def __init__(
+        self,
+        config: SftpConfig,
+        mailboxes_dir: Path,
+        host_key_path: Path,
+        backend: SftpBackend,
+        throttle: LoginThrottle,
+        *,
+        verifier: PasswordVerifier | None = None,
+        rsa_host_key_path: Path | None = None,
+    ) -> None:
+        self.config = config
+        self.mailboxes_dir = mailboxes_dir
+        self.host_key_path = host_key_path
+        self.rsa_host_key_path = rsa_host_key_path
+        self.backend = backend
+        self.throttle = throttle
+        self._verifier = verifier or PasswordVerifier()
+        self._acceptor: asyncssh.SSHAcceptor | None = None
+        self._host_keys: list[asyncssh.SSHKey] = []
+        self._sessions: dict[asyncssh.SSHServerConnection, _Session] = {}  # logged in
+        self._connections: set[asyncssh.SSHServerConnection] = set()  # all, for stop()
+        self._usage: dict[str, MailboxUsage] = {}
+        self._port = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> int:
+        """Load (or create) the host keys and listen; return the port (config.port 0 picks one)."""
+        if self._acceptor is not None:
+            return self._port
+        self._host_keys = [await asyncio.to_thread(load_or_create_host_key, self.host_key_path)]
+        if self.rsa_host_key_path is not None:
+            self._host_keys.append(
+                await asyncio.to_thread(load_or_create_host_key, self.rsa_host_key_path, RSA)
+            )
+        await asyncio.to_thread(self._discard_stale_uploads)
+        await self._verifier.warm_up()
+        self._acceptor = await asyncssh.listen(
+            self.config.listen_host,
+            self.config.port,
+            server_factory=lambda: _Connection(self),
+            server_host_keys=self._host_keys,
+            sftp_factory=self._open_session,
+            allow_scp=False,
+            agent_forwarding=False,
+            x11_forwarding=False,
+            encryption_algs=list(ENCRYPTION_ALGS),
+            server_version=SERVER_VERSION,
+            login_timeout=LOGIN_TIMEOUT_S,
+            keepalive_interval=KEEPALIVE_INTERVAL_S,
+            keepalive_count_max=KEEPALIVE_COUNT_MAX,
+        )
+        self._port = self._acceptor.get_port()
+        log.info("SFTP server listening on %s:%d", self.config.listen_host, self._port)
+        return self._port
+
+    async def stop(self) -> None:
+        """Stop listening and end every session (uploads in progress are discarded)."""
+        acceptor, self._acceptor = self._acceptor, None
+        if acceptor is None:
+            return
+        acceptor.close()
+        await acceptor.wait_closed()
+        connections = list(self._connections)
+        for conn in connections:
+            conn.close()
+        for conn in connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(conn.wait_closed(), timeout=5)
+        log.info("SFTP server stopped")
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def host_key_fingerprint(self) -> str:
+        """``SHA256:…`` of the ed25519 host key, as OpenSSH shows it; customers pin this."""
+        if not self._host_keys:
+            raise RuntimeError("start() the server first")
+        return fingerprint(self._host_keys[0])
+
+    @property
+    def host_key_fingerprints(self) -> dict[str, str]:
+        """Every offered host key's fingerprint by algorithm (ed25519, and rsa if enabled)."""
+        return {key.get_algorithm(): fingerprint(key) for key in self._host_keys}
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    def sessions(self) -> list[SessionInfo]:
+        return sorted((s.info for s in self._sessions.values()), key=lambda i: i.started_at)
+
+    def close_sessions(self, mailbox_uuid: str) -> int:
+        """End every open session of one mailbox; return how many.
+
+        For when the integration is switched off or the password is reset: the old password must
+        stop working at once, including for clients already logged in. Uploads in progress in
+        those sessions are discarded.
+        """
+        closing = [s for s in self._sessions.values() if s.info.mailbox_uuid == mailbox_uuid]
+        for session in closing:
+            session.conn.close()
+        if closing:
+            log.info("closed %d SFTP session(s) of mailbox %s", len(closing), mailbox_uuid)
+        return len(closing)
+
+    def _register(self, conn: asyncssh.SSHServerConnection, mailbox: str, address: str) -> None:
+        self._sessions[conn] = _Session(SessionInfo(mailbox, address, time.time()), conn)
+
+    def _open_session(self, chan: asyncssh.SSHServerChannel[bytes]) -> MailboxSftpSession:
+        session = self._sessions.get(cast(asyncssh.SSHServerConnection, chan.get_connection()))
+        if session is None:  # pragma: no cover - asyncssh opens channels only after auth
+            raise asyncssh.SFTPNoConnection("Not logged in")
+        mailbox = session.info.mailbox_uuid
+        root = self._mailbox_root(mailbox)
+        usage = self._usage.get(mailbox)
+        if usage is None:
+            usage = self._usage[mailbox] = MailboxUsage(root, self.config.mailbox_quota)
+        context = MailboxContext(mailbox, root, self.backend, usage, self.config.max_file_size)
+        return MailboxSftpSession(chan, context)
+
+    # -- logins -------------------------------------------------------------------------------
+
+    async def _check_login(self, address: str, login: str, password: str) -> bool:
+        """The whole login decision; every refusal looks the same to the client."""
+        if self.throttle.is_banned(address):
+            log.info("login for %.64r refused: %s is banned", login, address)
+            return False
+        password_hash: str | None = None
+        try:
+            validate_name(login)
+            password_hash = await self.backend.password_hash(login)
+        except InvalidInput:
+            pass
+        except Exception:  # a broken backend refuses logins, it does not crash connections
+            log.exception("password lookup failed for %.64r", login)
+        ok = await self._verifier.verify(password_hash, password)
+        if not ok:
+            ban = self.throttle.record_failure(address)
+            log.info("failed SFTP login for %.64r from %s", login, address)
+            if ban is not None:
+                log.warning(
+                    "SFTP address %s banned after %d failed logins", ban.address, ban.failures
+                )
+            return False
+        if not await asyncio.to_thread(self._prepare_root, login):
+            return False
+        # The password may have been reset, or the integration switched off, while argon2 ran;
+        # the caller registers the session right after this check, with no await in between.
+        try:
+            current = await self.backend.password_hash(login)
+        except Exception:
+            log.exception("password lookup failed for %.64r", login)
+            current = None
+        if current != password_hash or self.throttle.is_banned(address):
+            return False
+        log.info("SFTP login for mailbox %s from %s", login, address)
+        return True
+
+    def _mailbox_root(self, mailbox: str) -> Path:
+        # The parent may sit behind a symlink an admin chose; the root itself must not.
+        return Path(os.path.realpath(self.mailboxes_dir)) / mailbox
+
+    def _prepare_root(self, mailbox: str) -> bool:
+        """Create the mailbox folders; False (login refused) if the root is not a real directory.
+
+        A folder replaced by something else on disk is only logged: the session refuses that
+        folder and the customer can still use the others.
+        """
+        try:
+            ensure_mailbox_root(self.mailboxes_dir, mailbox)
+        except InvalidInput as exc:
+            log.error("mailbox %s: %s", mailbox, exc)
+        root = self._mailbox_root(mailbox)
+        if root.is_symlink() or not root.is_dir():
+            log.error("mailbox %s: root %s is not a directory; login refused", mailbox, root)
+            return False
+        return True
+
+    def _discard_stale_uploads(self) -> None:
+        if not self.mailboxes_dir.is_dir():
+            return
+        for entry in os.scandir(self.mailboxes_dir):
+            if entry.is_dir(follow_symlinks=False):
+                removed = discard_stale_uploads(Path(entry.path))
+                if removed:
+                    log.info("discarded %d interrupted upload(s) in %s", removed, entry.name)

@@ -1,0 +1,640 @@
+"""One customer's SFTP session: what a mailbox may see and do, enforced on every request.
+
+The client sees ``/`` with the five folders and nothing else. Every path the client sends is
+parsed into (folder, name) by :func:`parse_path`; anything deeper, unknown or hidden (such as
+``.staging``) does not exist for the client, ``..`` cannot climb above ``/``, and files are
+opened relative to a folder descriptor opened with ``O_NOFOLLOW`` and then themselves with
+``O_NOFOLLOW``, so a symbolic link planted on disk (a folder or a file pointing elsewhere) is
+refused rather than followed. Links are hidden from listings and cannot be created.
+
+Uploads go to a private temp file in ``.staging/`` and are renamed into ``outbox/``/``coutbox/``
+only when the client closes the handle (FXP_CLOSE). asyncssh also calls ``close()`` for every
+handle still open when a session ends (connection lost, channel closed, malformed packet); those
+uploads are incomplete and are discarded. See :func:`_called_for_client_close`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import stat
+import sys
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NoReturn
+
+import asyncssh
+from asyncssh.constants import (
+    ACE4_APPEND_DATA,
+    ACE4_READ_DATA,
+    ACE4_WRITE_DATA,
+    FXF_ACCESS_DISPOSITION,
+    FXF_APPEND,
+    FXF_APPEND_DATA,
+    FXF_CREATE_NEW,
+    FXF_EXCL,
+    FXF_READ,
+    FXF_WRITE,
+)
+
+from core.errors import InvalidInput
+from core.sftp.backend import SftpBackend
+from core.sftp.folders import (
+    DOWNLOAD_FOLDERS,
+    ERROR,
+    ERROR_SUFFIX,
+    FOLDERS,
+    UPLOAD_FOLDERS,
+    UPLOAD_PREFIX,
+    staging_path,
+    validate_name,
+)
+from core.sftp.quota import MailboxUsage
+
+log = logging.getLogger("docbridge.sftp")
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+# Blocks above this go through a thread; smaller ones are a page-cache copy, cheaper inline.
+_INLINE_IO_BYTES = 256 * 1024
+# Start writing a large upload back to disk every this many bytes, so the fsync that
+# acknowledges it only has the tail left to flush.
+_WRITEBACK_BYTES = 32 * 1024 * 1024
+# Open files per session: enough for any client's parallelism, not enough to run out of fds.
+MAX_OPEN_FILES = 64
+
+
+@dataclass(frozen=True)
+class MailboxContext:
+    """What a session needs from the server: whose mailbox, where, and the shared limits."""
+
+    mailbox_uuid: str
+    root: Path
+    backend: SftpBackend
+    usage: MailboxUsage
+    max_file_size: int  # 0 or less: unlimited
+
+
+@dataclass(frozen=True)
+class VirtualPath:
+    """A client path after parsing: ``/`` (no folder), ``/<folder>`` or ``/<folder>/<name>``."""
+
+    folder: str | None = None
+    name: str | None = None
+
+    def __str__(self) -> str:
+        return "/" + "/".join(part for part in (self.folder, self.name) if part)
+
+
+def parse_path(raw: bytes) -> VirtualPath:
+    """Turn a client path into a :class:`VirtualPath`, or raise an SFTP error.
+
+    Relative paths start at ``/`` (the client's home is the mailbox root); ``.`` is dropped and
+    ``..`` never climbs above ``/``, as in any chroot. Only the five folders exist, and they have
+    no subfolders.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise asyncssh.SFTPInvalidFilename("File names must be UTF-8") from None
+    parts: list[str] = []
+    for part in text.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts:
+                parts.pop()
+            continue
+        parts.append(part)
+    if not parts:
+        return VirtualPath()
+    if parts[0] not in FOLDERS:
+        raise asyncssh.SFTPNoSuchFile(
+            f"/{parts[0]} does not exist: the folders are {', '.join(FOLDERS)}"
+        )
+    if len(parts) == 1:
+        return VirtualPath(parts[0])
+    if len(parts) > 2:
+        raise asyncssh.SFTPNoSuchFile(f"/{parts[0]} has no subfolders")
+    try:
+        name = validate_name(parts[1])
+    except InvalidInput as exc:
+        raise asyncssh.SFTPInvalidFilename(str(exc)) from None
+    return VirtualPath(parts[0], name)
+
+
+def _require_file(path: VirtualPath) -> tuple[str, str]:
+    if path.folder is None or path.name is None:
+        raise asyncssh.SFTPFileIsADirectory(f"{path} is a folder")
+    return path.folder, path.name
+
+
+def _symlink_refused(path: VirtualPath) -> asyncssh.SFTPError:
+    return asyncssh.SFTPPermissionDenied(f"{path} is a link; links are not followed")
+
+
+def _called_for_client_close() -> bool:
+    """True when asyncssh is closing a handle because the client sent FXP_CLOSE.
+
+    asyncssh calls ``SFTPServer.close()`` from exactly two places in ``SFTPServerHandler``:
+    ``_process_close`` (the client's FXP_CLOSE, after all its earlier writes were processed:
+    requests are handled one at a time, in order) and ``_cleanup`` (the session ended with the
+    handle still open: connection dropped, channel closed, bad packet). Nothing in the public
+    API tells them apart, so look at the caller. The check fails safe: if a future asyncssh
+    renames ``_process_close``, every upload is discarded and the tests say so loudly; no
+    partial file is ever accepted.
+    """
+    caller = sys._getframe(2)  # 0: this function, 1: close(), 2: asyncssh
+    return caller.f_code.co_name == "_process_close"
+
+
+@dataclass(eq=False)
+class _Download:
+    fd: int
+    path: VirtualPath
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """asyncssh's ranges extension seeks the file object to find data and holes."""
+        return os.lseek(self.fd, offset, whence)
+
+
+@dataclass(eq=False)
+class _Upload:
+    fd: int
+    temp: Path
+    folder: str
+    name: str
+    size: int = 0
+    refused: str | None = None  # why a write was refused; the upload then stores nothing
+    closed: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # commit vs discard
+    unsynced: int = 0
+    writeback: asyncio.Task[None] | None = None  # an early fdatasync running in a thread
+
+    async def settle(self) -> None:
+        """Wait for the early writeback, so the descriptor can be closed (or synced) safely."""
+        task, self.writeback = self.writeback, None
+        if task is not None:
+            await task
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return os.lseek(self.fd, offset, whence)
+
+
+class MailboxSftpSession(asyncssh.SFTPServer):
+    """The asyncssh SFTP server for one session, confined to one mailbox root.
+
+    asyncssh's ``chroot`` is set as a second fence: every request is served by the methods
+    below, but anything they do not override still cannot leave the root.
+    """
+
+    def __init__(self, chan: asyncssh.SSHServerChannel[bytes], context: MailboxContext) -> None:
+        super().__init__(chan, chroot=os.fsencode(context.root))
+        # The server resolved the parent of ``root``; ``root`` itself is checked to be a real
+        # directory at login, so no component here is a link.
+        self._context = context
+        self._root = context.root
+        self._uploads: set[_Upload] = set()
+        self._open_files = 0
+
+    @property
+    def mailbox_uuid(self) -> str:
+        return self._context.mailbox_uuid
+
+    # -- paths --------------------------------------------------------------------------------
+
+    def map_path(self, path: bytes) -> bytes:
+        """Local path for a client path; only used by asyncssh code paths not overridden here."""
+        virtual = parse_path(path)
+        return os.fsencode(self._local(virtual))
+
+    def reverse_map_path(self, path: bytes) -> bytes:
+        root = os.fsencode(self._root)
+        if path == root:
+            return b"/"
+        if path.startswith(root + b"/"):
+            return path[len(root) :]
+        raise asyncssh.SFTPNoSuchFile("File not found")
+
+    def _local(self, path: VirtualPath) -> Path:
+        if path.folder is None:
+            return self._root
+        if path.name is None:
+            return self._root / path.folder
+        return self._root / path.folder / path.name
+
+    def _open_folder(self, folder: str) -> int:
+        """A descriptor for a folder that is a real directory, never a link planted in its place."""
+        try:
+            return os.open(self._root / folder, _DIR_FLAGS)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise _symlink_refused(VirtualPath(folder)) from None
+            raise
+
+    def _lstat(self, path: VirtualPath) -> os.stat_result:
+        if path.folder is None:
+            return os.stat(self._root)
+        dir_fd = self._open_folder(path.folder)
+        try:
+            if path.name is None:
+                return os.fstat(dir_fd)
+            info = os.stat(path.name, dir_fd=dir_fd, follow_symlinks=False)
+        finally:
+            os.close(dir_fd)
+        if stat.S_ISLNK(info.st_mode):
+            raise _symlink_refused(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise asyncssh.SFTPNoSuchFile(f"{path} does not exist")
+        return info
+
+    # -- attributes ---------------------------------------------------------------------------
+
+    def realpath(self, path: bytes) -> bytes:
+        return str(parse_path(path)).encode()
+
+    def lstat(self, path: bytes) -> os.stat_result:
+        return self._lstat(parse_path(path))
+
+    def stat(self, path: bytes) -> os.stat_result:
+        return self._lstat(parse_path(path))
+
+    def fstat(self, file_obj: object) -> os.stat_result:
+        return os.fstat(self._file(file_obj).fd)
+
+    def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        """Accepted and ignored: clients that preserve times or modes must not fail uploads."""
+        self._lstat(parse_path(path))
+
+    def lsetstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        self._lstat(parse_path(path))
+
+    def fsetstat(self, file_obj: object, attrs: asyncssh.SFTPAttrs) -> None:
+        self._file(file_obj)
+
+    def statvfs(self, path: bytes) -> os.statvfs_result:
+        raise asyncssh.SFTPOpUnsupported("statvfs is not supported")
+
+    def fstatvfs(self, file_obj: object) -> os.statvfs_result:
+        raise asyncssh.SFTPOpUnsupported("statvfs is not supported")
+
+    # -- listings -----------------------------------------------------------------------------
+
+    async def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
+        virtual = parse_path(path)
+        if virtual.name is not None:
+            raise asyncssh.SFTPNotADirectory(f"{virtual} is a file")
+        entries = await asyncio.to_thread(self._list, virtual)
+        for name, info in entries:
+            yield asyncssh.SFTPName(name.encode(), attrs=asyncssh.SFTPAttrs.from_local(info))
+
+    def _list(self, path: VirtualPath) -> list[tuple[str, os.stat_result]]:
+        here = self._lstat(path)
+        entries = [(".", here), ("..", os.stat(self._root))]
+        if path.folder is None:
+            for folder in FOLDERS:
+                with contextlib.suppress(OSError, asyncssh.SFTPError):
+                    entries.append((folder, self._lstat(VirtualPath(folder))))
+            return entries
+        folder_path = self._local(path)
+        with os.scandir(folder_path) as scan:
+            for entry in scan:
+                with contextlib.suppress(FileNotFoundError):
+                    info = entry.stat(follow_symlinks=False)
+                    if stat.S_ISREG(info.st_mode):  # links and anything odd stay invisible
+                        entries.append((entry.name, info))
+        return entries
+
+    # -- files --------------------------------------------------------------------------------
+
+    async def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
+        write = bool(pflags & FXF_WRITE)
+        read_write = write and bool(pflags & FXF_READ)
+        append = bool(pflags & FXF_APPEND)
+        exclusive = bool(pflags & FXF_EXCL)
+        return await self._open(parse_path(path), write, read_write, append, exclusive)
+
+    async def open56(
+        self, path: bytes, desired_access: int, flags: int, attrs: asyncssh.SFTPAttrs
+    ) -> object:
+        write = bool(desired_access & (ACE4_WRITE_DATA | ACE4_APPEND_DATA))
+        read = bool(desired_access & ACE4_READ_DATA)
+        append = bool(desired_access & ACE4_APPEND_DATA or flags & FXF_APPEND_DATA)
+        exclusive = flags & FXF_ACCESS_DISPOSITION == FXF_CREATE_NEW
+        return await self._open(parse_path(path), write, read and write, append, exclusive)
+
+    async def _open(
+        self, path: VirtualPath, write: bool, read_write: bool, append: bool, exclusive: bool
+    ) -> object:
+        folder, name = _require_file(path)
+        if self._open_files >= MAX_OPEN_FILES:
+            raise asyncssh.SFTPFailure(f"At most {MAX_OPEN_FILES} files can be open at once")
+        if not write:
+            download = self._open_download(path, folder, name)
+            self._open_files += 1
+            return download
+        if folder not in UPLOAD_FOLDERS:
+            raise asyncssh.SFTPPermissionDenied(
+                f"/{folder} is read-only: upload into /outbox or /coutbox"
+            )
+        if read_write or append:
+            raise asyncssh.SFTPOpUnsupported(
+                "Uploads cannot be appended to or resumed: upload the whole file again"
+            )
+        if exclusive and await asyncio.to_thread(os.path.lexists, self._local(path)):
+            raise asyncssh.SFTPFileAlreadyExists(f"{path} already exists")
+        await self._context.usage.refresh()
+        temp = staging_path(self._root, UPLOAD_PREFIX)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        upload = _Upload(fd, temp, folder, name)
+        self._uploads.add(upload)
+        self._open_files += 1
+        return upload
+
+    def _open_download(self, path: VirtualPath, folder: str, name: str) -> _Download:
+        if folder not in DOWNLOAD_FOLDERS:
+            raise asyncssh.SFTPPermissionDenied(
+                f"/{folder} is for uploads, which docbridge picks up: nothing to download there"
+            )
+        dir_fd = self._open_folder(folder)
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _symlink_refused(path) from None
+            raise
+        finally:
+            os.close(dir_fd)
+        info = os.fstat(fd)
+        # A hard link planted on disk could alias a file outside the mailbox.
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            os.close(fd)
+            raise asyncssh.SFTPPermissionDenied(f"{path} is not a plain file")
+        return _Download(fd, path)
+
+    def _file(self, file_obj: object) -> _Download | _Upload:
+        if isinstance(file_obj, _Download | _Upload):
+            return file_obj
+        raise asyncssh.SFTPInvalidHandle("Invalid file handle")
+
+    async def read(self, file_obj: object, offset: int, size: int) -> bytes:
+        handle = self._file(file_obj)
+        if isinstance(handle, _Upload):
+            raise asyncssh.SFTPPermissionDenied("Uploads are opened for writing only")
+        if size > _INLINE_IO_BYTES:
+            return await asyncio.to_thread(os.pread, handle.fd, size, offset)
+        return os.pread(handle.fd, size, offset)
+
+    async def write(self, file_obj: object, offset: int, data: bytes) -> int:
+        upload = self._file(file_obj)
+        if not isinstance(upload, _Upload):
+            raise asyncssh.SFTPPermissionDenied("Downloads are opened for reading only")
+        if upload.refused is not None:
+            raise asyncssh.SFTPFailure(upload.refused)
+        end = offset + len(data)
+        limit = self._context.max_file_size
+        if limit > 0 and end > limit:
+            await self._refuse(upload, f"File too large: the limit is {_size(limit)} per file")
+        grow = max(0, end - upload.size)
+        if grow and not self._context.usage.reserve(grow):
+            quota = _size(self._context.usage.quota)
+            await self._refuse(
+                upload,
+                f"Mailbox quota of {quota} exceeded: delete files you picked up from "
+                "/inbox, /cinbox or /error, then upload again",
+                quota=True,
+            )
+        upload.size += grow
+        try:
+            return await self._store(upload, offset, data)
+        except OSError as exc:  # a file with a hole must never be accepted: give it up
+            await self._refuse(upload, f"Cannot store the file: {exc.strerror or exc}")
+
+    async def _store(self, upload: _Upload, offset: int, data: bytes) -> int:
+        if len(data) > _INLINE_IO_BYTES:
+            written = await asyncio.to_thread(os.pwrite, upload.fd, data, offset)
+        else:
+            written = os.pwrite(upload.fd, data, offset)
+        if written != len(data):
+            raise OSError(errno.EIO, "short write")
+        upload.unsynced += written
+        if upload.unsynced >= _WRITEBACK_BYTES and (
+            upload.writeback is None or upload.writeback.done()
+        ):
+            await upload.settle()  # surfaces an error of the previous writeback
+            upload.unsynced = 0
+            upload.writeback = asyncio.create_task(asyncio.to_thread(os.fdatasync, upload.fd))
+        return written
+
+    async def _refuse(self, upload: _Upload, reason: str, *, quota: bool = False) -> NoReturn:
+        """Discard the upload now (nothing is stored) and fail this and every later write."""
+        upload.refused = f"{reason}; nothing was stored"
+        await self._discard(upload)
+        log.info("upload refused for mailbox %s: %s", self.mailbox_uuid, reason)
+        if quota:
+            raise asyncssh.SFTPQuotaExceeded(upload.refused)
+        raise asyncssh.SFTPFailure(upload.refused)
+
+    async def fsync(self, file_obj: object) -> None:
+        handle = self._file(file_obj)
+        if isinstance(handle, _Upload) and not handle.closed:
+            await asyncio.to_thread(os.fsync, handle.fd)
+
+    def close(self, file_obj: object) -> Awaitable[None]:
+        # Decided here, synchronously: the caller's frame is only on the stack now.
+        return self._close(file_obj, clean=_called_for_client_close())
+
+    async def _close(self, file_obj: object, *, clean: bool) -> None:
+        if isinstance(file_obj, _Download):
+            os.close(file_obj.fd)
+            self._open_files -= 1
+            return
+        if not isinstance(file_obj, _Upload):
+            return
+        if not clean:
+            if not file_obj.closed:
+                log.info(
+                    "upload of %s/%s for mailbox %s interrupted; discarded",
+                    file_obj.folder,
+                    file_obj.name,
+                    self.mailbox_uuid,
+                )
+            await self._discard(file_obj)
+            return
+        if file_obj.refused is not None:
+            await self._discard(file_obj)
+            raise asyncssh.SFTPFailure(file_obj.refused)
+        await self._commit(file_obj)
+
+    async def _discard(self, upload: _Upload) -> None:
+        async with upload.lock:
+            if upload.closed:
+                return
+            upload.closed = True
+            self._uploads.discard(upload)
+            self._open_files -= 1
+            self._context.usage.release(upload.size)
+            with contextlib.suppress(OSError):
+                await upload.settle()
+            os.close(upload.fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(upload.temp)
+
+    async def _commit(self, upload: _Upload) -> None:
+        async with upload.lock:
+            if upload.closed:
+                return
+            upload.closed = True
+            self._uploads.discard(upload)
+            self._open_files -= 1
+            try:
+                try:
+                    await upload.settle()
+                except BaseException:
+                    os.close(upload.fd)
+                    raise
+                await asyncio.to_thread(self._publish, upload)
+            except BaseException:
+                self._context.usage.release(upload.size)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(upload.temp)
+                raise
+            self._context.usage.commit(upload.size)
+        log.info(
+            "received %s/%s (%d bytes) for mailbox %s",
+            upload.folder,
+            upload.name,
+            upload.size,
+            self.mailbox_uuid,
+        )
+        await self._notify(upload.folder, upload.name)
+
+    def _publish(self, upload: _Upload) -> None:
+        """Durable first, then visible: fsync, rename into the folder, fsync the folder."""
+        try:
+            os.fdatasync(upload.fd)
+        finally:
+            os.close(upload.fd)
+        dir_fd = self._open_folder(upload.folder)
+        try:
+            os.rename(upload.temp, upload.name, dst_dir_fd=dir_fd)
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    async def _notify(self, folder: str, name: str) -> None:
+        try:
+            await self._context.backend.file_arrived(self.mailbox_uuid, folder, name)
+        except Exception:
+            log.exception("file_arrived failed for %s/%s of %s", folder, name, self.mailbox_uuid)
+
+    # -- changes ------------------------------------------------------------------------------
+
+    async def remove(self, path: bytes) -> None:
+        virtual = parse_path(path)
+        folder, name = _require_file(virtual)
+        if folder not in DOWNLOAD_FOLDERS:
+            raise asyncssh.SFTPPermissionDenied(
+                f"{virtual} is waiting to be picked up by docbridge and cannot be deleted"
+            )
+        size = self._lstat(virtual).st_size
+        dir_fd = self._open_folder(folder)
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+        self._context.usage.removed(size)
+
+    async def rename(self, oldpath: bytes, newpath: bytes) -> None:
+        """SFTP v3 rename: refuses to replace an existing file."""
+        await self._rename(parse_path(oldpath), parse_path(newpath), replace=False)
+
+    async def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
+        """posix-rename@openssh.com (what OpenSSH's sftp uses): replaces an existing file."""
+        await self._rename(parse_path(oldpath), parse_path(newpath), replace=True)
+
+    async def _rename(self, source: VirtualPath, target: VirtualPath, *, replace: bool) -> None:
+        """Rename within a download folder (e.g. mark a file as read), or into an upload folder.
+
+        Renaming from ``/error`` (or between ``/outbox`` and ``/coutbox``) into an upload folder
+        submits the file again, exactly like an upload, and drops its ``.error.txt``.
+        """
+        src_folder, src_name = _require_file(source)
+        dst_folder, dst_name = _require_file(target)
+        submits = dst_folder in UPLOAD_FOLDERS
+        if submits and src_folder not in (*UPLOAD_FOLDERS, ERROR):
+            raise asyncssh.SFTPPermissionDenied(
+                f"{source} cannot be moved to /{dst_folder}: only files from /error can be retried"
+            )
+        if not submits and src_folder != dst_folder:
+            raise asyncssh.SFTPPermissionDenied(
+                f"{source} can only be renamed within /{src_folder}, or moved from /error "
+                "to /outbox or /coutbox to retry it"
+            )
+        info = self._lstat(source)
+        if info.st_nlink != 1:
+            raise asyncssh.SFTPPermissionDenied(f"{source} is not a plain file")
+        await asyncio.to_thread(self._move, source, target, replace)
+        if submits:
+            log.info("%s resubmitted as %s for mailbox %s", source, target, self.mailbox_uuid)
+            await self._notify(dst_folder, dst_name)
+
+    def _move(self, source: VirtualPath, target: VirtualPath, replace: bool) -> None:
+        src_folder, src_name = _require_file(source)
+        dst_folder, dst_name = _require_file(target)
+        src_fd = self._open_folder(src_folder)
+        try:
+            dst_fd = self._open_folder(dst_folder)
+            try:
+                if not replace and os.path.lexists(self._local(target)):
+                    raise asyncssh.SFTPFileAlreadyExists(f"{target} already exists")
+                with contextlib.suppress(FileNotFoundError):
+                    existing = os.stat(dst_name, dir_fd=dst_fd, follow_symlinks=False)
+                    if not stat.S_ISREG(existing.st_mode):
+                        raise asyncssh.SFTPPermissionDenied(f"{target} is not a plain file")
+                os.rename(src_name, dst_name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+                if src_folder == ERROR and dst_folder != ERROR:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(f"{src_name}{ERROR_SUFFIX}", dir_fd=src_fd)
+                os.fsync(dst_fd)
+                if dst_fd != src_fd:
+                    os.fsync(src_fd)
+            finally:
+                os.close(dst_fd)
+        finally:
+            os.close(src_fd)
+
+    def mkdir(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        raise asyncssh.SFTPPermissionDenied("The five folders are fixed: no folders can be added")
+
+    def rmdir(self, path: bytes) -> None:
+        raise asyncssh.SFTPPermissionDenied("The five folders are fixed: none can be removed")
+
+    def readlink(self, path: bytes) -> bytes:
+        raise asyncssh.SFTPPermissionDenied("Links are not supported")
+
+    def symlink(self, oldpath: bytes, newpath: bytes) -> None:
+        raise asyncssh.SFTPPermissionDenied("Symbolic links cannot be created here")
+
+    def link(self, oldpath: bytes, newpath: bytes) -> None:
+        raise asyncssh.SFTPPermissionDenied("Hard links cannot be created here")
+
+    async def exit(self) -> None:
+        """Session over: any upload still open is incomplete (asyncssh normally closed them)."""
+        for upload in list(self._uploads):
+            await self._discard(upload)
+
+
+def _size(size: int) -> str:
+    """Human-readable size for error messages."""
+    if size < 1024:
+        return f"{size} bytes"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            break
+    return f"{value:.4g} {unit}"

@@ -1,0 +1,126 @@
+"""The engine's own SFTP listener against the store: the customer's view of an integration."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import pytest
+
+from core.config import load_config
+from core.engine.engine import Engine
+from core.models import IntegrationForm
+from core.service import Service
+from tests.engine.conftest import FAST
+from tests.engine.test_customer_files import NEW_UUID, outgoing_xml
+from tests.engine.test_default_rules import eventually
+
+
+@pytest.fixture
+async def sftp_engine(data_dir: Path) -> AsyncIterator[Engine]:
+    config = load_config(data_dir)
+    config = replace(config, sftp=replace(config.sftp, port=0))
+    engine = Engine(config, replace(FAST, run_sftp=True))
+    await engine.start()
+    yield engine
+    await engine.stop()
+
+
+def connect(engine: Engine, login: str, password: str) -> Any:
+    host, port = engine.listeners["sftp"].rsplit(":", 1)
+    return asyncssh.connect(
+        host,
+        int(port),
+        username=login,
+        password=password,
+        known_hosts=None,
+        client_keys=None,
+        preferred_auth="password",
+    )
+
+
+async def test_customer_sees_inbox_fill_and_uploads_become_envelopes(
+    service: Service, sftp_engine: Engine
+) -> None:
+    mailbox = (await service.resolve_mailbox("Purchasing")).uuid
+    password = (await service.save_integration(mailbox, IntegrationForm())).new_password
+    assert password is not None
+    await service.set_enabled(mailbox, True)
+    sftp_engine.wake()
+    waiting = [e.uuid for e in await service.list_envelopes(mailbox)]
+
+    async with connect(sftp_engine, mailbox, password) as conn, conn.start_sftp_client() as sftp:
+        assert sorted(await sftp.listdir(".")) == [
+            ".",
+            "..",
+            "cinbox",
+            "coutbox",
+            "error",
+            "inbox",
+            "outbox",
+        ]
+
+        async def inbox_full() -> bool:
+            names = [n for n in await sftp.listdir("inbox") if n.endswith(".xml")]
+            return sorted(names) == sorted(f"{u}.xml" for u in waiting)
+
+        await eventually(inbox_full)
+        async with sftp.open("outbox/new-order.xml", "wb") as handle:
+            await handle.write(outgoing_xml(mailbox))
+
+        async def sent() -> bool:
+            return any(e.uuid == NEW_UUID for e in await service.list_envelopes(mailbox))
+
+        await eventually(sent)
+        assert "new-order.xml" not in await sftp.listdir("outbox")
+
+
+async def test_toggle_off_and_password_reset_end_sessions_and_refuse_logins(
+    service: Service, sftp_engine: Engine
+) -> None:
+    mailbox = (await service.resolve_mailbox("Logistics")).uuid
+    password = (await service.save_integration(mailbox, IntegrationForm())).new_password
+    assert password is not None
+    await service.set_enabled(mailbox, True)
+
+    conn = await connect(sftp_engine, mailbox, password)
+    await service.set_enabled(mailbox, False)
+    await asyncio.wait_for(conn.wait_closed(), 3)  # the kill switch ends open sessions
+    with pytest.raises(asyncssh.PermissionDenied):
+        await connect(sftp_engine, mailbox, password)
+
+    await service.set_enabled(mailbox, True)
+    conn = await connect(sftp_engine, mailbox, password)
+    new_password = await service.reset_password(mailbox)
+    await asyncio.wait_for(conn.wait_closed(), 3)  # and so does a password reset
+    with pytest.raises(asyncssh.PermissionDenied):
+        await connect(sftp_engine, mailbox, password)
+    async with connect(sftp_engine, mailbox, new_password):
+        pass
+
+
+async def test_ban_is_visible_through_the_service_and_can_be_lifted(
+    service: Service, sftp_engine: Engine
+) -> None:
+    mailbox = (await service.resolve_mailbox("Purchasing")).uuid
+    password = (await service.save_integration(mailbox, IntegrationForm())).new_password
+    assert password is not None
+    await service.set_enabled(mailbox, True)
+    for _ in range(5):
+        with pytest.raises(asyncssh.PermissionDenied):
+            await connect(sftp_engine, mailbox, "wrong")
+
+    async def banned() -> bool:
+        return [b.address for b in await service.list_bans()] == ["127.0.0.1"]
+
+    await eventually(banned)
+    with pytest.raises((asyncssh.PermissionDenied, asyncssh.DisconnectError)):
+        await connect(sftp_engine, mailbox, password)  # even the right password
+    assert await service.unban("127.0.0.1")
+    await asyncio.sleep(0.5)  # the engine picks the unban up within a heartbeat
+    async with connect(sftp_engine, mailbox, password):
+        pass

@@ -1,0 +1,125 @@
+"""The mailbox layout on disk, atomic writes, error files and the login throttle's rules."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from core.errors import InvalidInput
+from core.sftp.folders import (
+    FOLDERS,
+    discard_stale_uploads,
+    ensure_mailbox_root,
+    move_to_error,
+    validate_name,
+    write_atomically,
+)
+from core.sftp.throttle import Ban, LoginThrottle, address_key
+from tests.sftp.conftest import MAILBOX_A, Harness
+
+
+def test_mailbox_root_has_private_folders_and_staging(tmp_path: Path) -> None:
+    root = ensure_mailbox_root(tmp_path / "mailboxes", MAILBOX_A)
+    assert root == tmp_path / "mailboxes" / MAILBOX_A
+    for name in (*FOLDERS, ".staging"):
+        assert stat.S_IMODE((root / name).stat().st_mode) == 0o700
+    assert ensure_mailbox_root(tmp_path / "mailboxes", MAILBOX_A) == root  # idempotent
+
+
+@pytest.mark.parametrize(
+    "name", ["", ".", "..", "a/b", "../x", "a\\b", "a\nb", "a\x00b", "é" * 200]
+)
+def test_bad_names_are_refused(name: str) -> None:
+    with pytest.raises(InvalidInput):
+        validate_name(name)
+
+
+def test_write_atomically_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
+    root = ensure_mailbox_root(tmp_path, MAILBOX_A)
+    write_atomically(root, "inbox", "a.xml", b"one")
+    path = write_atomically(root, "inbox", "a.xml", b"two")
+    assert path.read_bytes() == b"two"
+    assert list((root / ".staging").iterdir()) == []
+    with pytest.raises(InvalidInput):
+        write_atomically(root, "nowhere", "a.xml", b"x")
+
+
+def test_move_to_error_keeps_older_failures(tmp_path: Path) -> None:
+    root = ensure_mailbox_root(tmp_path, MAILBOX_A)
+    write_atomically(root, "outbox", "o.xml", b"first")
+    assert move_to_error(root, "outbox", "o.xml", "First reason.") == "o.xml"
+    write_atomically(root, "outbox", "o.xml", b"second")
+    assert move_to_error(root, "outbox", "o.xml", "Second reason.") == "o (2).xml"
+    error = root / "error"
+    assert sorted(p.name for p in error.iterdir()) == [
+        "o (2).xml",
+        "o (2).xml.error.txt",
+        "o.xml",
+        "o.xml.error.txt",
+    ]
+    assert (error / "o (2).xml.error.txt").read_text() == "Second reason.\n"
+    assert list((root / "outbox").iterdir()) == []
+
+
+def test_stale_uploads_are_discarded_but_platform_writes_are_not(tmp_path: Path) -> None:
+    root = ensure_mailbox_root(tmp_path, MAILBOX_A)
+    (root / ".staging" / ".upload-dead").write_bytes(b"x")
+    (root / ".staging" / ".write-busy").write_bytes(b"x")
+    assert discard_stale_uploads(root) == 1
+    assert [p.name for p in (root / ".staging").iterdir()] == [".write-busy"]
+
+
+async def test_symlinked_mailbox_root_refuses_login(harness: Harness, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    harness.mailboxes_dir.mkdir(exist_ok=True)
+    os.symlink(elsewhere, harness.root())
+    with pytest.raises(Exception, match="[Pp]ermission denied"):
+        async with await harness.connect():
+            pass
+    assert list(elsewhere.iterdir()) == []
+    assert harness.throttle.bans() == []
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_throttle_counts_within_the_window_and_bans_past_the_threshold() -> None:
+    clock = FakeClock()
+    seen: list[Ban] = []
+    throttle = LoginThrottle(3, window_s=60, ban_s=300, clock=clock, on_ban=seen.append)
+    throttle.record_failure("10.0.0.1")
+    clock.now += 61  # the first failure has left the window
+    throttle.record_failure("10.0.0.1")
+    throttle.record_failure("10.0.0.1")
+    assert not throttle.is_banned("10.0.0.1")
+    ban = throttle.record_failure("10.0.0.1")
+    assert ban == Ban("10.0.0.1", 3, clock.now + 300)
+    assert seen == [ban]
+    assert throttle.is_banned("10.0.0.1") and not throttle.is_banned("10.0.0.2")
+    clock.now += 301
+    assert not throttle.is_banned("10.0.0.1")
+    assert throttle.bans() == []
+
+
+def test_throttle_restore_unban_and_ipv6_prefixes() -> None:
+    clock = FakeClock()
+    lifted: list[str] = []
+    throttle = LoginThrottle(2, clock=clock, on_unban=lifted.append)
+    throttle.restore([Ban("10.0.0.9", 7, clock.now + 10), Ban("10.0.0.8", 7, clock.now - 1)])
+    assert [b.address for b in throttle.bans()] == ["10.0.0.9"]
+    assert throttle.unban("10.0.0.9") and lifted == ["10.0.0.9"]
+    assert not throttle.unban("10.0.0.9")
+    throttle.record_failure("2001:db8::1")
+    throttle.record_failure("2001:db8::ffff")  # same /64: same attacker
+    assert throttle.is_banned("2001:db8::1234")
+    assert not throttle.is_banned("2001:db8:0:1::1")
+    assert address_key("::ffff:10.1.2.3") == "10.1.2.3"

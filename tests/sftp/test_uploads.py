@@ -1,0 +1,176 @@
+"""Uploads appear complete or not at all: interrupted, too big or over quota, they leave nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+
+import asyncssh
+import pytest
+
+from core.sftp.folders import ensure_mailbox_root, write_atomically
+from core.sftp.session import MAX_OPEN_FILES
+from tests.sftp.conftest import MAILBOX_A, Harness, HarnessFactory, needs_openssh
+
+CHUNK = 10_000
+
+
+async def _write_50_kb(remote: asyncssh.SFTPClientFile) -> None:
+    for offset in range(0, 50_000, CHUNK):
+        await remote.write(b"z" * CHUNK, offset)
+
+
+def _staged(harness: Harness) -> list[str]:
+    return sorted(p.name for p in (harness.root() / ".staging").iterdir())
+
+
+async def test_connection_dropped_mid_upload_leaves_nothing(harness: Harness) -> None:
+    conn = await harness.connect()
+    sftp = await conn.start_sftp_client()
+    remote = await sftp.open("/outbox/cut.xml", "wb")
+    await _write_50_kb(remote)
+    assert len(_staged(harness)) == 1  # the upload really is in flight, out of sight
+    conn.abort()  # TCP connection gone without a goodbye
+    await harness.wait_for_no_sessions()
+    await asyncio.sleep(0.05)
+    assert harness.visible_files() == []
+    assert harness.backend.arrived == []
+
+
+async def test_session_closed_without_closing_the_file_leaves_nothing(harness: Harness) -> None:
+    async with await harness.connect() as conn:
+        sftp = await conn.start_sftp_client()
+        remote = await sftp.open("/coutbox/cut.csv", "wb")
+        await _write_50_kb(remote)
+        sftp.exit()  # the SFTP channel closes; the handle was never closed (no FXP_CLOSE)
+        await sftp.wait_closed()
+        for _ in range(100):
+            if not _staged(harness):
+                break
+            await asyncio.sleep(0.01)
+        async with conn.start_sftp_client() as again:
+            assert await again.listdir("/coutbox") == [".", ".."]
+    assert harness.visible_files() == []
+    assert harness.backend.arrived == []
+
+
+@needs_openssh
+async def test_openssh_client_killed_mid_upload_leaves_nothing(harness: Harness) -> None:
+    ensure_mailbox_root(harness.mailboxes_dir, MAILBOX_A)
+    (harness.tmp / "big.bin").write_bytes(os.urandom(4_000_000))
+    batch = harness.tmp / "batch-kill"
+    batch.write_text("put big.bin /outbox/big.bin\n")
+    # -l: bandwidth limit in Kbit/s, so the upload is still running when the kill comes.
+    argv = harness.openssh_argv(batch, MAILBOX_A, ("-l", "4000"))
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        env={**os.environ, "SSHPASS": "password-of-a"},
+        cwd=harness.tmp,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        staging = harness.root() / ".staging"
+        deadline = time.monotonic() + 20
+        while not any(entry.stat().st_size >= 50_000 for entry in os.scandir(staging)):
+            assert time.monotonic() < deadline and process.returncode is None
+            await asyncio.sleep(0.005)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # sftp and its ssh: no FXP_CLOSE ever comes
+        await process.wait()
+    await harness.wait_for_no_sessions()
+    await asyncio.sleep(0.05)
+    assert harness.visible_files() == []
+    assert harness.backend.arrived == []
+
+
+async def test_listing_during_an_upload_never_shows_the_partial_file(harness: Harness) -> None:
+    async with (
+        await harness.connect() as writer,
+        writer.start_sftp_client() as upload_sftp,
+        await harness.connect() as reader,
+        reader.start_sftp_client() as list_sftp,
+    ):
+        async with upload_sftp.open("/outbox/slow.xml", "wb") as remote:
+            for offset in range(0, 200_000, CHUNK):
+                await remote.write(b"y" * CHUNK, offset)
+                assert await list_sftp.listdir("/outbox") == [".", ".."]
+                assert not await list_sftp.exists("/outbox/slow.xml")
+        assert await list_sftp.listdir("/outbox") == [".", "..", "slow.xml"]
+        assert (await list_sftp.stat("/outbox/slow.xml")).size == 200_000
+
+
+async def test_size_limit_refuses_while_bytes_arrive(make_harness: HarnessFactory) -> None:
+    harness = await make_harness(max_file_size=100_000)
+    async with await harness.connect() as conn, conn.start_sftp_client() as sftp:
+        with pytest.raises(asyncssh.SFTPFailure, match="File too large"):
+            async with sftp.open("/outbox/huge.xml", "wb") as remote:
+                for offset in range(0, 150_000, CHUNK):
+                    await remote.write(b"h" * CHUNK, offset)
+        assert await sftp.listdir("/outbox") == [".", ".."]
+        async with sftp.open("/outbox/fits.xml", "wb") as remote:  # exactly the limit is fine
+            await remote.write(b"f" * 100_000)
+    assert harness.visible_files() == ["outbox/fits.xml"]
+    assert harness.backend.arrived == [(MAILBOX_A, "outbox", "fits.xml")]
+
+
+async def test_quota_counts_every_folder_and_frees_up_on_delete(
+    make_harness: HarnessFactory,
+) -> None:
+    harness = await make_harness(mailbox_quota=200_000)
+    root = ensure_mailbox_root(harness.mailboxes_dir, MAILBOX_A)
+    write_atomically(root, "inbox", "waiting.xml", b"w" * 150_000)
+    payload = harness.tmp / "payload.xml"
+    payload.write_bytes(b"p" * 100_000)
+    async with await harness.connect() as conn, conn.start_sftp_client() as sftp:
+        with pytest.raises(asyncssh.SFTPError, match="quota"):
+            await sftp.put(str(payload), "/outbox/payload.xml")
+        assert await sftp.listdir("/outbox") == [".", ".."]
+        assert _staged(harness) == []
+        await sftp.remove("/inbox/waiting.xml")  # picked up: the space is free again
+        await sftp.put(str(payload), "/outbox/payload.xml")
+    assert harness.visible_files() == ["outbox/payload.xml"]
+    assert harness.backend.arrived == [(MAILBOX_A, "outbox", "payload.xml")]
+
+
+@needs_openssh
+async def test_openssh_sees_size_limit_failures(make_harness: HarnessFactory) -> None:
+    harness = await make_harness(max_file_size=100_000)
+    (harness.tmp / "huge.bin").write_bytes(b"h" * 1_000_000)
+    result = await harness.openssh("put huge.bin /outbox/huge.bin\n")
+    assert result.returncode != 0
+    assert harness.visible_files() == []
+    assert harness.backend.arrived == []
+
+
+async def test_large_upload_in_big_blocks_arrives_intact(harness: Harness) -> None:
+    """40 MB in 1 MiB blocks: writes go through a thread and are written back early."""
+    source = harness.tmp / "large.bin"
+    source.write_bytes(os.urandom(1024 * 1024) * 40)
+    async with await harness.connect() as conn, conn.start_sftp_client() as sftp:
+        await sftp.put(str(source), "/outbox/large.bin", block_size=1024 * 1024)
+    stored = harness.root() / "outbox" / "large.bin"
+    assert stored.stat().st_size == source.stat().st_size
+    assert stored.read_bytes() == source.read_bytes()
+    assert _staged(harness) == []
+    assert harness.backend.arrived == [(MAILBOX_A, "outbox", "large.bin")]
+
+
+async def test_open_files_per_session_are_bounded(harness: Harness) -> None:
+    root = ensure_mailbox_root(harness.mailboxes_dir, MAILBOX_A)
+    write_atomically(root, "inbox", "a.xml", b"<a/>")
+    async with await harness.connect() as conn, conn.start_sftp_client() as sftp:
+        handles = [await sftp.open("/inbox/a.xml") for _ in range(MAX_OPEN_FILES)]
+        with pytest.raises(asyncssh.SFTPFailure, match="open at once"):
+            await sftp.open("/outbox/b.xml", "wb")
+        await handles.pop().close()
+        async with sftp.open("/outbox/b.xml", "wb") as remote:
+            await remote.write(b"<b/>")
+        for handle in handles:
+            await handle.close()
+    assert harness.backend.arrived == [(MAILBOX_A, "outbox", "b.xml")]
