@@ -178,6 +178,7 @@ class SftpDetails:
     port: int
     login: str
     password_set: bool
+    host_key_fingerprint: str | None = None  # None until the engine first started
 
 
 @dataclass(frozen=True)
@@ -290,5 +291,6 @@ class EngineStatus:
     started_at: str | None = None
     heartbeat_at: str | None = None
     listeners: dict[str, str] = field(default_factory=dict)
+    sessions: tuple[dict[str, str], ...] = ()  # connected SFTP sessions: mailbox, address, since
     queue_depth: int = 0
     parked: int = 0

@@ -72,6 +72,7 @@ class Service:
         self.config = config
         self.actor = actor
         self.db = Database(config.database_path)
+        self._host_fingerprint: str | None = None
 
     @classmethod
     async def open(cls, data_dir: Path, actor: str) -> Service:
@@ -105,6 +106,11 @@ class Service:
 
     async def page_state(self, mailbox_uuid: str | None = None) -> PageState:
         """Everything block (1)-(5) shows for a mailbox (the first one when none is given)."""
+        if self._host_fingerprint is None:
+            from core.engine.sftp_backend import read_host_fingerprint
+
+            keys_dir = self.config.keys_dir
+            self._host_fingerprint = await asyncio.to_thread(read_host_fingerprint, keys_dir)
         state = await self.db.call(self._read_page_state, mailbox_uuid)
         if state.integration.form.protocol is Protocol.AS2 and state.as2_identity is None:
             identity = await self.ensure_as2_identity(state.mailbox.uuid)
@@ -138,6 +144,7 @@ class Service:
                     port=self.config.sftp.port,
                     login=mailbox.uuid,
                     password_set=integration.password_set,
+                    host_key_fingerprint=self._host_fingerprint,
                 ),
                 as2_self_url=self.as2_self_url(mailbox.uuid),
                 as2_identity=integrations.get_as2_identity(conn, mailbox.uuid),

@@ -16,6 +16,7 @@ import socket
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from core.config import Config
@@ -129,7 +130,13 @@ class Engine:
         sessions: list[dict[str, str]] = []
         if self.sftp is not None:
             sessions = [
-                {"mailbox": s.mailbox_uuid, "address": s.address, "since": s.started_at}
+                {
+                    "mailbox": s.mailbox_uuid,
+                    "address": s.address,
+                    "since": datetime.fromtimestamp(s.started_at, UTC).isoformat(
+                        timespec="seconds"
+                    ),
+                }
                 for s in self.sftp.sessions()
             ]
         with write_transaction(conn):

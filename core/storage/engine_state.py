@@ -26,6 +26,7 @@ def read_engine_status(conn: sqlite3.Connection, now: float | None = None) -> En
         started_at=row["started_at"],
         heartbeat_at=row["heartbeat_at"],
         listeners=json.loads(row["listeners"] or "{}"),
+        sessions=tuple(json.loads(row["sessions"] or "[]")),
         queue_depth=depth,
         parked=parked,
     )

@@ -157,3 +157,27 @@ async def test_a_second_engine_is_told_who_holds_the_lease(engine: Engine, data_
 async def test_engine_status_shows_the_running_engine(service: Service, engine: Engine) -> None:
     status = await service.engine_status()
     assert status.running and status.owner == engine.owner
+
+
+async def test_settings_saved_reach_the_running_engine_within_two_seconds(
+    service: Service, engine: Engine
+) -> None:
+    mailbox = await enable(service, "Purchasing", IntegrationForm())
+    engine.wake()
+
+    async def copied() -> bool:
+        return await statuses(service, mailbox) == {"COMPLETED"}
+
+    await eventually(copied)
+    reason = "Closed for stocktaking until Monday."
+    form = IntegrationForm(default_rule=DefaultRule.REJECT, reject_reason=reason)
+    await service.save_integration(mailbox, form)
+    demo = Path(__file__).resolve().parents[2] / "data/demo/envelopes/01-purchase-order-acme.xml"
+    data = demo.read_bytes().replace(b'uuid="0238cdda', b'uuid="0238cddb', 1)
+    envelope = await service.receive_envelope(mailbox, data)  # no wake(): the engine polls
+
+    async def rejected() -> bool:
+        current = {e.uuid: e for e in await service.list_envelopes(mailbox)}[envelope.uuid]
+        return current.reject_reason == reason
+
+    await eventually(rejected, within_s=2)

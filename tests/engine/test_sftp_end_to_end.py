@@ -124,3 +124,11 @@ async def test_ban_is_visible_through_the_service_and_can_be_lifted(
     await asyncio.sleep(0.5)  # the engine picks the unban up within a heartbeat
     async with connect(sftp_engine, mailbox, password):
         pass
+
+
+async def test_page_shows_the_host_key_fingerprint_customers_pin(
+    service: Service, sftp_engine: Engine
+) -> None:
+    state = await service.page_state()
+    assert state.sftp.host_key_fingerprint == sftp_engine.listeners["sftp_host_key"]
+    assert state.sftp.host_key_fingerprint.startswith("SHA256:")
