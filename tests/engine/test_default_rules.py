@@ -12,6 +12,14 @@ from core.models import DefaultRule, EnvelopeStatus, IntegrationForm
 from core.service import Service
 from tests.engine.conftest import SmtpServer, enable
 
+DEMO_ENVELOPE = (
+    Path(__file__).resolve().parents[2]
+    / "data"
+    / "demo"
+    / "envelopes"
+    / "01-purchase-order-acme.xml"
+)
+
 
 async def eventually(check: Callable[[], Awaitable[bool]], within_s: float = 10) -> None:
     deadline = time.monotonic() + within_s
@@ -172,8 +180,7 @@ async def test_settings_saved_reach_the_running_engine_within_two_seconds(
     reason = "Closed for stocktaking until Monday."
     form = IntegrationForm(default_rule=DefaultRule.REJECT, reject_reason=reason)
     await service.save_integration(mailbox, form)
-    demo = Path(__file__).resolve().parents[2] / "data/demo/envelopes/01-purchase-order-acme.xml"
-    data = demo.read_bytes().replace(b'uuid="0238cdda', b'uuid="0238cddb', 1)
+    data = DEMO_ENVELOPE.read_bytes().replace(b'uuid="0238cdda', b'uuid="0238cddb', 1)
     envelope = await service.receive_envelope(mailbox, data)  # no wake(): the engine polls
 
     async def rejected() -> bool:
