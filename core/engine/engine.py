@@ -196,11 +196,17 @@ class Engine:
             if not claimed:
                 await self._idle(jobs.ENVELOPE)
                 continue
-            loaded = await self.db.call(envelope_handler.load_work, claimed)
-            work = [w for w in loaded if isinstance(w, envelope_handler.EnvelopeWork)]
-            gone = [w for w in loaded if isinstance(w, jobs.Job)]
-            outcomes = await envelope_handler.perform(self.config, work)
-            await self.db.call(self._record_envelopes, outcomes, gone)
+            try:
+                loaded = await self.db.call(envelope_handler.load_work, claimed)
+                work = [w for w in loaded if isinstance(w, envelope_handler.EnvelopeWork)]
+                gone = [w for w in loaded if isinstance(w, jobs.Job)]
+                outcomes = await envelope_handler.perform(self.config, work)
+                await self.db.call(self._record_envelopes, outcomes, gone)
+            except Exception as exc:
+                # A defect must not hold the whole batch until its claims expire.
+                log.exception("envelope batch failed")
+                await self.db.call(self._fail_jobs, claimed, f"Internal error: {exc}")
+                continue
             if any(o.status == "notified" for o in outcomes):
                 self._wake[jobs.MAIL].set()
 
@@ -267,7 +273,11 @@ class Engine:
                 await self._idle(jobs.FILE)
                 continue
             for job in claimed:
-                await self._handle_file(job)
+                try:
+                    await self._handle_file(job)
+                except Exception as exc:
+                    log.exception("customer file %s failed", job.ref)
+                    await self.db.call(self._fail_jobs, [job], f"Internal error: {exc}")
 
     async def _handle_file(self, job: jobs.Job) -> None:
         work = await asyncio.to_thread(file_handler.read_file, self.config.mailboxes_dir, job)
@@ -300,6 +310,12 @@ class Engine:
     ) -> None:
         with write_transaction(conn):
             file_handler.record_error(conn, work, reason)
+
+    def _fail_jobs(self, conn: sqlite3.Connection, claimed: list[jobs.Job], error: str) -> None:
+        policy = {jobs.ENVELOPE: self.settings.envelope_retry, jobs.FILE: self.settings.file_retry}
+        with write_transaction(conn):
+            for job in claimed:
+                jobs.fail(conn, job, error, policy.get(job.kind, self.settings.mail_retry))
 
     def _fail_file(self, conn: sqlite3.Connection, job: jobs.Job, error: str) -> None:
         with write_transaction(conn):

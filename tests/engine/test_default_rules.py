@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 from core.engine.engine import Engine, EngineBusy
-from core.models import DefaultRule, EnvelopeStatus, IntegrationForm
+from core.models import DefaultRule, EnvelopeStatus, IntegrationForm, Protocol
 from core.service import Service
 from tests.engine.conftest import SmtpServer, enable
 
@@ -188,3 +189,39 @@ async def test_settings_saved_reach_the_running_engine_within_two_seconds(
         return current.reject_reason == reason
 
     await eventually(rejected, within_s=2)
+
+
+async def test_a_failing_item_parks_without_stalling_others_and_can_be_reprocessed(
+    service: Service, engine: Engine, data_dir: Path
+) -> None:
+    # Logistics delivers over AS2, which this version cannot send yet: its envelopes fail.
+    logistics = (await service.resolve_mailbox("Logistics")).uuid
+    other = (await service.list_mailboxes())[1].uuid
+    pem = (await service.ensure_as2_identity(other)).certificate_pem
+    form = IntegrationForm(protocol=Protocol.AS2)
+    as2 = replace(
+        form.as2,
+        self_id="LOGISTICS",
+        partner_url="https://partner.example/as2",
+        partner_id="PARTNER",
+        partner_certificate=pem,
+    )
+    await enable(service, "Logistics", replace(form, as2=as2))
+    purchasing = await enable(service, "Purchasing", IntegrationForm())
+    engine.wake()
+
+    async def parked() -> bool:
+        jobs = await service.list_jobs(("parked",))
+        return len([j for j in jobs if j.mailbox_uuid == logistics]) == 3
+
+    await eventually(parked)
+    assert await statuses(service, purchasing) == {"COMPLETED"}  # never stalled
+    jobs = [j for j in await service.list_jobs(("parked",)) if j.mailbox_uuid == logistics]
+    assert all("AS2" in (j.last_error or "") for j in jobs)
+    failures = [a for a in await service.activity_log(logistics) if a.error]
+    assert {a.status for a in failures} == {"ready", "parked"}  # retried, then parked
+
+    assert await service.reprocess([j.id for j in jobs]) == 3
+    assert {j.id for j in await service.list_jobs(("ready", "running", "parked"))} >= {
+        j.id for j in jobs
+    }
