@@ -13,6 +13,9 @@ CORE_MODULES = [
     "core.storage.db",
     "core.envelope_xml",
     "core.as2.certificates",
+    "core.engine.engine",
+    "core.engine.serve",
+    "core.sftp.server",
 ]
 
 

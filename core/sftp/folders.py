@@ -140,6 +140,18 @@ def _numbered(name: str, counter: int) -> str:
     return f"{stem} ({counter}){dot}{ext}"
 
 
+def shorten(name: str, max_bytes: int) -> str:
+    """``name`` cut to ``max_bytes`` of UTF-8, keeping its extension (and whole characters)."""
+    if len(name.encode("utf-8", "surrogateescape")) <= max_bytes:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if not stem or len(ext) > 16:
+        stem, dot, ext = name, "", ""
+    room = max_bytes - len(f"{dot}{ext}".encode("utf-8", "surrogateescape"))
+    cut = stem.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")
+    return f"{cut}{dot}{ext}"
+
+
 def free_name(directory: Path, name: str, companion_suffix: str = "") -> str:
     """``name`` if free in ``directory``, else ``stem (2).ext``, ``stem (3).ext``, …
 
@@ -174,10 +186,14 @@ def move_to_error(root: Path, folder: str, name: str, reason: str) -> str:
     """
     source = root / validate_folder(folder) / validate_name(name)
     error_dir = root / ERROR
-    final = name if folder == ERROR else free_name(error_dir, name, ERROR_SUFFIX)
+    fitting = shorten(name, MAX_NAME_BYTES - len(ERROR_SUFFIX))
+    if folder == ERROR and fitting == name:
+        final = name
+    else:
+        final = free_name(error_dir, fitting, ERROR_SUFFIX)
     text = reason if reason.endswith("\n") else f"{reason}\n"
     write_atomically(root, ERROR, f"{final}{ERROR_SUFFIX}", text.encode("utf-8"))
-    if folder != ERROR:
+    if source != error_dir / final:
         os.rename(source, error_dir / final)
         fsync_dir(error_dir)
         fsync_dir(source.parent)

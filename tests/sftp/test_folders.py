@@ -123,3 +123,13 @@ def test_throttle_restore_unban_and_ipv6_prefixes() -> None:
     assert throttle.is_banned("2001:db8::1234")
     assert not throttle.is_banned("2001:db8:0:1::1")
     assert address_key("::ffff:10.1.2.3") == "10.1.2.3"
+
+
+def test_move_to_error_shortens_names_that_leave_no_room_for_the_reason(tmp_path: Path) -> None:
+    root = ensure_mailbox_root(tmp_path, MAILBOX_A)
+    long_name = "n" * 250 + ".xml"
+    write_atomically(root, "outbox", long_name, b"x")
+    final = move_to_error(root, "outbox", long_name, "Too long.")
+    assert final.endswith(".xml") and len(f"{final}.error.txt") <= 255
+    assert (root / "error" / final).read_bytes() == b"x"
+    assert (root / "error" / f"{final}.error.txt").read_text() == "Too long.\n"

@@ -122,11 +122,13 @@ async def test_unknown_login_costs_as_much_as_a_wrong_password(tmp_path: Path) -
             return time.perf_counter() - start
 
         wrong, unknown = [], []
-        for _ in range(2):
+        for _ in range(3):
             wrong.append(await attempt(MAILBOX_A))
             unknown.append(await attempt("0a1b2c3d-ffff-4000-8000-000000000000"))
+        # Without the dummy check an unknown login answers ~100× faster; the bounds leave room
+        # for a noisy machine.
         ratio = statistics.median(unknown) / statistics.median(wrong)
-        assert 0.6 < ratio < 1.6, (wrong, unknown)
+        assert 0.4 < ratio < 2.5, (wrong, unknown)
     finally:
         await server.stop()
 

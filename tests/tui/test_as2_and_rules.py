@@ -1,0 +1,289 @@
+"""AS2 connection details and the conversion rules block, from the keyboard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual.widgets import Input, Select, TextArea
+
+from core.models import Direction, MatchTarget, Protocol, RuleForm
+from core.service import Service
+from tests.tui.conftest import MENDELSON, make_app, settle, wait_for_page
+from tui.modals.certificate import ExportCertificateModal, ImportCertificateModal
+from tui.modals.confirm import ConfirmModal
+from tui.screens.help import HelpScreen, key_sections
+from tui.screens.integrations import IntegrationsScreen
+from tui.screens.rule_form import RuleFormScreen
+from tui.widgets.fields import FieldError
+from tui.widgets.rule_table import RuleTable
+
+
+async def test_as2_fields_certificates_and_save(
+    data_dir: Path, service: Service, tmp_path: Path
+) -> None:
+    mailbox = (await service.list_mailboxes())[0]
+    app = make_app(data_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await wait_for_page(pilot)
+        screen.query_one("#protocol", Select).value = Protocol.AS2.value
+        await settle(pilot)
+        assert screen.query_one("#as2").display and not screen.query_one("#sftp").display
+        identity = await service.ensure_as2_identity(mailbox.uuid)
+        shown = str(screen.query_one("#as2-self-cert").value_text)
+        assert identity.fingerprint_sha256 in shown and identity.subject in shown
+
+        await pilot.press("3", "u")
+        await settle(pilot)
+        assert app.clipboard == screen.state.as2_self_url  # type: ignore[union-attr]
+
+        await pilot.press("ctrl+s")  # recipient fields are empty: errors, nothing saved
+        await settle(pilot)
+        for key in ("as2.partner_url", "as2.partner_certificate", "as2.partner_id"):
+            assert screen.query_one(f"#err-{key.replace('.', '-')}", FieldError).message
+        assert not (await service.get_integration(mailbox.uuid)).saved
+
+        await pilot.press("escape", "3", "i")
+        await settle(pilot)
+        assert isinstance(app.screen, ImportCertificateModal)
+        await pilot.press(*"/nonexistent.pem", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ImportCertificateModal)  # the error stays in the modal
+        app.screen.query_one("#import-path", Input).value = str(
+            MENDELSON / "cert_mecas2_public.pem"
+        )
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.screen is screen
+        assert "mendelson test key 3" in str(screen.query_one("#as2-partner-cert").value_text)
+
+        screen.query_one("#as2-partner_url", Input).value = "https://partner.example.com/as2"
+        screen.query_one("#as2-partner_id", Input).value = "MENDELSON"
+        screen.query_one("#as2-encryption", Select).value = "aes_128_cbc"
+        await settle(pilot)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+
+        target = tmp_path / "self.pem"
+        await pilot.press("3", "e")
+        await settle(pilot)
+        assert isinstance(app.screen, ExportCertificateModal)
+        app.screen.query_one("#export-path", Input).value = str(target)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert target.read_text() == identity.certificate_pem
+    stored = await service.get_integration(mailbox.uuid)
+    assert stored.saved and stored.form.protocol is Protocol.AS2
+    assert stored.form.as2.partner_id == "MENDELSON"
+    assert stored.form.as2.encryption == "aes_128_cbc"
+    assert "BEGIN CERTIFICATE" in stored.form.as2.partner_certificate
+    assert not stored.password_set  # AS2 needs no SFTP password
+
+
+async def fill_rule(pilot, name: str, pattern: str) -> None:  # type: ignore[no-untyped-def]
+    screen = pilot.app.screen
+    assert isinstance(screen, RuleFormScreen)
+    screen.query_one("#rule-name", Input).value = name
+    screen.query_one("#rule-naming_pattern", Input).value = pattern
+    await settle(pilot)
+
+
+async def test_rules_add_toggle_clone_move_delete(data_dir: Path, service: Service) -> None:
+    mailbox = (await service.list_mailboxes())[0]
+    app = make_app(data_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        page = await wait_for_page(pilot)
+        await pilot.press("a")
+        await settle(pilot)
+        assert isinstance(app.screen, RuleFormScreen)
+        await fill_rule(pilot, "Orders [bold]csv[/]", "{envelopeUuid}.csv")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert app.screen is page
+        rules = await service.list_rules(mailbox.uuid)
+        assert [r.name for r in rules] == ["Orders [bold]csv[/]"]
+        table = page.query_one("#rules", RuleTable)
+        assert table.display and table.row_count == 1
+        assert table.get_row_at(0)[1] == Text("Orders [bold]csv[/]")  # never markup
+
+        await pilot.press("5", "space")
+        await settle(pilot)
+        assert (await service.get_rule(rules[0].uuid)).enabled
+        assert "on" in str(table.get_row_at(0)[0])
+
+        await pilot.press("c")
+        await settle(pilot)
+        assert isinstance(app.screen, RuleFormScreen)
+        assert app.screen.query_one("#rule-name", Input).value == "Orders [bold]csv[/] (copy)"
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        names = [r.name for r in await service.list_rules(mailbox.uuid)]
+        assert names == ["Orders [bold]csv[/]", "Orders [bold]csv[/] (copy)"]
+        clone = (await service.list_rules(mailbox.uuid))[1]
+        assert not clone.enabled
+
+        page.query_one("#rules", RuleTable).select_rule(clone.uuid)
+        await pilot.press("K")
+        await settle(pilot)
+        assert [r.uuid for r in await service.list_rules(mailbox.uuid)][0] == clone.uuid
+        assert table.selected_rule_uuid() == clone.uuid
+        await pilot.press("J")
+        await settle(pilot)
+        assert [r.uuid for r in await service.list_rules(mailbox.uuid)][1] == clone.uuid
+
+        await pilot.press("x")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmModal)
+        await pilot.press("n")
+        await settle(pilot)
+        assert len(await service.list_rules(mailbox.uuid)) == 2
+        await pilot.press("x")
+        await settle(pilot)
+        await pilot.press("y")
+        await settle(pilot)
+        assert [r.name for r in await service.list_rules(mailbox.uuid)] == ["Orders [bold]csv[/]"]
+
+        await pilot.press("enter")
+        await settle(pilot)
+        form = app.screen
+        assert isinstance(form, RuleFormScreen)
+        assert form.query_one("#rule-name", Input).value == "Orders [bold]csv[/]"
+        form.query_one("#rule-naming_pattern", Input).value = "{envelopeUuid}.txt"
+        await settle(pilot)
+        await pilot.press("escape")  # unsaved edits: asks
+        await settle(pilot)
+        await pilot.press("d")
+        await settle(pilot)
+        assert app.screen is page
+        assert (await service.list_rules(mailbox.uuid))[0].form.naming_pattern == (
+            "{envelopeUuid}.csv"
+        )
+
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("f8")
+        await settle(pilot)
+        await pilot.press("y")
+        await settle(pilot)
+        assert app.screen is page
+        assert await service.list_rules(mailbox.uuid) == []
+        assert not table.display and page.query_one("#rules-empty").display
+
+
+async def test_rule_form_validates_every_field(data_dir: Path, service: Service) -> None:
+    mailbox = (await service.list_mailboxes())[0]
+    app = make_app(data_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for_page(pilot)
+        await pilot.press("a")
+        await settle(pilot)
+        form = app.screen
+        assert isinstance(form, RuleFormScreen)
+        form.query_one("#rule-naming_pattern", Input).value = "out:{envelopeUuid}"
+        await settle(pilot)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert "name" in form.query_one("#err-name", FieldError).message.lower()
+        assert "':'" in form.query_one("#err-naming_pattern", FieldError).message
+        assert "2 field(s) need attention" in str(form.query_one("#rule-summary").render())
+
+        form.query_one("#rule-name", Input).value = "Inbound"
+        form.query_one("#rule-direction", Select).value = Direction.OUT.value
+        form.query_one("#rule-match_pattern", Input).value = "orders_(.*"
+        form.query_one("#rule-conversion_map", TextArea).text = "<not-xslt/>"
+        await settle(pilot)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert "regular expression" in form.query_one("#err-match_pattern", FieldError).message
+        assert "XSLT" in form.query_one("#err-conversion_map", FieldError).message
+        assert form.query_one("#err-naming_pattern", FieldError).message == ""
+
+        form.query_one("#rule-match_pattern", Input).value = r"^orders_.*\.csv$"
+        form.query_one("#rule-conversion_map", TextArea).text = ""
+        form.query_one("#rule-match_target", Select).value = MatchTarget.CONTENT.value
+        form.query_one("#rule-example_source", Input).value = str(MENDELSON / "payload.txt")
+        await settle(pilot)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, IntegrationsScreen)
+    [rule] = await service.list_rules(mailbox.uuid)
+    assert rule.form.direction is Direction.OUT
+    assert rule.form.match_target is MatchTarget.CONTENT
+    assert rule.form.example_source == (MENDELSON / "payload.txt").read_bytes()
+
+
+async def test_rule_name_must_be_unique(data_dir: Path, service: Service) -> None:
+    mailbox = (await service.list_mailboxes())[0]
+    templates = await service.list_templates(mailbox.account_uuid)
+    await service.create_rule(
+        mailbox.uuid, RuleForm("Taken", Direction.IN, templates[0].uuid, naming_pattern="x.xml")
+    )
+    app = make_app(data_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for_page(pilot)
+        await pilot.press("a")
+        await settle(pilot)
+        await fill_rule(pilot, "Taken", "{envelopeUuid}.xml")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        form = app.screen
+        assert isinstance(form, RuleFormScreen)
+        assert "already has a rule named" in form.query_one("#err-name", FieldError).message
+
+
+async def test_help_lists_every_key_and_palette_reaches_every_action(data_dir: Path) -> None:
+    app = make_app(data_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        page = await wait_for_page(pilot)
+        await pilot.press("f1")
+        await settle(pilot)
+        assert isinstance(app.screen, HelpScreen)
+        table = app.screen.table
+        rows = [str(cell) for column in table.columns for cell in column._cells]
+        ids = {b.id for _, bindings in key_sections() for b in bindings}  # type: ignore[union-attr]
+        assert None not in ids
+        for binding_id in ids:
+            assert any(f"({binding_id})" in row for row in rows), binding_id
+        await pilot.press("escape")
+        await settle(pilot)
+        titles = {c.title for c in app.get_system_commands(page)}
+        for expected in (
+            "Save",
+            "Toggle integration on/off",
+            "Switch mailbox",
+            "Copy host",
+            "Copy port",
+            "Copy login",
+            "Copy password",
+            "Reset password",
+            "Copy Self URL",
+            "Export self certificate",
+            "Load recipient certificate",
+            "Add rule",
+            "Open rule",
+            "Enable/disable rule",
+            "Clone rule",
+            "Delete rule",
+            "Move rule up",
+            "Move rule down",
+            "Help",
+            "Quit",
+        ):
+            assert expected in titles, expected
+        assert any(t.startswith("Mailbox: ") for t in titles)
+
+
+async def test_keys_can_be_remapped_by_binding_id(data_dir: Path, service: Service) -> None:
+    (data_dir / "keymap.toml").write_text('"rules.add" = "n"\n"page.save" = "ctrl+w"\n')
+    mailbox = (await service.list_mailboxes())[0]
+    app = make_app(data_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for_page(pilot)
+        await pilot.press("n")
+        await settle(pilot)
+        assert isinstance(app.screen, RuleFormScreen)
+        await pilot.press("escape")
+        await settle(pilot)
+        await pilot.press("ctrl+w")
+        await settle(pilot)
+    assert (await service.get_integration(mailbox.uuid)).saved

@@ -1,0 +1,45 @@
+"""A yes/no question: ``y`` confirms, ``n`` or ``escape`` declines."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+
+
+class ConfirmModal(ModalScreen[bool]):
+    """Ask before an action that cannot be undone; dismisses with True only on yes."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes", id="confirm.yes", tooltip="Confirm"),
+        Binding("n", "answer(False)", "No", id="confirm.no", tooltip="Keep things as they are"),
+        Binding("escape", "answer(False)", "Cancel", id="confirm.cancel", tooltip="Same as No"),
+    ]
+
+    def __init__(self, question: str, detail: str = "", yes_label: str = "Yes") -> None:
+        super().__init__(classes="modal")
+        self.question = question
+        self.detail = detail
+        self.yes_label = yes_label
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="modal-box"):
+            yield Static(Text(self.question, style="bold"), classes="modal-title")
+            if self.detail:
+                yield Static(Text(self.detail), classes="modal-detail")
+            with Horizontal(classes="modal-buttons"):
+                yield Button(f"{self.yes_label} (y)", id="yes", variant="error", compact=True)
+                yield Button("No (n)", id="no", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
