@@ -294,3 +294,26 @@ class EngineStatus:
     sessions: tuple[dict[str, str], ...] = ()  # connected SFTP sessions: mailbox, address, since
     queue_depth: int = 0
     parked: int = 0
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """A job as the Activity screen shows it."""
+
+    id: int
+    kind: str
+    ref: str
+    mailbox_uuid: str
+    state: str
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+    updated_at: str | None
+
+
+@dataclass(frozen=True)
+class Ban:
+    address: str
+    failures: int
+    banned_at: str
+    banned_until: float  # unix time

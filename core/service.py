@@ -27,6 +27,7 @@ from core.models import (
     ActivityRecord,
     As2Identity,
     AuditEntry,
+    Ban,
     ConversionRule,
     EngineStatus,
     Envelope,
@@ -34,6 +35,7 @@ from core.models import (
     EnvelopeStatus,
     Integration,
     IntegrationForm,
+    JobRow,
     Mailbox,
     PageState,
     Protocol,
@@ -44,10 +46,8 @@ from core.models import (
 from core.passwords import generate_password, hash_password, verify_password
 from core.rules import clone_name, validate_rule_form
 from core.storage import accounts, bans, envelopes, integrations, jobs, logs, rules
-from core.storage.bans import Ban
 from core.storage.db import Database, read_transaction, write_transaction
 from core.storage.engine_state import read_engine_status
-from core.storage.jobs import JobRow
 from core.validation import as2_id_from_name
 
 

@@ -13,6 +13,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from core.engine.engine import Engine, EngineBusy
 from core.errors import DocbridgeError
 from core.models import EngineStatus
 from core.service import Service, default_actor
@@ -48,6 +49,13 @@ class DocbridgeApp(App[None]):
         ),
         Binding("f1", "help", "Help", id="app.help", tooltip="Every key, by where it works"),
         Binding(
+            "f6",
+            "activity",
+            "Activity",
+            id="app.activity",
+            tooltip="Engine activity: attempts, parked items, SFTP sessions, bans",
+        ),
+        Binding(
             "ctrl+p",
             "command_palette",
             "Commands",
@@ -67,13 +75,16 @@ class DocbridgeApp(App[None]):
         actor: str | None = None,
         cursor_blink: bool = True,
         poll_engine: bool = True,
+        run_engine: bool = False,
     ) -> None:
         super().__init__()
         self.data_dir = data_dir
         self.actor = actor or default_actor("tui")
         self.cursor_blink = cursor_blink
         self.poll_engine = poll_engine
+        self.run_engine = run_engine
         self.service: Service | None = None
+        self.engine: Engine | None = None
         self.theme = "textual-dark"
 
     async def on_mount(self) -> None:
@@ -85,12 +96,42 @@ class DocbridgeApp(App[None]):
             return
         from tui.screens.integrations import IntegrationsScreen
 
+        if self.run_engine:
+            await self.start_engine()
         await self.refresh_engine_status()
         if self.poll_engine:
             self.set_interval(ENGINE_POLL_SECONDS, self.refresh_engine_status)
         await self.push_screen(IntegrationsScreen(self.service))
 
+    async def start_engine(self) -> None:
+        """Run the engine in this process unless another process already does (then this
+        window is a client of the same store and the header names the engine's pid)."""
+        assert self.service is not None
+        engine = Engine(self.service.config)
+        try:
+            await engine.start()
+        except EngineBusy as busy:
+            self.notify(
+                f"The engine runs in pid {busy.holder.pid}; this window works as its client.",
+                title="Engine",
+                markup=False,
+            )
+            return
+        except (DocbridgeError, OSError) as exc:
+            self.notify(
+                f"The engine could not start: {exc}. Settings can still be edited; "
+                "start it with 'docbridge serve'.",
+                title="Engine not running",
+                severity="error",
+                markup=False,
+                timeout=15,
+            )
+            return
+        self.engine = engine
+
     async def on_unmount(self) -> None:
+        if self.engine is not None:
+            await self.engine.stop()
         if self.service is not None:
             await self.service.close()
 
@@ -109,6 +150,12 @@ class DocbridgeApp(App[None]):
 
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
+
+    def action_activity(self) -> None:
+        from tui.screens.activity import ActivityScreen
+
+        if self.service is not None and not isinstance(self.screen, ActivityScreen):
+            self.push_screen(ActivityScreen(self.service))
 
     async def action_quit(self) -> None:
         dirty = [s for s in self.screen_stack if getattr(s, "dirty", False)]
@@ -141,6 +188,11 @@ class DocbridgeApp(App[None]):
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Help", "Every key, by where it works (F1)", self.action_help)
+        yield SystemCommand(
+            "Activity",
+            "Engine, queue, parked items, SFTP sessions, bans (F6)",
+            self.action_activity,
+        )
         commands = getattr(screen, "palette_commands", None)
         if commands is not None:
             yield from commands()
@@ -169,5 +221,5 @@ def report_worker_failure(app: App[Any], event: Worker.StateChanged) -> None:
 
 def run_app(data_dir: Path) -> int:
     """Open the data directory and run the app until the user quits."""
-    DocbridgeApp(data_dir).run()
+    DocbridgeApp(data_dir, run_engine=True).run()
     return 0

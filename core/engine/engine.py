@@ -69,6 +69,7 @@ class Engine:
         self._wake = {kind: asyncio.Event() for kind in (jobs.ENVELOPE, jobs.FILE, jobs.MAIL)}
         self._scan_now = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._closed = False
         self.lost_lease = asyncio.Event()
 
     # -- life cycle --------------------------------------------------------------------------
@@ -79,9 +80,14 @@ class Engine:
         if holder is not None:
             await self.db.close()
             raise EngineBusy(holder)
-        if self.settings.run_sftp:
-            await self._start_sftp()
-        await self.db.call(self._publish)
+        try:
+            if self.settings.run_sftp:
+                await self._start_sftp()
+            await self.db.call(self._publish)
+        except BaseException:
+            # e.g. the SFTP port is taken: give the lease back so another engine can run.
+            await self.stop()
+            raise
         loops: list[Callable[[], Awaitable[None]]] = [
             self._heartbeat_loop,
             self._envelope_loop,
@@ -93,6 +99,10 @@ class Engine:
         log.info("engine started (%s)", ", ".join(f"{k} {v}" for k, v in self.listeners.items()))
 
     async def stop(self) -> None:
+        """Stop the loops and listeners and give the lease back; calling it again is harmless."""
+        if self._closed:
+            return
+        self._closed = True
         self._stopping.set()
         for task in self._tasks:
             task.cancel()

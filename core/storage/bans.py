@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass
 
 from core.clock import utc_now
-
-
-@dataclass(frozen=True)
-class Ban:
-    address: str
-    failures: int
-    banned_at: str
-    banned_until: float  # unix time
+from core.models import Ban
 
 
 def list_bans(conn: sqlite3.Connection, now: float | None = None) -> list[Ban]:

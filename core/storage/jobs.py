@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.clock import utc_now
+from core.models import JobRow
 
 ENVELOPE = "envelope"
 FILE = "file"
@@ -38,21 +39,6 @@ class Job:
     mailbox_uuid: str
     attempts: int
     payload: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class JobRow:
-    """A job as the Activity screen shows it."""
-
-    id: int
-    kind: str
-    ref: str
-    mailbox_uuid: str
-    state: str
-    attempts: int
-    next_attempt_at: float
-    last_error: str | None
-    updated_at: str | None
 
 
 def enqueue(

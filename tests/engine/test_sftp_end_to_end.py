@@ -132,3 +132,25 @@ async def test_page_shows_the_host_key_fingerprint_customers_pin(
     state = await service.page_state()
     assert state.sftp.host_key_fingerprint == sftp_engine.listeners["sftp_host_key"]
     assert state.sftp.host_key_fingerprint.startswith("SHA256:")
+
+
+async def test_an_engine_that_cannot_listen_gives_its_lease_back(
+    service: Service, sftp_engine: Engine, data_dir: Path
+) -> None:
+    """A second engine on a taken port fails to start, and leaves the running one alone."""
+    await sftp_engine.stop()
+    host, port = "127.0.0.1", 0
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind((host, port))
+        taken.listen()
+        config = load_config(data_dir)
+        config = replace(config, sftp=replace(config.sftp, port=taken.getsockname()[1]))
+        blocked = Engine(config, replace(FAST, run_sftp=True))
+        with pytest.raises(OSError):
+            await blocked.start()
+    assert not (await service.engine_status()).running
+    replacement = Engine(load_config(data_dir), FAST)
+    await replacement.start()  # the lease is free again
+    await replacement.stop()

@@ -18,6 +18,7 @@ def key_sections() -> list[tuple[str, Sequence[BindingType]]]:
     from tui.app import DocbridgeApp
     from tui.modals.choice import SaveDiscardCancelModal
     from tui.modals.confirm import ConfirmModal
+    from tui.screens.activity import ActivityScreen
     from tui.screens.integrations import As2DetailsBlock, IntegrationsScreen, SftpDetailsBlock
     from tui.screens.rule_form import RuleFormScreen
     from tui.widgets.fields import CopyRow
@@ -31,6 +32,7 @@ def key_sections() -> list[tuple[str, Sequence[BindingType]]]:
         ("A value with a copy action", CopyRow.BINDINGS),
         ("(5) Conversion rules table", RuleTable.BINDINGS),
         ("Rule form", RuleFormScreen.BINDINGS),
+        ("Activity (F6)", ActivityScreen.BINDINGS),
         ("Confirmation questions", ConfirmModal.BINDINGS),
         ("Unsaved changes question", SaveDiscardCancelModal.BINDINGS),
     ]

@@ -82,6 +82,17 @@ def engine_text(status: EngineStatus | None) -> str:
     return "engine: stopped"
 
 
+def host_key_line(fingerprint: str | None) -> Text:
+    """What customers pin: the SFTP host key, once the engine has generated it."""
+    if fingerprint is None:
+        return Text(
+            "Host key fingerprint: not available yet (the SFTP server creates the host key "
+            "on its first start).",
+            style="dim",
+        )
+    return Text.assemble(("Host key fingerprint ", "dim"), fingerprint)
+
+
 def certificate_lines(subject: str, fingerprint: str, not_after: str) -> Text:
     expiry = not_after
     with contextlib.suppress(ValueError):
@@ -425,13 +436,7 @@ class IntegrationsScreen(Screen[None]):
         self.query_one("#sftp-host", CopyRow).set_value(sftp.host)
         self.query_one("#sftp-port", CopyRow).set_value(str(sftp.port))
         self.query_one("#sftp-login", CopyRow).set_value(sftp.login)
-        self.query_one("#sftp-hostkey", Static).update(
-            Text(
-                "Host key fingerprint: not available yet (the SFTP server creates the host key "
-                "on its first start).",
-                style="dim",
-            )
-        )
+        self.query_one("#sftp-hostkey", Static).update(host_key_line(sftp.host_key_fingerprint))
         self.query_one("#as2-self-url", CopyRow).set_value(state.as2_self_url)
         self._render_enabled()
         self._render_password()
