@@ -14,7 +14,7 @@ from aiosmtpd.controller import Controller
 
 from core.config import SmtpConfig, load_config
 from core.engine.engine import Engine, EngineSettings
-from core.models import IntegrationForm
+from core.models import IntegrationForm, Protocol
 from core.service import Service
 from core.storage.jobs import RetryPolicy
 
@@ -85,6 +85,30 @@ async def engine(data_dir: Path, smtp_server: SmtpServer) -> AsyncIterator[Engin
     await running.start()
     yield running
     await running.stop()
+
+
+async def as2_form(service: Service) -> IntegrationForm:
+    """A valid AS2 integration (this version cannot deliver over AS2 yet: its items fail)."""
+    other = (await service.list_mailboxes())[1].uuid
+    pem = (await service.ensure_as2_identity(other)).certificate_pem
+    form = IntegrationForm(protocol=Protocol.AS2)
+    as2 = replace(
+        form.as2,
+        self_id="LOGISTICS",
+        partner_url="https://partner.example/as2",
+        partner_id="PARTNER",
+        partner_certificate=pem,
+    )
+    return replace(form, as2=as2)
+
+
+async def enable_sftp(service: Service, name: str) -> tuple[str, str]:
+    """Save an SFTP integration, switch it on; returns (mailbox uuid, its new password)."""
+    mailbox = (await service.resolve_mailbox(name)).uuid
+    password = (await service.save_integration(mailbox, IntegrationForm())).new_password
+    assert password is not None
+    await service.set_enabled(mailbox, True)
+    return mailbox, password
 
 
 async def enable(service: Service, name: str, form: IntegrationForm) -> str:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from pathlib import Path
 
 from core.engine.engine import Engine, EngineBusy
-from core.models import DefaultRule, EnvelopeStatus, IntegrationForm, Protocol
+from core.models import DefaultRule, EnvelopeStatus, IntegrationForm
 from core.service import Service
-from tests.engine.conftest import SmtpServer, enable
+from tests.engine.conftest import SmtpServer, as2_form, enable
 
 DEMO_ENVELOPE = (
     Path(__file__).resolve().parents[2]
@@ -195,18 +194,7 @@ async def test_a_failing_item_parks_without_stalling_others_and_can_be_reprocess
     service: Service, engine: Engine, data_dir: Path
 ) -> None:
     # Logistics delivers over AS2, which this version cannot send yet: its envelopes fail.
-    logistics = (await service.resolve_mailbox("Logistics")).uuid
-    other = (await service.list_mailboxes())[1].uuid
-    pem = (await service.ensure_as2_identity(other)).certificate_pem
-    form = IntegrationForm(protocol=Protocol.AS2)
-    as2 = replace(
-        form.as2,
-        self_id="LOGISTICS",
-        partner_url="https://partner.example/as2",
-        partner_id="PARTNER",
-        partner_certificate=pem,
-    )
-    await enable(service, "Logistics", replace(form, as2=as2))
+    logistics = await enable(service, "Logistics", await as2_form(service))
     purchasing = await enable(service, "Purchasing", IntegrationForm())
     engine.wake()
 

@@ -13,9 +13,8 @@ import pytest
 
 from core.config import load_config
 from core.engine.engine import Engine
-from core.models import IntegrationForm
 from core.service import Service
-from tests.engine.conftest import FAST
+from tests.engine.conftest import FAST, enable_sftp
 from tests.engine.test_customer_files import NEW_UUID, outgoing_xml
 from tests.engine.test_default_rules import eventually
 
@@ -46,10 +45,7 @@ def connect(engine: Engine, login: str, password: str) -> Any:
 async def test_customer_sees_inbox_fill_and_uploads_become_envelopes(
     service: Service, sftp_engine: Engine
 ) -> None:
-    mailbox = (await service.resolve_mailbox("Purchasing")).uuid
-    password = (await service.save_integration(mailbox, IntegrationForm())).new_password
-    assert password is not None
-    await service.set_enabled(mailbox, True)
+    mailbox, password = await enable_sftp(service, "Purchasing")
     sftp_engine.wake()
     waiting = [e.uuid for e in await service.list_envelopes(mailbox)]
 
@@ -82,10 +78,7 @@ async def test_customer_sees_inbox_fill_and_uploads_become_envelopes(
 async def test_toggle_off_and_password_reset_end_sessions_and_refuse_logins(
     service: Service, sftp_engine: Engine
 ) -> None:
-    mailbox = (await service.resolve_mailbox("Logistics")).uuid
-    password = (await service.save_integration(mailbox, IntegrationForm())).new_password
-    assert password is not None
-    await service.set_enabled(mailbox, True)
+    mailbox, password = await enable_sftp(service, "Logistics")
 
     conn = await connect(sftp_engine, mailbox, password)
     await service.set_enabled(mailbox, False)
@@ -106,10 +99,7 @@ async def test_toggle_off_and_password_reset_end_sessions_and_refuse_logins(
 async def test_ban_is_visible_through_the_service_and_can_be_lifted(
     service: Service, sftp_engine: Engine
 ) -> None:
-    mailbox = (await service.resolve_mailbox("Purchasing")).uuid
-    password = (await service.save_integration(mailbox, IntegrationForm())).new_password
-    assert password is not None
-    await service.set_enabled(mailbox, True)
+    mailbox, password = await enable_sftp(service, "Purchasing")
     for _ in range(5):
         with pytest.raises(asyncssh.PermissionDenied):
             await connect(sftp_engine, mailbox, "wrong")

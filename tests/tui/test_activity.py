@@ -4,18 +4,16 @@ engine and store."""
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from textual.widgets import DataTable
 
 from core.config import load_config
 from core.engine.engine import Engine
-from core.models import IntegrationForm, Protocol
 from core.service import Service
 from core.storage import bans
 from core.storage.db import write_transaction
-from tests.engine.conftest import FAST
+from tests.engine.conftest import FAST, as2_form, enable
 from tests.engine.test_default_rules import eventually
 from tests.tui.conftest import make_app, settle, wait_for_page
 from tui.screens.activity import ActivityScreen
@@ -23,19 +21,7 @@ from tui.screens.activity import ActivityScreen
 
 async def park_logistics(service: Service, data_dir: Path) -> str:
     """Logistics over AS2 (not deliverable in this version): its envelopes end parked."""
-    logistics = (await service.resolve_mailbox("Logistics")).uuid
-    other = (await service.list_mailboxes())[0].uuid
-    pem = (await service.ensure_as2_identity(other)).certificate_pem
-    form = IntegrationForm(protocol=Protocol.AS2)
-    as2 = replace(
-        form.as2,
-        self_id="LOGISTICS",
-        partner_url="https://partner.example/as2",
-        partner_id="PARTNER",
-        partner_certificate=pem,
-    )
-    await service.save_integration(logistics, replace(form, as2=as2))
-    await service.set_enabled(logistics, True)
+    logistics = await enable(service, "Logistics", await as2_form(service))
     engine = Engine(load_config(data_dir), FAST)
     await engine.start()
     try:
