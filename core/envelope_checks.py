@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from core.envelope_xml import EnvelopeXml
+from core.envelope_xml import EnvelopeXml, serialize_envelope_xml
 from core.errors import InvalidInput
 from core.storage import accounts
 
@@ -43,3 +43,12 @@ def check_envelope_against_template(conn: sqlite3.Connection, parsed: EnvelopeXm
                 f"version {version.version} does not define: {', '.join(unknown)}.",
                 "Use the field names of the template version the envelope names.",
             )
+
+
+def stored_xml(data: bytes, parsed: EnvelopeXml) -> str:
+    """The envelope XML as it is kept and delivered: the sender's bytes when they are UTF-8,
+    else the same envelope re-serialised as UTF-8 (so no declaration ever lies about it)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return serialize_envelope_xml(parsed).decode("utf-8")

@@ -18,7 +18,7 @@ from pathlib import Path
 from core.as2.certificates import generate_identity
 from core.clock import utc_now
 from core.config import Config, load_config
-from core.envelope_checks import check_envelope_against_template
+from core.envelope_checks import check_envelope_against_template, stored_xml
 from core.envelope_xml import EnvelopeXml, parse_envelope_xml
 from core.errors import DocbridgeError, FieldErrors, InvalidInput, NotFound
 from core.integration import changed_fields, validate_integration_form
@@ -401,7 +401,7 @@ class Service:
                     status=EnvelopeStatus.WAITING,
                     received_at=utc_now(),
                 )
-                envelope_xml = data.decode("utf-8", errors="replace")
+                envelope_xml = stored_xml(data, parsed)
                 documents = parsed.to_dict()["documents"]
                 sequence = envelopes.insert_envelope(conn, envelope, envelope_xml, documents)
                 # Queued in the same transaction: an acknowledged envelope is never forgotten.

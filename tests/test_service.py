@@ -252,3 +252,26 @@ async def test_a_database_from_a_newer_docbridge_is_refused(data_dir: Path) -> N
     conn.close()
     with pytest.raises(DocbridgeError, match="newer than this docbridge"):
         await Service.open(data_dir, actor="test")
+
+
+def demo_text() -> str:
+    demo = Path(__file__).resolve().parents[1] / "data/demo/envelopes/01-purchase-order-acme.xml"
+    return demo.read_text(encoding="utf-8")
+
+
+async def test_a_utf16_envelope_is_kept_as_valid_utf8_xml(service: Service) -> None:
+    from core.envelope_xml import parse_envelope_xml
+
+    text = demo_text().replace("0238cdda", "0238cddf", 1)
+    text = text.replace('encoding="UTF-8"', 'encoding="UTF-16"').replace(
+        "encoding='UTF-8'", "encoding='UTF-16'"
+    )
+    mailbox = (await service.resolve_mailbox("Purchasing")).uuid
+    envelope = await service.receive_envelope(mailbox, text.encode("utf-16"))
+
+    def stored(conn: sqlite3.Connection) -> str:
+        row = conn.execute("SELECT xml FROM envelopes WHERE uuid = ?", (envelope.uuid,)).fetchone()
+        return str(row[0])
+
+    xml = await service.db.call(stored)
+    assert parse_envelope_xml(xml.encode("utf-8")).subject == envelope.subject

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.clock import utc_now
-from core.envelope_checks import check_envelope_against_template
+from core.envelope_checks import check_envelope_against_template, stored_xml
 from core.envelope_xml import EnvelopeXml, parse_envelope_xml
 from core.errors import DocbridgeError
 from core.models import Envelope, EnvelopeDirection, EnvelopeStatus
@@ -138,7 +138,7 @@ def take_in(conn: sqlite3.Connection, work: FileWork) -> str | None:
         received_at=now,
         sent_at=now,
     )
-    xml = work.data.decode("utf-8", errors="replace")
+    xml = stored_xml(work.data, parsed)
     envelopes.insert_envelope(conn, envelope, xml, parsed.to_dict()["documents"])
     conn.execute("UPDATE envelopes SET sent_at = ? WHERE uuid = ?", (now, envelope_uuid))
     jobs.complete(conn, work.job.id)
