@@ -18,8 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
+import grp
 import logging
 import os
+import pwd
 import stat
 import sys
 from collections.abc import AsyncIterator, Awaitable
@@ -283,6 +286,14 @@ class MailboxSftpSession(asyncssh.SFTPServer):
 
     # -- listings -----------------------------------------------------------------------------
 
+    # asyncssh looks the owner up (getpwuid/getgrgid, ~30 µs each) for every entry of every
+    # listing; a mailbox's files all have the same owner, so remember the answers.
+    def format_user(self, uid: int | None) -> str:
+        return "" if uid is None else _user_name(uid)
+
+    def format_group(self, gid: int | None) -> str:
+        return "" if gid is None else _group_name(gid)
+
     async def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
         virtual = parse_path(path)
         if virtual.name is not None:
@@ -347,12 +358,18 @@ class MailboxSftpSession(asyncssh.SFTPServer):
         if exclusive and await asyncio.to_thread(os.path.lexists, self._local(path)):
             raise asyncssh.SFTPFileAlreadyExists(f"{path} already exists")
         await self._context.usage.refresh()
-        temp = staging_path(self._root, UPLOAD_PREFIX)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        # In a thread: right after the previous upload's fsyncs, creating a file waits for
+        # ext4's journal, measured at 0.3-1 ms per upload of a stream of small files.
+        fd, temp = await asyncio.to_thread(self._create_staging)
         upload = _Upload(fd, temp, folder, name)
         self._uploads.add(upload)
         self._open_files += 1
         return upload
+
+    def _create_staging(self) -> tuple[int, Path]:
+        temp = staging_path(self._root, UPLOAD_PREFIX)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        return fd, temp
 
     def _open_download(self, path: VirtualPath, folder: str, name: str) -> _Download:
         if folder not in DOWNLOAD_FOLDERS:
@@ -626,6 +643,22 @@ class MailboxSftpSession(asyncssh.SFTPServer):
         """Session over: any upload still open is incomplete (asyncssh normally closed them)."""
         for upload in list(self._uploads):
             await self._discard(upload)
+
+
+@functools.lru_cache(maxsize=64)
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+@functools.lru_cache(maxsize=64)
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
 
 
 def _size(size: int) -> str:
