@@ -87,7 +87,7 @@ async def _scroll(
     from tui.widgets.rule_table import RuleTable
 
     table = screen.query_one("#rules", RuleTable)
-    while table.loading_rows:  # noqa: ASYNC110 - polling a widget flag, not an event
+    while table.row_count < RULES:  # noqa: ASYNC110 - polling a widget's rows, not an event
         await asyncio.sleep(0.005)
     all_rows = time.perf_counter() - start
     assert table.row_count == RULES, table.row_count

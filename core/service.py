@@ -45,6 +45,7 @@ from core.models import (
 )
 from core.passwords import generate_password, hash_password, verify_password
 from core.rules import clone_name, validate_rule_form
+from core.sftp.fingerprint import read_fingerprint
 from core.storage import accounts, bans, envelopes, integrations, jobs, logs, rules
 from core.storage.db import Database, read_transaction, write_transaction
 from core.storage.engine_state import read_engine_status
@@ -107,10 +108,8 @@ class Service:
     async def page_state(self, mailbox_uuid: str | None = None) -> PageState:
         """Everything block (1)-(5) shows for a mailbox (the first one when none is given)."""
         if self._host_fingerprint is None:
-            from core.engine.sftp_backend import read_host_fingerprint
-
-            keys_dir = self.config.keys_dir
-            self._host_fingerprint = await asyncio.to_thread(read_host_fingerprint, keys_dir)
+            host_key = self.config.sftp_host_key_path
+            self._host_fingerprint = await asyncio.to_thread(read_fingerprint, host_key)
         state = await self.db.call(self._read_page_state, mailbox_uuid)
         if state.integration.form.protocol is Protocol.AS2 and state.as2_identity is None:
             identity = await self.ensure_as2_identity(state.mailbox.uuid)

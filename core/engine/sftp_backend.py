@@ -6,12 +6,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-import asyncssh
-
-from core.sftp.host_key import fingerprint
 from core.sftp.server import SftpServer
 from core.sftp.throttle import Ban, LoginThrottle
 from core.storage import bans
@@ -19,16 +15,6 @@ from core.storage.db import write_transaction
 
 if TYPE_CHECKING:
     from core.engine.engine import Engine
-
-HOST_KEY_FILE = "sftp_host_ed25519"
-
-
-def read_host_fingerprint(keys_dir: Path) -> str | None:
-    """The SFTP host key's fingerprint, or None until the engine first generated it."""
-    try:
-        return fingerprint(asyncssh.import_private_key((keys_dir / HOST_KEY_FILE).read_bytes()))
-    except FileNotFoundError:
-        return None
 
 
 class EngineSftpBackend:
@@ -97,7 +83,7 @@ async def start_sftp_server(engine: Engine) -> SftpServer:
     server = SftpServer(
         engine.config.sftp,
         engine.config.mailboxes_dir,
-        engine.config.keys_dir / HOST_KEY_FILE,
+        engine.config.sftp_host_key_path,
         EngineSftpBackend(engine),
         throttle,
     )
