@@ -107,9 +107,7 @@ class Service:
 
     async def page_state(self, mailbox_uuid: str | None = None) -> PageState:
         """Everything block (1)-(5) shows for a mailbox (the first one when none is given)."""
-        if self._host_fingerprint is None:
-            host_key = self.config.sftp_host_key_path
-            self._host_fingerprint = await asyncio.to_thread(read_fingerprint, host_key)
+        await self.sftp_host_key_fingerprint()
         state = await self.db.call(self._read_page_state, mailbox_uuid)
         if state.integration.form.protocol is Protocol.AS2 and state.as2_identity is None:
             identity = await self.ensure_as2_identity(state.mailbox.uuid)
@@ -150,6 +148,13 @@ class Service:
                 rules=tuple(rules.list_rules(conn, mailbox.uuid)),
                 templates=tuple(accounts.list_templates(conn, account.uuid)),
             )
+
+    async def sftp_host_key_fingerprint(self) -> str | None:
+        """What customers pin; None until an engine has generated the host key."""
+        if self._host_fingerprint is None:
+            host_key = self.config.sftp_host_key_path
+            self._host_fingerprint = await asyncio.to_thread(read_fingerprint, host_key)
+        return self._host_fingerprint
 
     def as2_self_url(self, mailbox_uuid: str) -> str:
         return f"{self.config.as2.public_url.rstrip('/')}/{mailbox_uuid}"

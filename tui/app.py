@@ -96,12 +96,14 @@ class DocbridgeApp(App[None]):
             return
         from tui.screens.integrations import IntegrationsScreen
 
+        await self.push_screen(IntegrationsScreen(self.service))
         if self.run_engine:
+            # After the page: the user sees it while the engine (SFTP host key, listener) starts.
             await self.start_engine()
+            await self._show_host_key()
         await self.refresh_engine_status()
         if self.poll_engine:
             self.set_interval(ENGINE_POLL_SECONDS, self.refresh_engine_status)
-        await self.push_screen(IntegrationsScreen(self.service))
 
     async def start_engine(self) -> None:
         """Run the engine in this process unless another process already does (then this
@@ -128,6 +130,16 @@ class DocbridgeApp(App[None]):
             )
             return
         self.engine = engine
+
+    async def _show_host_key(self) -> None:
+        """The engine may just have generated the host key: put its fingerprint on the page."""
+        from tui.screens.integrations import IntegrationsScreen
+
+        assert self.service is not None
+        fingerprint = await self.service.sftp_host_key_fingerprint()
+        for screen in self.screen_stack:
+            if isinstance(screen, IntegrationsScreen):
+                screen.show_host_key(fingerprint)
 
     async def on_unmount(self) -> None:
         if self.engine is not None:

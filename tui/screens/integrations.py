@@ -232,6 +232,7 @@ class IntegrationsScreen(Screen[None]):
         self.loaded = False
         self._mask_timer: Any = None
         self._ensuring_identity = False
+        self.known_host_key: str | None = None
 
     # -- layout ---------------------------------------------------------------------------------
 
@@ -393,6 +394,14 @@ class IntegrationsScreen(Screen[None]):
             return
         self.fill(state)
 
+    def show_host_key(self, fingerprint: str | None) -> None:
+        """Update the fingerprint alone (the engine started after the page loaded)."""
+        self.known_host_key = fingerprint  # a load still under way must not blank it again
+        if self.state is not None:
+            sftp = replace(self.state.sftp, host_key_fingerprint=fingerprint)
+            self.state = replace(self.state, sftp=sftp)
+        self.query_one("#sftp-hostkey", Static).update(host_key_line(fingerprint))
+
     def fill(self, state: PageState) -> None:
         """Show a mailbox's stored state; nothing here marks the form as changed."""
         self.state = state
@@ -436,7 +445,8 @@ class IntegrationsScreen(Screen[None]):
         self.query_one("#sftp-host", CopyRow).set_value(sftp.host)
         self.query_one("#sftp-port", CopyRow).set_value(str(sftp.port))
         self.query_one("#sftp-login", CopyRow).set_value(sftp.login)
-        self.query_one("#sftp-hostkey", Static).update(host_key_line(sftp.host_key_fingerprint))
+        fingerprint = sftp.host_key_fingerprint or self.known_host_key
+        self.query_one("#sftp-hostkey", Static).update(host_key_line(fingerprint))
         self.query_one("#as2-self-url", CopyRow).set_value(state.as2_self_url)
         self._render_enabled()
         self._render_password()
