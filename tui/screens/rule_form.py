@@ -101,7 +101,12 @@ class RuleFormScreen(Screen[RuleFormResult | None]):
         self.initial = initial or (
             rule.form
             if rule is not None
-            else RuleForm(name="", direction=Direction.IN, template_uuid=first_template)
+            else RuleForm(
+                name="",
+                direction=Direction.IN,
+                template_uuid=first_template,
+                naming_pattern="{envelopeUuid}.xml",  # a working default to start from
+            )
         )
         # An unsaved clone counts as a change from the start; otherwise the form as first shown.
         self.is_clone = initial is not None
@@ -179,7 +184,7 @@ class RuleFormScreen(Screen[RuleFormResult | None]):
                             lookup,
                             form.naming_pattern,
                             id="rule-naming_pattern",
-                            placeholder="{envelopeUuid}.xml",
+                            placeholder="e.g. {date yyyy-MM-dd}_{envelopeUuid}.xml",
                         ),
                     )
                     yield Static(Text(NAMING_HELP, style="dim"), classes="under-field")
