@@ -486,13 +486,19 @@ class MailboxSftpSession(asyncssh.SFTPServer):
             raise asyncssh.SFTPFailure(file_obj.refused)
         await self._commit(file_obj)
 
+    def _release_handle(self, upload: _Upload) -> bool:
+        """Mark an upload closed exactly once (caller holds its lock); False if it already was."""
+        if upload.closed:
+            return False
+        upload.closed = True
+        self._uploads.discard(upload)
+        self._open_files -= 1
+        return True
+
     async def _discard(self, upload: _Upload) -> None:
         async with upload.lock:
-            if upload.closed:
+            if not self._release_handle(upload):
                 return
-            upload.closed = True
-            self._uploads.discard(upload)
-            self._open_files -= 1
             self._context.usage.release(upload.size)
             with contextlib.suppress(OSError):
                 await upload.settle()
@@ -502,11 +508,8 @@ class MailboxSftpSession(asyncssh.SFTPServer):
 
     async def _commit(self, upload: _Upload) -> None:
         async with upload.lock:
-            if upload.closed:
+            if not self._release_handle(upload):
                 return
-            upload.closed = True
-            self._uploads.discard(upload)
-            self._open_files -= 1
             try:
                 try:
                     await upload.settle()
