@@ -1,24 +1,25 @@
-"""An error a user can act on: its title and what to do, never a traceback."""
+"""An error: its title and what to do; for a defect also the details, to copy into a report."""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Static
+from textual.widgets import Button, Footer, Static
+
+from tui.clipboard import copy_text
+from tui.keys import bindings, key_label
 
 
 class ErrorModal(ModalScreen[None]):
-    BINDINGS = [
-        Binding("escape,enter", "close", "Close", id="error.close", tooltip="Close this message"),
-    ]
+    BINDINGS = bindings("error.close", "error.copy")
 
-    def __init__(self, title: str, hint: str = "") -> None:
+    def __init__(self, title: str, hint: str = "", details: str = "") -> None:
         super().__init__(classes="modal error-modal")
         self.error_title = title
         self.hint = hint
+        self.details = details
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="modal-box"):
@@ -27,8 +28,14 @@ class ErrorModal(ModalScreen[None]):
             )
             if self.hint:
                 yield Static(Text(self.hint), classes="modal-detail")
+            if self.details:
+                with VerticalScroll(classes="error-details"):
+                    yield Static(Text(self.details), id="error-details")
             with Horizontal(classes="modal-buttons"):
-                yield Button("Close (enter)", id="close", compact=True)
+                yield Button(
+                    f"Close ({key_label(self.app, 'error.close')})", id="close", compact=True
+                )
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#close", Button).focus()
@@ -39,3 +46,12 @@ class ErrorModal(ModalScreen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+    def action_copy_details(self) -> None:
+        copy_text(self.app, f"{self.error_title}\n{self.hint}\n\n{self.details}".strip())
+        self.app.notify("Details copied.", title="Error", markup=False)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "copy_details":
+            return bool(self.details)
+        return True

@@ -1,0 +1,98 @@
+"""One error path for the whole TUI: nothing a worker, timer or action raises ends the app.
+
+The app runs the engine and the SFTP listener in its own process, so an exception that reached
+Textual (which exits on any unhandled error) would take the customers' connections down with the
+page. Every entry point therefore goes through :func:`guarded` (actions, timers, callbacks) or runs
+as a worker with ``exit_on_error=False`` (the app turns a failed worker into :func:`report_error`).
+
+- Errors a user can act on (:class:`core.errors.DocbridgeError`, including the store's "busy",
+  "disk full" and "I/O" errors) show their title and what to do.
+- Anything else is a defect: an error modal with the details, the traceback in the log file.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
+
+from textual.app import App
+from textual.dom import DOMNode
+from textual.worker import Worker, WorkerState
+
+from core.errors import DocbridgeError
+from tui.modals.error import ErrorModal
+
+log = logging.getLogger("docbridge.tui")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+UNEXPECTED_HINT = (
+    "The app and its engine keep running and nothing was half-saved. Try again; if it happens "
+    "again, copy the details (c) into a bug report."
+)
+
+
+def report_error(app: App[Any], error: BaseException) -> None:
+    """Show ``error`` to the user; the app keeps running whatever it was."""
+    if isinstance(error, DocbridgeError):
+        log.info("error shown to the user: %s", error.title)
+        app.push_screen(ErrorModal(error.title, error.hint))
+        return
+    details = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    log.error("unexpected error\n%s", details)
+    app.push_screen(
+        ErrorModal(
+            f"Something went wrong ({type(error).__name__}: {error}).",
+            UNEXPECTED_HINT,
+            details=details,
+        )
+    )
+
+
+def report_worker_failure(app: App[Any], event: Worker.StateChanged) -> None:
+    if event.state is WorkerState.ERROR and event.worker.error is not None:
+        report_error(app, event.worker.error)
+
+
+def guarded(method: Callable[P, R]) -> Callable[P, R | None]:
+    """Wrap an action, timer callback or screen callback of a DOM node (sync or async) so that
+    an exception becomes an error modal instead of ending the app."""
+
+    if inspect.iscoroutinefunction(method):
+
+        @functools.wraps(method)
+        async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
+            try:
+                return await method(*args, **kwargs)  # type: ignore[misc]
+            except Exception as error:  # every kind: this is the last line of defence
+                _report_from(args, error)
+                return None
+
+        return run_async  # type: ignore[return-value]
+
+    @functools.wraps(method)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R | None:
+        try:
+            return method(*args, **kwargs)
+        except Exception as error:
+            _report_from(args, error)
+            return None
+
+    return run
+
+
+def _report_from(args: tuple[Any, ...], error: Exception) -> None:
+    node = args[0] if args and isinstance(args[0], DOMNode) else None
+    if node is None:
+        raise error
+    report_error(node.app, error)
+
+
+def run_guarded(node: DOMNode, work: Awaitable[Any], group: str, exclusive: bool = True) -> None:
+    """Run ``work`` as a worker of ``node``; a failure is reported by the app, never fatal."""
+    node.run_worker(work, group=group, exclusive=exclusive, exit_on_error=False)
