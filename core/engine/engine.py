@@ -21,7 +21,7 @@ from typing import Any
 
 from core.config import Config
 from core.engine import envelope_handler, file_handler, mail_handler
-from core.errors import DocbridgeError
+from core.errors import DocbridgeError, StoreError
 from core.storage import jobs, lease
 from core.storage.db import Database, write_transaction
 
@@ -113,7 +113,9 @@ class Engine:
         if self.sftp is not None:
             await self.sftp.stop()
             self.sftp = None
-        with contextlib.suppress(sqlite3.Error):
+        # A store that cannot be written (busy, full, gone) must not stop the shutdown: the
+        # lease then simply expires.
+        with contextlib.suppress(sqlite3.Error, StoreError):
             await self.db.call(lambda conn: lease.release(conn, self.owner))
         await self.db.close()
 

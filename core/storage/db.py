@@ -9,6 +9,7 @@ lock up front with ``BEGIN IMMEDIATE`` and wait for it through ``busy_timeout`` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
+from core.errors import StoreBusy, StoreError, StoreFull, StoreProblem, StoreUnavailable
 from core.storage.schema import migrate
 
 T = TypeVar("T")
@@ -30,26 +32,34 @@ def connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(
         path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
     )
-    conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA journal_mode = WAL")
-    # FULL: a commit is on disk before we acknowledge anything to a client.
-    conn.execute("PRAGMA synchronous = FULL")
-    conn.execute("PRAGMA foreign_keys = ON")
-    migrate(conn)
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: a commit is on disk before we acknowledge anything to a client.
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        migrate(conn)
+    except BaseException:
+        conn.close()  # a half-set-up connection is never kept (next call connects afresh)
+        raise
     return conn
 
 
 @contextmanager
 def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """All or nothing: take the write lock first, so the transaction never fails half-way."""
+    """All or nothing: take the write lock first, so the transaction never fails half-way.
+
+    A failed COMMIT (disk full, I/O error) rolls back too: the caller never sees an open
+    transaction, and a later ``BEGIN`` on the same connection works.
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        _rollback_quietly(conn)
         raise
-    conn.execute("COMMIT")
 
 
 @contextmanager
@@ -58,12 +68,80 @@ def read_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("BEGIN")
     try:
         yield conn
-    finally:
-        conn.execute("COMMIT")
+    except BaseException:
+        _rollback_quietly(conn)
+        raise
+    conn.execute("COMMIT")
+
+
+def _rollback_quietly(conn: sqlite3.Connection) -> None:
+    """End an open transaction without hiding the error that caused the rollback.
+
+    SQLite may already have rolled back by itself (SQLITE_FULL, SQLITE_IOERR...); then there is
+    nothing to do, and a failing ROLLBACK must not replace the original error.
+    """
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+# SQLite's primary result codes (the low byte of an extended code) and what a user must do.
+_BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+_UNAVAILABLE_CODES: dict[int, StoreProblem] = {
+    sqlite3.SQLITE_IOERR: StoreProblem.IO_ERROR,
+    sqlite3.SQLITE_CORRUPT: StoreProblem.CORRUPT,
+    sqlite3.SQLITE_NOTADB: StoreProblem.CORRUPT,
+    sqlite3.SQLITE_READONLY: StoreProblem.READ_ONLY,
+    sqlite3.SQLITE_CANTOPEN: StoreProblem.CANNOT_OPEN,
+    sqlite3.SQLITE_PERM: StoreProblem.READ_ONLY,
+}
+# For errors that carry no code (raised by the sqlite3 module itself, or by older Pythons).
+_BUSY_TEXTS = ("database is locked", "database table is locked", "database schema is locked")
+_UNAVAILABLE_TEXTS: tuple[tuple[str, StoreProblem], ...] = (
+    ("disk i/o error", StoreProblem.IO_ERROR),
+    ("malformed", StoreProblem.CORRUPT),
+    ("file is not a database", StoreProblem.CORRUPT),
+    ("readonly database", StoreProblem.READ_ONLY),
+    ("read-only", StoreProblem.READ_ONLY),
+    ("unable to open database", StoreProblem.CANNOT_OPEN),
+)
+
+
+def store_error(exc: sqlite3.Error, path: Path) -> StoreError | None:
+    """The domain error for an SQLite error a user can act on, or None for a defect.
+
+    Constraint violations, misuse and SQL errors stay ``sqlite3`` errors: they are bugs of ours,
+    not something an admin can fix, and must reach the log with their traceback.
+    """
+    code = getattr(exc, "sqlite_errorcode", None)
+    name = getattr(exc, "sqlite_errorname", None) or str(exc)
+    if isinstance(code, int) and code >= 0:
+        primary = code & 0xFF
+        if primary in _BUSY_CODES:
+            return StoreBusy(path, name)
+        if primary == sqlite3.SQLITE_FULL:
+            return StoreFull(path, name)
+        if primary in _UNAVAILABLE_CODES:
+            return StoreUnavailable(path, _UNAVAILABLE_CODES[primary], name)
+        return None
+    text = str(exc).lower()
+    if any(busy in text for busy in _BUSY_TEXTS):
+        return StoreBusy(path, name)
+    if "database or disk is full" in text:
+        return StoreFull(path, name)
+    for fragment, problem in _UNAVAILABLE_TEXTS:
+        if fragment in text:
+            return StoreUnavailable(path, problem, name)
+    return None
 
 
 class Database:
-    """Runs functions of a connection on the database thread; the only door to SQLite."""
+    """Runs functions of a connection on the database thread; the only door to SQLite.
+
+    SQLite errors a user can act on (locked, disk full, I/O error, read-only, damaged) leave
+    :meth:`call` as :class:`~core.errors.StoreError` subclasses, chained to the ``sqlite3``
+    error; any transaction ``fn`` left open is rolled back first, so nothing is half-written.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -86,9 +164,20 @@ class Database:
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
-        if self._conn is None:
-            self._conn = connect(self.path)
-        return fn(self._conn, *args, **kwargs)
+        try:
+            if self._conn is None:
+                self._conn = connect(self.path)
+            conn = self._conn
+            try:
+                return fn(conn, *args, **kwargs)
+            except BaseException:
+                _rollback_quietly(conn)
+                raise
+        except sqlite3.Error as exc:
+            translated = store_error(exc, self.path)
+            if translated is None:
+                raise
+            raise translated from exc
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
