@@ -26,6 +26,7 @@ __all__ = [
     "generate_identity",
     "inspect_certificate",
     "load_certificate_text",
+    "subject_text",
 ]
 
 RSA_KEY_SIZE = 2048
@@ -234,9 +235,54 @@ def load_certificate_text(value: str) -> str:
         ) from exc
 
 
+# Short names of subject attributes (OpenSSL's and LDAP's). cryptography itself names only the
+# first nine: without the rest a subject reads "1.2.840.113549.1.9.1=as2@partner.example".
+_ATTRIBUTE_NAMES: dict[x509.ObjectIdentifier, str] = {
+    NameOID.COMMON_NAME: "CN",
+    NameOID.LOCALITY_NAME: "L",
+    NameOID.STATE_OR_PROVINCE_NAME: "ST",
+    NameOID.ORGANIZATION_NAME: "O",
+    NameOID.ORGANIZATIONAL_UNIT_NAME: "OU",
+    NameOID.COUNTRY_NAME: "C",
+    NameOID.STREET_ADDRESS: "STREET",
+    NameOID.DOMAIN_COMPONENT: "DC",
+    NameOID.USER_ID: "UID",
+    NameOID.EMAIL_ADDRESS: "emailAddress",
+    NameOID.SERIAL_NUMBER: "serialNumber",
+    NameOID.SURNAME: "SN",
+    NameOID.GIVEN_NAME: "GN",
+    NameOID.TITLE: "title",
+    NameOID.INITIALS: "initials",
+    NameOID.GENERATION_QUALIFIER: "generationQualifier",
+    NameOID.DN_QUALIFIER: "dnQualifier",
+    NameOID.PSEUDONYM: "pseudonym",
+    NameOID.POSTAL_CODE: "postalCode",
+    NameOID.POSTAL_ADDRESS: "postalAddress",
+    NameOID.BUSINESS_CATEGORY: "businessCategory",
+    NameOID.JURISDICTION_COUNTRY_NAME: "jurisdictionC",
+    NameOID.JURISDICTION_LOCALITY_NAME: "jurisdictionL",
+    NameOID.JURISDICTION_STATE_OR_PROVINCE_NAME: "jurisdictionST",
+    NameOID.ORGANIZATION_IDENTIFIER: "organizationIdentifier",
+    NameOID.UNSTRUCTURED_NAME: "unstructuredName",
+    NameOID.X500_UNIQUE_IDENTIFIER: "x500UniqueIdentifier",
+    NameOID.INN: "INN",
+    NameOID.OGRN: "OGRN",
+    NameOID.SNILS: "SNILS",
+}
+
+
+def subject_text(name: x509.Name) -> str:
+    """``name`` as RFC 4514 text with attributes named, e.g. ``CN=acme,emailAddress=...``.
+
+    An attribute appears as its dotted OID only when it has no registered short name: the OID is
+    then the only thing a user can look up.
+    """
+    return name.rfc4514_string(attr_name_overrides=_ATTRIBUTE_NAMES)
+
+
 def _info(certificate: x509.Certificate) -> CertificateInfo:
     return CertificateInfo(
-        subject=certificate.subject.rfc4514_string(),
+        subject=subject_text(certificate.subject),
         fingerprint_sha256=certificate.fingerprint(hashes.SHA256()).hex(":").upper(),
         not_before=certificate.not_valid_before_utc,
         not_after=certificate.not_valid_after_utc,
