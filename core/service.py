@@ -15,12 +15,18 @@ import uuid as uuid_module
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from core.as2.certificates import generate_identity
+from core.as2.certificates import (
+    CertificateInfo,
+    generate_identity,
+    inspect_certificate,
+    load_certificate_text,
+)
 from core.clock import utc_now
 from core.config import Config, load_config
 from core.envelope_checks import check_envelope_against_template, stored_xml
 from core.envelope_xml import EnvelopeXml, parse_envelope_xml
 from core.errors import DocbridgeError, FieldErrors, InvalidInput, NotFound
+from core.files import read_example_file, write_public_file
 from core.integration import changed_fields, validate_integration_form
 from core.models import (
     Account,
@@ -473,6 +479,81 @@ class Service:
         self, mailbox_uuid: str | None = None, limit: int = 200
     ) -> list[ActivityRecord]:
         return await self.db.call(logs.list_activity, mailbox_uuid, limit)
+
+    # -- form checks, certificates and files for the user interfaces --------------------------
+
+    def validate_integration_form(self, form: IntegrationForm) -> dict[str, str]:
+        """Field name -> message for every invalid field of ``form``; empty when it can be saved.
+
+        The same checks :meth:`save_integration` runs, so a screen can show errors while the user
+        types and Save never refuses what the screen accepted. Pure and fast: no I/O, so it is
+        synchronous and safe to call on every keystroke.
+        """
+        return validate_integration_form(form)
+
+    def validate_rule_form(self, form: RuleForm, template: Template | None) -> dict[str, str]:
+        """Field name -> message for every invalid field of a rule form checked against
+        ``template`` (None: the chosen template does not exist). Pure and fast, like
+        :meth:`validate_integration_form`; uniqueness of the name is checked at Save.
+        """
+        return validate_rule_form(form, template)
+
+    async def inspect_certificate(self, pem: str) -> CertificateInfo:
+        """Describe the first certificate in ``pem``, parsed on a worker thread.
+
+        Raises :class:`InvalidInput` with what to do for a private key, text that is not a PEM
+        certificate, a damaged one, or one not valid now.
+        """
+        return await asyncio.to_thread(inspect_certificate, pem)
+
+    def describe_certificate(self, pem: str) -> CertificateInfo | None:
+        """What to show for a stored certificate: None when there is none or it cannot be used.
+
+        Synchronous, for rendering: parsing one certificate takes well under a millisecond. Use
+        :meth:`inspect_certificate` to learn *why* a certificate cannot be used.
+        """
+        if not pem.strip():
+            return None
+        try:
+            return inspect_certificate(pem)
+        except DocbridgeError:
+            return None
+
+    async def load_certificate(self, source: str) -> tuple[str, CertificateInfo]:
+        """The PEM text and its description from pasted PEM text or the path of a PEM file.
+
+        ``source`` starting with ``-----BEGIN`` is pasted text, anything else a path (``~``
+        expanded). The file read is bounded (1 MB) and the certificate checked as by
+        :meth:`inspect_certificate`; every refusal is an :class:`InvalidInput` saying what to do.
+        """
+
+        def load() -> tuple[str, CertificateInfo]:
+            pem = load_certificate_text(source)
+            return pem, inspect_certificate(pem)
+
+        return await asyncio.to_thread(load)
+
+    async def export_certificate(self, path: str, pem: str) -> Path:
+        """Write the certificate ``pem`` to the new file ``path`` and return where it went.
+
+        Never overwrites a file and never leaves a partial one (written, fsync'd, then linked
+        into place); refuses text that is not a certificate, so a private key can never leave
+        through this door. Errors are :class:`InvalidInput` saying what to do.
+        """
+        if "PRIVATE KEY-----" in pem or "-----BEGIN CERTIFICATE-----" not in pem:
+            raise InvalidInput(
+                "Only a certificate can be exported.",
+                "Generate or load the certificate first; a private key never leaves its file.",
+            )
+        return await asyncio.to_thread(write_public_file, path, pem)
+
+    async def read_example_source(self, path: str) -> bytes:
+        """The content of an example source file (``~`` expanded), read on a worker thread.
+
+        At most 10 MB (``core.files.MAX_EXAMPLE_BYTES``), a regular file only; every refusal is
+        an :class:`InvalidInput` saying what to do.
+        """
+        return await asyncio.to_thread(read_example_file, path)
 
 
 def _require_mailbox(conn: sqlite3.Connection, mailbox_uuid: str) -> Mailbox:

@@ -190,6 +190,12 @@ def load_certificate_text(value: str) -> str:
     """
     text = value.strip()
     if text.startswith(_PEM_BEGIN):
+        if len(text) > _MAX_CERTIFICATE_FILE:
+            raise InvalidInput(
+                "The pasted text is too large to be a certificate.",
+                "Paste only the partner's certificate, from -----BEGIN CERTIFICATE----- to "
+                "-----END CERTIFICATE-----.",
+            )
         return text + "\n"
     if not text:
         raise InvalidInput(

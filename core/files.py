@@ -1,0 +1,158 @@
+"""Files a user names in a form: a certificate to export, an example source to read.
+
+Both are paths typed by a person, so every failure is an :class:`~core.errors.InvalidInput` that
+says what to do, and neither ever replaces or half-writes a file. Every function here blocks:
+call them in a thread (the service does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from core.errors import InvalidInput
+
+__all__ = ["MAX_EXAMPLE_BYTES", "read_example_file", "write_public_file"]
+
+MAX_EXAMPLE_BYTES = 10 * 1024 * 1024
+"""An example source is a typical document, not a data dump: larger files are refused."""
+
+
+def write_public_file(name: str, text: str) -> Path:
+    """Write ``text`` to the new file ``name`` (``~`` expanded) and return its path.
+
+    Never replaces an existing file, and the file appears complete or not at all: the text is
+    written to a temporary file in the same folder, fsync'd, then linked to ``name`` (which fails
+    if ``name`` exists), and the folder is fsync'd. On a file system without hard links the file
+    is created exclusively and written in place. The mode follows the umask, as for any file the
+    user creates: the content is public (a certificate).
+    """
+    raw = name.strip()
+    if not raw:
+        raise InvalidInput("No file path given.", "Enter the path of the file to write.")
+    path = Path(raw).expanduser()
+    if path.is_dir():
+        raise InvalidInput(
+            f"{path} is a folder.", f"Add a file name, e.g. {path / 'certificate.pem'}."
+        )
+    data = text.encode("utf-8")
+    temp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    try:
+        _write_new(temp, data)
+        try:
+            os.link(temp, path)
+        except OSError as exc:
+            no_links = exc.errno in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV)
+            if isinstance(exc, FileExistsError) or not no_links:
+                raise
+            _write_new(path, data)  # no hard links here (FAT, some network file systems)
+        _fsync_folder(path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+    return path
+
+
+def read_example_file(name: str) -> bytes:
+    """The content of the regular file ``name`` (``~`` expanded), at most :data:`MAX_EXAMPLE_BYTES`.
+
+    The size is checked on the open file and the read is bounded, so a file that grows meanwhile,
+    or a device such as ``/dev/zero``, never fills the memory; a FIFO never blocks the read.
+    """
+    raw = name.strip()
+    if not raw:
+        raise InvalidInput("No file given.", "Enter the path of a typical example file.")
+    path = Path(raw).expanduser()
+    limit_mb = MAX_EXAMPLE_BYTES // (1024 * 1024)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError as exc:
+        raise InvalidInput(f"There is no file at {path}.", "Check the path.") from exc
+    except PermissionError as exc:
+        raise InvalidInput(
+            f"{path} cannot be read: permission denied.",
+            "Make it readable for the user running docbridge, or copy it somewhere readable.",
+        ) from exc
+    except OSError as exc:
+        raise InvalidInput(
+            f"{path} cannot be read ({exc.strerror or exc}).", "Check the path and permissions."
+        ) from exc
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise InvalidInput(f"{path} is a directory.", "Give the path of a file.")
+        if not stat.S_ISREG(mode):
+            raise InvalidInput(
+                f"{path} is not a regular file.", "Give the path of a saved example document."
+            )
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            data = file.read(MAX_EXAMPLE_BYTES + 1)
+    except OSError as exc:
+        raise InvalidInput(
+            f"{path} cannot be read ({exc.strerror or exc}).", "Check the path and permissions."
+        ) from exc
+    finally:
+        os.close(fd)
+    if len(data) > MAX_EXAMPLE_BYTES:
+        raise InvalidInput(
+            f"{path} is larger than {limit_mb} MB.", "Use a smaller, typical example file."
+        )
+    return data
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+    fd = os.open(path, flags, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    os.close(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_error(path: Path, exc: OSError) -> InvalidInput:
+    if isinstance(exc, FileExistsError):
+        return InvalidInput(
+            f"{path} already exists.", "Choose another file name; nothing was overwritten."
+        )
+    if isinstance(exc, FileNotFoundError):
+        return InvalidInput(
+            f"The folder {path.parent} does not exist.", "Create it first or choose another path."
+        )
+    if isinstance(exc, NotADirectoryError):
+        return InvalidInput(
+            f"{path.parent} is not a folder.", "Choose a path inside an existing folder."
+        )
+    if isinstance(exc, PermissionError):
+        return InvalidInput(
+            f"{path} cannot be written: permission denied.",
+            "Choose a folder the user running docbridge may write to.",
+        )
+    if exc.errno == errno.ENOSPC:
+        return InvalidInput(
+            f"{path} cannot be written: the disk is full.",
+            "Free disk space or choose another disk; nothing was written.",
+        )
+    return InvalidInput(
+        f"{path} cannot be written ({exc.strerror or exc}).", "Choose another path."
+    )
