@@ -43,6 +43,10 @@ port = 25
 tls_mode = "none"
 username = ""
 sender = "docbridge@localhost"
+
+[tui]
+# Seconds a revealed password stays readable on screen before it is masked again (5 to 3600).
+password_reveal_seconds = 60
 """
 
 
@@ -72,11 +76,26 @@ class SmtpConfig:
 
 
 @dataclass(frozen=True)
+class TuiConfig:
+    """How the terminal interface behaves; the core only carries these to it."""
+
+    password_reveal_seconds: int = 60
+
+
+_KINDS: dict[type, str] = {int: "an integer", str: "a quoted string", bool: "true or false"}
+# Inclusive bounds of integer settings: a value outside is refused when the file is read.
+_RANGES: dict[tuple[str, str], tuple[int, int]] = {
+    ("tui", "password_reveal_seconds"): (5, 3600),
+}
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path
     sftp: SftpConfig = field(default_factory=SftpConfig)
     as2: As2Config = field(default_factory=As2Config)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    tui: TuiConfig = field(default_factory=TuiConfig)
 
     @property
     def database_path(self) -> Path:
@@ -132,6 +151,7 @@ def load_config(data_dir: Path) -> Config:
         sftp=_section(SftpConfig, raw, "sftp", path),
         as2=_section(As2Config, raw, "as2", path),
         smtp=_section(SmtpConfig, raw, "smtp", path),
+        tui=_section(TuiConfig, raw, "tui", path),
     )
 
 
@@ -146,8 +166,13 @@ def _section(cls: Any, raw: dict[str, Any], name: str, path: Path) -> Any:
             raise InvalidInput(f"{path}: unknown setting {name}.{key}.", "Remove or correct it.")
         expected = type(getattr(defaults, key))
         if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
+            kind = _KINDS.get(expected, f"a {expected.__name__}")
+            raise InvalidInput(f"{path}: {name}.{key} must be {kind}, not {value!r}.")
+        bounds = _RANGES.get((name, key))
+        if bounds is not None and not bounds[0] <= value <= bounds[1]:
             raise InvalidInput(
-                f"{path}: {name}.{key} must be a {expected.__name__}, not {value!r}."
+                f"{path}: {name}.{key} must be between {bounds[0]} and {bounds[1]}, not {value!r}.",
+                "Correct it, or remove it to use the default.",
             )
         kwargs[key] = value
     if name == "smtp" and kwargs.get("tls_mode", "none") not in ("none", "starttls", "tls"):
