@@ -303,14 +303,20 @@ async def _status(service: Service, args: argparse.Namespace) -> int:
 
 async def _activity(service: Service, args: argparse.Namespace) -> int:
     mailbox_uuid = (await service.resolve_mailbox(args.mailbox)).uuid if args.mailbox else None
-    records = await service.activity_log(mailbox_uuid, args.limit)
+    view = await service.activity_view(mailbox_uuid, args.limit)
     if args.json:
-        _print_json([asdict(r) for r in records])
+        _print_json(
+            [
+                {**asdict(a.record), "outcome": a.outcome.value, "label": a.label}
+                for a in view.attempts
+            ]
+        )
         return 0
-    for r in records:
+    for a in view.attempts:
+        r = a.record
         what = r.envelope_uuid or r.file_name or "-"
         error = f"  {r.error}" if r.error else ""
-        print(f"{r.at}  {r.rule:<16} {r.status:<10} {what}{error}")
+        print(f"{r.at}  {r.rule:<16} {a.label:<22} {what}{error}")
     return 0
 
 

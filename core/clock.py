@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, datetime
 
 
@@ -12,3 +13,11 @@ def utc_now() -> str:
     if fixed:
         return fixed
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def unix_now() -> float:
+    """Seconds since the epoch, pinned by ``DOCBRIDGE_FIXED_NOW`` like :func:`utc_now`."""
+    fixed = os.environ.get("DOCBRIDGE_FIXED_NOW")
+    if fixed:
+        return datetime.fromisoformat(fixed.replace("Z", "+00:00")).timestamp()
+    return time.time()

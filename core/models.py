@@ -309,6 +309,7 @@ class JobRow:
     next_attempt_at: float
     last_error: str | None
     updated_at: str | None
+    max_attempts: int | None = None  # the retry policy that last failed it; None: never failed
 
 
 @dataclass(frozen=True)
@@ -317,3 +318,81 @@ class Ban:
     failures: int
     banned_at: str
     banned_until: float  # unix time
+
+
+# -- activity: states a person reads, derived in the core (core/activity.py) -----------------
+
+
+class JobState(StrEnum):
+    """A queue row's state as stored."""
+
+    READY = "ready"
+    RUNNING = "running"
+    DONE = "done"
+    PARKED = "parked"
+
+
+class ItemState(StrEnum):
+    """What an item of work is doing now."""
+
+    QUEUED = "queued"  # waiting for its first try (or reprocessed)
+    RUNNING = "running"
+    RETRYING = "retrying"  # failed, another try is scheduled
+    PARKED = "parked"  # failed too often: waits for a person to reprocess it
+    DONE = "done"
+
+
+class AttemptOutcome(StrEnum):
+    """How one processing attempt ended (one line of the activity log)."""
+
+    DELIVERED = "delivered"
+    NOTIFIED = "notified"
+    REJECTED = "rejected"
+    SENT = "sent"
+    MAILED = "mailed"
+    RETRYING = "retrying"  # failed; the next try is scheduled
+    FAILED = "failed"  # failed; later tries followed, or the file went to error/
+    PARKED = "parked"  # failed for the last time
+    GONE = "gone"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class ItemView:
+    """A job that needs attention: retrying, running again after a failure, or parked."""
+
+    job: JobRow
+    state: ItemState
+    mailbox_name: str
+    due_in_s: float | None  # retrying: seconds until the next try (0: due now)
+    label: str  # "retrying 3/8 in 40 s", "parked after 8/8"
+
+
+@dataclass(frozen=True)
+class AttemptView:
+    record: ActivityRecord
+    outcome: AttemptOutcome
+    mailbox_name: str
+    job_id: int | None
+    attempt: int | None  # 1-based; None when it cannot be told (reprocessed since)
+    max_attempts: int | None
+    label: str  # "retrying 1/8 in 2 s", "failed 2/8", "delivered"
+
+
+@dataclass(frozen=True)
+class BanView:
+    ban: Ban
+    remaining_s: float
+    label: str  # time left: "10 min"
+
+
+@dataclass(frozen=True)
+class ActivityView:
+    """One consistent read of everything the Activity screen and ``docbridge activity`` show."""
+
+    now: float  # unix time of the read (core.clock.unix_now: pinned in snapshots)
+    status: EngineStatus
+    items: tuple[ItemView, ...]
+    attempts: tuple[AttemptView, ...]
+    bans: tuple[BanView, ...]
+    mailbox_names: dict[str, str]

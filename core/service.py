@@ -31,6 +31,7 @@ from core.integration import changed_fields, validate_integration_form
 from core.models import (
     Account,
     ActivityRecord,
+    ActivityView,
     As2Identity,
     AuditEntry,
     Ban,
@@ -479,6 +480,15 @@ class Service:
         self, mailbox_uuid: str | None = None, limit: int = 200
     ) -> list[ActivityRecord]:
         return await self.db.call(logs.list_activity, mailbox_uuid, limit)
+
+    async def activity_view(
+        self, mailbox_uuid: str | None = None, limit: int = 100
+    ) -> ActivityView:
+        """Everything the Activity screen shows, in one consistent read, with states a person
+        reads ("retrying 3/8 in 40 s", "parked after 8/8") derived here, not in the screen."""
+        from core.activity import read_activity
+
+        return await self.db.call(read_activity, mailbox_uuid, limit)
 
     # -- form checks, certificates and files for the user interfaces --------------------------
 

@@ -106,8 +106,8 @@ def fail(
         state, due = "ready", time.time() + retry_delay(job.attempts, policy.max_delay_s)
     conn.execute(
         "UPDATE jobs SET state = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL, "
-        "last_error = ?, updated_at = ? WHERE id = ?",
-        (state, due, error, utc_now(), job.id),
+        "last_error = ?, max_attempts = ?, updated_at = ? WHERE id = ?",
+        (state, due, error, policy.max_attempts, utc_now(), job.id),
     )
     return state
 
@@ -146,11 +146,42 @@ def reprocess(conn: sqlite3.Connection, job_ids: list[int]) -> int:
     return cursor.rowcount
 
 
+_JOB_ROW = (
+    "id, kind, ref, mailbox_uuid, state, attempts, next_attempt_at, last_error, updated_at, "
+    "max_attempts"
+)
+
+
 def list_jobs(conn: sqlite3.Connection, states: tuple[str, ...], limit: int = 200) -> list[JobRow]:
     marks = ",".join("?" * len(states))
     rows = conn.execute(
-        f"SELECT id, kind, ref, mailbox_uuid, state, attempts, next_attempt_at, last_error, "
-        f"updated_at FROM jobs WHERE state IN ({marks}) ORDER BY id LIMIT ?",
+        f"SELECT {_JOB_ROW} FROM jobs WHERE state IN ({marks}) ORDER BY id LIMIT ?",
         (*states, limit),
     ).fetchall()
     return [JobRow(*tuple(r)) for r in rows]
+
+
+def list_troubled(conn: sqlite3.Connection, limit: int = 200) -> list[JobRow]:
+    """Jobs a person may want to look at: parked, or not done and failed at least once."""
+    rows = conn.execute(
+        f"SELECT {_JOB_ROW} FROM jobs WHERE state = 'parked' "
+        "OR (state IN ('ready', 'running') AND last_error IS NOT NULL) ORDER BY id LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [JobRow(*tuple(r)) for r in rows]
+
+
+def find_jobs(
+    conn: sqlite3.Connection, keys: set[tuple[str, str]]
+) -> dict[tuple[str, str], JobRow]:
+    """The jobs with these (kind, ref) keys, by key (missing ones are left out)."""
+    found: dict[tuple[str, str], JobRow] = {}
+    ordered = sorted(keys)
+    for start in range(0, len(ordered), 400):  # well under SQLite's variable limit
+        chunk = ordered[start : start + 400]
+        where = " OR ".join("(kind = ? AND ref = ?)" for _ in chunk)
+        args = [value for key in chunk for value in key]
+        for r in conn.execute(f"SELECT {_JOB_ROW} FROM jobs WHERE {where}", args).fetchall():
+            job = JobRow(*tuple(r))
+            found[(job.kind, job.ref)] = job
+    return found

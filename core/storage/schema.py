@@ -207,7 +207,16 @@ def _v2_engine(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial, _v2_engine]
+def _v3_job_policy(db: sqlite_utils.Database) -> None:
+    # The retry policy's limit at the last failure, so any process can say "retrying 3/8".
+    db.execute("ALTER TABLE jobs ADD COLUMN max_attempts INTEGER")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _v1_initial,
+    _v2_engine,
+    _v3_job_policy,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,218 +1,447 @@
-"""F6: what the engine does: recent attempts, queue, parked items, SFTP sessions and bans.
+"""F6: what the engine does, one section at a time so it reads at 80x24.
 
-Everything comes from the service (so it works the same when the engine runs in another
-process); the screen refreshes itself every two seconds while it is open.
+Sections: items needing attention (retrying, parked), recent attempts, connected SFTP sessions,
+banned addresses. A detail pane under the table shows the selected row in full (error, ids).
+Everything comes from :meth:`core.service.Service.activity_view` (the same in a client of
+another process's engine), with states derived in the core; the screen refreshes every two
+seconds while it is in front. A failing refresh never ends the app: it is reported once, named in
+the summary line while it lasts, and refreshing goes on.
 """
 
 from __future__ import annotations
 
-import time
+import functools
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
+from rich.console import RenderableType
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult, SystemCommand
-from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane, Tabs
 
-from core.models import ActivityRecord, Ban, EngineStatus, JobRow
+from core.models import ActivityView, AttemptView, BanView, ItemState, ItemView
 from core.service import Service
+from tui.errors import guarded, report_error
+from tui.keys import bindings, key_label
 from tui.modals.confirm import ConfirmModal
 
 REFRESH_SECONDS = 2.0
+SCROLLBAR = 2  # a table's vertical scrollbar
+PADDING = 2  # a DataTable cell's padding (one column each side)
+
+
+@dataclass(frozen=True)
+class Section:
+    id: str
+    title: str
+    key_id: str
+    columns: tuple[tuple[str, int], ...]  # (label, width); width 0 shares what is left
+
+
+SECTIONS = (
+    Section(
+        "items",
+        "Items",
+        "activity.items",
+        (("Id", 5), ("State", 22), ("Mailbox", 11), ("Kind", 8), ("Last error", 0)),
+    ),
+    Section(
+        "attempts",
+        "Attempts",
+        "activity.attempts",
+        (("Time", 8), ("Mailbox", 11), ("Outcome", 22), ("Item", 0), ("Error", 0)),
+    ),
+    Section("sessions", "SFTP sessions", "activity.sessions", (("Mailbox", 0), ("Address", 0))),
+    Section(
+        "bans",
+        "Bans",
+        "activity.bans",
+        (("Address", 0), ("Failures", 8), ("Banned at", 19), ("Time left", 12)),
+    ),
+)
+_BY_ID = {section.id: section for section in SECTIONS}
+
+
+def clip(value: str | None, width: int) -> Text:
+    """One line of user data for a cell: never markup, an ellipsis where it is cut."""
+    flat = " ".join((value or "").split())
+    if len(flat) > width:
+        flat = flat[: max(width - 1, 0)] + "…"
+    return Text(flat, no_wrap=True)
+
+
+def widths(section: Section, total: int) -> list[int]:
+    fixed = sum(w for _, w in section.columns)
+    flexible = [i for i, (_, w) in enumerate(section.columns) if w == 0]
+    room = total - SCROLLBAR - PADDING * len(section.columns) - fixed
+    share = max(room // max(len(flexible), 1), 8)
+    return [w or share for _, w in section.columns]
+
+
+def facts(*rows: tuple[str, str | None]) -> Table:
+    """Label / value lines; values fold (an id is never cut) and are never markup."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for label, value in rows:
+        if value:
+            grid.add_row(label, Text(value, overflow="fold"))
+    return grid
+
+
+def when(at: str | None) -> str:
+    """``2025-01-15T09:30:00.000Z`` -> ``2025-01-15 09:30:00 UTC``."""
+    return f"{at.replace('T', ' ')[:19]} UTC" if at else ""
 
 
 class ActivityScreen(Screen[None]):
-    BINDINGS = [
-        Binding("escape", "back", "Back", id="activity.back", tooltip="Back to the page"),
-        Binding(
-            "r",
-            "reprocess",
-            "Reprocess",
-            id="activity.reprocess",
-            tooltip="Put the selected parked item back in the queue",
-        ),
-        Binding(
-            "R",
-            "reprocess_all",
-            "Reprocess all",
-            id="activity.reprocess_all",
-            tooltip="Put every parked item back in the queue (asks first)",
-        ),
-        Binding(
-            "u",
-            "unban",
-            "Unban",
-            id="activity.unban",
-            tooltip="Lift the selected SFTP ban (asks first)",
-        ),
-        Binding("g", "refresh", "Refresh", id="activity.refresh", tooltip="Read everything again"),
-    ]
+    CSS_PATH = "activity.tcss"
+    BINDINGS = bindings(
+        "activity.back",
+        "activity.reprocess",
+        "activity.reprocess_all",
+        "activity.unban",
+        "activity.refresh",
+        "activity.next_section",
+        "activity.previous_section",
+        "activity.items",
+        "activity.attempts",
+        "activity.sessions",
+        "activity.bans",
+    )
 
     def __init__(self, service: Service) -> None:
         super().__init__(id="activity")
         self.service = service
-        self.mailbox_names: dict[str, str] = {}
-        self.parked: list[JobRow] = []
-        self.bans: list[Ban] = []
+        self.view: ActivityView | None = None
+        self.fault: str | None = None  # the refresh error being reported, once
+        self._width = 0
 
     def compose(self) -> ComposeResult:
         yield Static(id="activity-summary")
-        with VerticalScroll(id="activity-page"):
-            yield Static(Text("Parked items (r reprocess, R all)", style="bold"))
-            yield DataTable(id="parked", cursor_type="row", zebra_stripes=True)
-            yield Static(Text("Recent attempts", style="bold"))
-            yield DataTable(id="recent", cursor_type="row", zebra_stripes=True)
-            yield Static(Text("Connected SFTP sessions", style="bold"))
-            yield DataTable(id="sessions", cursor_type="row")
-            yield Static(Text("Banned addresses (u unban)", style="bold"))
-            yield DataTable(id="bans", cursor_type="row")
+        with TabbedContent(id="sections"):
+            for section in SECTIONS:
+                with TabPane(section.title, id=f"section-{section.id}"):
+                    yield DataTable(id=section.id, cursor_type="row", zebra_stripes=True)
+        with VerticalScroll(id="detail-pane"):
+            yield Static(id="detail")
         yield Footer()
 
     async def on_mount(self) -> None:
-        self.query_one("#parked", DataTable).add_columns(
-            "Id", "Kind", "Mailbox", "Tries", "Last error"
-        )
-        self.query_one("#recent", DataTable).add_columns(
-            "Time", "Mailbox", "Rule", "Status", "Envelope / file", "Error"
-        )
-        self.query_one("#sessions", DataTable).add_columns("Mailbox", "Address", "Since")
-        self.query_one("#bans", DataTable).add_columns("Address", "Failures", "Banned for")
-        self.mailbox_names = {m.uuid: m.name for m in await self.service.list_mailboxes()}
+        self.query_one(Tabs).can_focus = False  # tab moves between sections, not onto the tabs
+        self.query_one("#detail-pane").can_focus = False
         await self.refresh_data()
-        self.set_interval(REFRESH_SECONDS, self.refresh_data)
-        self.query_one("#parked", DataTable).focus()
+        self.set_interval(REFRESH_SECONDS, self._tick)
+        self.query_one("#items", DataTable).focus()
+
+    # -- reading -------------------------------------------------------------------------------
+
+    @guarded
+    async def _tick(self) -> None:
+        if self.app.screen is not self:  # a dialog (e.g. the error) is open: wait for it
+            return
+        await self.refresh_data()
 
     async def refresh_data(self) -> None:
-        status = await self.service.engine_status()
-        self.parked = await self.service.list_jobs(("parked",))
-        recent = await self.service.activity_log(limit=100)
-        self.bans = await self.service.list_bans()
-        self._show_summary(status)
-        self._fill(
-            "#parked",
-            (
-                (str(j.id), j.kind, self._mailbox(j.mailbox_uuid), str(j.attempts), j.last_error)
-                for j in self.parked
-            ),
-        )
-        self._fill("#recent", (self._activity_row(r) for r in recent))
-        self._fill(
-            "#sessions",
-            (
-                (self._mailbox(s.get("mailbox", "")), s.get("address", ""), s.get("since", ""))
-                for s in status.sessions
-            ),
-        )
-        now = time.time()
-        self._fill(
-            "#bans",
-            (
-                (b.address, str(b.failures), f"{max(0, int(b.banned_until - now))} s more")
-                for b in self.bans
-            ),
-        )
+        try:
+            view = await self.service.activity_view()
+        except Exception as error:  # every kind is reported; none ends the app
+            self._refresh_failed(error)
+            return
+        self.fault = None
+        self.view = view
+        self._show(view)
 
-    def _show_summary(self, status: EngineStatus) -> None:
-        if status.running:
-            engine = f"engine: running (pid {status.pid} on {status.host})"
-            listeners = "  ".join(
-                f"{name} {value}" for name, value in status.listeners.items() if name == "sftp"
+    def _refresh_failed(self, error: Exception) -> None:
+        fault = f"{type(error).__name__}: {error}"
+        if fault != self.fault:  # a repeating error is reported once, then named in the summary
+            self.fault = fault
+            report_error(self.app, error)
+        self._show_summary()
+
+    def _show(self, view: ActivityView) -> None:
+        self._show_summary()
+        names = view.mailbox_names
+        self._fill("items", [(str(i.job.id), self._item_row(i)) for i in view.items])
+        self._fill("attempts", [(str(a.record.id), self._attempt_row(a)) for a in view.attempts])
+        sessions = view.status.sessions
+        self._fill(
+            "sessions",
+            [
+                (str(n), (names.get(s.get("mailbox", ""), s.get("mailbox", "")), s.get("address")))
+                for n, s in enumerate(sessions)
+            ],
+        )
+        self._fill("bans", [(b.ban.address, self._ban_row(b)) for b in view.bans])
+        counts = {
+            "items": len(view.items),
+            "attempts": len(view.attempts),
+            "sessions": len(sessions),
+            "bans": len(view.bans),
+        }
+        tabs = self.query_one(TabbedContent)
+        for section in SECTIONS:
+            label = f"{key_label(self.app, section.key_id)} {section.title} ({counts[section.id]})"
+            tabs.get_tab(f"section-{section.id}").label = Content(label)
+        self._show_detail()
+
+    def _show_summary(self) -> None:
+        text = Text()
+        if self.fault is not None:
+            text.append("Refresh failed: ", style="bold red")
+            text.append(f"{self.fault} (trying again every {REFRESH_SECONDS:g} s)\n")
+        if self.view is not None:
+            status = self.view.status
+            if status.running:
+                text.append(f"engine: running (pid {status.pid} on {status.host})", style="bold")
+            else:
+                text.append("engine: stopped", style="bold")
+            retrying = sum(1 for i in self.view.items if i.state is ItemState.RETRYING)
+            text.append(
+                f"   queue: {status.queue_depth}   retrying: {retrying}   parked: {status.parked}"
             )
-        else:
-            engine, listeners = "engine: stopped", ""
-        text = Text(engine, style="bold")
-        text.append(f"   queue: {status.queue_depth} waiting   parked: {status.parked}")
-        if listeners:
-            text.append(f"   {listeners}")
+            if "sftp" in status.listeners:
+                text.append(f"   sftp {status.listeners['sftp']}")
         self.query_one("#activity-summary", Static).update(text)
 
-    def _mailbox(self, uuid: str) -> str:
-        return self.mailbox_names.get(uuid, uuid)
+    @staticmethod
+    def _item_row(item: ItemView) -> tuple[str | None, ...]:
+        job = item.job
+        return (str(job.id), item.label, item.mailbox_name, job.kind, job.last_error)
 
-    def _activity_row(self, record: ActivityRecord) -> tuple[str | None, ...]:
-        what = record.envelope_uuid or record.file_name or ""
-        return (
-            record.at.replace("T", " ")[:19],
-            self._mailbox(record.mailbox_uuid),
-            record.rule,
-            record.status,
-            what,
-            record.error,
-        )
+    @staticmethod
+    def _attempt_row(attempt: AttemptView) -> tuple[str | None, ...]:
+        record = attempt.record
+        what = record.envelope_uuid or record.file_name
+        return (record.at[11:19], attempt.mailbox_name, attempt.label, what, record.error)
 
-    def _fill(self, selector: str, rows: Iterable[tuple[str | None, ...]]) -> None:
-        """Replace a table's rows, keeping the cursor where it was; user data never as markup."""
-        table = self.query_one(selector, DataTable)
+    @staticmethod
+    def _ban_row(ban: BanView) -> tuple[str | None, ...]:
+        return (ban.ban.address, str(ban.ban.failures), when(ban.ban.banned_at)[:19], ban.label)
+
+    def _fill(self, section_id: str, rows: list[tuple[str, tuple[str | None, ...]]]) -> None:
+        """Replace a table's rows; the cursor stays on the same item when it is still there."""
+        section = _BY_ID[section_id]
+        table = self.query_one(f"#{section_id}", DataTable)
+        sizes = widths(section, self.size.width or 80)
+        if not table.columns or self._width != self.size.width:
+            table.clear(columns=True)
+            for (label, _), size in zip(section.columns, sizes, strict=True):
+                table.add_column(label, width=size, key=label)
+        selected = self._selected_key(table)
         cursor = table.cursor_row
         table.clear()
-        for row in rows:
-            table.add_row(*(Text(value or "") for value in row))
+        for key, row in rows:
+            table.add_row(*(clip(v, w) for v, w in zip(row, sizes, strict=True)), key=key)
         if table.row_count:
-            table.move_cursor(row=min(cursor, table.row_count - 1))
+            keys = [key for key, _ in rows]
+            target = keys.index(selected) if selected in keys else cursor
+            table.move_cursor(row=min(max(target, 0), table.row_count - 1))
+        if section_id == SECTIONS[-1].id:
+            self._width = self.size.width
 
-    # -- actions ------------------------------------------------------------------------------
+    @staticmethod
+    def _selected_key(table: DataTable[Any]) -> str | None:
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return str(key) if key is not None else None
 
+    # -- the selected row in full --------------------------------------------------------------
+
+    @property
+    def section(self) -> str:
+        active = self.query_one(TabbedContent).active or "section-items"
+        return active.removeprefix("section-")
+
+    def _selected(self, section_id: str) -> Any:
+        rows: dict[str, tuple[Any, ...]] = {}
+        if self.view is not None:
+            rows = {
+                "items": self.view.items,
+                "attempts": self.view.attempts,
+                "sessions": self.view.status.sessions,
+                "bans": self.view.bans,
+            }
+        table = self.query_one(f"#{section_id}", DataTable)
+        found = rows.get(section_id, ())
+        if not found or table.cursor_row >= len(found):
+            return None
+        return found[table.cursor_row]
+
+    def _show_detail(self) -> None:
+        pane = self.query_one("#detail-pane")
+        tab = key_label(self.app, "activity.next_section")
+        pane.border_title = f"Details · {tab}: next section"
+        selected = self._selected(self.section)
+        detail = self.query_one("#detail", Static)
+        if selected is None:
+            detail.update(Text("Nothing here.", style="dim"))
+        else:
+            detail.update(self._describe(selected))
+
+    def _describe(self, selected: Any) -> RenderableType:
+        names = self.view.mailbox_names if self.view is not None else {}
+        if isinstance(selected, ItemView):
+            job = selected.job
+            ref = "File" if job.kind == "file" else "Envelope"
+            return facts(
+                ("State", f"{selected.label} · job {job.id} ({job.kind})"),
+                ("Mailbox", f"{selected.mailbox_name} ({job.mailbox_uuid})"),
+                (ref, job.ref),
+                ("Changed", when(job.updated_at)),
+                ("Error", job.last_error or "—"),
+            )
+        if isinstance(selected, AttemptView):
+            record = selected.record
+            job_id = f"{selected.job_id}" if selected.job_id is not None else ""
+            return facts(
+                ("Outcome", selected.label),
+                ("Time", when(record.at)),
+                ("Mailbox", f"{selected.mailbox_name} ({record.mailbox_uuid})"),
+                ("Rule", record.rule),
+                ("Envelope", record.envelope_uuid),
+                ("File", record.file_name),
+                ("Job", job_id),
+                ("Error", record.error),
+            )
+        if isinstance(selected, BanView):
+            ban = selected.ban
+            return facts(
+                ("Address", ban.address),
+                ("Failures", f"{ban.failures} failed logins"),
+                ("Banned at", when(ban.banned_at)),
+                ("Time left", selected.label),
+            )
+        mailbox = str(selected.get("mailbox", ""))
+        return facts(
+            ("Mailbox", f"{names.get(mailbox, mailbox)} ({mailbox})"),
+            ("Address", selected.get("address")),
+            ("Since", selected.get("since")),
+        )
+
+    def on_resize(self) -> None:
+        if self.view is not None:
+            self._show(self.view)  # the flexible columns take the new width
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == self.section:
+            self._show_detail()
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self.query_one(f"#{self.section}", DataTable).focus()
+        self._show_detail()
+        self.refresh_bindings()
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("reprocess", "reprocess_all"):
+            return self.section == "items"
+        if action == "unban":
+            return self.section == "bans"
+        return True
+
+    @guarded
     def action_back(self) -> None:
         self.dismiss(None)
 
+    @guarded
     async def action_refresh(self) -> None:
         await self.refresh_data()
 
+    @guarded
+    def action_show_section(self, section_id: str) -> None:
+        self.query_one(TabbedContent).active = f"section-{section_id}"
+
+    @guarded
+    def action_next_section(self, step: int) -> None:
+        ids = [section.id for section in SECTIONS]
+        self.action_show_section(ids[(ids.index(self.section) + step) % len(ids)])
+
+    @guarded
     async def action_reprocess(self) -> None:
-        table = self.query_one("#parked", DataTable)
-        if not self.parked or table.cursor_row >= len(self.parked):
-            self.notify("No parked item is selected.", markup=False)
+        item = self._selected("items")
+        if not isinstance(item, ItemView):
+            self.notify("No parked or retrying item is selected.", markup=False)
             return
-        job = self.parked[table.cursor_row]
-        await self.service.reprocess([job.id])
-        self.notify(f"Item {job.id} is back in the queue.", markup=False)
+        await self.service.reprocess([item.job.id])
+        self.notify(f"Item {item.job.id} is back in the queue.", markup=False)
         await self.refresh_data()
 
+    @guarded
     def action_reprocess_all(self) -> None:
-        if not self.parked:
-            self.notify("Nothing is parked.", markup=False)
+        parked = [i.job.id for i in self.view.items] if self.view is not None else []
+        if not parked:
+            self.notify("Nothing is parked or retrying.", markup=False)
             return
-        ids = [job.id for job in self.parked]
-
-        async def confirmed(answer: bool | None) -> None:
-            if answer:
-                count = await self.service.reprocess(ids)
-                self.notify(f"{count} item(s) are back in the queue.", markup=False)
-                await self.refresh_data()
-
         self.app.push_screen(
-            ConfirmModal(f"Reprocess all {len(ids)} parked items?", yes_label="Reprocess"),
-            confirmed,
+            ConfirmModal(
+                f"Reprocess all {len(parked)} items now?",
+                "Each starts again with fresh attempts.",
+                yes_label="Reprocess",
+            ),
+            functools.partial(self._reprocess_answered, parked),
         )
 
+    @guarded
+    async def _reprocess_answered(self, ids: list[int], answer: bool | None) -> None:
+        if answer:
+            count = await self.service.reprocess(ids)
+            self.notify(f"{count} item(s) are back in the queue.", markup=False)
+            await self.refresh_data()
+
+    @guarded
     def action_unban(self) -> None:
-        table = self.query_one("#bans", DataTable)
-        if not self.bans or table.cursor_row >= len(self.bans):
+        ban = self._selected("bans")
+        if not isinstance(ban, BanView):
             self.notify("No ban is selected.", markup=False)
             return
-        address = self.bans[table.cursor_row].address
-
-        async def confirmed(answer: bool | None) -> None:
-            if answer:
-                await self.service.unban(address)
-                self.notify(f"{address} may log in again.", markup=False)
-                await self.refresh_data()
-
         self.app.push_screen(
-            ConfirmModal(f"Lift the ban on {address}?", "Its failed-login count starts again."),
-            confirmed,
+            ConfirmModal(
+                f"Lift the ban on {ban.ban.address}?", "Its failed-login count starts again."
+            ),
+            functools.partial(self._unban_answered, ban.ban.address),
         )
 
+    @guarded
+    async def _unban_answered(self, address: str, answer: bool | None) -> None:
+        if answer:
+            await self.service.unban(address)
+            self.notify(f"{address} may log in again.", markup=False)
+            await self.refresh_data()
+
     def palette_commands(self) -> Iterable[SystemCommand]:
+        def key(binding_id: str) -> str:
+            return key_label(self.app, binding_id)
+
         commands: list[tuple[str, str, Any]] = [
-            ("Reprocess parked item", "The selected one (r)", self.action_reprocess),
-            ("Reprocess all parked items", "Asks first (R)", self.action_reprocess_all),
-            ("Unban address", "The selected SFTP ban (u)", self.action_unban),
-            ("Refresh activity", "Read everything again (g)", self.action_refresh),
-            ("Back to the page", "escape", self.action_back),
+            (
+                "Reprocess item",
+                f"The selected parked or retrying one ({key('activity.reprocess')})",
+                self.action_reprocess,
+            ),
+            (
+                "Reprocess all items",
+                f"Asks first ({key('activity.reprocess_all')})",
+                self.action_reprocess_all,
+            ),
+            (
+                "Unban address",
+                f"The selected SFTP ban ({key('activity.unban')})",
+                self.action_unban,
+            ),
+            (
+                "Refresh activity",
+                f"Read everything again ({key('activity.refresh')})",
+                self.action_refresh,
+            ),
+            ("Back to the page", key("activity.back"), self.action_back),
         ]
         for title, help_text, callback in commands:
             yield SystemCommand(title, help_text, callback)
