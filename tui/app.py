@@ -1,70 +1,42 @@
-"""The docbridge TUI: the Integrations page (SPEC §3) on top of the service API."""
+"""The docbridge TUI: the Integrations page (SPEC §3) on top of the service API.
+
+The app owns what outlives a screen: the service, the in-process engine, the engine-status poll,
+and the one error path (a failed worker or guarded action shows a modal; the app, its engine and
+its SFTP listener keep running).
+"""
 
 from __future__ import annotations
 
-import tomllib
+import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import App, SystemCommand
-from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker
 
-from core.engine.engine import Engine, EngineBusy
 from core.errors import DocbridgeError
 from core.models import EngineStatus
 from core.service import Service, default_actor
+from tui.errors import guarded, report_error, report_worker_failure
+from tui.keys import bindings, key_label, load_keymap
 from tui.modals.choice import SaveDiscardCancelModal
 from tui.modals.error import ErrorModal
 
-KEYMAP_FILE = "keymap.toml"
+if TYPE_CHECKING:
+    from core.engine.engine import Engine
+
 ENGINE_POLL_SECONDS = 2.0
-
-
-def load_keymap(data_dir: Path) -> dict[str, str]:
-    """``keymap.toml`` in the data directory: ``"binding.id" = "key"`` lines remap keys."""
-    path = data_dir / KEYMAP_FILE
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        return {}
-    return {str(k): str(v) for k, v in raw.items() if isinstance(v, str)}
+LOG_FILE = "logs/tui.log"
 
 
 class DocbridgeApp(App[None]):
     TITLE = "docbridge"
     SUB_TITLE = "Integrations"
     CSS_PATH = "app.tcss"
-    BINDINGS = [
-        Binding(
-            "ctrl+q",
-            "quit",
-            "Quit",
-            id="app.quit",
-            tooltip="Leave docbridge (asks when there are unsaved changes)",
-            priority=True,
-        ),
-        Binding("f1", "help", "Help", id="app.help", tooltip="Every key, by where it works"),
-        Binding(
-            "f6",
-            "activity",
-            "Activity",
-            id="app.activity",
-            tooltip="Engine activity: attempts, parked items, SFTP sessions, bans",
-        ),
-        Binding(
-            "ctrl+p",
-            "command_palette",
-            "Commands",
-            id="app.command_palette",
-            tooltip="Every action by name",
-            show=False,
-            priority=True,
-        ),
-    ]
+    BINDINGS = bindings("app.quit", "app.help", "app.activity", "app.command_palette")
 
     engine_status: reactive[EngineStatus | None] = reactive(None, init=False)
 
@@ -91,23 +63,34 @@ class DocbridgeApp(App[None]):
         self.set_keymap(load_keymap(self.data_dir))
         try:
             self.service = await Service.open(self.data_dir, self.actor)
+            state = await self.service.page_state()
         except DocbridgeError as exc:
             await self.push_screen(ErrorModal(exc.title, exc.hint), lambda _: self.exit())
             return
+        _log_to(self.service.config.data_dir / LOG_FILE)
         from tui.screens.integrations import IntegrationsScreen
 
-        await self.push_screen(IntegrationsScreen(self.service))
+        await self.push_screen(IntegrationsScreen(self.service, state))
         if self.run_engine:
             # After the page: the user sees it while the engine (SFTP host key, listener) starts.
-            await self.start_engine()
-            await self._show_host_key()
+            self.call_after_refresh(self._start_engine_in_background)
         await self.refresh_engine_status()
         if self.poll_engine:
             self.set_interval(ENGINE_POLL_SECONDS, self.refresh_engine_status)
 
+    def _start_engine_in_background(self) -> None:
+        self.run_worker(self._engine_then_host_key(), group="engine", exit_on_error=False)
+
+    async def _engine_then_host_key(self) -> None:
+        await self.start_engine()
+        await self._show_host_key()
+        await self.refresh_engine_status()
+
     async def start_engine(self) -> None:
         """Run the engine in this process unless another process already does (then this
         window is a client of the same store and the header names the engine's pid)."""
+        from core.engine.engine import Engine, EngineBusy  # not on the way to the first paint
+
         assert self.service is not None
         engine = Engine(self.service.config)
         try:
@@ -120,26 +103,27 @@ class DocbridgeApp(App[None]):
             )
             return
         except (DocbridgeError, OSError) as exc:
+            config_file = self.service.config.data_dir / "docbridge.toml"
             self.notify(
-                f"The engine could not start: {exc}. Settings can still be edited; "
-                "start it with 'docbridge serve'.",
+                f"The engine could not start: {exc}. Settings can still be edited here. If "
+                f"another program holds the port, choose a free one in {config_file} "
+                "([sftp] port) and start docbridge again.",
                 title="Engine not running",
                 severity="error",
                 markup=False,
-                timeout=15,
+                timeout=20,
             )
             return
         self.engine = engine
 
     async def _show_host_key(self) -> None:
         """The engine may just have generated the host key: put its fingerprint on the page."""
-        from tui.screens.integrations import IntegrationsScreen
-
         assert self.service is not None
         fingerprint = await self.service.sftp_host_key_fingerprint()
         for screen in self.screen_stack:
-            if isinstance(screen, IntegrationsScreen):
-                screen.show_host_key(fingerprint)
+            show = getattr(screen, "show_host_key", None)
+            if show is not None:
+                show(fingerprint)
 
     async def on_unmount(self) -> None:
         if self.engine is not None:
@@ -147,13 +131,14 @@ class DocbridgeApp(App[None]):
         if self.service is not None:
             await self.service.close()
 
+    @guarded
     async def refresh_engine_status(self) -> None:
         if self.service is None:
             return
         try:
             self.engine_status = await self.service.engine_status()
         except DocbridgeError:
-            self.engine_status = None
+            self.engine_status = None  # the header says "engine: ?" until the store answers
 
     # -- keys and commands ----------------------------------------------------------------
 
@@ -193,16 +178,18 @@ class DocbridgeApp(App[None]):
     async def _save_then_exit(self, screens: list[Screen[Any]]) -> None:
         for screen in reversed(screens):
             save = getattr(screen, "save", None)
-            if save is None or not await save():
+            # leaving=True: a password this Save generates is shown before the app exits.
+            if save is None or not await save(leaving=True):
                 return  # the errors are on screen; stay
         self.exit()
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        yield SystemCommand("Help", "Every key, by where it works (F1)", self.action_help)
+        help_key, activity_key = key_label(self, "app.help"), key_label(self, "app.activity")
+        yield SystemCommand("Help", f"Every key, by where it works ({help_key})", self.action_help)
         yield SystemCommand(
             "Activity",
-            "Engine, queue, parked items, SFTP sessions, bans (F6)",
+            f"Engine, queue, parked items, SFTP sessions, bans ({activity_key})",
             self.action_activity,
         )
         commands = getattr(screen, "palette_commands", None)
@@ -214,21 +201,23 @@ class DocbridgeApp(App[None]):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         report_worker_failure(self, event)
 
+    def report(self, error: BaseException) -> None:
+        report_error(self, error)
 
-def report_worker_failure(app: App[Any], event: Worker.StateChanged) -> None:
-    """Any worker that failed shows an error modal instead of crashing the app."""
-    if event.state is not WorkerState.ERROR:
+
+def _log_to(path: Path) -> None:
+    """Defects are logged to a file in the data directory (the screen is the user's)."""
+    logger = logging.getLogger("docbridge.tui")
+    if logger.handlers:
         return
-    error = event.worker.error
-    if isinstance(error, DocbridgeError):
-        app.push_screen(ErrorModal(error.title, error.hint))
-    else:
-        app.push_screen(
-            ErrorModal(
-                f"Something went wrong ({type(error).__name__}).",
-                "Nothing was half-saved. Try again; if it persists, report it with the steps.",
-            )
-        )
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        handler = logging.FileHandler(path, encoding="utf-8")
+    except OSError:
+        return  # no log file is no reason not to run
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def run_app(data_dir: Path) -> int:

@@ -38,7 +38,13 @@ UNEXPECTED_HINT = (
 
 
 def report_error(app: App[Any], error: BaseException) -> None:
-    """Show ``error`` to the user; the app keeps running whatever it was."""
+    """Show ``error`` to the user; the app keeps running whatever it was.
+
+    A fault that repeats (a timer meeting the same broken store every two seconds) is shown
+    once: no second modal with the same title while the first is open."""
+    title = error.title if isinstance(error, DocbridgeError) else _unexpected_title(error)
+    if any(isinstance(s, ErrorModal) and s.error_title == title for s in app.screen_stack):
+        return
     if isinstance(error, DocbridgeError):
         log.info("error shown to the user: %s", error.title)
         app.push_screen(ErrorModal(error.title, error.hint))
@@ -47,11 +53,15 @@ def report_error(app: App[Any], error: BaseException) -> None:
     log.error("unexpected error\n%s", details)
     app.push_screen(
         ErrorModal(
-            f"Something went wrong ({type(error).__name__}: {error}).",
+            title,
             UNEXPECTED_HINT,
             details=details,
         )
     )
+
+
+def _unexpected_title(error: BaseException) -> str:
+    return f"Something went wrong ({type(error).__name__}: {error})."
 
 
 def report_worker_failure(app: App[Any], event: Worker.StateChanged) -> None:

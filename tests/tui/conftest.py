@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from textual import events
+from textual.keys import _character_to_key
 from textual.pilot import Pilot
 
 from tui.app import DocbridgeApp
@@ -39,3 +43,32 @@ async def wait_for_page(pilot: Pilot[None]) -> IntegrationsScreen:
         if isinstance(screen, IntegrationsScreen) and screen.loaded:
             return screen
     raise AssertionError("the Integrations page did not load")
+
+
+async def until(pilot: Pilot[None], check: Callable[[], bool], within_s: float = 10) -> None:
+    """Wait for a condition (never for a fixed time)."""
+    deadline = time.monotonic() + within_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await pilot.pause(0.02)
+
+
+def screen_lines(pilot: Pilot[None]) -> list[str]:
+    """What the terminal shows now, line by line."""
+    return [strip.text for strip in pilot.app.screen._compositor.render_strips()]
+
+
+async def burst(pilot: Pilot[None], *keys: str) -> None:
+    """Keys as they arrive over SSH when typed fast: all queued at once, before the app has
+    handled the first (``pilot.press`` waits for the app to idle between keys; a terminal
+    does not)."""
+    driver = pilot.app._driver
+    assert driver is not None
+    for key in keys:
+        char = key if len(key) == 1 else None
+        name = _character_to_key(key) if len(key) == 1 and not key.isalnum() else key
+        event = events.Key(name, char)
+        event.set_sender(pilot.app)
+        driver.send_message(event)
+    await settle(pilot)

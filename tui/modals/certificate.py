@@ -1,21 +1,25 @@
-"""Exporting our AS2 certificate to a file, importing the partner's from a file or pasted PEM."""
+"""Exporting our AS2 certificate to a file, importing the partner's from a file or pasted PEM.
+
+Reading, writing and checking happen in the core (``Service``); these dialogs only ask.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static, TextArea
+from textual.widgets import Button, Footer, Input, Label, Static, TextArea
 
-from core.as2.certificates import CertificateInfo, inspect_certificate, load_certificate_text
-from core.errors import DocbridgeError, InvalidInput
+from core.errors import DocbridgeError
+from tui.keys import bindings, key_label
+
+if TYPE_CHECKING:
+    from core.service import CertificateInfo, Service
 
 
 @dataclass(frozen=True)
@@ -24,50 +28,28 @@ class ImportedCertificate:
     info: CertificateInfo
 
 
-def write_public_file(name: str, text: str) -> Path:
-    """Write a public certificate without replacing an existing file; returns its path."""
-    path = Path(name).expanduser()
-    try:
-        with path.open("x", encoding="ascii") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        return path
-    except FileExistsError as exc:
-        raise InvalidInput(
-            f"{path} already exists.", "Choose another file name; nothing was overwritten."
-        ) from exc
-    except FileNotFoundError as exc:
-        raise InvalidInput(
-            f"The folder {path.parent} does not exist.", "Create it first or choose another path."
-        ) from exc
-    except OSError as exc:
-        raise InvalidInput(
-            f"{path} cannot be written ({exc.strerror or exc}).", "Choose another path."
-        ) from exc
-
-
 class ExportCertificateModal(ModalScreen[Path | None]):
     """Ask for the path to write our certificate (PEM) to; writes it and returns the path."""
 
-    BINDINGS = [
-        Binding("escape", "cancel", "Cancel", id="export.cancel", tooltip="Export nothing"),
-    ]
+    BINDINGS = bindings("export.cancel")
 
-    def __init__(self, certificate_pem: str, suggested: str) -> None:
+    def __init__(self, service: Service, certificate_pem: str, suggested: str) -> None:
         super().__init__(classes="modal")
+        self.service = service
         self.certificate_pem = certificate_pem
         self.suggested = suggested
 
     def compose(self) -> ComposeResult:
+        cancel = key_label(self.app, "export.cancel")
         with Vertical(classes="modal-box"):
             yield Static(Text("Export the self certificate (PEM)", style="bold"))
-            yield Label("File path (enter to write it, escape to cancel):")
+            yield Label(f"File path (enter writes it, {cancel} cancels; never overwrites):")
             yield Input(self.suggested, id="export-path", compact=True)
             yield Static("", id="export-error", classes="field-error")
             with Horizontal(classes="modal-buttons"):
                 yield Button("Export (enter)", id="export", variant="primary", compact=True)
-                yield Button("Cancel (escape)", id="cancel", compact=True)
+                yield Button(f"Cancel ({cancel})", id="cancel", compact=True)
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#export-path", Input).focus()
@@ -90,7 +72,7 @@ class ExportCertificateModal(ModalScreen[Path | None]):
             error.update(Text("✗ Enter a file path."))
             return
         try:
-            path = await asyncio.to_thread(write_public_file, raw, self.certificate_pem)
+            path = await self.service.export_certificate(raw, self.certificate_pem)
         except DocbridgeError as exc:
             error.update(Text(f"✗ {exc}"))
             return
@@ -103,12 +85,14 @@ class ExportCertificateModal(ModalScreen[Path | None]):
 class ImportCertificateModal(ModalScreen[ImportedCertificate | None]):
     """The recipient's certificate from a file path or pasted PEM, checked before use."""
 
-    BINDINGS = [
-        Binding("ctrl+s", "use", "Use it", id="import.use", tooltip="Check and use this"),
-        Binding("escape", "cancel", "Cancel", id="import.cancel", tooltip="Keep the old one"),
-    ]
+    BINDINGS = bindings("import.use", "import.cancel")
+
+    def __init__(self, service: Service) -> None:
+        super().__init__(classes="modal")
+        self.service = service
 
     def compose(self) -> ComposeResult:
+        use, cancel = key_label(self.app, "import.use"), key_label(self.app, "import.cancel")
         with Vertical(classes="modal-box wide"):
             yield Static(Text("Recipient certificate", style="bold"))
             yield Label("Path of a PEM file:")
@@ -117,11 +101,9 @@ class ImportCertificateModal(ModalScreen[ImportedCertificate | None]):
             yield TextArea(id="import-pem", soft_wrap=False, classes="pem-area")
             yield Static("", id="import-error", classes="field-error")
             with Horizontal(classes="modal-buttons"):
-                yield Button("Use it (ctrl+s)", id="use", variant="primary", compact=True)
-                yield Button("Cancel (escape)", id="cancel", compact=True)
-
-    def __init__(self) -> None:
-        super().__init__(classes="modal")
+                yield Button(f"Use it ({use})", id="use", variant="primary", compact=True)
+                yield Button(f"Cancel ({cancel})", id="cancel", compact=True)
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#import-path", Input).focus()
@@ -141,10 +123,8 @@ class ImportCertificateModal(ModalScreen[ImportedCertificate | None]):
         path = self.query_one("#import-path", Input).value.strip()
         pasted = self.query_one("#import-pem", TextArea).text.strip()
         error = self.query_one("#import-error", Static)
-        source = pasted or path
         try:
-            pem = await asyncio.to_thread(load_certificate_text, source)
-            info = await asyncio.to_thread(inspect_certificate, pem)
+            pem, info = await self.service.load_certificate(pasted or path)
         except DocbridgeError as exc:
             error.update(Text(f"✗ {exc}"))
             return

@@ -1,4 +1,4 @@
-"""Unsaved changes: save, discard or cancel (``s`` / ``d`` / ``escape``)."""
+"""Unsaved changes: save, discard or cancel (keys from ``tui.keys``: unsaved.*)."""
 
 from __future__ import annotations
 
@@ -6,23 +6,17 @@ from typing import Literal
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Static
+from textual.widgets import Button, Footer, Static
+
+from tui.keys import bindings, key_label
 
 Choice = Literal["save", "discard", "cancel"]
 
 
 class SaveDiscardCancelModal(ModalScreen[Choice]):
-    BINDINGS = [
-        Binding("s", "choose('save')", "Save", id="unsaved.save", tooltip="Save, then go on"),
-        Binding(
-            "d", "choose('discard')", "Discard", id="unsaved.discard", tooltip="Drop the changes"
-        ),
-        Binding("c", "choose('cancel')", "Cancel", id="unsaved.cancel", tooltip="Stay here"),
-        Binding("escape", "choose('cancel')", "Cancel", show=False, id="unsaved.escape"),
-    ]
+    BINDINGS = bindings("unsaved.save", "unsaved.discard", "unsaved.cancel")
 
     def __init__(self, question: str, detail: str = "") -> None:
         super().__init__(classes="modal")
@@ -35,9 +29,18 @@ class SaveDiscardCancelModal(ModalScreen[Choice]):
             if self.detail:
                 yield Static(Text(self.detail), classes="modal-detail")
             with Horizontal(classes="modal-buttons"):
-                yield Button("Save (s)", id="save", variant="primary", compact=True)
-                yield Button("Discard (d)", id="discard", variant="error", compact=True)
-                yield Button("Cancel (c)", id="cancel", compact=True)
+                key = lambda binding_id: key_label(self.app, binding_id)  # noqa: E731
+                yield Button(
+                    f"Save ({key('unsaved.save')})", id="save", variant="primary", compact=True
+                )
+                yield Button(
+                    f"Discard ({key('unsaved.discard')})",
+                    id="discard",
+                    variant="error",
+                    compact=True,
+                )
+                yield Button(f"Cancel ({key('unsaved.cancel')})", id="cancel", compact=True)
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#cancel", Button).focus()

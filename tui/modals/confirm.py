@@ -4,20 +4,17 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Static
+from textual.widgets import Button, Footer, Static
+
+from tui.keys import bindings, key_label
 
 
 class ConfirmModal(ModalScreen[bool]):
     """Ask before an action that cannot be undone; dismisses with True only on yes."""
 
-    BINDINGS = [
-        Binding("y", "answer(True)", "Yes", id="confirm.yes", tooltip="Confirm"),
-        Binding("n", "answer(False)", "No", id="confirm.no", tooltip="Keep things as they are"),
-        Binding("escape", "answer(False)", "Cancel", id="confirm.cancel", tooltip="Same as No"),
-    ]
+    BINDINGS = bindings("confirm.yes", "confirm.no", "confirm.cancel")
 
     def __init__(self, question: str, detail: str = "", yes_label: str = "Yes") -> None:
         super().__init__(classes="modal")
@@ -31,8 +28,10 @@ class ConfirmModal(ModalScreen[bool]):
             if self.detail:
                 yield Static(Text(self.detail), classes="modal-detail")
             with Horizontal(classes="modal-buttons"):
-                yield Button(f"{self.yes_label} (y)", id="yes", variant="error", compact=True)
-                yield Button("No (n)", id="no", compact=True)
+                yes, no = key_label(self.app, "confirm.yes"), key_label(self.app, "confirm.no")
+                yield Button(f"{self.yes_label} ({yes})", id="yes", variant="error", compact=True)
+                yield Button(f"No ({no})", id="no", compact=True)
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()

@@ -1,49 +1,31 @@
-"""F1: every key of the TUI, by where it works, with the user's keymap applied."""
+"""F1: every key of the TUI, by where it works, with the user's keymap applied.
+
+The rows come from the one key table (``tui.keys``), the same table the widgets build their
+bindings from, so help cannot drift from what the keys do.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
+from tui.keys import KEYS, WIDGET_KEYS, active_key, bindings, display
 
-def key_sections() -> list[tuple[str, Sequence[BindingType]]]:
-    """Where each group of keys works, from the classes that declare them."""
-    from tui.app import DocbridgeApp
-    from tui.modals.choice import SaveDiscardCancelModal
-    from tui.modals.confirm import ConfirmModal
-    from tui.screens.activity import ActivityScreen
-    from tui.screens.integrations import As2DetailsBlock, IntegrationsScreen, SftpDetailsBlock
-    from tui.screens.rule_form import RuleFormScreen
-    from tui.widgets.fields import CopyRow
-    from tui.widgets.rule_table import RuleTable
 
-    return [
-        ("Everywhere", DocbridgeApp.BINDINGS),
-        ("Integrations page (outside text fields)", IntegrationsScreen.BINDINGS),
-        ("(3) SFTP connection details", SftpDetailsBlock.BINDINGS),
-        ("(3) AS2 connection details", As2DetailsBlock.BINDINGS),
-        ("A value with a copy action", CopyRow.BINDINGS),
-        ("(5) Conversion rules table", RuleTable.BINDINGS),
-        ("Rule form", RuleFormScreen.BINDINGS),
-        ("Activity (F6)", ActivityScreen.BINDINGS),
-        ("Confirmation questions", ConfirmModal.BINDINGS),
-        ("Unsaved changes question", SaveDiscardCancelModal.BINDINGS),
+def help_rows(keymap: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """(where, key, what it does (binding id)) for every key, the keymap applied."""
+    rows = [
+        (spec.where, display(active_key(keymap, spec.id)), f"{spec.tooltip} ({spec.id})")
+        for spec in KEYS
     ]
-
-
-EXTRA_KEYS = [
-    ("Everywhere", "tab / shift+tab", "Next / previous field"),
-    ("Everywhere", "ctrl+p", "Command palette: every action by name"),
-    ("Fields", "enter / space", "Open a selector, flip a switch or checkbox, press a button"),
-    ("Fields", "up / down", "Move in a selector, radio set or table"),
-]
+    rows += list(WIDGET_KEYS)
+    return rows
 
 
 def help_table(keymap: Mapping[str, str]) -> Table:
@@ -51,32 +33,25 @@ def help_table(keymap: Mapping[str, str]) -> Table:
     table.add_column("Where", no_wrap=False, ratio=2)
     table.add_column("Key", no_wrap=True)
     table.add_column("Action (binding id)", ratio=3)
-    for where, bindings in key_sections():
-        for item in bindings:
-            if not isinstance(item, Binding):
-                continue
-            key = keymap.get(item.id or "", item.key) if item.id else item.key
-            description = item.tooltip or item.description or item.action
-            table.add_row(
-                Text(where), Text(key.replace(",", " / ")), Text(f"{description} ({item.id})")
-            )
-    for where, key, description in EXTRA_KEYS:
-        table.add_row(Text(where), Text(key), Text(description))
+    previous = ""
+    for where, key, description in help_rows(keymap):
+        table.add_row(Text(where if where != previous else ""), Text(key), Text(description))
+        previous = where
     return table
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS = [
-        Binding("escape,f1,q", "close", "Close", id="help.close", tooltip="Close the help"),
-    ]
+    BINDINGS = bindings("help.close")
 
     def compose(self) -> ComposeResult:
-        keymap: Mapping[str, str] = getattr(self.app, "_keymap", {})
+        keymap: Mapping[str, str] = getattr(self.app, "_keymap", {}) or {}
         with VerticalScroll(id="help-body", classes="modal-box help-box") as body:
-            body.border_title = "Keys (escape closes; keys can be remapped by binding id)"
-            self.table = help_table(keymap)
-            yield Static(self.table, id="help-table")
+            body.border_title = "Keys (escape closes; keymap.toml remaps them by binding id)"
+            yield Static(help_table(keymap), id="help-table")
         yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#help-body").focus()
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -5,34 +5,32 @@ Run and Result come with the conversion engine; until then Save validates the fi
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult, SystemCommand
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Footer, Input, Select, Static, TextArea
 
-from core.errors import DocbridgeError, FieldErrors, InvalidInput
+from core.errors import DocbridgeError
 from core.models import ConversionRule, Direction, Mailbox, MatchTarget, RuleForm, Template
-from core.rules import validate_rule_form
+from tui.errors import guarded, run_guarded
+from tui.forms import FormScreen
+from tui.keys import bindings, key_label
 from tui.modals.choice import SaveDiscardCancelModal
 from tui.modals.confirm import ConfirmModal
-from tui.modals.error import ErrorModal
 from tui.widgets.fields import FieldError, FieldRow, FormInput
+from tui.widgets.header import FormHeader
 from tui.widgets.marks import MarkedCheckbox
 
 if TYPE_CHECKING:
     from core.service import Service
 
 LATEST = "latest"
-MAX_EXAMPLE_BYTES = 10 * 1024 * 1024
 FIELD_LABELS = {
     "name": "Name",
     "template_uuid": "Template",
@@ -56,33 +54,10 @@ class RuleFormResult:
     clone: RuleForm | None = None
 
 
-def read_example(name: str) -> bytes:
-    path = Path(name).expanduser()
-    try:
-        size = path.stat().st_size
-        if size > MAX_EXAMPLE_BYTES:
-            raise InvalidInput(
-                f"{path} is larger than {MAX_EXAMPLE_BYTES // (1024 * 1024)} MB.",
-                "Use a smaller, typical example file.",
-            )
-        return path.read_bytes()
-    except FileNotFoundError as exc:
-        raise InvalidInput(f"There is no file at {path}.", "Check the path.") from exc
-    except IsADirectoryError as exc:
-        raise InvalidInput(f"{path} is a directory.", "Give the path of a file.") from exc
-    except OSError as exc:
-        raise InvalidInput(
-            f"{path} cannot be read ({exc.strerror or exc}).", "Check the path and permissions."
-        ) from exc
-
-
-class RuleFormScreen(Screen[RuleFormResult | None]):
-    BINDINGS = [
-        Binding("ctrl+s", "save", "Save", id="rule.save", tooltip="Validate and save the rule"),
-        Binding("f5", "clone", "Clone", id="rule.clone", tooltip="Open an unsaved copy"),
-        Binding("f8", "delete", "Delete", id="rule.delete", tooltip="Delete the rule (asks)"),
-        Binding("escape", "back", "Back", id="rule.back", tooltip="Back to the page (asks)"),
-    ]
+class RuleFormScreen(FormScreen[RuleFormResult | None]):
+    FIELD_LABELS = FIELD_LABELS
+    SUMMARY_ID = "rule-summary"
+    BINDINGS = bindings("rule.save", "rule.clone", "rule.delete", "rule.back")
 
     def __init__(
         self,
@@ -112,17 +87,11 @@ class RuleFormScreen(Screen[RuleFormResult | None]):
         self.is_clone = initial is not None
         self.baseline: RuleForm | None = None
         self.example_source = self.initial.example_source
-        self.touched: set[str] = set()
-        self.show_all_errors = False
-        self.loaded = False
-
-    def say(self, message: str, *, title: str = "", severity: Any = "information") -> None:
-        self.app.notify(message, title=title, severity=severity, markup=False)
+        self.template_shown = self.initial.template_uuid
 
     # -- layout ---------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        lookup = self.field_error
         form = self.initial
         template_options: list[tuple[Text, str]] = [
             (Text(t.name), t.uuid) for t in self.templates.values()
@@ -130,11 +99,11 @@ class RuleFormScreen(Screen[RuleFormResult | None]):
         if form.template_uuid and form.template_uuid not in self.templates:
             unknown = Text(f"unknown template {form.template_uuid}")
             template_options.append((unknown, form.template_uuid))
-        yield Static(id="rule-header")
+        yield FormHeader(id="rule-header")
         with VerticalScroll(id="rule-page"):
             with Vertical(classes="block", id="rule-fields") as block:
                 block.border_title = "Conversion rule"
-                yield FieldRow("Name", FormInput("name", lookup, form.name, id="rule-name"))
+                yield FieldRow("Name", FormInput("name", form.name, id="rule-name"))
                 yield FieldError("name", id="err-name")
                 yield FieldRow(
                     "State",
@@ -181,7 +150,6 @@ class RuleFormScreen(Screen[RuleFormResult | None]):
                         "Naming pattern",
                         FormInput(
                             "naming_pattern",
-                            lookup,
                             form.naming_pattern,
                             id="rule-naming_pattern",
                             placeholder="e.g. {date yyyy-MM-dd}_{envelopeUuid}.xml",
@@ -194,7 +162,6 @@ class RuleFormScreen(Screen[RuleFormResult | None]):
                         "Matching pattern",
                         FormInput(
                             "match_pattern",
-                            lookup,
                             form.match_pattern,
                             id="rule-match_pattern",
                             placeholder=r"regular expression, e.g. ^orders_.*\.csv$",
@@ -218,7 +185,6 @@ class RuleFormScreen(Screen[RuleFormResult | None]):
                         "Example source",
                         FormInput(
                             "example_source",
-                            lookup,
                             form.example_source_name,
                             id="rule-example_source",
                             placeholder="path of an example file (optional)",
@@ -249,20 +215,32 @@ class RuleFormScreen(Screen[RuleFormResult | None]):
                 )
             yield Static(id="rule-summary")
             with Horizontal(classes="form-buttons"):
-                yield Button("Save (ctrl+s)", id="rule-save", variant="primary", compact=True)
-                yield Button("Clone (F5)", id="rule-clone", compact=True)
-                yield Button("Delete (F8)", id="rule-delete", variant="error", compact=True)
-                yield Button("Back (esc)", id="rule-back", compact=True)
+                key = lambda binding_id: key_label(self.app, binding_id)  # noqa: E731
+                yield Button(
+                    f"Save ({key('rule.save')})", id="rule-save", variant="primary", compact=True
+                )
+                yield Button(f"Clone ({key('rule.clone')})", id="rule-clone", compact=True)
+                yield Button(
+                    f"Delete ({key('rule.delete')})",
+                    id="rule-delete",
+                    variant="error",
+                    compact=True,
+                )
+                yield Button(f"Back ({key('rule.back')})", id="rule-back", compact=True)
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one(TextArea).cursor_blink = getattr(self.app, "cursor_blink", True)
+        self._render_direction()
+        # Selects report their first value after mounting: start once they have settled.
+        self.call_after_refresh(self._start)
+
+    def _start(self) -> None:
         self.loaded = True
         if not self.is_clone:
             self.baseline = self.current_form()
-        self._render_direction()
-        self._refresh()
-        self.query_one("#rule-name", Input).focus()
+        self.refresh_form()
+        self.set_focus(self.query_one("#rule-name", Input))
 
     def _version_options(self, template_uuid: str, current: int | None) -> list[tuple[str, str]]:
         template = self.templates.get(template_uuid)
@@ -278,13 +256,11 @@ class RuleFormScreen(Screen[RuleFormResult | None]):
         value = self.query_one(f"#{widget_id}", Select).value
         return value if isinstance(value, str) else ""
 
-    def current_form(self, override: tuple[str, str] | None = None) -> RuleForm:
+    def current_form(self) -> RuleForm:
         values = {
             key: self.query_one(f"#rule-{key}", Input).value
             for key in ("name", "naming_pattern", "match_pattern", "example_source")
         }
-        if override is not None:
-            values[override[0]] = override[1]
         version = self._value("rule-version")
         example_name = values["example_source"].strip()
         return replace(
@@ -304,7 +280,7 @@ class RuleFormScreen(Screen[RuleFormResult | None]):
         )
 
     def errors_of(self, form: RuleForm) -> dict[str, str]:
-        errors = validate_rule_form(form, self.templates.get(form.template_uuid))
+        errors = self.service.validate_rule_form(form, self.templates.get(form.template_uuid))
         # Only the fields of the chosen direction are saved and checked.
         if form.direction is Direction.IN:
             errors.pop("match_pattern", None)
@@ -312,10 +288,10 @@ class RuleFormScreen(Screen[RuleFormResult | None]):
             errors.pop("naming_pattern", None)
         return errors
 
-    def field_error(self, key: str, value: str) -> str | None:
-        if not self.loaded:
-            return None
-        return self.errors_of(self.current_form(override=(key, value))).get(key)
+    def form_errors(self) -> dict[str, str]:
+        errors = self.errors_of(self.current_form())
+        errors.pop("example_source", None)  # checked when the file is read at Save
+        return errors
 
     @property
     def dirty(self) -> bool:
@@ -329,30 +305,37 @@ class RuleFormScreen(Screen[RuleFormResult | None]):
 
     @on(Input.Changed)
     def _input_changed(self, event: Input.Changed) -> None:
-        if isinstance(event.input, FormInput):
-            self.touched.add(event.input.field_key)
-        self._refresh()
+        if self.loaded:
+            self.field_edited(getattr(event.input, "field_key", None))
 
     @on(TextArea.Changed)
     def _map_changed(self) -> None:
-        self.touched.add("conversion_map")
-        self._refresh()
+        if self.loaded:
+            self.field_edited("conversion_map")
 
     @on(Checkbox.Changed)
     def _checkbox_changed(self) -> None:
-        self._refresh()
+        if self.loaded:
+            self.field_edited(None)
 
     @on(Select.Changed)
     def _select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "rule-template":
-            self.touched.add("template_uuid")
-            version = self.query_one("#rule-version", Select)
-            with self.prevent(Select.Changed):
-                version.set_options(self._version_options(self._value("rule-template"), None))
-                version.value = LATEST
+            template = self._value("rule-template")
+            # Only a real change of template resets the version: a Select reporting the value
+            # it was built with must not drop a pinned version.
+            if template != self.template_shown:
+                self.template_shown = template
+                version = self.query_one("#rule-version", Select)
+                with self.prevent(Select.Changed):
+                    version.set_options(self._version_options(template, None))
+                    version.value = LATEST
+                if self.loaded:
+                    self.touched.add("template_uuid")
         if event.select.id == "rule-direction":
             self._render_direction()
-        self._refresh()
+        if self.loaded:
+            self.refresh_form()
 
     @on(Button.Pressed)
     def _button(self, event: Button.Pressed) -> None:
@@ -372,47 +355,16 @@ class RuleFormScreen(Screen[RuleFormResult | None]):
         self.query_one("#rule-in").display = is_in
         self.query_one("#rule-out").display = not is_in
 
-    def _refresh(self) -> None:
-        if not self.loaded:
-            return
-        errors = self.errors_of(self.current_form())
-        for widget in self.query(FieldError):
-            key = widget.field_key
-            if key == "example_source":
-                continue  # checked when the file is read at Save
-            shown = self.show_all_errors or key in self.touched
-            widget.show(errors.get(key) if shown else None)
-        if self.show_all_errors:
-            self._render_summary(errors)
+    def header_text(self) -> Text:
         header = Text()
         header.append("docbridge", style="bold")
         header.append("  mailbox: ")
         header.append(self.mailbox.name, style="bold")
         header.append("  rule: ")
-        if self.rule is None:
-            header.append("new (not saved yet)")
-        else:
-            header.append(self.rule.name)
-        if self.dirty:
-            header.append("  * unsaved changes", style="bold reverse")
-        self.query_one("#rule-header", Static).update(header)
+        header.append("new (not saved yet)" if self.rule is None else self.rule.name)
+        return header
 
-    def _render_summary(self, errors: dict[str, str]) -> None:
-        summary = self.query_one("#rule-summary", Static)
-        if not errors:
-            summary.update("")
-            return
-        names = ", ".join(FIELD_LABELS.get(k, k) for k in errors)
-        summary.update(Text(f"✗ {len(errors)} field(s) need attention: {names}. Nothing saved."))
-
-    def _show_errors(self, errors: dict[str, str]) -> None:
-        for widget in self.query(FieldError):
-            widget.show(errors.get(widget.field_key))
-        for widget in self.query(FormInput):
-            widget.set_class(widget.field_key in errors, "-invalid")
-        self._render_summary(errors)
-        names = ", ".join(FIELD_LABELS.get(k, k) for k in errors)
-        self.say(f"Fix: {names}.", title="Rule not saved", severity="error")
+    def field_widget(self, key: str) -> Widget | None:
         targets = {
             "name": "#rule-name",
             "template_uuid": "#rule-template",
@@ -422,32 +374,29 @@ class RuleFormScreen(Screen[RuleFormResult | None]):
             "example_source": "#rule-example_source",
             "conversion_map": "#rule-conversion_map",
         }
-        for key in targets:
-            if key in errors:
-                self.query_one(targets[key]).focus()
-                break
+        return self.query_one(targets[key]) if key in targets else None
 
     # -- actions --------------------------------------------------------------------------------
 
     def action_save(self) -> None:
-        self.run_worker(self.save(), group="rule-save", exclusive=True, exit_on_error=False)
+        self._save_worker()
 
-    async def save(self) -> bool:
-        self.show_all_errors = True
+    @work(group="rule-save", exclusive=True, exit_on_error=False)
+    async def _save_worker(self) -> None:
+        await self.save()
+
+    async def save(self, leaving: bool = False) -> bool:
+        """Validate every field of the chosen direction, read a new example file, then store.
+
+        ``leaving`` (quit): stay on the screen after saving instead of going back to the page.
+        """
         form = self.current_form()
-        for widget in self.query(FormInput):
-            if (
-                widget.field_key not in ("naming_pattern", "match_pattern", "example_source")
-                or (widget.field_key == "naming_pattern" and form.direction is Direction.IN)
-                or (widget.field_key == "match_pattern" and form.direction is Direction.OUT)
-            ):
-                widget.validate(widget.value)
         errors = self.errors_of(form)
         new_example = form.example_source_name != self.initial.example_source_name
         if form.direction is Direction.OUT and new_example:
             if form.example_source_name:
                 try:
-                    data = await asyncio.to_thread(read_example, form.example_source_name)
+                    data = await self.service.read_example_source(form.example_source_name)
                 except DocbridgeError as exc:
                     errors["example_source"] = str(exc)
                 else:
@@ -456,26 +405,26 @@ class RuleFormScreen(Screen[RuleFormResult | None]):
             else:
                 self.example_source = b""
                 form = replace(form, example_source=b"")
-        if not errors:
-            try:
-                if self.rule is None:
-                    saved = await self.service.create_rule(self.mailbox.uuid, form)
-                else:
-                    saved = await self.service.update_rule(self.rule.uuid, form)
-            except FieldErrors as exc:
-                errors = exc.errors
-            except DocbridgeError as exc:
-                self.app.push_screen(ErrorModal(exc.title, exc.hint))
-                return False
-            else:
-                self.rule = saved
-                self.initial = saved.form
-                self.baseline = saved.form
-                self.say(f"Rule '{saved.name}' saved.", title="Saved")
-                self.dismiss(RuleFormResult(rule_uuid=saved.uuid))
-                return True
-        self._show_errors(errors)
-        return False
+        if errors:
+            self.show_save_errors(errors)
+            return False
+        rule = self.rule
+        saved = await self.persist(
+            lambda: (
+                self.service.create_rule(self.mailbox.uuid, form)
+                if rule is None
+                else self.service.update_rule(rule.uuid, form)
+            )
+        )
+        if saved is None:
+            return False
+        self.rule = saved
+        self.initial = saved.form
+        self.baseline = saved.form
+        self.say(f"Rule '{saved.name}' saved.", title="Saved")
+        if not leaving:
+            self.dismiss(RuleFormResult(rule_uuid=saved.uuid))
+        return True
 
     def action_back(self) -> None:
         if not self.dirty:
@@ -493,24 +442,22 @@ class RuleFormScreen(Screen[RuleFormResult | None]):
             answered,
         )
 
+    @guarded
     def action_clone(self) -> None:
         rule = self.rule
         if rule is None:
             self.say("Save the rule first; a clone is made from a saved rule.", severity="warning")
             return
 
-        async def work() -> None:
-            try:
-                clone = await self.service.clone_rule(rule.uuid)
-            except DocbridgeError as exc:
-                self.app.push_screen(ErrorModal(exc.title, exc.hint))
-                return
+        async def clone() -> None:
+            copy = await self.service.clone_rule(rule.uuid)
             if self.dirty:
                 self.say("The clone copies the saved rule; unsaved edits here were left out.")
-            self.dismiss(RuleFormResult(rule_uuid=rule.uuid, clone=clone))
+            self.dismiss(RuleFormResult(rule_uuid=rule.uuid, clone=copy))
 
-        self.run_worker(work(), group="rule-clone", exclusive=True, exit_on_error=False)
+        run_guarded(self, clone(), group="rule-clone")
 
+    @guarded
     def action_delete(self) -> None:
         rule = self.rule
         if rule is None:
@@ -524,18 +471,14 @@ class RuleFormScreen(Screen[RuleFormResult | None]):
             )
             return
 
-        async def work() -> None:
-            try:
-                await self.service.delete_rule(rule.uuid)
-            except DocbridgeError as exc:
-                self.app.push_screen(ErrorModal(exc.title, exc.hint))
-                return
+        async def delete() -> None:
+            await self.service.delete_rule(rule.uuid)
             self.say(f"Rule '{rule.name}' deleted.", title="Deleted")
             self.dismiss(RuleFormResult())
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.run_worker(work(), group="rule-delete", exclusive=True, exit_on_error=False)
+                run_guarded(self, delete(), group="rule-delete")
 
         self.app.push_screen(
             ConfirmModal(f"Delete the rule '{rule.name}'?", "This cannot be undone.", "Delete"),
@@ -543,14 +486,20 @@ class RuleFormScreen(Screen[RuleFormResult | None]):
         )
 
     def palette_commands(self) -> list[SystemCommand]:
-        return [
-            SystemCommand("Save rule", "Validate and save (ctrl+s)", self.action_save),
-            SystemCommand("Clone rule", "Open an unsaved copy (F5)", self.action_clone),
-            SystemCommand("Delete rule", "Asks first (F8)", self.action_delete),
-            SystemCommand("Back", "To the Integrations page (escape)", self.action_back),
+        key = lambda binding_id: key_label(self.app, binding_id)  # noqa: E731
+        commands = [
+            SystemCommand("Save rule", f"Validate and save ({key('rule.save')})", self.action_save),
+            SystemCommand(
+                "Back", f"To the Integrations page ({key('rule.back')})", self.action_back
+            ),
         ]
-
-    def on_worker_state_changed(self, event: Any) -> None:
-        from tui.app import report_worker_failure
-
-        report_worker_failure(self.app, event)
+        if self.rule is not None:
+            commands[1:1] = [
+                SystemCommand(
+                    "Clone rule", f"Open an unsaved copy ({key('rule.clone')})", self.action_clone
+                ),
+                SystemCommand(
+                    "Delete rule", f"Asks first ({key('rule.delete')})", self.action_delete
+                ),
+            ]
+        return commands

@@ -1,66 +1,59 @@
-"""Form building blocks shared by the Integrations page and the rule form."""
+"""Form building blocks shared by the Integrations page and the rule form.
+
+Fields carry the key of the form field they edit; the form (``tui.forms.FormScreen``) validates
+the whole form once per change and tells each field and its ``FieldError`` what to show. Textual's
+own per-input validators are not used: they validate on blur, which flagged fields the user had
+not typed in yet.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+from rich.cells import cell_len
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.validation import ValidationResult, Validator
 from textual.widget import Widget
-from textual.widgets import Input, Label, Static
+from textual.widgets import Input, Label, Static, TextArea
 
-ErrorLookup = Callable[[str, str], str | None]
-"""(field key, the input's value) -> the field's error message, or None."""
+from tui.keys import bindings
 
-
-class FieldValidator(Validator):
-    """Asks the form that owns the input; the form knows the rules across fields."""
-
-    def __init__(self, key: str, lookup: ErrorLookup) -> None:
-        super().__init__()
-        self.key = key
-        self.lookup = lookup
-
-    def validate(self, value: str) -> ValidationResult:
-        message = self.lookup(self.key, value)
-        return self.failure(message) if message else self.success()
+LABEL_WIDTH = 18
 
 
 class FormInput(Input):
-    """An input tied to a form field key, validated by the form's own rules."""
+    """A one-line input tied to a form field key."""
 
     def __init__(
         self,
         key: str,
-        lookup: ErrorLookup,
         value: str = "",
         *,
         placeholder: str = "",
-        password: bool = False,
         id: str | None = None,
         tooltip: str | None = None,
     ) -> None:
-        super().__init__(
-            value,
-            placeholder=placeholder,
-            password=password,
-            validators=[FieldValidator(key, lookup)],
-            id=id,
-            tooltip=tooltip,
-            compact=True,
-        )
+        super().__init__(value, placeholder=placeholder, id=id, tooltip=tooltip, compact=True)
         self.field_key = key
 
     def on_mount(self) -> None:
         self.cursor_blink = getattr(self.app, "cursor_blink", True)
 
-    def clear_validation(self) -> None:
-        """Forget the look of a validation run (after the form was filled from the store)."""
-        self.remove_class("-invalid", "-valid")
+
+class FormTextArea(TextArea):
+    """A multi-line field tied to a form field key (long texts such as a reject reason)."""
+
+    def __init__(self, key: str, text: str = "", *, id: str | None = None) -> None:
+        super().__init__(text, id=id, soft_wrap=True, show_line_numbers=False, compact=True)
+        self.field_key = key
+
+    def on_mount(self) -> None:
+        self.cursor_blink = getattr(self.app, "cursor_blink", True)
+
+    @property
+    def value(self) -> str:
+        return self.text
 
 
 class FieldError(Static):
@@ -77,18 +70,21 @@ class FieldError(Static):
         self.message = ""
 
     def show(self, message: str | None) -> None:
-        self.message = message or ""
-        self.update(Text(f"✗ {self.message}") if self.message else "")
-        self.set_class(bool(self.message), "-shown")
+        message = message or ""
+        if message == self.message:
+            return  # typing must not re-lay out the page when nothing changed
+        self.message = message
+        self.update(Text(f"✗ {message}") if message else "")
+        self.set_class(bool(message), "-shown")
 
 
 class FieldRow(Horizontal):
     """``Label  widget`` on one line."""
 
-    DEFAULT_CSS = """
-    FieldRow { height: auto; }
-    FieldRow > Label.field-label { width: 18; padding-right: 1; }
-    FieldRow > * { width: 1fr; }
+    DEFAULT_CSS = f"""
+    FieldRow {{ height: auto; }}
+    FieldRow > Label.field-label {{ width: {LABEL_WIDTH}; padding-right: 1; }}
+    FieldRow > * {{ width: 1fr; }}
     """
 
     def __init__(self, label: str, *children: Widget, id: str | None = None) -> None:
@@ -96,34 +92,40 @@ class FieldRow(Horizontal):
 
 
 class CopyRow(Widget, can_focus=True):
-    """A read-only value the user can copy with enter (or ``c``); it stays visible."""
+    """A read-only value the user can copy with enter; it stays visible and selectable.
 
-    DEFAULT_CSS = """
-    CopyRow { height: auto; width: 1fr; layout: horizontal; }
-    CopyRow > .copy-label { width: 18; padding-right: 1; }
-    CopyRow > .copy-value { width: 1fr; }
-    CopyRow > .copy-hint { width: auto; color: $text-muted; }
-    CopyRow:focus > .copy-label { text-style: bold reverse; }
+    A value too long for the space beside its label moves to its own full-width line under it,
+    so that a URL or a fingerprint is never broken into the label column.
     """
 
-    BINDINGS = [
-        Binding(
-            "enter,c",
-            "copy",
-            "Copy",
-            id="field.copy",
-            tooltip="Copy this value (OSC 52 and the local clipboard)",
-        ),
-        Binding("down", "app.focus_next", "Next", show=False, id="field.next"),
-        Binding("up", "app.focus_previous", "Previous", show=False, id="field.previous"),
-    ]
+    DEFAULT_CSS = f"""
+    CopyRow {{ height: auto; width: 1fr; layout: vertical; }}
+    CopyRow > .copy-line {{ height: auto; }}
+    CopyRow .copy-label {{ width: {LABEL_WIDTH}; padding-right: 1; }}
+    CopyRow .copy-value {{ width: 1fr; }}
+    CopyRow .copy-hint {{ width: auto; color: $text-muted; padding-left: 1; }}
+    CopyRow > .copy-below {{ display: none; padding-left: 2; height: auto; }}
+    CopyRow.-stacked .copy-line > .copy-value {{ display: none; }}
+    CopyRow.-stacked > .copy-below {{ display: block; }}
+    CopyRow:focus .copy-label {{ text-style: bold reverse; }}
+    CopyRow:focus {{ background: $boost; }}
+    CopyRow:focus .copy-hint {{ color: $text; text-style: bold; }}
+    """
 
-    class CopyRequested(Message):
+    BINDINGS = bindings("field.copy")
+
+    class Activated(Message):
+        """Enter on the row (copy it, or the row's own action such as export)."""
+
         def __init__(self, row: CopyRow) -> None:
             super().__init__()
             self.row = row
 
-    def __init__(self, label: str, name: str, hint: str = "enter: copy", id: str | None = None):
+        @property
+        def control(self) -> CopyRow:
+            return self.row
+
+    def __init__(self, label: str, name: str, hint: str = "", id: str | None = None):
         super().__init__(id=id)
         self.label_text = label
         self.field_name = name
@@ -131,18 +133,32 @@ class CopyRow(Widget, can_focus=True):
         self.value_text: Text = Text("")
 
     def compose(self) -> ComposeResult:
-        yield Static(Text(self.label_text), classes="copy-label")
-        yield Static(self.value_text, classes="copy-value")
-        yield Static(Text(self.hint), classes="copy-hint")
+        with Horizontal(classes="copy-line"):
+            yield Static(Text("› " + self.label_text), classes="copy-label")
+            yield Static(self.value_text, classes="copy-value")
+            yield Static(Text(self.hint), classes="copy-hint")
+        yield Static(self.value_text, classes="copy-below")
 
     def set_value(self, value: str | Text, hint: str | None = None) -> None:
         self.value_text = value if isinstance(value, Text) else Text(value)
-        if self.is_mounted:
-            self.query_one(".copy-value", Static).update(self.value_text)
         if hint is not None:
             self.hint = hint
-            if self.is_mounted:
-                self.query_one(".copy-hint", Static).update(Text(hint))
+        if self.is_mounted:
+            self.query_one(".copy-line > .copy-value", Static).update(self.value_text)
+            self.query_one(".copy-below", Static).update(self.value_text)
+            self.query_one(".copy-hint", Static).update(Text(self.hint))
+            self._fit()
 
-    def action_copy(self) -> None:
-        self.post_message(self.CopyRequested(self))
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit()
+
+    def _fit(self) -> None:
+        width = self.size.width
+        if width <= 0:
+            return
+        longest = max((cell_len(line.plain) for line in self.value_text.split("\n")), default=0)
+        hint = cell_len(self.hint) + 1 if self.hint else 0
+        self.set_class(LABEL_WIDTH + longest + hint > width, "-stacked")
+
+    def action_activate(self) -> None:
+        self.post_message(self.Activated(self))

@@ -76,6 +76,23 @@ def row_cells(rule: ConversionRule, template_names: Mapping[str, str]) -> Row:
     )
 
 
+SHRINKABLE = (1, 3, 4)  # name, template, pattern
+MIN_WIDTHS = {1: 8, 3: 8, 4: 10}
+
+
+def fit_columns(natural: list[int], available: int) -> list[int]:
+    """Shrink the widest text column, one cell at a time, until the row fits ``available``."""
+    widths = list(natural)
+    excess = sum(widths) - available
+    while excess > 0:
+        column = max(SHRINKABLE, key=lambda c: widths[c] - MIN_WIDTHS[c])
+        if widths[column] <= MIN_WIDTHS[column]:
+            break  # narrower than that is unreadable: the view scrolls instead
+        widths[column] -= 1
+        excess -= 1
+    return widths
+
+
 class RowCursorView(ScrollView, can_focus=True):
     """Cursor keys of a one-line-per-row list (as DataTable binds them); kept apart so that
     RuleTable.BINDINGS (listed in the help screen, remappable by id) holds only rule actions."""
@@ -92,29 +109,13 @@ class RowCursorView(ScrollView, can_focus=True):
 
 
 class RuleTable(RowCursorView):
-    """The rule list; its keys act on the rule under the cursor (the screen does the work).
+    """The rule list; the keys acting on the rule under the cursor belong to block (5).
 
     A Line API widget rather than a DataTable: it renders only the visible lines and caches
     each row's strip, so a cursor move repaints two rows (or, when it scrolls, crops cached
     strips) instead of re-rendering every visible cell; 2,000 rules fill in a few milliseconds
     because only the column widths are measured.
     """
-
-    BINDINGS = [
-        Binding("a", "screen.add_rule", "Add", id="rules.add", tooltip="Add a new rule"),
-        Binding("enter", "screen.open_rule", "Open", id="rules.open", tooltip="Open the rule form"),
-        Binding(
-            "space",
-            "screen.toggle_rule",
-            "On/off",
-            id="rules.toggle",
-            tooltip="Enable or disable the rule",
-        ),
-        Binding("c", "screen.clone_rule", "Clone", id="rules.clone", tooltip="Clone the rule"),
-        Binding("x", "screen.delete_rule", "Delete", id="rules.delete", tooltip="Delete the rule"),
-        Binding("K", "screen.move_rule(-1)", "Up", id="rules.up", tooltip="Move the rule up"),
-        Binding("J", "screen.move_rule(1)", "Down", id="rules.down", tooltip="Move the rule down"),
-    ]
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "rule-table--header",
@@ -188,6 +189,7 @@ class RuleTable(RowCursorView):
         self._rows: dict[int, Row] = {}  # built when first shown
         self._header: Row = tuple(Text(label) for _, label in COLUMNS)
         self._widths: list[int] = [cell_len(label) for _, label in COLUMNS]
+        self._natural: list[int] = list(self._widths)
         self._cursor = 0
         self._hover: int | None = None
         self._strips: LRUCache[tuple[int, Style], Strip] = LRUCache(1024)
@@ -244,12 +246,27 @@ class RuleTable(RowCursorView):
                 width = cell_len(plain)
                 if width > widths[column]:
                     widths[column] = width
+        self._natural = widths
+        self._fit()
+
+    def _fit(self) -> None:
+        """Column widths that fit the table's width: the text columns give up space (their
+        cells end in an ellipsis), never the state, direction or the counters."""
+        widths = fit_columns(self._natural, self._content_width())
         self._widths = widths
         self._rows.clear()
         self._strips.clear()
         width = sum(widths) + 2 * CELL_PADDING * len(widths)
         self.virtual_size = Size(width, HEADER_HEIGHT + len(self._rules))
         self.refresh(layout=True)
+
+    def on_resize(self, event: events.Resize) -> None:
+        if fit_columns(self._natural, self._content_width()) != self._widths:
+            self._fit()
+
+    def _content_width(self) -> int:
+        available = self.scrollable_content_region.width or self.size.width
+        return available - 2 * CELL_PADDING * len(COLUMNS)
 
     def selected_rule_uuid(self) -> str | None:
         if not self._rules:
@@ -387,6 +404,9 @@ class RuleTable(RowCursorView):
             line = Text(no_wrap=True, end="")
             pad = " " * CELL_PADDING
             for cell, width in zip(cells, self._widths, strict=True):
+                if cell.cell_len > width:
+                    cell = cell.copy()
+                    cell.truncate(width, overflow="ellipsis")
                 gap = width - cell.cell_len
                 left = gap if cell.justify == "right" else 0
                 line.append(pad + " " * left)

@@ -1,0 +1,315 @@
+"""Block (3) for AS2: our URL and certificate (generated), the partner's fields (typed in)."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import replace
+from datetime import datetime
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widget import Widget
+from textual.widgets import Checkbox, Input, Select
+
+from core.models import (
+    ENCRYPTION_ALGORITHMS,
+    SIGNING_ALGORITHMS,
+    As2Identity,
+    As2Settings,
+    IntegrationForm,
+    MdnMode,
+    PageState,
+)
+from tui.clipboard import copy_text
+from tui.errors import guarded
+from tui.keys import bindings, key_label
+from tui.modals.certificate import ExportCertificateModal, ImportCertificateModal
+from tui.page.block import Command, FieldEdited
+from tui.widgets.fields import CopyRow, FieldError, FieldRow, FormInput
+from tui.widgets.marks import MarkedCheckbox
+
+INPUTS = {  # form key -> widget id
+    "as2.self_id": "as2-self_id",
+    "as2.partner_url": "as2-partner_url",
+    "as2.partner_id": "as2-partner_id",
+    "as2.partner_email": "as2-partner_email",
+}
+
+
+def certificate_lines(subject: str, fingerprint: str, not_after: str) -> Text:
+    """Subject, fingerprint and expiry; the fingerprint split at a colon to keep pairs whole."""
+    expiry = not_after
+    with contextlib.suppress(ValueError):
+        expiry = datetime.fromisoformat(not_after).strftime("%Y-%m-%d %H:%M UTC")
+    half = len(fingerprint.split(":")) // 2
+    pairs = fingerprint.split(":")
+    text = Text()
+    text.append("Subject ", style="dim")
+    text.append(subject)
+    text.append("\nSHA-256 ", style="dim")
+    text.append(":".join(pairs[:half]) + ":" if half else fingerprint)
+    if half:
+        text.append("\n        " + ":".join(pairs[half:]))
+    text.append("\nExpires ", style="dim")
+    text.append(expiry)
+    return text
+
+
+class As2Details(Vertical):
+    """The AS2 half of block (3). It has text fields, so its keys are ctrl keys."""
+
+    BINDINGS = bindings("as2.copy_url", "as2.export_certificate", "as2.import_certificate")
+
+    def __init__(self, service, *, id: str) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(id=id)
+        self.service = service
+        self.state: PageState | None = None
+        self.partner_certificate = ""
+
+    def compose(self) -> ComposeResult:
+        yield CopyRow("Self URL", "self_url", id="as2-self-url")
+        yield CopyRow("Self certificate", "self_certificate", id="as2-self-cert")
+        yield FieldRow("Self ID", FormInput("as2.self_id", id="as2-self_id"))
+        yield FieldError("as2.self_id", id="err-as2-self_id")
+        yield FieldRow(
+            "Recipient URL",
+            FormInput(
+                "as2.partner_url",
+                id="as2-partner_url",
+                placeholder="https://partner.example.com/as2",
+            ),
+        )
+        yield FieldError("as2.partner_url", id="err-as2-partner_url")
+        yield CopyRow("Recipient cert", "partner_certificate", id="as2-partner-cert")
+        yield FieldError("as2.partner_certificate", id="err-as2-partner_certificate")
+        yield FieldRow("Recipient ID", FormInput("as2.partner_id", id="as2-partner_id"))
+        yield FieldError("as2.partner_id", id="err-as2-partner_id")
+        yield FieldRow(
+            "Recipient email",
+            FormInput(
+                "as2.partner_email",
+                id="as2-partner_email",
+                placeholder="optional: contact for failed transfers",
+            ),
+        )
+        yield FieldError("as2.partner_email", id="err-as2-partner_email")
+        yield FieldRow(
+            "Encryption",
+            Select[str](
+                [(a, a) for a in ENCRYPTION_ALGORITHMS],
+                id="as2-encryption",
+                allow_blank=False,
+                compact=True,
+            ),
+        )
+        yield FieldRow(
+            "Signing",
+            Select[str](
+                [(a, a) for a in SIGNING_ALGORITHMS],
+                id="as2-signing",
+                allow_blank=False,
+                compact=True,
+            ),
+        )
+        yield FieldRow(
+            "MDN",
+            Select[str](
+                [
+                    ("synchronous", MdnMode.SYNC.value),
+                    ("asynchronous", MdnMode.ASYNC.value),
+                    ("none", MdnMode.NONE.value),
+                ],
+                id="as2-mdn_mode",
+                allow_blank=False,
+                compact=True,
+            ),
+        )
+        with Horizontal(classes="checks"):
+            yield MarkedCheckbox("Signed MDN", id="as2-mdn_signed", compact=True)
+            yield MarkedCheckbox("Compression", id="as2-compression", compact=True)
+
+    def fill(self, state: PageState) -> None:
+        self.state = state
+        as2 = state.integration.form.as2
+        self.partner_certificate = as2.partner_certificate
+        with self.prevent(Input.Changed, Select.Changed, Checkbox.Changed):
+            for key, widget_id in INPUTS.items():
+                self.query_one(f"#{widget_id}", Input).value = getattr(as2, key[4:])
+            self.query_one("#as2-encryption", Select).value = as2.encryption
+            self.query_one("#as2-signing", Select).value = as2.signing
+            self.query_one("#as2-mdn_mode", Select).value = as2.mdn_mode.value
+            self.query_one("#as2-mdn_signed", Checkbox).value = as2.mdn_signed
+            self.query_one("#as2-compression", Checkbox).value = as2.compression
+        self.query_one("#as2-self-url", CopyRow).set_value(
+            state.as2_self_url, f"{key_label(self.app, 'as2.copy_url')} copy"
+        )
+        self.show_identity(state.as2_identity)
+        self._render_partner_certificate()
+
+    def read(self, form: IntegrationForm) -> IntegrationForm:
+        def text(key: str) -> str:
+            return self.query_one(f"#{INPUTS[key]}", Input).value.strip()
+
+        def choice(widget_id: str, default: str) -> str:
+            value = self.query_one(f"#{widget_id}", Select).value
+            return value if isinstance(value, str) else default
+
+        return replace(
+            form,
+            as2=As2Settings(
+                self_id=text("as2.self_id"),
+                partner_url=text("as2.partner_url"),
+                partner_certificate=self.partner_certificate,
+                partner_id=text("as2.partner_id"),
+                partner_email=text("as2.partner_email"),
+                encryption=choice("as2-encryption", "aes_256_cbc"),
+                signing=choice("as2-signing", "sha256"),
+                mdn_mode=MdnMode(choice("as2-mdn_mode", MdnMode.SYNC.value)),
+                mdn_signed=self.query_one("#as2-mdn_signed", Checkbox).value,
+                compression=self.query_one("#as2-compression", Checkbox).value,
+            ),
+        )
+
+    def first_field(self) -> Widget:
+        return self.query_one("#as2-self_id")
+
+    def field_widget(self, key: str) -> Widget | None:
+        if key in INPUTS:
+            return self.query_one(f"#{INPUTS[key]}")
+        if key == "as2.partner_certificate":
+            return self.query_one("#as2-partner-cert")
+        return None
+
+    def show_identity(self, identity: As2Identity | None) -> None:
+        row = self.query_one("#as2-self-cert", CopyRow)
+        if identity is None:
+            save = key_label(self.app, "page.save")
+            row.set_value(Text(f"generated when you Save with AS2 ({save})", style="italic"), "")
+        else:
+            row.set_value(
+                certificate_lines(
+                    identity.subject, identity.fingerprint_sha256, identity.not_after
+                ),
+                f"{key_label(self.app, 'as2.export_certificate')} export",
+            )
+
+    def _render_partner_certificate(self) -> None:
+        row = self.query_one("#as2-partner-cert", CopyRow)
+        load = f"{key_label(self.app, 'as2.import_certificate')} load"
+        if not self.partner_certificate.strip():
+            row.set_value(Text("none yet: load a PEM file or paste it", style="italic"), load)
+            return
+        info = self.service.describe_certificate(self.partner_certificate)
+        if info is None:
+            row.set_value(
+                Text("stored certificate cannot be used (see below)", style="italic"), load
+            )
+            return
+        row.set_value(
+            certificate_lines(info.subject, info.fingerprint_sha256, info.not_after.isoformat()),
+            load,
+        )
+
+    # -- actions ----------------------------------------------------------------------------
+
+    @on(Input.Changed)
+    def _input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        key = getattr(event.input, "field_key", None)
+        self.post_message(FieldEdited(key))
+
+    @on(Select.Changed)
+    @on(Checkbox.Changed)
+    def _choice_changed(self, event: Select.Changed | Checkbox.Changed) -> None:
+        event.stop()
+        self.post_message(FieldEdited(None))
+
+    def on_copy_row_activated(self, event: CopyRow.Activated) -> None:
+        event.stop()
+        actions = {
+            "self_url": self.action_copy_self_url,
+            "self_certificate": self.action_export_certificate,
+            "partner_certificate": self.action_import_certificate,
+        }
+        action = actions.get(event.row.field_name)
+        if action is not None:
+            action()
+
+    @guarded
+    def action_copy_self_url(self) -> None:
+        if self.state is None:
+            return
+        copy_text(self.app, self.state.as2_self_url)
+        self.app.notify(
+            "Self URL copied (it stays visible here if your terminal ignores OSC 52).",
+            title="Copied",
+            markup=False,
+        )
+
+    @guarded
+    def action_export_certificate(self) -> None:
+        state = self.state
+        if state is None:
+            return
+        identity = state.as2_identity
+        if identity is None:
+            save = key_label(self.app, "page.save")
+            self.app.notify(
+                f"There is no certificate yet: Save ({save}) with AS2 generates it.",
+                severity="warning",
+                markup=False,
+            )
+            return
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in state.mailbox.name)
+        suggested = f"~/{safe or 'mailbox'}-as2-certificate.pem"
+
+        def done(path: object) -> None:
+            if path is not None:
+                self.app.notify(f"Certificate written to {path}.", title="Exported", markup=False)
+
+        self.app.push_screen(
+            ExportCertificateModal(self.service, identity.certificate_pem, suggested), done
+        )
+
+    @guarded
+    def action_import_certificate(self) -> None:
+        self._import()
+
+    @work(group="as2-import", exclusive=True, exit_on_error=False)
+    async def _import(self) -> None:
+        imported = await self.app.push_screen_wait(ImportCertificateModal(self.service))
+        if imported is None:
+            return
+        self.partner_certificate = imported.pem
+        self._render_partner_certificate()
+        self.post_message(FieldEdited("as2.partner_certificate"))
+        self.app.notify(
+            "Recipient certificate loaded; Save to keep it.", title="Certificate", markup=False
+        )
+
+    def identity_created(self, identity: As2Identity) -> None:
+        if self.state is not None:
+            self.state = replace(self.state, as2_identity=identity)
+        self.show_identity(identity)
+
+    def commands(self) -> list[Command]:
+        key = lambda binding_id: key_label(self.app, binding_id)  # noqa: E731
+        commands: list[Command] = [
+            ("Copy Self URL", f"AS2 Self URL ({key('as2.copy_url')})", self.action_copy_self_url),
+            (
+                "Load recipient certificate",
+                f"AS2, from a file or pasted PEM ({key('as2.import_certificate')})",
+                self.action_import_certificate,
+            ),
+        ]
+        if self.state is not None and self.state.as2_identity is not None:
+            commands.append(
+                (
+                    "Export self certificate",
+                    f"AS2, as PEM ({key('as2.export_certificate')})",
+                    self.action_export_certificate,
+                )
+            )
+        return commands
