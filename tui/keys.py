@@ -268,11 +268,11 @@ KEYS: tuple[KeySpec, ...] = (
         COPY_ROW,
     ),
     # -- (5) rules -----------------------------------------------------------------------------
-    KeySpec("rules.open", "enter", "screen.open_rule", "Open", "Open the rule form", RULES),
+    KeySpec("rules.open", "enter", "open_rule", "Open", "Open the rule form", RULES),
     KeySpec(
         "rules.toggle",
         "ctrl+t",
-        "screen.toggle_rule",
+        "toggle_rule",
         "On/off",
         "Enable or disable the rule",
         RULES,
@@ -280,7 +280,7 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec(
         "rules.clone",
         "ctrl+d",
-        "screen.clone_rule",
+        "clone_rule",
         "Clone",
         "Open an unsaved copy of the rule",
         RULES,
@@ -288,13 +288,13 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec(
         "rules.delete",
         "delete",
-        "screen.delete_rule",
+        "delete_rule",
         "Delete",
         "Delete the rule (asks first)",
         RULES,
     ),
-    KeySpec("rules.up", "shift+up", "screen.move_rule(-1)", "Up", "Move the rule up", RULES),
-    KeySpec("rules.down", "shift+down", "screen.move_rule(1)", "Down", "Move the rule down", RULES),
+    KeySpec("rules.up", "shift+up", "move_rule(-1)", "Up", "Move the rule up", RULES),
+    KeySpec("rules.down", "shift+down", "move_rule(1)", "Down", "Move the rule down", RULES),
     # -- rule form -----------------------------------------------------------------------------
     KeySpec(
         "rule.save",

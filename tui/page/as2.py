@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
@@ -25,7 +25,11 @@ from core.models import (
 from tui.clipboard import copy_text
 from tui.errors import guarded
 from tui.keys import bindings, key_label
-from tui.modals.certificate import ExportCertificateModal, ImportCertificateModal
+from tui.modals.certificate import (
+    ExportCertificateModal,
+    ImportCertificateModal,
+    ImportedCertificate,
+)
 from tui.page.block import Command, FieldEdited
 from tui.widgets.fields import CopyRow, FieldError, FieldRow, FormInput
 from tui.widgets.marks import MarkedCheckbox
@@ -275,19 +279,17 @@ class As2Details(Vertical):
 
     @guarded
     def action_import_certificate(self) -> None:
-        self._import()
+        def done(imported: ImportedCertificate | None) -> None:
+            if imported is None:
+                return
+            self.partner_certificate = imported.pem
+            self._render_partner_certificate()
+            self.post_message(FieldEdited("as2.partner_certificate"))
+            self.app.notify(
+                "Recipient certificate loaded; Save to keep it.", title="Certificate", markup=False
+            )
 
-    @work(group="as2-import", exclusive=True, exit_on_error=False)
-    async def _import(self) -> None:
-        imported = await self.app.push_screen_wait(ImportCertificateModal(self.service))
-        if imported is None:
-            return
-        self.partner_certificate = imported.pem
-        self._render_partner_certificate()
-        self.post_message(FieldEdited("as2.partner_certificate"))
-        self.app.notify(
-            "Recipient certificate loaded; Save to keep it.", title="Certificate", markup=False
-        )
+        self.app.push_screen(ImportCertificateModal(self.service), done)
 
     def identity_created(self, identity: As2Identity) -> None:
         if self.state is not None:
