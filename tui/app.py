@@ -12,9 +12,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from textual import events
 from textual.app import App, SystemCommand
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.widgets import Input, TextArea
 from textual.worker import Worker
 
 from core.errors import DocbridgeError
@@ -195,6 +197,15 @@ class DocbridgeApp(App[None]):
         commands = getattr(screen, "palette_commands", None)
         if commands is not None:
             yield from commands()
+
+    def on_key(self, event: events.Key) -> None:
+        """Keys typed fast are queued at the widget focused when the terminal delivered them,
+        so an earlier key of the burst (a block jump, tab) may have moved the focus into a
+        text field by the time a letter arrives here unhandled: it is text for that field."""
+        focused = self.focused
+        if event.is_printable and isinstance(focused, Input | TextArea) and not focused.disabled:
+            event.stop()
+            focused._forward_event(events.Key(event.key, event.character))
 
     # -- failures ---------------------------------------------------------------------------
 

@@ -177,7 +177,8 @@ class As2Details(Vertical):
         )
 
     def first_field(self) -> Widget:
-        return self.query_one("#as2-self_id")
+        # The first row, not a text field: digits pressed next still jump between blocks.
+        return self.query_one("#as2-self-url")
 
     def field_widget(self, key: str) -> Widget | None:
         if key in INPUTS:

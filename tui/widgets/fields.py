@@ -108,7 +108,7 @@ class CopyRow(Widget, can_focus=True):
     CopyRow.-stacked .copy-line > .copy-value {{ display: none; }}
     CopyRow.-stacked > .copy-below {{ display: block; }}
     CopyRow:focus .copy-label {{ text-style: bold reverse; }}
-    CopyRow:focus {{ background: $boost; }}
+    CopyRow:focus {{ background: $boost; outline-left: thick $accent; }}
     CopyRow:focus .copy-hint {{ color: $text; text-style: bold; }}
     """
 
@@ -134,7 +134,7 @@ class CopyRow(Widget, can_focus=True):
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="copy-line"):
-            yield Static(Text("› " + self.label_text), classes="copy-label")
+            yield Static(Text(self.label_text), classes="copy-label")
             yield Static(self.value_text, classes="copy-value")
             yield Static(Text(self.hint), classes="copy-hint")
         yield Static(self.value_text, classes="copy-below")
