@@ -370,7 +370,7 @@ async def test_rule_form_keeps_a_pinned_template_version(data_dir: Path, service
     assert rule.form.template_version == 1
 
 
-# -- 13. hints follow the keymap --------------------------------------------------------------------
+# -- 13. hints follow the keymap ---------------------------------------------------------
 
 
 async def test_on_screen_hints_follow_the_keymap(data_dir: Path, service: Service) -> None:
@@ -393,7 +393,7 @@ async def test_on_screen_hints_follow_the_keymap(data_dir: Path, service: Servic
         assert app.clipboard == page.state.sftp.host
 
 
-# -- 14. smaller ones ---------------------------------------------------------------------------------
+# -- 14. smaller ones ---------------------------------------------------------
 
 
 async def test_the_reject_reason_takes_long_text_over_several_lines(
