@@ -425,7 +425,7 @@ WIDGET_KEYS: tuple[tuple[str, str, str], ...] = (
     (EVERYWHERE, "tab / shift+tab", "Next / previous field"),
     ("Fields", "enter / space", "Open a selector, flip a switch or checkbox, press a button"),
     ("Fields", "up / down", "Move in a selector, radio set or table"),
-    ("Rule form editor (conversion map)", "f7", "Select all text in the editor"),
+    ("Rule form editor (conversion map)", "F7", "Select all text in the editor"),
     ("Rule form editor (conversion map)", "ctrl+z / ctrl+y", "Undo / redo"),
 )
 
