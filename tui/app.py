@@ -22,7 +22,7 @@ from textual.worker import Worker
 from core.errors import DocbridgeError
 from core.models import EngineStatus
 from core.service import Service, default_actor
-from tui.errors import guarded, report_error, report_worker_failure
+from tui.errors import guarded, report_error, report_worker_failure, run_guarded
 from tui.keys import bindings, key_label, load_keymap
 from tui.modals.choice import SaveDiscardCancelModal
 from tui.modals.error import ErrorModal
@@ -81,7 +81,7 @@ class DocbridgeApp(App[None]):
             self.set_interval(ENGINE_POLL_SECONDS, self.refresh_engine_status)
 
     def _start_engine_in_background(self) -> None:
-        self.run_worker(self._engine_then_host_key(), group="engine", exit_on_error=False)
+        run_guarded(self, self._engine_then_host_key(), group="engine")
 
     async def _engine_then_host_key(self) -> None:
         await self.start_engine()
@@ -166,9 +166,7 @@ class DocbridgeApp(App[None]):
             if choice == "discard":
                 self.exit()
             elif choice == "save":
-                self.run_worker(
-                    self._save_then_exit(dirty), group="quit", exclusive=True, exit_on_error=False
-                )
+                run_guarded(self, self._save_then_exit(dirty), group="quit")
 
         self.push_screen(
             SaveDiscardCancelModal(

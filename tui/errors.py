@@ -104,5 +104,16 @@ def _report_from(args: tuple[Any, ...], error: Exception) -> None:
 
 
 def run_guarded(node: DOMNode, work: Awaitable[Any], group: str, exclusive: bool = True) -> None:
-    """Run ``work`` as a worker of ``node``; a failure is reported by the app, never fatal."""
-    node.run_worker(work, group=group, exclusive=exclusive, exit_on_error=False)
+    """Run ``work`` as a worker of ``node``; a failure is shown, never fatal.
+
+    (Textual's ``Worker.StateChanged`` does not bubble, so an app-level handler would not see
+    a failed worker of a screen: the worker reports its own failure.)"""
+
+    async def safely() -> Any:
+        try:
+            return await work
+        except Exception as error:  # the last line of defence, as in ``guarded``
+            report_error(node.app, error)
+            return None
+
+    node.run_worker(safely(), group=group, exclusive=exclusive, exit_on_error=False)

@@ -239,6 +239,7 @@ class IntegrationsScreen(FormScreen[None]):
         )
 
     @work(group="page-load", exclusive=True, exit_on_error=False)
+    @guarded
     async def _switch_to(self, target: str, save_first: bool) -> None:
         if save_first and not await self.save(leaving=True):
             self.query_one(ManageBlock).show_stored_mailbox()
@@ -256,6 +257,7 @@ class IntegrationsScreen(FormScreen[None]):
         self._save_worker()
 
     @work(group="save", exclusive=True, exit_on_error=False)
+    @guarded
     async def _save_worker(self) -> None:
         await self.save()
 

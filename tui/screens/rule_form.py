@@ -382,6 +382,7 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
         self._save_worker()
 
     @work(group="rule-save", exclusive=True, exit_on_error=False)
+    @guarded
     async def _save_worker(self) -> None:
         await self.save()
 
