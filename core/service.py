@@ -13,6 +13,7 @@ import secrets
 import sqlite3
 import uuid as uuid_module
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 from core.as2.certificates import (
@@ -57,6 +58,10 @@ from core.storage import accounts, bans, envelopes, integrations, jobs, logs, ru
 from core.storage.db import Database, read_transaction, write_transaction
 from core.storage.engine_state import read_engine_status
 from core.validation import as2_id_from_name
+
+
+if TYPE_CHECKING:
+    from core.engine.engine import Engine
 
 
 @dataclass(frozen=True)
@@ -564,6 +569,24 @@ class Service:
         an :class:`InvalidInput` saying what to do.
         """
         return await asyncio.to_thread(read_example_file, path)
+
+    # -- the engine in a user interface's own process ----------------------------------------
+
+    async def start_engine(self) -> Engine | None:
+        """Run the engine in this process (the TUI does, so one window is a whole gateway).
+
+        None when another process already runs the engine of this data directory: this process
+        is then its client, and :meth:`engine_status` names it. The engine is imported here so
+        that opening the page does not pay for it.
+        """
+        from core.engine.engine import Engine, EngineBusy
+
+        engine = Engine(self.config)
+        try:
+            await engine.start()
+        except EngineBusy:
+            return None
+        return engine
 
 
 def _require_mailbox(conn: sqlite3.Connection, mailbox_uuid: str) -> Mailbox:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from textual import events
 from textual.app import App, SystemCommand
@@ -27,8 +27,12 @@ from tui.keys import bindings, key_label, load_keymap
 from tui.modals.choice import SaveDiscardCancelModal
 from tui.modals.error import ErrorModal
 
-if TYPE_CHECKING:
-    from core.engine.engine import Engine
+
+class RunningEngine(Protocol):
+    """What the app needs of the engine the service started in this process."""
+
+    async def stop(self) -> None: ...
+
 
 ENGINE_POLL_SECONDS = 2.0
 LOG_FILE = "logs/tui.log"
@@ -58,7 +62,7 @@ class DocbridgeApp(App[None]):
         self.poll_engine = poll_engine
         self.run_engine = run_engine
         self.service: Service | None = None
-        self.engine: Engine | None = None
+        self.engine: RunningEngine | None = None
         self.theme = "textual-dark"
 
     async def on_mount(self) -> None:
@@ -91,19 +95,9 @@ class DocbridgeApp(App[None]):
     async def start_engine(self) -> None:
         """Run the engine in this process unless another process already does (then this
         window is a client of the same store and the header names the engine's pid)."""
-        from core.engine.engine import Engine, EngineBusy  # not on the way to the first paint
-
         assert self.service is not None
-        engine = Engine(self.service.config)
         try:
-            await engine.start()
-        except EngineBusy as busy:
-            self.notify(
-                f"The engine runs in pid {busy.holder.pid}; this window works as its client.",
-                title="Engine",
-                markup=False,
-            )
-            return
+            engine = await self.service.start_engine()
         except (DocbridgeError, OSError) as exc:
             config_file = self.service.config.data_dir / "docbridge.toml"
             self.notify(
@@ -114,6 +108,14 @@ class DocbridgeApp(App[None]):
                 severity="error",
                 markup=False,
                 timeout=20,
+            )
+            return
+        if engine is None:
+            status = await self.service.engine_status()
+            self.notify(
+                f"The engine runs in pid {status.pid}; this window works as its client.",
+                title="Engine",
+                markup=False,
             )
             return
         self.engine = engine

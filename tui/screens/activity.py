@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from rich.console import RenderableType
-from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult, SystemCommand
 from textual.containers import VerticalScroll
@@ -29,74 +27,9 @@ from core.service import Service
 from tui.errors import guarded, report_error
 from tui.keys import bindings, key_label
 from tui.modals.confirm import ConfirmModal
+from tui.widgets.activity_sections import SECTION_BY_ID, SECTIONS, clip, facts, when, widths
 
 REFRESH_SECONDS = 2.0
-SCROLLBAR = 2  # a table's vertical scrollbar
-PADDING = 2  # a DataTable cell's padding (one column each side)
-
-
-@dataclass(frozen=True)
-class Section:
-    id: str
-    title: str
-    key_id: str
-    columns: tuple[tuple[str, int], ...]  # (label, width); width 0 shares what is left
-
-
-SECTIONS = (
-    Section(
-        "items",
-        "Items",
-        "activity.items",
-        (("Id", 5), ("State", 22), ("Mailbox", 11), ("Kind", 8), ("Last error", 0)),
-    ),
-    Section(
-        "attempts",
-        "Attempts",
-        "activity.attempts",
-        (("Time", 8), ("Mailbox", 11), ("Outcome", 22), ("Item", 0), ("Error", 0)),
-    ),
-    Section("sessions", "SFTP sessions", "activity.sessions", (("Mailbox", 0), ("Address", 0))),
-    Section(
-        "bans",
-        "Bans",
-        "activity.bans",
-        (("Address", 0), ("Failures", 8), ("Banned at", 19), ("Time left", 12)),
-    ),
-)
-_BY_ID = {section.id: section for section in SECTIONS}
-
-
-def clip(value: str | None, width: int) -> Text:
-    """One line of user data for a cell: never markup, an ellipsis where it is cut."""
-    flat = " ".join((value or "").split())
-    if len(flat) > width:
-        flat = flat[: max(width - 1, 0)] + "…"
-    return Text(flat, no_wrap=True)
-
-
-def widths(section: Section, total: int) -> list[int]:
-    fixed = sum(w for _, w in section.columns)
-    flexible = [i for i, (_, w) in enumerate(section.columns) if w == 0]
-    room = total - SCROLLBAR - PADDING * len(section.columns) - fixed
-    share = max(room // max(len(flexible), 1), 8)
-    return [w or share for _, w in section.columns]
-
-
-def facts(*rows: tuple[str, str | None]) -> Table:
-    """Label / value lines; values fold (an id is never cut) and are never markup."""
-    grid = Table.grid(padding=(0, 1))
-    grid.add_column(style="bold", no_wrap=True)
-    grid.add_column(overflow="fold")
-    for label, value in rows:
-        if value:
-            grid.add_row(label, Text(value, overflow="fold"))
-    return grid
-
-
-def when(at: str | None) -> str:
-    """``2025-01-15T09:30:00.000Z`` -> ``2025-01-15 09:30:00 UTC``."""
-    return f"{at.replace('T', ' ')[:19]} UTC" if at else ""
 
 
 class ActivityScreen(Screen[None]):
@@ -226,7 +159,7 @@ class ActivityScreen(Screen[None]):
 
     def _fill(self, section_id: str, rows: list[tuple[str, tuple[str | None, ...]]]) -> None:
         """Replace a table's rows; the cursor stays on the same item when it is still there."""
-        section = _BY_ID[section_id]
+        section = SECTION_BY_ID[section_id]
         table = self.query_one(f"#{section_id}", DataTable)
         sizes = widths(section, self.size.width or 80)
         if not table.columns or self._width != self.size.width:

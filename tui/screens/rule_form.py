@@ -23,14 +23,12 @@ from tui.forms import FormScreen
 from tui.keys import bindings, key_label
 from tui.modals.choice import SaveDiscardCancelModal
 from tui.modals.confirm import ConfirmModal
-from tui.widgets.fields import FieldError, FieldRow, FormInput
 from tui.widgets.header import FormHeader
-from tui.widgets.marks import MarkedCheckbox
+from tui.widgets.rule_fields import LATEST, rule_fields, version_options
 
 if TYPE_CHECKING:
     from core.service import Service
 
-LATEST = "latest"
 FIELD_LABELS = {
     "name": "Name",
     "template_uuid": "Template",
@@ -40,10 +38,6 @@ FIELD_LABELS = {
     "conversion_map": "Conversion map",
     "example_source": "Example source file",
 }
-NAMING_HELP = (
-    "Variables: {mailboxUuid} {envelopeUuid} {randomNumber} {templateUuid} {date yyyy-MM-dd} "
-    '{"documentId":"fieldName"}.  Not allowed: \\ / : ? * < > |'
-)
 
 
 @dataclass(frozen=True)
@@ -92,127 +86,11 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
     # -- layout ---------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        form = self.initial
-        template_options: list[tuple[Text, str]] = [
-            (Text(t.name), t.uuid) for t in self.templates.values()
-        ]
-        if form.template_uuid and form.template_uuid not in self.templates:
-            unknown = Text(f"unknown template {form.template_uuid}")
-            template_options.append((unknown, form.template_uuid))
         yield FormHeader(id="rule-header")
         with VerticalScroll(id="rule-page"):
             with Vertical(classes="block", id="rule-fields") as block:
                 block.border_title = "Conversion rule"
-                yield FieldRow("Name", FormInput("name", form.name, id="rule-name"))
-                yield FieldError("name", id="err-name")
-                yield FieldRow(
-                    "State",
-                    MarkedCheckbox("Rule is on", form.enabled, id="rule-enabled", compact=True),
-                )
-                yield FieldRow(
-                    "Direction",
-                    Select[str](
-                        [
-                            ("IN  - In (My incoming envelopes)", Direction.IN.value),
-                            ("OUT - Out (Envelopes I sent)", Direction.OUT.value),
-                        ],
-                        value=form.direction.value,
-                        allow_blank=False,
-                        id="rule-direction",
-                        compact=True,
-                    ),
-                )
-                yield FieldRow(
-                    "Template",
-                    Select[str](
-                        template_options,
-                        value=form.template_uuid if form.template_uuid else Select.NULL,
-                        allow_blank=True,
-                        prompt="choose a template",
-                        id="rule-template",
-                        compact=True,
-                    ),
-                )
-                yield FieldError("template_uuid", id="err-template_uuid")
-                yield FieldRow(
-                    "Version",
-                    Select[str](
-                        self._version_options(form.template_uuid, form.template_version),
-                        value=str(form.template_version) if form.template_version else LATEST,
-                        allow_blank=False,
-                        id="rule-version",
-                        compact=True,
-                    ),
-                )
-                yield FieldError("template_version", id="err-template_version")
-                with Vertical(id="rule-in"):
-                    yield FieldRow(
-                        "Naming pattern",
-                        FormInput(
-                            "naming_pattern",
-                            form.naming_pattern,
-                            id="rule-naming_pattern",
-                            placeholder="e.g. {date yyyy-MM-dd}_{envelopeUuid}.xml",
-                        ),
-                    )
-                    yield Static(Text(NAMING_HELP, style="dim"), classes="under-field")
-                    yield FieldError("naming_pattern", id="err-naming_pattern")
-                with Vertical(id="rule-out"):
-                    yield FieldRow(
-                        "Matching pattern",
-                        FormInput(
-                            "match_pattern",
-                            form.match_pattern,
-                            id="rule-match_pattern",
-                            placeholder=r"regular expression, e.g. ^orders_.*\.csv$",
-                        ),
-                    )
-                    yield FieldError("match_pattern", id="err-match_pattern")
-                    yield FieldRow(
-                        "Match in",
-                        Select[str](
-                            [
-                                ("file name", MatchTarget.NAME.value),
-                                ("file content", MatchTarget.CONTENT.value),
-                            ],
-                            value=form.match_target.value,
-                            allow_blank=False,
-                            id="rule-match_target",
-                            compact=True,
-                        ),
-                    )
-                    yield FieldRow(
-                        "Example source",
-                        FormInput(
-                            "example_source",
-                            form.example_source_name,
-                            id="rule-example_source",
-                            placeholder="path of an example file (optional)",
-                        ),
-                    )
-                    yield FieldError("example_source", id="err-example_source")
-                    yield FieldRow(
-                        "Envelopes",
-                        MarkedCheckbox(
-                            "Rule can produce multiple envelopes",
-                            form.multiple_envelopes,
-                            id="rule-multiple",
-                            compact=True,
-                        ),
-                    )
-                yield Static(Text("Conversion map (XSLT)"), classes="field-title")
-                yield TextArea(
-                    form.conversion_map, id="rule-conversion_map", language=None, soft_wrap=False
-                )
-                yield FieldError("conversion_map", id="err-conversion_map")
-                yield Static(
-                    Text(
-                        "Run and Result arrive with the conversion engine; Save checks the "
-                        "fields only.",
-                        style="dim",
-                    ),
-                    classes="under-field",
-                )
+                yield from rule_fields(self.initial, self.templates)
             yield Static(id="rule-summary")
             with Horizontal(classes="form-buttons"):
                 key = lambda binding_id: key_label(self.app, binding_id)  # noqa: E731
@@ -243,12 +121,7 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
         self.set_focus(self.query_one("#rule-name", Input))
 
     def _version_options(self, template_uuid: str, current: int | None) -> list[tuple[str, str]]:
-        template = self.templates.get(template_uuid)
-        versions = list(template.versions) if template else []
-        if current is not None and current not in versions:
-            versions.append(current)  # shown so the error next to it makes sense
-        latest = f"latest ({template.latest_version})" if template else "latest"
-        return [(latest, LATEST)] + [(f"version {v}", str(v)) for v in sorted(versions)]
+        return version_options(self.templates.get(template_uuid), current)
 
     # -- reading the form -----------------------------------------------------------------------
 

@@ -1,0 +1,144 @@
+"""The fields of the rule form (SPEC §7), laid out from a rule's form; the screen reads them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from rich.text import Text
+from textual.containers import Vertical
+from textual.widget import Widget
+from textual.widgets import Select, Static, TextArea
+
+from core.models import Direction, MatchTarget, RuleForm, Template
+from tui.widgets.fields import FieldError, FieldRow, FormInput
+from tui.widgets.marks import MarkedCheckbox
+
+LATEST = "latest"
+NAMING_HELP = (
+    "Variables: {mailboxUuid} {envelopeUuid} {randomNumber} {templateUuid} {date yyyy-MM-dd} "
+    '{"documentId":"fieldName"}.  Not allowed: \\ / : ? * < > |'
+)
+
+
+def version_options(template: Template | None, current: int | None) -> list[tuple[str, str]]:
+    """ "latest" and each version of the template (plus a stored one it no longer has)."""
+    versions = list(template.versions) if template else []
+    if current is not None and current not in versions:
+        versions.append(current)  # shown so the error next to it makes sense
+    latest = f"latest ({template.latest_version})" if template else "latest"
+    return [(latest, LATEST)] + [(f"version {v}", str(v)) for v in sorted(versions)]
+
+
+def rule_fields(form: RuleForm, templates: Mapping[str, Template]) -> Iterator[Widget]:
+    template_options: list[tuple[Text, str]] = [(Text(t.name), t.uuid) for t in templates.values()]
+    if form.template_uuid and form.template_uuid not in templates:
+        template_options.append(
+            (Text(f"unknown template {form.template_uuid}"), form.template_uuid)
+        )
+    yield FieldRow("Name", FormInput("name", form.name, id="rule-name"))
+    yield FieldError("name", id="err-name")
+    yield FieldRow(
+        "State",
+        MarkedCheckbox("Rule is on", form.enabled, id="rule-enabled", compact=True),
+    )
+    yield FieldRow(
+        "Direction",
+        Select[str](
+            [
+                ("IN  - In (My incoming envelopes)", Direction.IN.value),
+                ("OUT - Out (Envelopes I sent)", Direction.OUT.value),
+            ],
+            value=form.direction.value,
+            allow_blank=False,
+            id="rule-direction",
+            compact=True,
+        ),
+    )
+    yield FieldRow(
+        "Template",
+        Select[str](
+            template_options,
+            value=form.template_uuid if form.template_uuid else Select.NULL,
+            allow_blank=True,
+            prompt="choose a template",
+            id="rule-template",
+            compact=True,
+        ),
+    )
+    yield FieldError("template_uuid", id="err-template_uuid")
+    yield FieldRow(
+        "Version",
+        Select[str](
+            version_options(templates.get(form.template_uuid), form.template_version),
+            value=str(form.template_version) if form.template_version else LATEST,
+            allow_blank=False,
+            id="rule-version",
+            compact=True,
+        ),
+    )
+    yield FieldError("template_version", id="err-template_version")
+    with Vertical(id="rule-in"):
+        yield FieldRow(
+            "Naming pattern",
+            FormInput(
+                "naming_pattern",
+                form.naming_pattern,
+                id="rule-naming_pattern",
+                placeholder="e.g. {date yyyy-MM-dd}_{envelopeUuid}.xml",
+            ),
+        )
+        yield Static(Text(NAMING_HELP, style="dim"), classes="under-field")
+        yield FieldError("naming_pattern", id="err-naming_pattern")
+    with Vertical(id="rule-out"):
+        yield FieldRow(
+            "Matching pattern",
+            FormInput(
+                "match_pattern",
+                form.match_pattern,
+                id="rule-match_pattern",
+                placeholder=r"regular expression, e.g. ^orders_.*\.csv$",
+            ),
+        )
+        yield FieldError("match_pattern", id="err-match_pattern")
+        yield FieldRow(
+            "Match in",
+            Select[str](
+                [
+                    ("file name", MatchTarget.NAME.value),
+                    ("file content", MatchTarget.CONTENT.value),
+                ],
+                value=form.match_target.value,
+                allow_blank=False,
+                id="rule-match_target",
+                compact=True,
+            ),
+        )
+        yield FieldRow(
+            "Example source",
+            FormInput(
+                "example_source",
+                form.example_source_name,
+                id="rule-example_source",
+                placeholder="path of an example file (optional)",
+            ),
+        )
+        yield FieldError("example_source", id="err-example_source")
+        yield FieldRow(
+            "Envelopes",
+            MarkedCheckbox(
+                "Rule can produce multiple envelopes",
+                form.multiple_envelopes,
+                id="rule-multiple",
+                compact=True,
+            ),
+        )
+    yield Static(Text("Conversion map (XSLT)"), classes="field-title")
+    yield TextArea(form.conversion_map, id="rule-conversion_map", language=None, soft_wrap=False)
+    yield FieldError("conversion_map", id="err-conversion_map")
+    yield Static(
+        Text(
+            "Run and Result arrive with the conversion engine; Save checks the fields only.",
+            style="dim",
+        ),
+        classes="under-field",
+    )
