@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from core.as2.certificates import inspect_certificate
 from core.errors import InvalidInput
 from core.models import (
     ENCRYPTION_ALGORITHMS,
@@ -76,6 +75,8 @@ def validate_as2_settings(as2: As2Settings) -> dict[str, str]:
             "Paste the recipient's certificate (PEM) or give the path of its PEM file."
         )
     else:
+        from core.as2.certificates import inspect_certificate  # cryptography: on demand
+
         try:
             inspect_certificate(as2.partner_certificate)
         except InvalidInput as exc:

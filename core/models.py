@@ -7,6 +7,7 @@ pass them around and tests can build them directly.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -396,3 +397,15 @@ class ActivityView:
     attempts: tuple[AttemptView, ...]
     bans: tuple[BanView, ...]
     mailbox_names: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateInfo:
+    """What a user needs to recognise a certificate and to know until when it can be used."""
+
+    subject: str
+    """RFC 4514 string, e.g. ``CN=acme AS2,O=ACME``."""
+    fingerprint_sha256: str
+    """Upper-case hex with colons, the form partners read out to each other to compare."""
+    not_before: datetime
+    not_after: datetime

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 
-from lxml import etree
-
 from core.models import Direction, RuleForm, Template
 from core.naming import NamingPatternError, parse_naming_pattern
 
@@ -50,6 +48,8 @@ def validate_rule_form(form: RuleForm, template: Template | None) -> dict[str, s
 
 def check_stylesheet(text: str) -> str | None:
     """Well-formed XSLT, parsed as untrusted XML (no entities, no network)."""
+    from lxml import etree  # only when a map is checked: opening the page does not need it
+
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
     try:
         root = etree.fromstring(text.encode("utf-8"), parser)

@@ -13,19 +13,11 @@ import secrets
 import sqlite3
 import uuid as uuid_module
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from core.as2.certificates import (
-    CertificateInfo,
-    generate_identity,
-    inspect_certificate,
-    load_certificate_text,
-)
 from core.clock import utc_now
 from core.config import Config, load_config
-from core.envelope_checks import check_envelope_against_template, stored_xml
-from core.envelope_xml import EnvelopeXml, parse_envelope_xml
 from core.errors import DocbridgeError, FieldErrors, InvalidInput, NotFound
 from core.files import read_example_file, write_public_file
 from core.integration import changed_fields, validate_integration_form
@@ -36,6 +28,7 @@ from core.models import (
     As2Identity,
     AuditEntry,
     Ban,
+    CertificateInfo,
     ConversionRule,
     EngineStatus,
     Envelope,
@@ -59,9 +52,31 @@ from core.storage.db import Database, read_transaction, write_transaction
 from core.storage.engine_state import read_engine_status
 from core.validation import as2_id_from_name
 
-
 if TYPE_CHECKING:
+    from core.as2.certificates import GeneratedIdentity
     from core.engine.engine import Engine
+    from core.envelope_xml import EnvelopeXml
+
+
+# Heavy libraries (cryptography, lxml) load on first use: opening the page needs neither.
+
+
+def generate_identity(common_name: str, key_path: Path) -> GeneratedIdentity:
+    from core.as2 import certificates
+
+    return certificates.generate_identity(common_name, key_path)
+
+
+def inspect_certificate(pem: str) -> CertificateInfo:
+    from core.as2 import certificates
+
+    return certificates.inspect_certificate(pem)
+
+
+def load_certificate_text(source: str) -> str:
+    from core.as2 import certificates
+
+    return certificates.load_certificate_text(source)
 
 
 @dataclass(frozen=True)
@@ -165,7 +180,14 @@ class Service:
         """What customers pin; None until an engine has generated the host key."""
         if self._host_fingerprint is None:
             host_key = self.config.sftp_host_key_path
-            self._host_fingerprint = await asyncio.to_thread(read_fingerprint, host_key)
+            try:
+                self._host_fingerprint = await asyncio.to_thread(read_fingerprint, host_key)
+            except (OSError, ValueError) as exc:
+                raise InvalidInput(
+                    f"The SFTP host key {host_key} cannot be read ({exc}).",
+                    "Restore it from a backup; a new key would make every customer's client "
+                    "refuse the server until they accept the new fingerprint.",
+                ) from exc
         return self._host_fingerprint
 
     def as2_self_url(self, mailbox_uuid: str) -> str:
@@ -391,6 +413,9 @@ class Service:
         The XML is untrusted: parsed without entities or network, validated against the
         schema and against the template version it names. Nothing is stored on error.
         """
+        from core.envelope_checks import check_envelope_against_template, stored_xml
+        from core.envelope_xml import parse_envelope_xml
+
         parsed = await asyncio.to_thread(parse_envelope_xml, data)
         envelope_uuid = parsed.uuid or str(uuid_module.uuid4())
 

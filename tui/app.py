@@ -186,7 +186,11 @@ class DocbridgeApp(App[None]):
         self.exit()
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        # Of Textual's own commands only Theme and Quit (ours, which asks about unsaved
+        # changes); the others (screenshot into the working folder, maximize) are noise here.
+        for command in super().get_system_commands(screen):
+            if command.title in ("Theme", "Quit"):
+                yield command
         help_key, activity_key = key_label(self, "app.help"), key_label(self, "app.activity")
         yield SystemCommand("Help", f"Every key, by where it works ({help_key})", self.action_help)
         yield SystemCommand(

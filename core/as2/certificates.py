@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from core.errors import InvalidInput
+from core.models import CertificateInfo
 
 __all__ = [
     "CertificateInfo",
@@ -36,18 +37,6 @@ _BACKDATE = timedelta(hours=1)
 # A certificate (even with its chain) is a few KB; anything larger is the wrong file.
 _MAX_CERTIFICATE_FILE = 1024 * 1024
 _PEM_BEGIN = "-----BEGIN"
-
-
-@dataclass(frozen=True, slots=True)
-class CertificateInfo:
-    """What a user needs to recognise a certificate and to know until when it can be used."""
-
-    subject: str
-    """RFC 4514 string, e.g. ``CN=acme AS2,O=ACME``."""
-    fingerprint_sha256: str
-    """Upper-case hex with colons, the form partners read out to each other to compare."""
-    not_before: datetime
-    not_after: datetime
 
 
 @dataclass(frozen=True, slots=True)

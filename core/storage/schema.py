@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import sqlite_utils
+if TYPE_CHECKING:
+    import sqlite_utils
 
 
 def _v1_initial(db: sqlite_utils.Database) -> None:
@@ -233,6 +235,11 @@ def migrate(conn: sqlite3.Connection) -> None:
                 f"({SCHEMA_VERSION}).",
                 "Upgrade docbridge before opening this data directory.",
             )
+        if current == SCHEMA_VERSION:
+            conn.execute("COMMIT")
+            return  # the usual case: no migration, so sqlite-utils is not even imported
+        import sqlite_utils
+
         db = sqlite_utils.Database(conn)
         for version in range(current, SCHEMA_VERSION):
             MIGRATIONS[version](db)

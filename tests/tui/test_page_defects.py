@@ -75,10 +75,13 @@ async def test_f2_and_f3_work_while_typing_in_a_text_field(
     mailbox = (await service.list_mailboxes())[0]
     async with make_app(data_dir).run_test(size=(120, 40)) as pilot:
         screen = await wait_for_page(pilot)
-        screen.set_focus(screen.query_one("#notify_email", Input))
+        field = screen.query_one("#notify_email", Input)
+        screen.set_focus(field)
         await pilot.press("a", "f2")
         await settle(pilot)
         assert (await service.get_integration(mailbox.uuid)).enabled
+        await pilot.press("b")  # the focus stayed in the field: typing goes on there
+        assert pilot.app.focused is field and field.value == "ab"
         screen.set_focus(screen.query_one("#notify_email", Input))
         await pilot.press("f3")
         await settle(pilot)
@@ -150,6 +153,36 @@ async def test_a_burst_meant_for_a_field_changes_nothing(data_dir: Path, service
             await pilot.press("escape")
         assert not isinstance(app.screen, RuleFormScreen | ConfirmModal)
     assert await store_snapshot(service) == before
+
+
+async def test_keys_on_the_switch_do_not_turn_the_integration_on(
+    data_dir: Path, service: Service
+) -> None:
+    before = await store_snapshot(service)
+    async with make_app(data_dir).run_test(size=(80, 24)) as pilot:
+        await wait_for_page(pilot)
+        await burst(pilot, "1", *"note 1 done", "enter", "space")
+        assert not pilot.app.screen.query_one("#enabled", Switch).value
+    assert await store_snapshot(service) == before
+
+
+async def test_bunched_editing_keys_apply_in_the_order_typed(data_dir: Path) -> None:
+    async with make_app(data_dir).run_test(size=(80, 24)) as pilot:
+        screen = await wait_for_page(pilot)
+        field = screen.query_one("#notify_email", Input)
+        screen.set_focus(field)
+        await settle(pilot)  # focusing selects the (empty) text: let that happen first
+        for start, keys, expected in (
+            ("km", ("backspace", "x"), "kx"),
+            ("Q14", ("left", "left", "5"), "Q514"),
+            ("abc", ("home", "end", "7"), "abc7"),
+            ("ABC", ("ctrl+u", "X", "Y", "Z"), "XYZ"),
+        ):
+            field.value = start
+            field.cursor_position = len(start)
+            await settle(pilot)
+            await burst(pilot, *keys)
+            assert field.value == expected, keys
 
 
 async def test_a_block_jump_lands_on_the_blocks_first_field(

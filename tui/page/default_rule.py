@@ -29,7 +29,14 @@ class DefaultRuleBlock(PageBlock):
                     Text(f"{number}. {DEFAULT_RULE_LABELS[rule]}"), id=f"rule-{rule.value}"
                 )
         # Up to 5,000 characters: an area that wraps, not a one-line input.
-        yield FieldRow("Reject reason", FormTextArea("reject_reason", id="reject_reason"))
+        yield FieldRow(
+            "Reject reason",
+            FormTextArea(
+                "reject_reason",
+                placeholder="5-5000 characters, carried by every rejected envelope (rule 3)",
+                id="reject_reason",
+            ),
+        )
         yield FieldError("reject_reason", id="err-reject_reason")
 
     def fill(self, state: PageState) -> None:

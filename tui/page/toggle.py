@@ -18,13 +18,20 @@ from tui.modals.confirm import ConfirmModal
 from tui.page.block import Command, PageBlock, PageStateChanged
 
 
+class KillSwitch(Switch, inherit_bindings=False):
+    """The integration switch. Its key is F2 (or a click): space and enter, which a burst of
+    typing can carry onto it after a block jump, must not turn an integration on."""
+
+    BINDINGS = []
+
+
 class ToggleBlock(PageBlock):
     NUMBER = 1
     TITLE = "Integration"
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="toggle-row"):
-            yield Switch(id="enabled")
+            yield KillSwitch(id="enabled")
             yield Static(id="enabled-label")
 
     def fill(self, state: PageState) -> None:
@@ -52,9 +59,7 @@ class ToggleBlock(PageBlock):
     @guarded
     def toggle(self) -> None:
         """F2 from anywhere on the page: flip the switch (off still asks)."""
-        switch = self.query_one(Switch)
-        self.screen.set_focus(switch)
-        switch.toggle()
+        self.query_one(Switch).toggle()  # the focus stays where the user is typing
 
     @on(Switch.Changed)
     def _switched(self, event: Switch.Changed) -> None:

@@ -165,8 +165,7 @@ class IntegrationsScreen(FormScreen[None]):
 
     def header_text(self) -> Text:
         header = Text()
-        header.append("docbridge", style="bold")
-        header.append("  mailbox: ")
+        header.append("docbridge  ", style="bold")
         header.append(self.state.mailbox.name, style="bold")
         header.append("  integration: ")
         header.append("ON" if self.state.integration.enabled else "OFF", style="bold")

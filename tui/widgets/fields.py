@@ -22,6 +22,23 @@ from tui.keys import bindings
 LABEL_WIDTH = 18
 
 
+async def handle_own_binding(widget: Widget, event: events.Key) -> bool:
+    """Run the widget's own editing binding (backspace, left, ctrl+u, ...) where it stands in
+    the key queue. Textual runs bindings when the key has bubbled up to the app, after the
+    characters typed behind it were already inserted, so bunched keys were applied out of
+    order (Textualize/textual#6605)."""
+    if event.is_printable:
+        return False
+    for binding in widget._bindings.key_to_bindings.get(event.key, ()):
+        if binding.priority:
+            continue
+        if await widget.app.run_action(binding.action, widget):
+            event.stop()
+            event.prevent_default()
+            return True
+    return False
+
+
 class FormInput(Input):
     """A one-line input tied to a form field key."""
 
@@ -40,16 +57,33 @@ class FormInput(Input):
     def on_mount(self) -> None:
         self.cursor_blink = getattr(self.app, "cursor_blink", True)
 
+    async def _on_key(self, event: events.Key) -> None:
+        if not await handle_own_binding(self, event):
+            await super()._on_key(event)
+
 
 class FormTextArea(TextArea):
     """A multi-line field tied to a form field key (long texts such as a reject reason)."""
 
-    def __init__(self, key: str, text: str = "", *, id: str | None = None) -> None:
-        super().__init__(text, id=id, soft_wrap=True, show_line_numbers=False, compact=True)
+    def __init__(
+        self, key: str, text: str = "", *, placeholder: str = "", id: str | None = None
+    ) -> None:
+        super().__init__(
+            text,
+            id=id,
+            soft_wrap=True,
+            show_line_numbers=False,
+            compact=True,
+            placeholder=placeholder,
+        )
         self.field_key = key
 
     def on_mount(self) -> None:
         self.cursor_blink = getattr(self.app, "cursor_blink", True)
+
+    async def _on_key(self, event: events.Key) -> None:
+        if not await handle_own_binding(self, event):
+            await super()._on_key(event)
 
     @property
     def value(self) -> str:
