@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
+	@# Byte-compile once: with PYTHONDONTWRITEBYTECODE set, every start would compile the sources.
+	@$(BIN)/python -m compileall -q core tui >/dev/null
 	$(BIN)/docbridge --data-dir $(DATA_DIR) init --demo
 	$(BIN)/docbridge --data-dir $(DATA_DIR)
 
@@ -30,6 +32,7 @@ pytest: $(STAMP)
 	$(BIN)/pytest
 
 bench: $(STAMP)
+	@$(BIN)/python -m compileall -q core tui bench >/dev/null
 	$(BIN)/python -m bench
 
 clean:

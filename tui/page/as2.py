@@ -66,13 +66,34 @@ class As2Details(Vertical):
 
     BINDINGS = bindings("as2.copy_url", "as2.export_certificate", "as2.import_certificate")
 
-    def __init__(self, service, *, id: str) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, service, *, id: str, build: bool) -> None:  # type: ignore[no-untyped-def]
         super().__init__(id=id)
         self.service = service
         self.state: PageState | None = None
         self.partner_certificate = ""
+        # Built when first shown: an SFTP page opens without paying for ~60 AS2 widgets.
+        self.built = build
+        self.filled = False
 
     def compose(self) -> ComposeResult:
+        if self.built:
+            yield from self._fields()
+
+    def build(self) -> None:
+        """Mount the fields (AS2 was just chosen), then show the stored values in them."""
+        if self.built:
+            return
+        self.built = True
+
+        async def mount_then_fill() -> None:
+            await self.mount_all(list(self._fields()))
+            if self.state is not None:
+                with self.prevent(Input.Changed, Select.Changed, Checkbox.Changed):
+                    self.fill(self.state)
+
+        self.call_later(mount_then_fill)
+
+    def _fields(self) -> ComposeResult:
         yield CopyRow("Self URL", "self_url", id="as2-self-url")
         yield CopyRow("Self certificate", "self_certificate", id="as2-self-cert")
         yield FieldRow("Self ID", FormInput("as2.self_id", id="as2-self_id"))
@@ -130,12 +151,17 @@ class As2Details(Vertical):
                 compact=True,
             ),
         )
-        with Horizontal(classes="checks"):
-            yield MarkedCheckbox("Signed MDN", id="as2-mdn_signed", compact=True)
-            yield MarkedCheckbox("Compression", id="as2-compression", compact=True)
+        yield Horizontal(  # not a ``with`` block: these fields are also mounted after compose
+            MarkedCheckbox("Signed MDN", id="as2-mdn_signed", compact=True),
+            MarkedCheckbox("Compression", id="as2-compression", compact=True),
+            classes="checks",
+        )
 
     def fill(self, state: PageState) -> None:
         self.state = state
+        if not self.built or not self.children:
+            return  # the values go in when the fields are built
+        self.filled = True
         as2 = state.integration.form.as2
         self.partner_certificate = as2.partner_certificate
         with self.prevent(Input.Changed, Select.Changed, Checkbox.Changed):
@@ -153,6 +179,9 @@ class As2Details(Vertical):
         self._render_partner_certificate()
 
     def read(self, form: IntegrationForm) -> IntegrationForm:
+        if not self.filled:
+            return form  # never shown: the stored AS2 settings stand as they are
+
         def text(key: str) -> str:
             return self.query_one(f"#{INPUTS[key]}", Input).value.strip()
 
@@ -176,11 +205,15 @@ class As2Details(Vertical):
             ),
         )
 
-    def first_field(self) -> Widget:
+    def first_field(self) -> Widget | None:
+        if not self.filled:
+            return None
         # The first row, not a text field: digits pressed next still jump between blocks.
         return self.query_one("#as2-self-url")
 
     def field_widget(self, key: str) -> Widget | None:
+        if not self.filled:
+            return None
         if key in INPUTS:
             return self.query_one(f"#{INPUTS[key]}")
         if key == "as2.partner_certificate":
@@ -295,7 +328,8 @@ class As2Details(Vertical):
     def identity_created(self, identity: As2Identity) -> None:
         if self.state is not None:
             self.state = replace(self.state, as2_identity=identity)
-        self.show_identity(identity)
+        if self.filled:
+            self.show_identity(identity)
 
     def commands(self) -> list[Command]:
         key = lambda binding_id: key_label(self.app, binding_id)  # noqa: E731

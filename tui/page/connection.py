@@ -15,9 +15,14 @@ class ConnectionBlock(PageBlock):
     NUMBER = 3
     TITLE = "Connection details"
 
+    def __init__(self, service, state: PageState, *, id: str) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(service, id=id)
+        self.state = state
+
     def compose(self) -> ComposeResult:
         yield SftpDetails(self.service, id="sftp")
-        yield As2Details(self.service, id="as2")
+        as2_now = self.state.integration.form.protocol is Protocol.AS2
+        yield As2Details(self.service, id="as2", build=as2_now)
 
     @property
     def sftp(self) -> SftpDetails:
@@ -36,6 +41,8 @@ class ConnectionBlock(PageBlock):
     def show_protocol(self, protocol: Protocol) -> None:
         self.sftp.display = protocol is Protocol.SFTP
         self.as2.display = protocol is Protocol.AS2
+        if protocol is Protocol.AS2:
+            self.as2.build()
         if protocol is not Protocol.SFTP:
             self.sftp.mask_password()
 
@@ -47,7 +54,7 @@ class ConnectionBlock(PageBlock):
         # The AS2 fields are kept even while SFTP is chosen: switching back loses nothing.
         return self.as2.read(form)
 
-    def first_field(self) -> Widget:
+    def first_field(self) -> Widget | None:
         return self.as2.first_field() if self.as2.display else self.sftp.first_field()
 
     def field_widget(self, key: str) -> Widget | None:

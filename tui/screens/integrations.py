@@ -102,7 +102,7 @@ class IntegrationsScreen(FormScreen[None]):
         with PageScroll(id="page"):
             yield ToggleBlock(self.service, id="block-toggle")
             yield ManageBlock(self.service, self.state, id="block-manage")
-            yield ConnectionBlock(self.service, id="block-connection")
+            yield ConnectionBlock(self.service, self.state, id="block-connection")
             yield DefaultRuleBlock(self.service, id="block-default")
             yield RulesBlock(self.service, id="block-rules")
             yield SaveBar(self.service, id="block-save")

@@ -11,8 +11,8 @@ from __future__ import annotations
 from rich.cells import cell_len
 from rich.text import Text
 from textual import events
-from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.geometry import Size
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Input, Label, Static, TextArea
@@ -128,22 +128,14 @@ class FieldRow(Horizontal):
 class CopyRow(Widget, can_focus=True):
     """A read-only value the user can copy with enter; it stays visible and selectable.
 
-    A value too long for the space beside its label moves to its own full-width line under it,
-    so that a URL or a fingerprint is never broken into the label column.
+    One widget that renders its own lines (a page has many of these, and each child widget
+    costs start-up time). A value too long for the space beside its label moves to its own
+    lines under it, so a URL or a fingerprint is never broken into the label column.
     """
 
-    DEFAULT_CSS = f"""
-    CopyRow {{ height: auto; width: 1fr; layout: vertical; }}
-    CopyRow > .copy-line {{ height: auto; }}
-    CopyRow .copy-label {{ width: {LABEL_WIDTH}; padding-right: 1; }}
-    CopyRow .copy-value {{ width: 1fr; }}
-    CopyRow .copy-hint {{ width: auto; color: $text-muted; padding-left: 1; }}
-    CopyRow > .copy-below {{ display: none; padding-left: 2; height: auto; }}
-    CopyRow.-stacked .copy-line > .copy-value {{ display: none; }}
-    CopyRow.-stacked > .copy-below {{ display: block; }}
-    CopyRow:focus .copy-label {{ text-style: bold reverse; }}
-    CopyRow:focus {{ background: $boost; outline-left: thick $accent; }}
-    CopyRow:focus .copy-hint {{ color: $text; text-style: bold; }}
+    DEFAULT_CSS = """
+    CopyRow { height: auto; width: 1fr; }
+    CopyRow:focus { background: $boost; outline-left: thick $accent; }
     """
 
     BINDINGS = bindings("field.copy")
@@ -166,33 +158,49 @@ class CopyRow(Widget, can_focus=True):
         self.hint = hint
         self.value_text: Text = Text("")
 
-    def compose(self) -> ComposeResult:
-        with Horizontal(classes="copy-line"):
-            yield Static(Text(self.label_text), classes="copy-label")
-            yield Static(self.value_text, classes="copy-value")
-            yield Static(Text(self.hint), classes="copy-hint")
-        yield Static(self.value_text, classes="copy-below")
-
     def set_value(self, value: str | Text, hint: str | None = None) -> None:
         self.value_text = value if isinstance(value, Text) else Text(value)
         if hint is not None:
             self.hint = hint
-        if self.is_mounted:
-            self.query_one(".copy-line > .copy-value", Static).update(self.value_text)
-            self.query_one(".copy-below", Static).update(self.value_text)
-            self.query_one(".copy-hint", Static).update(Text(self.hint))
-            self._fit()
+        self.refresh(layout=True)
 
-    def on_resize(self, event: events.Resize) -> None:
-        self._fit()
-
-    def _fit(self) -> None:
-        width = self.size.width
-        if width <= 0:
-            return
+    def stacked(self, width: int) -> bool:
+        """Whether the value goes under the label at this width."""
         longest = max((cell_len(line.plain) for line in self.value_text.split("\n")), default=0)
         hint = cell_len(self.hint) + 1 if self.hint else 0
-        self.set_class(LABEL_WIDTH + longest + hint > width, "-stacked")
+        return LABEL_WIDTH + longest + hint > width
+
+    def lines(self, width: int) -> list[Text]:
+        width = max(width, LABEL_WIDTH + 4)
+        label = Text(self.label_text.ljust(LABEL_WIDTH)[:LABEL_WIDTH])
+        if self.has_focus:
+            label.stylize("bold reverse", 0, len(self.label_text))
+        hint = Text(self.hint, style="bold" if self.has_focus else "dim")
+        values = self.value_text.split("\n")
+        if not self.stacked(width):
+            first = label + values[0]
+            first.pad_right(width - first.cell_len - hint.cell_len)
+            return [first + hint] + [Text(" " * LABEL_WIDTH) + line for line in values[1:]]
+        head = label.copy()
+        head.pad_right(width - head.cell_len - hint.cell_len)
+        folded = [
+            Text("  ") + part
+            for line in values
+            for part in line.divide(range(width - 2, max(line.cell_len, 1), width - 2))
+        ]
+        return [head + hint, *folded]
+
+    def render(self) -> Text:
+        return Text("\n").join(self.lines(self.size.width))
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return len(self.lines(width))
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
 
     def action_activate(self) -> None:
         self.post_message(self.Activated(self))
