@@ -62,9 +62,9 @@ async def prepare(home: Path) -> str:
     compiled from their wheel, so the comparison would not be fair)."""
     import compileall
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).parents[1]
     for folder in ("core", "tui", "bench"):
-        compileall.compile_dir(root / folder, quiet=1)
+        compileall.compile_dir(str(root / folder), quiet=1)
     await init_data_dir(home, with_demo=True, actor="bench")
     service = await Service.open(home, actor="bench")
     try:

@@ -19,10 +19,13 @@ from textual.pilot import Pilot
 
 from core.as2.certificates import GeneratedIdentity, inspect_certificate
 from core.bootstrap import init_data_dir
-from core.models import Direction, IntegrationForm, MatchTarget, Protocol, RuleForm
+from core.errors import StoreFull
+from core.models import Direction, EngineStatus, IntegrationForm, MatchTarget, Protocol, RuleForm
 from core.service import Service
 from tests.tui.conftest import MENDELSON, make_app, settle, wait_for_page
 from tui.app import DocbridgeApp
+from tui.errors import report_error
+from tui.modals.password import PasswordModal
 
 FAKE_PASSWORD = "SNAPSHOT-fake-password-0"
 SMALL = (80, 24)
@@ -136,9 +139,10 @@ def test_page_as2(snap_compare: Any, home: Path, size: tuple[int, int]) -> None:
     assert snap_compare(app_for(home), terminal_size=size, run_before=after("3"))
 
 
-def test_password_revealed(snap_compare: Any, home: Path) -> None:
+@pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x40"])
+def test_password_revealed(snap_compare: Any, home: Path, size: tuple[int, int]) -> None:
     """First Save generates the SFTP password and shows it once, with its copy key."""
-    assert snap_compare(app_for(home), terminal_size=LARGE, run_before=after("ctrl+s"))
+    assert snap_compare(app_for(home), terminal_size=size, run_before=after("ctrl+s"))
 
 
 @pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x40"])
@@ -178,6 +182,81 @@ def test_confirm_modal(snap_compare: Any, home: Path) -> None:
     assert snap_compare(app_for(home), terminal_size=SMALL, run_before=after("f2"))
 
 
-def test_help(snap_compare: Any, home: Path) -> None:
+@pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x40"])
+def test_help(snap_compare: Any, home: Path, size: tuple[int, int]) -> None:
     """F1 lists every key by where it works, with its binding id."""
-    assert snap_compare(app_for(home), terminal_size=LARGE, run_before=after("f1"))
+    assert snap_compare(app_for(home), terminal_size=size, run_before=after("f1"))
+
+
+def test_header_with_the_engine_running(snap_compare: Any, home: Path) -> None:
+    """The header names the engine's pid (80 columns: the unsaved marker still shows)."""
+
+    async def run(pilot: Pilot[None]) -> None:
+        page = await wait_for_page(pilot)
+        pilot.app.engine_status = EngineStatus(running=True, pid=4242, host="gateway")  # type: ignore[attr-defined]
+        page.query_one("#notify_email").value = "ops@example.com"  # type: ignore[attr-defined]
+        await settle(pilot)
+
+    assert snap_compare(app_for(home), terminal_size=SMALL, run_before=run)
+
+
+def test_error_modal(snap_compare: Any, home: Path) -> None:
+    """A store error: what happened and what to do, never a traceback."""
+
+    async def run(pilot: Pilot[None]) -> None:
+        await wait_for_page(pilot)
+        report_error(pilot.app, StoreFull(Path("/srv/docbridge/docbridge.sqlite3")))
+        await settle(pilot)
+
+    assert snap_compare(app_for(home), terminal_size=SMALL, run_before=run)
+
+
+def test_unexpected_error_modal(snap_compare: Any, home: Path) -> None:
+    """A defect: the error modal with its details to copy into a report."""
+
+    async def run(pilot: Pilot[None]) -> None:
+        await wait_for_page(pilot)
+        try:
+            raise RuntimeError("the widget tree lost a block")
+        except RuntimeError as error:
+            error.__traceback__ = None  # the traceback's paths differ between machines
+            report_error(pilot.app, error)
+        await settle(pilot)
+
+    assert snap_compare(app_for(home), terminal_size=SMALL, run_before=run)
+
+
+def test_unsaved_changes_modal(snap_compare: Any, home: Path) -> None:
+    """Quitting with unsaved changes asks save / discard / cancel, with its own keys."""
+
+    async def run(pilot: Pilot[None]) -> None:
+        page = await wait_for_page(pilot)
+        page.query_one("#notify_email").value = "ops@example.com"  # type: ignore[attr-defined]
+        await settle(pilot)
+        await pilot.press("ctrl+q")
+        await settle(pilot)
+
+    assert snap_compare(app_for(home), terminal_size=SMALL, run_before=run)
+
+
+def test_new_password_dialog(snap_compare: Any, home: Path) -> None:
+    """A password generated on the way out (mailbox switch, quit) is shown in a dialog."""
+
+    async def run(pilot: Pilot[None]) -> None:
+        await wait_for_page(pilot)
+        pilot.app.push_screen(PasswordModal("Purchasing", FAKE_PASSWORD))
+        await settle(pilot)
+
+    assert snap_compare(app_for(home), terminal_size=SMALL, run_before=run)
+
+
+def test_import_certificate_modal(snap_compare: Any, home: Path) -> None:
+    """The recipient certificate from a file or pasted PEM (AS2, ctrl+o)."""
+    prepare(home, as2_saved)
+    assert snap_compare(app_for(home), terminal_size=SMALL, run_before=after("3", "ctrl+o"))
+
+
+def test_export_certificate_modal(snap_compare: Any, home: Path) -> None:
+    """Our certificate to a PEM file (AS2, ctrl+g); never overwrites."""
+    prepare(home, as2_saved)
+    assert snap_compare(app_for(home), terminal_size=SMALL, run_before=after("3", "ctrl+g"))
