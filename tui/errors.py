@@ -24,6 +24,7 @@ from textual.dom import DOMNode
 from textual.worker import Worker, WorkerState
 
 from core.errors import DocbridgeError
+from tui.keys import key_label
 from tui.modals.error import ErrorModal
 
 log = logging.getLogger("docbridge.tui")
@@ -33,7 +34,7 @@ R = TypeVar("R")
 
 UNEXPECTED_HINT = (
     "The app and its engine keep running and nothing was half-saved. Try again; if it happens "
-    "again, copy the details (c) into a bug report."
+    "again, copy the details ({key}) into a bug report."
 )
 
 
@@ -54,7 +55,7 @@ def report_error(app: App[Any], error: BaseException) -> None:
     app.push_screen(
         ErrorModal(
             title,
-            UNEXPECTED_HINT,
+            UNEXPECTED_HINT.format(key=key_label(app, "error.copy")),
             details=details,
         )
     )

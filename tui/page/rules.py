@@ -59,17 +59,11 @@ class RulesBlock(PageBlock):
                 "rule; incoming envelopes that match no rule get the default rule above."
             )
         )
-        keys = "  ".join(
-            f"{key_label(self.app, binding_id)} {label}"
-            for binding_id, label in (
-                ("rules.add", "add"),
-                ("rules.open", "open"),
-                ("rules.toggle", "on/off"),
-                ("rules.clone", "clone"),
-                ("rules.delete", "delete"),
-                ("rules.up", "up"),
-                ("rules.down", "down"),
-            )
+        key = lambda binding_id: key_label(self.app, binding_id)  # noqa: E731
+        keys = (
+            f"{key('rules.add')} add  {key('rules.open')} open  {key('rules.toggle')} on/off  "
+            f"{key('rules.clone')} clone  {key('rules.delete')}: remove  "
+            f"{key('rules.up')}/{key('rules.down')} move"
         )
         self.query_one("#rules-hint", Static).update(
             Text(f"Applied top to bottom; the first enabled match wins.  {keys}", style="dim")

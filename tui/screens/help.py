@@ -29,14 +29,18 @@ def help_rows(keymap: Mapping[str, str]) -> list[tuple[str, str, str]]:
 
 
 def help_table(keymap: Mapping[str, str]) -> Table:
-    table = Table(box=None, expand=True, show_header=True, header_style="bold", pad_edge=False)
-    table.add_column("Where", no_wrap=False, ratio=2)
-    table.add_column("Key", no_wrap=True)
-    table.add_column("Action (binding id)", ratio=3)
+    """Two columns, with where the keys work as a heading over each group: readable at 80."""
+    table = Table(box=None, expand=True, show_header=False, pad_edge=False)
+    table.add_column("Key", no_wrap=True, min_width=12)
+    table.add_column("Action (binding id)", ratio=1)
     previous = ""
     for where, key, description in help_rows(keymap):
-        table.add_row(Text(where if where != previous else ""), Text(key), Text(description))
-        previous = where
+        if where != previous:
+            if previous:
+                table.add_row("", "")
+            table.add_row(Text(where, style="bold underline"), "")
+            previous = where
+        table.add_row(Text(key, style="bold"), Text(description))
     return table
 
 

@@ -135,7 +135,7 @@ class CopyRow(Widget, can_focus=True):
 
     DEFAULT_CSS = """
     CopyRow { height: auto; width: 1fr; }
-    CopyRow:focus { background: $boost; outline-left: thick $accent; }
+    CopyRow:focus { background: $accent 25%; }
     """
 
     BINDINGS = bindings("field.copy")
