@@ -153,3 +153,28 @@ async def test_a_store_error_in_the_status_timer_is_shown_in_the_header(
         assert app.is_running and app.screen is page
         faults.error = None
         await until(pilot, lambda: "engine: stopped" in page.query_one("#page-header").text)
+
+
+async def test_a_busy_sftp_port_keeps_the_page_and_says_where_to_change_it(
+    data_dir: Path,
+) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        (data_dir / "docbridge.toml").write_text(f"[sftp]\nport = {port}\n", encoding="utf-8")
+        app = tui.app.DocbridgeApp(
+            data_dir, actor="test@tui", cursor_blink=False, poll_engine=False, run_engine=True
+        )
+        async with app.run_test(size=(80, 24)) as pilot:
+            page = await wait_for_page(pilot)
+
+            def advice() -> str:
+                return " ".join(n.message for n in app._notifications if "could not" in n.message)
+
+            await until(pilot, lambda: bool(advice()))
+            assert "docbridge.toml" in advice() and "[sftp] port" in advice()
+            assert "docbridge serve" not in advice()  # it would meet the same busy port
+            assert app.is_running and app.screen is page and app.engine is None

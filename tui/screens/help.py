@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -28,20 +29,22 @@ def help_rows(keymap: Mapping[str, str]) -> list[tuple[str, str, str]]:
     return rows
 
 
-def help_table(keymap: Mapping[str, str]) -> Table:
-    """Two columns, with where the keys work as a heading over each group: readable at 80."""
-    table = Table(box=None, expand=True, show_header=False, pad_edge=False)
-    table.add_column("Key", no_wrap=True, min_width=12)
-    table.add_column("Action (binding id)", ratio=1)
-    previous = ""
+def help_table(keymap: Mapping[str, str]) -> Group:
+    """Per place a heading and a two-column table (key, what it does): readable at 80."""
+    parts: list[RenderableType] = []
+    sections: dict[str, list[tuple[str, str]]] = {}
     for where, key, description in help_rows(keymap):
-        if where != previous:
-            if previous:
-                table.add_row("", "")
-            table.add_row(Text(where, style="bold underline"), "")
-            previous = where
-        table.add_row(Text(key, style="bold"), Text(description))
-    return table
+        sections.setdefault(where, []).append((key, description))
+    for where, rows in sections.items():
+        table = Table(box=None, expand=True, show_header=False, pad_edge=False)
+        table.add_column("Key", no_wrap=True, width=16)
+        table.add_column("Action (binding id)", ratio=1)
+        for key, description in rows:
+            table.add_row(Text(key, style="bold"), Text(description))
+        if parts:
+            parts.append(Text(""))
+        parts += [Text(where, style="bold underline"), table]
+    return Group(*parts)
 
 
 class HelpScreen(ModalScreen[None]):
