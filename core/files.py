@@ -50,7 +50,7 @@ def write_public_file(name: str, text: str) -> Path:
             if isinstance(exc, FileExistsError) or not no_links:
                 raise
             _write_new(path, data)  # no hard links here (FAT, some network file systems)
-        _fsync_folder(path.parent)
+        fsync_dir(path.parent)
     except OSError as exc:
         raise _write_error(path, exc) from exc
     finally:
@@ -122,8 +122,9 @@ def _write_new(path: Path, data: bytes) -> None:
     os.close(fd)
 
 
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+def fsync_dir(directory: Path) -> None:
+    """Make a rename, link or unlink in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:

@@ -26,6 +26,7 @@ from tui.errors import guarded, report_error, report_worker_failure, run_guarded
 from tui.keys import bindings, key_label, load_keymap
 from tui.modals.choice import SaveDiscardCancelModal
 from tui.modals.error import ErrorModal
+from tui.widgets.fields import FormField
 
 
 class RunningEngine(Protocol):
@@ -202,14 +203,42 @@ class DocbridgeApp(App[None]):
         if commands is not None:
             yield from commands()
 
-    def on_key(self, event: events.Key) -> None:
+    def _typed_before_question(self, event: events.Key) -> bool:
+        """A key typed before the question on screen appeared (the rest of a burst) is no
+        answer to it: checked when the key arrives and again when it comes back unhandled."""
+        shown_at = getattr(self.screen, "shown_at", None)
+        return shown_at is not None and event.time < shown_at
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key) and self._typed_before_question(event):
+            return
+        await super().on_event(event)
+
+    async def _on_key(self, event: events.Key) -> None:
         """Keys typed fast are queued at the widget focused when the terminal delivered them,
         so an earlier key of the burst (a block jump, tab) may have moved the focus into a
-        text field by the time a letter arrives here unhandled: it is text for that field."""
-        focused = self.focused
-        if event.is_printable and isinstance(focused, Input | TextArea) and not focused.disabled:
+        text field by the time this one arrives here unhandled. It belongs to that field: a
+        letter is text for it, and its own editing keys (backspace, left, ctrl+u) must run in
+        its queue, after the letters before them, not here ahead of them."""
+        if self._typed_before_question(event):
             event.stop()
-            focused._forward_event(events.Key(event.key, event.character))
+            event.prevent_default()
+            return
+        focused = self.focused
+        if getattr(event, "handed_over", False) or not isinstance(focused, Input | TextArea):
+            return  # (handed over once already: never twice, whatever the field did with it)
+        if focused.disabled:
+            return
+        # Only form fields run their own editing bindings in their queue (FormField).
+        own = isinstance(focused, FormField) and any(
+            not binding.priority for binding in focused._bindings.key_to_bindings.get(event.key, ())
+        )
+        if event.is_printable or own:
+            event.stop()
+            event.prevent_default()  # not App's own binding check: the field does it
+            key = events.Key(event.key, event.character)
+            key.handed_over = True  # type: ignore[attr-defined]
+            focused._forward_event(key)
 
     # -- failures ---------------------------------------------------------------------------
 

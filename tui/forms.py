@@ -77,6 +77,8 @@ class FormScreen(Screen[ResultT]):
         self._show_field_errors(errors)
         if self.show_all_errors:
             self.render_summary(errors)
+        elif self.dirty:
+            self.query_one(f"#{self.SUMMARY_ID}", Static).update("")  # "Saved." no longer holds
         self.render_header()
 
     def render_header(self) -> None:

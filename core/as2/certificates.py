@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from core.errors import InvalidInput
+from core.files import fsync_dir
 from core.models import CertificateInfo
 
 __all__ = [
@@ -312,7 +313,7 @@ def _write_private_file(path: Path, data: bytes) -> None:
         path.unlink(missing_ok=True)
         raise
     os.close(fd)
-    _fsync_directory(path.parent)
+    fsync_dir(path.parent)
 
 
 def _ensure_private_directory(directory: Path) -> None:
@@ -335,7 +336,7 @@ def _ensure_private_directory(directory: Path) -> None:
                 "Choose a location writable by the user running docbridge.",
             ) from exc
         os.chmod(new, 0o700)
-        _fsync_directory(new.parent)
+        fsync_dir(new.parent)
     try:
         mode = directory.stat().st_mode
     except OSError as exc:
@@ -354,12 +355,3 @@ def _ensure_private_directory(directory: Path) -> None:
             f"Run 'chmod 700 {directory}' or choose a directory that does not exist yet "
             "(docbridge then creates it 0700).",
         )
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a new directory entry durable, so a crash cannot lose an acknowledged key."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Final
 
 from core.errors import InvalidInput
+from core.files import fsync_dir as fsync_dir  # re-exported: SFTP and engine code use it
 
 INBOX: Final = "inbox"
 CINBOX: Final = "cinbox"
@@ -89,15 +90,6 @@ def ensure_mailbox_root(mailboxes_dir: Path, mailbox_uuid: str) -> Path:
                 "Remove it; docbridge recreates the mailbox folders.",
             )
     return root
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename or unlink in ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def staging_path(root: Path, prefix: str = WRITE_PREFIX) -> Path:

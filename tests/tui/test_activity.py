@@ -7,8 +7,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import sqlite3
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ from core.storage import bans, jobs, logs
 from core.storage.db import write_transaction
 from tests.engine.conftest import FAST, as2_form, enable
 from tests.engine.test_default_rules import eventually
-from tests.tui.conftest import make_app, settle, wait_for_page
+from tests.tui.conftest import make_app, screen_lines, settle, until, wait_for_page
 from tui.modals.error import ErrorModal
 from tui.screens.activity import ActivityScreen
 
@@ -107,25 +105,12 @@ async def open_activity(pilot: Pilot[None]) -> ActivityScreen:
     return screen
 
 
-def screen_lines(pilot: Pilot[None]) -> list[str]:
-    """What the terminal shows now, line by line."""
-    return [strip.text for strip in pilot.app.screen._compositor.render_strips()]
-
-
 def cells(table: DataTable[Any]) -> list[list[str]]:
     return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
 
 
 def summary(screen: ActivityScreen) -> str:
     return str(screen.query_one("#activity-summary", Static).render())
-
-
-async def until(pilot: Pilot[None], check: Callable[[], bool], within_s: float = 10) -> None:
-    deadline = time.monotonic() + within_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await pilot.pause(0.02)
 
 
 # -- states and the detail pane ----------------------------------------------------------------

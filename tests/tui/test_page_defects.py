@@ -185,6 +185,47 @@ async def test_bunched_editing_keys_apply_in_the_order_typed(data_dir: Path) -> 
             assert field.value == expected, keys
 
 
+async def test_editing_keys_after_a_jump_in_the_same_burst_stay_in_order(
+    data_dir: Path,
+) -> None:
+    async with make_app(data_dir).run_test(size=(80, 24)) as pilot:
+        screen = await wait_for_page(pilot)
+        field = screen.query_one("#notify_email", Input)
+        field.value = "old@example.com"
+        await settle(pilot)
+        # from block 1: jump, two tabs into "Notify by email", clear it, type, correct
+        await burst(pilot, "2", "tab", "tab", "ctrl+u", *"abcd", "backspace", "Z", "left", "Y")
+        assert pilot.app.focused is field
+        assert field.value == "abcYZ"
+
+
+async def test_a_question_is_not_answered_by_keys_typed_before_it_appeared(
+    data_dir: Path, service: Service
+) -> None:
+    mailbox = (await service.list_mailboxes())[0]
+    await service.set_enabled(mailbox.uuid, True)
+    async with make_app(data_dir).run_test(size=(80, 24)) as pilot:
+        await wait_for_page(pilot)
+        await burst(pilot, "f2", "y", "enter")
+        assert isinstance(pilot.app.screen, ConfirmModal)  # still asking
+        assert (await service.get_integration(mailbox.uuid)).enabled
+        await pilot.press("y")  # pressed once the question is on screen: an answer
+        await settle(pilot)
+    assert not (await service.get_integration(mailbox.uuid)).enabled
+
+
+async def test_saved_gives_way_to_the_next_edit(data_dir: Path) -> None:
+    async with make_app(data_dir).run_test(size=(80, 24)) as pilot:
+        screen = await wait_for_page(pilot)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        summary = screen.query_one("#form-summary")
+        assert "Saved." in str(summary.render())
+        await pilot.press("4", "down", "enter")
+        await settle(pilot)
+        assert screen.dirty and "Saved." not in str(summary.render())
+
+
 async def test_a_block_jump_lands_on_the_blocks_first_field(
     data_dir: Path, service: Service
 ) -> None:

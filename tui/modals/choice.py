@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from rich.text import Text
+from textual._time import get_time
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
@@ -43,6 +44,7 @@ class SaveDiscardCancelModal(ModalScreen[Choice]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.shown_at = get_time()  # keys typed before this are no answer (tui.app)
         self.query_one("#cancel", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual._time import get_time
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
@@ -34,6 +35,7 @@ class ConfirmModal(ModalScreen[bool]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.shown_at = get_time()  # keys typed before this are no answer (tui.app)
         self.query_one("#no", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

@@ -8,6 +8,8 @@ not typed in yet.
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.cells import cell_len
 from rich.text import Text
 from textual import events
@@ -39,7 +41,22 @@ async def handle_own_binding(widget: Widget, event: events.Key) -> bool:
     return False
 
 
-class FormInput(Input):
+class FormField:
+    """What every form field does: blink as the app says, and keep bunched keys in order."""
+
+    app: Any
+    cursor_blink: Any
+
+    def on_mount(self) -> None:
+        self.cursor_blink = getattr(self.app, "cursor_blink", True)
+
+    async def _on_key(self, event: events.Key) -> None:
+        # Handled here, the event's default is prevented and the widget's own key handler
+        # (next in Textual's dispatch along the class hierarchy) does not run.
+        await handle_own_binding(self, event)  # type: ignore[arg-type]
+
+
+class FormInput(FormField, Input):
     """A one-line input tied to a form field key."""
 
     def __init__(
@@ -54,15 +71,8 @@ class FormInput(Input):
         super().__init__(value, placeholder=placeholder, id=id, tooltip=tooltip, compact=True)
         self.field_key = key
 
-    def on_mount(self) -> None:
-        self.cursor_blink = getattr(self.app, "cursor_blink", True)
 
-    async def _on_key(self, event: events.Key) -> None:
-        if not await handle_own_binding(self, event):
-            await super()._on_key(event)
-
-
-class FormTextArea(TextArea):
+class FormTextArea(FormField, TextArea):
     """A multi-line field tied to a form field key (long texts such as a reject reason)."""
 
     def __init__(
@@ -77,13 +87,6 @@ class FormTextArea(TextArea):
             placeholder=placeholder,
         )
         self.field_key = key
-
-    def on_mount(self) -> None:
-        self.cursor_blink = getattr(self.app, "cursor_blink", True)
-
-    async def _on_key(self, event: events.Key) -> None:
-        if not await handle_own_binding(self, event):
-            await super()._on_key(event)
 
     @property
     def value(self) -> str:
