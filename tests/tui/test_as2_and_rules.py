@@ -192,6 +192,7 @@ async def test_rule_form_validates_every_field(data_dir: Path, service: Service)
 
         form.query_one("#rule-name", Input).value = "Inbound"
         form.query_one("#rule-direction", Select).value = Direction.OUT.value
+        await settle(pilot)  # the OUT fields are built when OUT is first chosen
         form.query_one("#rule-match_pattern", Input).value = "orders_(.*"
         form.query_one("#rule-conversion_map", TextArea).text = "<not-xslt/>"
         await settle(pilot)

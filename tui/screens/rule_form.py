@@ -24,7 +24,13 @@ from tui.keys import bindings, key_label
 from tui.modals.choice import SaveDiscardCancelModal
 from tui.modals.confirm import ConfirmModal
 from tui.widgets.header import FormHeader
-from tui.widgets.rule_fields import LATEST, rule_fields, version_options
+from tui.widgets.rule_fields import (
+    LATEST,
+    in_fields,
+    out_fields,
+    rule_fields,
+    version_options,
+)
 
 if TYPE_CHECKING:
     from core.service import Service
@@ -126,29 +132,37 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
     # -- reading the form -----------------------------------------------------------------------
 
     def _value(self, widget_id: str) -> str:
-        value = self.query_one(f"#{widget_id}", Select).value
+        """A selector's value; "" when it is not built (or shows none)."""
+        value = next((s.value for s in self.query(f"#{widget_id}").results(Select)), None)
         return value if isinstance(value, str) else ""
 
     def current_form(self) -> RuleForm:
-        values = {
-            key: self.query_one(f"#rule-{key}", Input).value
-            for key in ("name", "naming_pattern", "match_pattern", "example_source")
-        }
+        """The form as shown; a direction's fields not built yet keep the rule's values."""
+        initial = self.initial
+
+        def text(key: str, default: str) -> str:
+            found = self.query(f"#rule-{key}").results(Input)
+            return next((widget.value for widget in found), default)
+
         version = self._value("rule-version")
-        example_name = values["example_source"].strip()
+        target = self._value("rule-match_target")
+        multiple = next(
+            (box.value for box in self.query("#rule-multiple").results(Checkbox)),
+            initial.multiple_envelopes,
+        )
         return replace(
-            self.initial,
-            name=values["name"],
+            initial,
+            name=text("name", initial.name),
             enabled=self.query_one("#rule-enabled", Checkbox).value,
             direction=Direction(self._value("rule-direction") or Direction.IN.value),
             template_uuid=self._value("rule-template"),
             template_version=int(version) if version and version != LATEST else None,
-            naming_pattern=values["naming_pattern"],
-            match_pattern=values["match_pattern"],
-            match_target=MatchTarget(self._value("rule-match_target") or MatchTarget.NAME.value),
-            example_source_name=example_name,
+            naming_pattern=text("naming_pattern", initial.naming_pattern),
+            match_pattern=text("match_pattern", initial.match_pattern),
+            match_target=MatchTarget(target) if target else initial.match_target,
+            example_source_name=text("example_source", initial.example_source_name).strip(),
             example_source=self.example_source,
-            multiple_envelopes=self.query_one("#rule-multiple", Checkbox).value,
+            multiple_envelopes=multiple,
             conversion_map=self.query_one("#rule-conversion_map", TextArea).text,
         )
 
@@ -225,8 +239,12 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
 
     def _render_direction(self) -> None:
         is_in = self._value("rule-direction") == Direction.IN.value
-        self.query_one("#rule-in").display = is_in
-        self.query_one("#rule-out").display = not is_in
+        group_in, group_out = self.query_one("#rule-in"), self.query_one("#rule-out")
+        group_in.display = is_in
+        group_out.display = not is_in
+        shown = group_in if is_in else group_out
+        if not shown.children:  # first time this direction is chosen: build its fields
+            shown.mount_all(in_fields(self.initial) if is_in else out_fields(self.initial))
 
     def header_text(self) -> Text:
         header = Text()
@@ -247,7 +265,7 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
             "example_source": "#rule-example_source",
             "conversion_map": "#rule-conversion_map",
         }
-        return self.query_one(targets[key]) if key in targets else None
+        return next(iter(self.query(targets[key])), None) if key in targets else None
 
     # -- actions --------------------------------------------------------------------------------
 

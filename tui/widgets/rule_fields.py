@@ -77,8 +77,26 @@ def rule_fields(form: RuleForm, templates: Mapping[str, Template]) -> Iterator[W
         ),
     )
     yield FieldError("template_version", id="err-template_version")
-    with Vertical(id="rule-in"):
-        yield FieldRow(
+    # Only the chosen direction's fields are built; the other group fills when it is chosen.
+    is_in = form.direction is Direction.IN
+    yield Vertical(*(in_fields(form) if is_in else ()), id="rule-in")
+    yield Vertical(*(() if is_in else out_fields(form)), id="rule-out")
+    yield Static(Text("Conversion map (XSLT)"), classes="field-title")
+    yield TextArea(form.conversion_map, id="rule-conversion_map", language=None, soft_wrap=False)
+    yield FieldError("conversion_map", id="err-conversion_map")
+    yield Static(
+        Text(
+            "Run and Result arrive with the conversion engine; Save checks the fields only.",
+            style="dim",
+        ),
+        classes="under-field",
+    )
+
+
+def in_fields(form: RuleForm) -> list[Widget]:
+    """IN (envelope -> file): how the produced file is named."""
+    return [
+        FieldRow(
             "Naming pattern",
             FormInput(
                 "naming_pattern",
@@ -86,11 +104,16 @@ def rule_fields(form: RuleForm, templates: Mapping[str, Template]) -> Iterator[W
                 id="rule-naming_pattern",
                 placeholder="e.g. {date yyyy-MM-dd}_{envelopeUuid}.xml",
             ),
-        )
-        yield Static(Text(NAMING_HELP, style="dim"), classes="under-field")
-        yield FieldError("naming_pattern", id="err-naming_pattern")
-    with Vertical(id="rule-out"):
-        yield FieldRow(
+        ),
+        Static(Text(NAMING_HELP, style="dim"), classes="under-field"),
+        FieldError("naming_pattern", id="err-naming_pattern"),
+    ]
+
+
+def out_fields(form: RuleForm) -> list[Widget]:
+    """OUT (file -> envelope): which files the rule takes, an example, one or many envelopes."""
+    return [
+        FieldRow(
             "Matching pattern",
             FormInput(
                 "match_pattern",
@@ -98,9 +121,9 @@ def rule_fields(form: RuleForm, templates: Mapping[str, Template]) -> Iterator[W
                 id="rule-match_pattern",
                 placeholder=r"regular expression, e.g. ^orders_.*\.csv$",
             ),
-        )
-        yield FieldError("match_pattern", id="err-match_pattern")
-        yield FieldRow(
+        ),
+        FieldError("match_pattern", id="err-match_pattern"),
+        FieldRow(
             "Match in",
             Select[str](
                 [
@@ -112,8 +135,8 @@ def rule_fields(form: RuleForm, templates: Mapping[str, Template]) -> Iterator[W
                 id="rule-match_target",
                 compact=True,
             ),
-        )
-        yield FieldRow(
+        ),
+        FieldRow(
             "Example source",
             FormInput(
                 "example_source",
@@ -121,9 +144,9 @@ def rule_fields(form: RuleForm, templates: Mapping[str, Template]) -> Iterator[W
                 id="rule-example_source",
                 placeholder="path of an example file (optional)",
             ),
-        )
-        yield FieldError("example_source", id="err-example_source")
-        yield FieldRow(
+        ),
+        FieldError("example_source", id="err-example_source"),
+        FieldRow(
             "Envelopes",
             MarkedCheckbox(
                 "Rule can produce multiple envelopes",
@@ -131,14 +154,5 @@ def rule_fields(form: RuleForm, templates: Mapping[str, Template]) -> Iterator[W
                 id="rule-multiple",
                 compact=True,
             ),
-        )
-    yield Static(Text("Conversion map (XSLT)"), classes="field-title")
-    yield TextArea(form.conversion_map, id="rule-conversion_map", language=None, soft_wrap=False)
-    yield FieldError("conversion_map", id="err-conversion_map")
-    yield Static(
-        Text(
-            "Run and Result arrive with the conversion engine; Save checks the fields only.",
-            style="dim",
         ),
-        classes="under-field",
-    )
+    ]
