@@ -106,10 +106,20 @@ def read_example_file(name: str) -> bytes:
     return data
 
 
+NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+"""Create, never replace, never through a symlink."""
+
+
 def _write_new(path: Path, data: bytes) -> None:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
-    fd = os.open(path, flags, 0o666)
+    fill_new_file(os.open(path, NEW_FILE_FLAGS, 0o666), path, data)
+
+
+def fill_new_file(fd: int, path: Path, data: bytes, mode: int | None = None) -> None:
+    """Write all of ``data`` to the just-created ``path`` (open as ``fd``) and fsync it; on any
+    failure the file is removed, so no half-written file is ever left. Closes ``fd``."""
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)  # the umask can only have removed bits; make the mode exact
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from core.errors import InvalidInput
-from core.files import fsync_dir
+from core.files import NEW_FILE_FLAGS, fill_new_file, fsync_dir
 from core.models import CertificateInfo
 
 __all__ = [
@@ -288,9 +288,8 @@ def _info(certificate: x509.Certificate) -> CertificateInfo:
 def _write_private_file(path: Path, data: bytes) -> None:
     """Create ``path`` with mode 0600 from the first byte, write ``data`` and make it durable."""
     _ensure_private_directory(path.parent)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
     try:
-        fd = os.open(path, flags, 0o600)
+        fd = os.open(path, NEW_FILE_FLAGS, 0o600)
     except FileExistsError as exc:
         raise InvalidInput(
             f"A key file already exists at {path}.",
@@ -302,17 +301,7 @@ def _write_private_file(path: Path, data: bytes) -> None:
             f"The key file {path} cannot be created ({exc.strerror or exc}).",
             "Check that the directory is writable by the user running docbridge.",
         ) from exc
-    try:
-        os.fchmod(fd, 0o600)  # the umask can only have removed bits; make the mode exact
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        path.unlink(missing_ok=True)
-        raise
-    os.close(fd)
+    fill_new_file(fd, path, data, mode=0o600)
     fsync_dir(path.parent)
 
 
