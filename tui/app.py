@@ -23,7 +23,7 @@ from core.errors import DocbridgeError
 from core.models import EngineStatus
 from core.service import Service, default_actor
 from tui.errors import guarded, report_error, report_worker_failure, run_guarded
-from tui.keys import bindings, key_label, load_keymap
+from tui.keys import bindings, key_label, load_keymap, read_escape_digit_as_two_keys
 from tui.modals.choice import SaveDiscardCancelModal
 from tui.modals.error import ErrorModal
 from tui.widgets.fields import FormField
@@ -34,6 +34,8 @@ class RunningEngine(Protocol):
 
     async def stop(self) -> None: ...
 
+
+read_escape_digit_as_two_keys()
 
 ENGINE_POLL_SECONDS = 2.0
 LOG_FILE = "logs/tui.log"

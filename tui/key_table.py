@@ -127,16 +127,17 @@ KEYS: tuple[KeySpec, ...] = (
         PAGE,
         priority=True,
     ),
-    # -- the page, outside text fields -------------------------------------------------------
     KeySpec(
         "page.leave_field",
         "escape",
         "screen.leave_field",
         "Leave field",
         "Leave a text field so that digit keys jump between blocks",
-        PAGE_OUTSIDE_FIELDS,
+        PAGE,
         show=False,
+        priority=True,  # before the keys typed after it reach the field (bunched over SSH)
     ),
+    # -- the page, outside text fields -------------------------------------------------------
     KeySpec(
         "page.block1",
         "1",

@@ -63,6 +63,24 @@ def display(keys: str) -> str:
     return " / ".join(shown)
 
 
+class _KeyName:
+    """What Textual's parser reads from an entry of its key table: a ``value``."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+
+def read_escape_digit_as_two_keys() -> None:
+    """Escape then a digit, typed quickly, reaches the app as one sequence (``ESC 4``), which
+    Textual's key table reads as macOS Option+digit (``¢``): over SSH "leave the field, go to
+    block 4" typed a symbol into the field instead. Read it as the two keys the user pressed."""
+    from textual._ansi_sequences import ANSI_SEQUENCES_KEYS
+    from textual.keys import Keys
+
+    for digit in "0123456789":
+        ANSI_SEQUENCES_KEYS[f"\x1b{digit}"] = (Keys.Escape, _KeyName(digit))  # type: ignore[assignment]
+
+
 def key_label(app: Any, binding_id: str) -> str:
     """The first key of a binding as the user must press it now (their keymap applied)."""
     keymap: Mapping[str, str] = getattr(app, "_keymap", {}) or {}

@@ -22,7 +22,7 @@ EXPECTED_HELP = [
     ("Integrations page (also inside text fields)", "F2", "page.toggle"),
     ("Integrations page (also inside text fields)", "F3", "page.switch_mailbox"),
     ("Integrations page (also inside text fields)", "ctrl+n", "rules.add"),
-    ("Integrations page (outside text fields)", "escape", "page.leave_field"),
+    ("Integrations page (also inside text fields)", "escape", "page.leave_field"),
     ("Integrations page (outside text fields)", "1", "page.block1"),
     ("Integrations page (outside text fields)", "2", "page.block2"),
     ("Integrations page (outside text fields)", "3", "page.block3"),

@@ -516,3 +516,35 @@ async def test_down_moves_to_the_next_field_instead_of_scrolling_it_away(
         focused = pilot.app.focused
         assert focused is screen.query_one("#mailbox")
         assert focused is not None and focused.region.y >= 1  # still on screen
+
+
+async def test_escape_then_a_digit_typed_fast_leaves_the_field_and_jumps(data_dir: Path) -> None:
+    """Over SSH, escape then 4 typed quickly arrive as one sequence ("ESC 4"), which Textual
+    reads as macOS Option+4 ("¢"): it must leave the field and go to block 4 instead."""
+    from textual._xterm_parser import XTermParser
+
+    async with make_app(data_dir).run_test(size=(80, 24)) as pilot:
+        screen = await wait_for_page(pilot)
+        field = screen.query_one("#notify_email", Input)
+        screen.set_focus(field)
+        await settle(pilot)
+        driver = pilot.app._driver
+        assert driver is not None
+        for event in XTermParser().feed("ab\x1b4"):
+            event.set_sender(pilot.app)
+            driver.send_message(event)
+        await settle(pilot)
+        assert field.value == "ab"
+        assert pilot.app.focused is screen.query_one("#default-rule")
+
+
+async def test_escape_still_closes_an_open_selector(data_dir: Path) -> None:
+    async with make_app(data_dir).run_test(size=(80, 24)) as pilot:
+        screen = await wait_for_page(pilot)
+        await pilot.press("f3")
+        await settle(pilot)
+        select = screen.query_one("#mailbox", Select)
+        assert select.expanded
+        await pilot.press("escape")
+        await settle(pilot)
+        assert not select.expanded

@@ -323,6 +323,8 @@ class IntegrationsScreen(FormScreen[None]):
             self.set_focus(target)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "leave_field":  # escape elsewhere (a selector's list) keeps its meaning
+            return isinstance(self.focused, Input | TextArea)
         return self.loaded or action not in ("save", "toggle_integration", "add_rule")
 
     def palette_commands(self) -> Iterable[SystemCommand]:
