@@ -19,7 +19,8 @@ from typing import Any
 
 from textual.binding import Binding
 
-from tui.key_table import KEYS, WIDGET_KEYS, KeySpec
+from tui.key_spec import KeySpec
+from tui.key_table import KEYS, WIDGET_KEYS
 
 __all__ = ["KEYS", "WIDGET_KEYS", "KeySpec", "bindings", "key_label", "load_keymap"]
 
