@@ -222,7 +222,12 @@ class Service:
 
         def write(conn: sqlite3.Connection) -> tuple[Integration, bool]:
             with write_transaction(conn):
-                before = integrations.get_integration(conn, mailbox_uuid)
+                # Compared with what the page showed: a pre-filled Self ID the user kept is no
+                # change of theirs, though it is stored for the first time now.
+                before = _with_prefilled_self_id(
+                    integrations.get_integration(conn, mailbox_uuid),
+                    _require_mailbox(conn, mailbox_uuid),
+                )
                 integrations.save_form(conn, mailbox_uuid, form)
                 details: dict[str, object] = {"changed": changed_fields(before.form, form)}
                 # Another process may have set a password meanwhile: never replace it silently.

@@ -275,3 +275,14 @@ async def test_a_utf16_envelope_is_kept_as_valid_utf8_xml(service: Service) -> N
 
     xml = await service.db.call(stored)
     assert parse_envelope_xml(xml.encode("utf-8")).subject == envelope.subject
+
+
+async def test_first_save_audits_only_what_the_user_changed(service: Service) -> None:
+    """The Self ID is pre-filled from the mailbox name; keeping it is no change of the user's."""
+    mailbox = (await service.list_mailboxes())[0]
+    shown = (await service.page_state(mailbox.uuid)).integration.form
+    await service.save_integration(mailbox.uuid, replace(shown, notify_email="ops@example.com"))
+    saved = [e for e in await service.audit_log(mailbox.uuid) if e.action == "integration.saved"]
+    assert saved[-1].details["changed"] == ["notify_email"]
+    stored = await service.get_integration(mailbox.uuid)
+    assert stored.form.as2.self_id == shown.as2.self_id  # stored all the same
