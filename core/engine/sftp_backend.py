@@ -23,7 +23,7 @@ class EngineSftpBackend:
 
     async def password_hash(self, login: str) -> str | None:
         """Only an enabled SFTP integration has a usable password."""
-        return await self.engine.db.call(_login_hash, login.strip().lower())
+        return await self.engine.db.call(_login_hash, login)  # canonical: the server checked
 
     async def file_arrived(self, mailbox_uuid: str, folder: str, name: str) -> None:
         self.engine.wake("file")

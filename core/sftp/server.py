@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,18 @@ class SessionInfo:
 class _Session:
     info: SessionInfo
     conn: asyncssh.SSHServerConnection
+
+
+CANONICAL_LOGIN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def is_canonical_login(login: str) -> bool:
+    """A login has one form: the mailbox uuid in lower case, nothing around it (SPEC §9).
+
+    Any other spelling (upper case, spaces) is refused rather than folded, so that the root
+    folder, the session registry and the quota, which all key on the login, can never see a
+    second spelling of one mailbox (each used to get an empty root of its own)."""
+    return CANONICAL_LOGIN.fullmatch(login) is not None
 
 
 class _Connection(asyncssh.SSHServer):
@@ -247,7 +260,8 @@ class SftpServer:
         password_hash: str | None = None
         try:
             validate_name(login)
-            password_hash = await self.backend.password_hash(login)
+            if is_canonical_login(login):  # else refused, after the same argon2 work below
+                password_hash = await self.backend.password_hash(login)
         except InvalidInput:
             pass
         except Exception:  # a broken backend refuses logins, it does not crash connections

@@ -144,3 +144,25 @@ async def test_an_engine_that_cannot_listen_gives_its_lease_back(
     replacement = Engine(load_config(data_dir), FAST)
     await replacement.start()  # the lease is free again
     await replacement.stop()
+
+
+async def test_a_login_in_another_spelling_is_refused_and_makes_no_folder(
+    service: Service, sftp_engine: Engine, data_dir: Path
+) -> None:
+    """One canonical login (the uuid in lower case): other spellings once logged in to an
+    empty root of their own, where uploads were acknowledged and never processed."""
+    mailbox, password = await enable_sftp(service, "Purchasing")
+    mailboxes = data_dir / "mailboxes"
+
+    def roots() -> list[str]:
+        return sorted(p.name for p in mailboxes.iterdir()) if mailboxes.exists() else []
+
+    before = roots()
+    for login in (mailbox.upper(), f" {mailbox}", f"{mailbox} ", mailbox[:8].upper() + mailbox[8:]):
+        with pytest.raises(asyncssh.PermissionDenied):
+            async with connect(sftp_engine, login, password):
+                pass
+        sftp_engine.sftp.throttle.unban("127.0.0.1")  # type: ignore[union-attr]
+    assert set(roots()) - set(before) <= {mailbox}  # the engine's own inbox writes only
+    async with connect(sftp_engine, mailbox, password) as conn, conn.start_sftp_client() as sftp:
+        assert "inbox" in await sftp.listdir(".")
