@@ -187,6 +187,16 @@ class _Upload:
         return os.lseek(self.fd, offset, whence)
 
 
+def _refuse_dot_name(name: str) -> None:
+    """docbridge never picks up dot files (its own temporary files start with "."): taking
+    one into an upload folder would acknowledge a file that is never processed."""
+    if name.startswith("."):
+        raise asyncssh.SFTPPermissionDenied(
+            f"{name!r} starts with '.': such files are never picked up. Upload it under a name "
+            "without the leading dot."
+        )
+
+
 class MailboxSftpSession(asyncssh.SFTPServer):
     """The asyncssh SFTP server for one session, confined to one mailbox root.
 
@@ -351,6 +361,7 @@ class MailboxSftpSession(asyncssh.SFTPServer):
             raise asyncssh.SFTPPermissionDenied(
                 f"/{folder} is read-only: upload into /outbox or /coutbox"
             )
+        _refuse_dot_name(name)
         if read_write or append:
             raise asyncssh.SFTPOpUnsupported(
                 "Uploads cannot be appended to or resumed: upload the whole file again"
@@ -585,6 +596,8 @@ class MailboxSftpSession(asyncssh.SFTPServer):
         src_folder, src_name = _require_file(source)
         dst_folder, dst_name = _require_file(target)
         submits = dst_folder in UPLOAD_FOLDERS
+        if submits:
+            _refuse_dot_name(dst_name)
         if submits and src_folder not in (*UPLOAD_FOLDERS, ERROR):
             raise asyncssh.SFTPPermissionDenied(
                 f"{source} cannot be moved to /{dst_folder}: only files from /error can be retried"

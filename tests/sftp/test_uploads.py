@@ -174,3 +174,28 @@ async def test_open_files_per_session_are_bounded(harness: Harness) -> None:
         for handle in handles:
             await handle.close()
     assert harness.backend.arrived == [(MAILBOX_A, "outbox", "b.xml")]
+
+
+@pytest.mark.parametrize("name", [".hidden.xml", "..x.xml", ".write-123"])
+async def test_a_dot_file_upload_is_refused_with_a_clear_message(
+    harness: Harness, name: str
+) -> None:
+    """docbridge never picks up dot files: accepting one acknowledged an upload that was never
+    processed, never moved to error/ and could not be deleted."""
+    async with await harness.connect() as conn, conn.start_sftp_client() as sftp:
+        with pytest.raises(asyncssh.SFTPPermissionDenied, match="without the leading dot"):
+            async with sftp.open(f"/outbox/{name}", "wb") as remote:
+                await remote.write(b"<envelope/>")
+        async with sftp.open("/outbox/visible.xml", "wb") as remote:  # others still upload
+            await remote.write(b"<envelope/>")
+    assert harness.visible_files() == ["outbox/visible.xml"]
+    assert _staged(harness) == []
+
+
+async def test_a_rename_into_a_dot_name_is_refused(harness: Harness) -> None:
+    async with await harness.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open("/outbox/order.xml", "wb") as remote:
+            await remote.write(b"<envelope/>")
+        with pytest.raises(asyncssh.SFTPPermissionDenied, match="without the leading dot"):
+            await sftp.rename("/outbox/order.xml", "/outbox/.order.xml")
+    assert harness.visible_files() == ["outbox/order.xml"]
