@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
@@ -143,6 +145,12 @@ def main(argv: Sequence[str] | None = None, start_tui: StartTui | None = None) -
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (``docbridge envelope list | head``): stop quietly, as ls does.
+        # Point stdout at /dev/null so that Python's own flush at exit does not fail again.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 async def _dispatch(args: argparse.Namespace, data_dir: Path) -> int:

@@ -214,3 +214,36 @@ def test_envelope_list_filters_by_status_and_refuses_unknown_status(data_dir: Pa
 def test_shared_interop_folder_is_present() -> None:
     """CI lays shared/ beside the project; the AS2 interop tests depend on it."""
     assert (SHARED / "interop" / "mendelson" / "payload.txt").is_file()
+
+
+def test_the_store_and_its_wal_files_are_private(tmp_path: Path) -> None:
+    """The database holds password hashes and the audit log: 0600, WAL and SHM included."""
+    home = tmp_path / "home"
+    assert run_cli(home, "init", "--demo").returncode == 0
+    conn = sqlite3.connect(home / "docbridge.sqlite3")  # keeps -wal/-shm in place while open
+    try:
+        conn.execute("SELECT count(*) FROM envelopes").fetchone()
+        files = sorted(home.glob("docbridge.sqlite3*"))
+        assert [f.name for f in files][:1] == ["docbridge.sqlite3"]
+        for file in files:
+            assert file.stat().st_mode & 0o777 == 0o600, file.name
+    finally:
+        conn.close()
+
+
+def test_a_closed_pipe_ends_quietly(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``docbridge envelope list | head``: no BrokenPipe traceback when the reader goes away."""
+    import builtins
+
+    from core.cli import main
+
+    def closed_pipe(*args: object, **kwargs: object) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(builtins, "print", closed_pipe)
+    code = main(["--data-dir", str(data_dir), "envelope", "list"])
+    monkeypatch.undo()
+    assert code == 141
+    assert "Traceback" not in capsys.readouterr().err

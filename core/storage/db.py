@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,8 +28,26 @@ P = ParamSpec("P")
 BUSY_TIMEOUT_MS = 30_000
 
 
+def _make_private(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return  # SQLite reports what is wrong with the path, as a store error
+    try:
+        os.fchmod(fd, 0o600)
+    except OSError:
+        pass  # not our file to change (a read-only store): SQLite says what it can do
+    finally:
+        os.close(fd)
+
+
 def connect(path: Path) -> sqlite3.Connection:
-    """Open ``path`` with the pragmas every docbridge connection needs, migrated to the latest."""
+    """Open ``path`` with the pragmas every docbridge connection needs, migrated to the latest.
+
+    The file is private (0600): it holds password hashes and audit details. SQLite gives its
+    ``-wal`` and ``-shm`` files the database file's mode, so they are private too.
+    """
+    _make_private(path)
     conn = sqlite3.connect(
         path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
     )
