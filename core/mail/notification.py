@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, formatdate
 from typing import Any
+
+from core.clock import unix_now
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,8 @@ class Notification:
         message["Subject"] = self.subject
         # Stable across retries: receiving systems can drop a duplicate after a crash.
         message["Message-ID"] = self.message_id
-        if date:
-            message["Date"] = date
+        # RFC 5322 requires Date; some receivers file a mail without it as spam.
+        message["Date"] = date or formatdate(unix_now(), usegmt=True)
         message.set_content(self.body)
         return message
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -73,6 +74,8 @@ async def test_rule_2_mails_metadata_once_with_a_stable_message_id(
     envelope = next(e for e in envelopes if e.uuid in str(mail["Message-ID"]))
     body = mail.get_payload(decode=True).decode()
     assert mail["To"] == "ops@example.com"
+    sent = email.utils.parsedate_to_datetime(mail["Date"])  # present and well-formed (RFC 5322)
+    assert abs(sent.timestamp() - time.time()) < 300
     for text in (envelope.subject, envelope.uuid, envelope.received_at, "Invoice v", "Status:"):
         assert text in body
     assert "<field" not in body and "IBAN" not in body.upper()
