@@ -22,6 +22,7 @@ from core.as2.certificates import load_certificate_text
 from core.bootstrap import init_data_dir
 from core.config import resolve_data_dir
 from core.errors import DocbridgeError, FieldErrors
+from core.files import read_regular_file
 from core.integration import apply_changes, validate_integration_form
 from core.models import EnvelopeStatus, Integration
 from core.service import Service, default_actor
@@ -264,10 +265,15 @@ async def _password_reset(service: Service, args: argparse.Namespace) -> int:
 
 async def _envelope_receive(service: Service, args: argparse.Namespace) -> int:
     mailbox = await service.resolve_mailbox(args.mailbox)
-    try:
-        data = args.file.read_bytes()
-    except OSError as exc:
-        raise DocbridgeError(f"Cannot read {args.file}: {exc.strerror}.") from exc
+    # A regular file only, no bigger than an SFTP upload may be: /dev/zero or a FIFO given by
+    # mistake must neither fill the memory nor block.
+    data = await asyncio.to_thread(
+        read_regular_file,
+        str(args.file),
+        service.config.sftp.max_file_size,
+        "Envelope XML is never that large; check that this is the right file.",
+        "an envelope XML file",
+    )
     envelope = await service.receive_envelope(mailbox.uuid, data)
     print(envelope.uuid)
     return 0

@@ -60,16 +60,21 @@ def write_public_file(name: str, text: str) -> Path:
 
 
 def read_example_file(name: str) -> bytes:
-    """The content of the regular file ``name`` (``~`` expanded), at most :data:`MAX_EXAMPLE_BYTES`.
+    """The content of the regular file ``name`` (``~`` expanded), at most 10 MB."""
+    if not name.strip():
+        raise InvalidInput("No file given.", "Enter the path of a typical example file.")
+    return read_regular_file(
+        name, MAX_EXAMPLE_BYTES, "Use a smaller, typical example file.", "a saved example document"
+    )
+
+
+def read_regular_file(name: str, limit: int, too_big_hint: str, expected: str) -> bytes:
+    """The content of the regular file ``name`` (``~`` expanded), at most ``limit`` bytes.
 
     The size is checked on the open file and the read is bounded, so a file that grows meanwhile,
     or a device such as ``/dev/zero``, never fills the memory; a FIFO never blocks the read.
     """
-    raw = name.strip()
-    if not raw:
-        raise InvalidInput("No file given.", "Enter the path of a typical example file.")
-    path = Path(raw).expanduser()
-    limit_mb = MAX_EXAMPLE_BYTES // (1024 * 1024)
+    path = Path(name.strip()).expanduser()
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError as exc:
@@ -88,22 +93,23 @@ def read_example_file(name: str) -> bytes:
         if stat.S_ISDIR(mode):
             raise InvalidInput(f"{path} is a directory.", "Give the path of a file.")
         if not stat.S_ISREG(mode):
-            raise InvalidInput(
-                f"{path} is not a regular file.", "Give the path of a saved example document."
-            )
+            raise InvalidInput(f"{path} is not a regular file.", f"Give the path of {expected}.")
         with os.fdopen(fd, "rb", closefd=False) as file:
-            data = file.read(MAX_EXAMPLE_BYTES + 1)
+            data = file.read(limit + 1)
     except OSError as exc:
         raise InvalidInput(
             f"{path} cannot be read ({exc.strerror or exc}).", "Check the path and permissions."
         ) from exc
     finally:
         os.close(fd)
-    if len(data) > MAX_EXAMPLE_BYTES:
-        raise InvalidInput(
-            f"{path} is larger than {limit_mb} MB.", "Use a smaller, typical example file."
-        )
+    if len(data) > limit:
+        raise InvalidInput(f"{path} is larger than {_size(limit)}.", too_big_hint)
     return data
+
+
+def _size(limit: int) -> str:
+    mib = limit / (1024 * 1024)
+    return f"{mib:g} MB" if mib >= 1 else f"{limit} bytes"
 
 
 NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW

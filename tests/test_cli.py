@@ -247,3 +247,27 @@ def test_a_closed_pipe_ends_quietly(
     monkeypatch.undo()
     assert code == 141
     assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "too big", "directory"])
+def test_envelope_receive_reads_only_a_bounded_regular_file(
+    data_dir: Path, tmp_path: Path, kind: str
+) -> None:
+    """/dev/zero once grew the process to gigabytes and a FIFO blocked it forever."""
+    import os
+
+    target = {"device": Path("/dev/zero"), "directory": tmp_path}.get(kind, tmp_path / kind)
+    if kind == "fifo":
+        os.mkfifo(target)
+    if kind == "too big":
+        with target.open("wb") as file:
+            file.truncate(100 * 1024 * 1024 + 1)  # sparse: one byte over the upload limit
+    result = run_cli(data_dir, "envelope", "receive", "Purchasing", str(target), timeout=20)
+    assert result.returncode == 1
+    expected = {
+        "device": "is not a regular file",
+        "fifo": "is not a regular file",
+        "too big": "is larger than 100 MB",
+        "directory": "is a directory",
+    }[kind]
+    assert expected in result.stderr and "Traceback" not in result.stderr
