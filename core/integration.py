@@ -6,9 +6,11 @@ the same mistake, one per field.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import replace
 
+from core.clock import utc_now
 from core.errors import InvalidInput
 from core.models import (
     ENCRYPTION_ALGORITHMS,
@@ -75,12 +77,9 @@ def validate_as2_settings(as2: As2Settings) -> dict[str, str]:
             "Paste the recipient's certificate (PEM) or give the path of its PEM file."
         )
     else:
-        from core.as2.certificates import inspect_certificate  # cryptography: on demand
-
-        try:
-            inspect_certificate(as2.partner_certificate)
-        except InvalidInput as exc:
-            errors["as2.partner_certificate"] = str(exc)
+        problem = certificate_problem(as2.partner_certificate, utc_now()[:10])
+        if problem:
+            errors["as2.partner_certificate"] = problem
     if as2.encryption not in ENCRYPTION_ALGORITHMS:
         errors["as2.encryption"] = f"Choose one of: {', '.join(ENCRYPTION_ALGORITHMS)}."
     if as2.signing not in SIGNING_ALGORITHMS:
@@ -141,3 +140,16 @@ def changed_fields(old: IntegrationForm, new: IntegrationForm) -> list[str]:
     ]
     names += [f"as2.{n}" for n in AS2_FIELDS if getattr(old.as2, n) != getattr(new.as2, n)]
     return names
+
+
+@functools.lru_cache(maxsize=16)
+def certificate_problem(pem: str, day: str) -> str | None:
+    """Why the certificate cannot be used (None: it can). The form is checked on every key
+    typed, so a certificate is parsed once, not per key; ``day`` makes expiry count again daily."""
+    from core.as2.certificates import inspect_certificate  # cryptography: on demand
+
+    try:
+        inspect_certificate(pem)
+    except InvalidInput as exc:
+        return str(exc)
+    return None

@@ -83,6 +83,7 @@ def load_certificate_text(source: str) -> str:
 class SaveResult:
     integration: Integration
     new_password: str | None  # shown once: only when this Save generated it
+    as2_identity: As2Identity | None = None  # our AS2 side, made by the first Save with AS2
 
 
 def default_actor(interface: str) -> str:
@@ -217,8 +218,9 @@ class Service:
         if form.protocol is Protocol.SFTP and not current.password_set:
             password = generate_password()
             password_hash = await asyncio.to_thread(hash_password, password)
+        identity = None
         if form.protocol is Protocol.AS2:
-            await self.ensure_as2_identity(mailbox_uuid)
+            identity = await self.ensure_as2_identity(mailbox_uuid)
 
         def write(conn: sqlite3.Connection) -> tuple[Integration, bool]:
             with write_transaction(conn):
@@ -239,7 +241,9 @@ class Service:
                 return integrations.get_integration(conn, mailbox_uuid), stored_password
 
         saved, stored = await self.db.call(write)
-        return SaveResult(integration=saved, new_password=password if stored else None)
+        return SaveResult(
+            integration=saved, new_password=password if stored else None, as2_identity=identity
+        )
 
     async def set_enabled(self, mailbox_uuid: str, enabled: bool) -> Integration:
         """The kill switch: takes effect at once, independent of unsaved form changes."""

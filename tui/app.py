@@ -22,10 +22,11 @@ from textual.worker import Worker
 from core.errors import DocbridgeError
 from core.models import EngineStatus
 from core.service import Service, default_actor
-from tui.errors import guarded, report_error, report_worker_failure, run_guarded
+from tui.errors import guarded, report_worker_failure, run_guarded
 from tui.keys import bindings, key_label, load_keymap, read_escape_digit_as_two_keys
 from tui.modals.choice import SaveDiscardCancelModal
 from tui.modals.error import ErrorModal
+from tui.toast import say
 from tui.widgets.fields import FormField
 
 
@@ -103,22 +104,22 @@ class DocbridgeApp(App[None]):
             engine = await self.service.start_engine()
         except (DocbridgeError, OSError) as exc:
             config_file = self.service.config.data_dir / "docbridge.toml"
-            self.notify(
+            say(
+                self,
                 f"The engine could not start: {exc}. Settings can still be edited here. If "
                 f"another program holds the port, choose a free one in {config_file} "
                 "([sftp] port) and start docbridge again.",
                 title="Engine not running",
                 severity="error",
-                markup=False,
                 timeout=20,
             )
             return
         if engine is None:
             status = await self.service.engine_status()
-            self.notify(
+            say(
+                self,
                 f"The engine runs in pid {status.pid}; this window works as its client.",
                 title="Engine",
-                markup=False,
             )
             return
         self.engine = engine
@@ -246,9 +247,6 @@ class DocbridgeApp(App[None]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         report_worker_failure(self, event)
-
-    def report(self, error: BaseException) -> None:
-        report_error(self, error)
 
 
 def _log_to(path: Path) -> None:

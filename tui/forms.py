@@ -18,6 +18,7 @@ from textual.widgets import Static
 
 from core.errors import DocbridgeError, FieldErrors
 from tui.errors import report_error
+from tui.toast import say
 from tui.widgets.fields import FieldError, FormInput, FormTextArea
 from tui.widgets.header import FormHeader
 
@@ -60,8 +61,7 @@ class FormScreen(Screen[ResultT]):
     # -- shared behaviour ----------------------------------------------------------------------
 
     def say(self, message: str, *, title: str = "", severity: Any = "information") -> None:
-        """A toast; never markup, since messages may carry names users typed."""
-        self.app.notify(message, title=title, severity=severity, markup=False)
+        say(self.app, message, title=title, severity=severity)
 
     def field_edited(self, key: str | None) -> None:
         """A user edit: from now on this field's error shows while typing."""
@@ -118,8 +118,6 @@ class FormScreen(Screen[ResultT]):
         """Save refused: every error next to its field, a summary, focus on the first."""
         self.show_all_errors = True
         self._show_field_errors(errors)
-        for widget in self.query(FieldError):
-            widget.show(errors.get(widget.field_key))
         self.render_summary(errors)
         self.render_header()
         self.say(f"Fix: {self.names(errors)}.", title="Nothing saved", severity="error")

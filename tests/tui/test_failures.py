@@ -6,6 +6,7 @@ through the one translation the core has (``Database.call``) as they would from 
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -53,6 +54,12 @@ def faults(monkeypatch: pytest.MonkeyPatch) -> Iterator[Faults]:
     injected = Faults()
     injected.install(monkeypatch)
     yield injected
+
+
+def polling_app(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> tui.app.DocbridgeApp:
+    """The app polling the engine status every 50 ms (the timer under test)."""
+    monkeypatch.setattr(tui.app, "ENGINE_POLL_SECONDS", 0.05)
+    return tui.app.DocbridgeApp(data_dir, actor="test@tui", cursor_blink=False, poll_engine=True)
 
 
 def error_modal(app: Any) -> ErrorModal:
@@ -117,8 +124,7 @@ async def test_an_error_in_a_rule_action_keeps_the_app_running(
 async def test_a_defect_in_a_timer_is_shown_once_and_the_app_keeps_running(
     data_dir: Path, service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tui.app, "ENGINE_POLL_SECONDS", 0.05)
-    app = tui.app.DocbridgeApp(data_dir, actor="test@tui", cursor_blink=False, poll_engine=True)
+    app = polling_app(data_dir, monkeypatch)
     async with app.run_test(size=(80, 24)) as pilot:
         page = await wait_for_page(pilot)
         calls = 0
@@ -143,8 +149,7 @@ async def test_a_defect_in_a_timer_is_shown_once_and_the_app_keeps_running(
 async def test_a_store_error_in_the_status_timer_is_shown_in_the_header(
     data_dir: Path, faults: Faults, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tui.app, "ENGINE_POLL_SECONDS", 0.05)
-    app = tui.app.DocbridgeApp(data_dir, actor="test@tui", cursor_blink=False, poll_engine=True)
+    app = polling_app(data_dir, monkeypatch)
     async with app.run_test(size=(80, 24)) as pilot:
         page = await wait_for_page(pilot)
         await until(pilot, lambda: "engine: stopped" in page.query_one("#page-header").text)
@@ -158,8 +163,6 @@ async def test_a_store_error_in_the_status_timer_is_shown_in_the_header(
 async def test_a_busy_sftp_port_keeps_the_page_and_says_where_to_change_it(
     data_dir: Path,
 ) -> None:
-    import socket
-
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from textual._xterm_parser import XTermParser
 from textual.widgets import Footer, Input, Select, Switch
 from textual.widgets._select import SelectOverlay
 
@@ -521,8 +522,6 @@ async def test_down_moves_to_the_next_field_instead_of_scrolling_it_away(
 async def test_escape_then_a_digit_typed_fast_leaves_the_field_and_jumps(data_dir: Path) -> None:
     """Over SSH, escape then 4 typed quickly arrive as one sequence ("ESC 4"), which Textual
     reads as macOS Option+4 ("¢"): it must leave the field and go to block 4 instead."""
-    from textual._xterm_parser import XTermParser
-
     async with make_app(data_dir).run_test(size=(80, 24)) as pilot:
         screen = await wait_for_page(pilot)
         field = screen.query_one("#notify_email", Input)

@@ -10,6 +10,7 @@ from textual.widgets import Button, Footer, Static
 
 from tui.clipboard import copy_text
 from tui.keys import bindings, key_label
+from tui.toast import say
 
 
 class ErrorModal(ModalScreen[None]):
@@ -49,7 +50,7 @@ class ErrorModal(ModalScreen[None]):
 
     def action_copy_details(self) -> None:
         copy_text(self.app, f"{self.error_title}\n{self.hint}\n\n{self.details}".strip())
-        self.app.notify("Details copied.", title="Error", markup=False)
+        say(self.app, "Details copied.", title="Error")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "copy_details":

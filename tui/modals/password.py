@@ -11,6 +11,7 @@ from textual.widgets import Button, Footer, Static
 
 from tui.clipboard import copy_text
 from tui.keys import bindings, key_label
+from tui.toast import say
 
 
 class PasswordModal(ModalScreen[None]):
@@ -59,10 +60,10 @@ class PasswordModal(ModalScreen[None]):
 
     def action_copy(self) -> None:
         copy_text(self.app, self.password)
-        self.app.notify(
+        say(
+            self.app,
             "Password copied (it stays visible here if your terminal ignores OSC 52).",
             title="Copied",
-            markup=False,
         )
 
     def action_close(self) -> None:

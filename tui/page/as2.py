@@ -31,6 +31,7 @@ from tui.modals.certificate import (
     ImportedCertificate,
 )
 from tui.page.block import Command, FieldEdited
+from tui.toast import say
 from tui.widgets.fields import CopyRow, FieldError, FieldRow, FormInput
 from tui.widgets.marks import MarkedCheckbox
 
@@ -280,10 +281,10 @@ class As2Details(Vertical):
         if self.state is None:
             return
         copy_text(self.app, self.state.as2_self_url)
-        self.app.notify(
+        say(
+            self.app,
             "Self URL copied (it stays visible here if your terminal ignores OSC 52).",
             title="Copied",
-            markup=False,
         )
 
     @guarded
@@ -294,10 +295,10 @@ class As2Details(Vertical):
         identity = state.as2_identity
         if identity is None:
             save = key_label(self.app, "page.save")
-            self.app.notify(
+            say(
+                self.app,
                 f"There is no certificate yet: Save ({save}) with AS2 generates it.",
                 severity="warning",
-                markup=False,
             )
             return
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in state.mailbox.name)
@@ -305,7 +306,7 @@ class As2Details(Vertical):
 
         def done(path: object) -> None:
             if path is not None:
-                self.app.notify(f"Certificate written to {path}.", title="Exported", markup=False)
+                say(self.app, f"Certificate written to {path}.", title="Exported")
 
         self.app.push_screen(
             ExportCertificateModal(self.service, identity.certificate_pem, suggested), done
@@ -319,9 +320,7 @@ class As2Details(Vertical):
             self.partner_certificate = imported.pem
             self._render_partner_certificate()
             self.post_message(FieldEdited("as2.partner_certificate"))
-            self.app.notify(
-                "Recipient certificate loaded; Save to keep it.", title="Certificate", markup=False
-            )
+            say(self.app, "Recipient certificate loaded; Save to keep it.", title="Certificate")
 
         self.app.push_screen(ImportCertificateModal(self.service), done)
 

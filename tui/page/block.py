@@ -15,6 +15,7 @@ from textual.message import Message
 from textual.widget import Widget
 
 from core.models import IntegrationForm, PageState
+from tui.toast import say
 
 if TYPE_CHECKING:
     from core.service import Service
@@ -55,7 +56,7 @@ class PageBlock(Vertical):
         return ()
 
     def say(self, message: str, *, title: str = "", severity: Any = "information") -> None:
-        self.app.notify(message, title=title, severity=severity, markup=False)
+        say(self.app, message, title=title, severity=severity)
 
 
 class FieldEdited(Message):

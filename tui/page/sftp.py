@@ -17,6 +17,7 @@ from tui.errors import guarded, run_guarded
 from tui.keys import bindings, key_label
 from tui.modals.confirm import ConfirmModal
 from tui.page.block import Command, PageStateChanged
+from tui.toast import say
 from tui.widgets.fields import CopyRow
 
 PASSWORD_MASK = "•" * 12
@@ -156,10 +157,10 @@ class SftpDetails(Vertical):
         else:
             return
         copy_text(self.app, value)
-        self.app.notify(
+        say(
+            self.app,
             f"{label} copied (it stays visible here if your terminal ignores OSC 52).",
             title="Copied",
-            markup=False,
         )
 
     def _password_not_shown(self) -> None:
@@ -169,7 +170,7 @@ class SftpDetails(Vertical):
             hint = f"It is stored only as a hash. Press {reset} to reset it and get a new one."
         else:
             hint = f"There is none yet: Save ({key_label(self.app, 'page.save')}) generates it."
-        self.app.notify(hint, title="Password not shown", severity="warning", markup=False)
+        say(self.app, hint, title="Password not shown", severity="warning")
 
     def on_copy_row_activated(self, event: CopyRow.Activated) -> None:
         event.stop()
@@ -185,11 +186,11 @@ class SftpDetails(Vertical):
             return
         if not state.integration.password_set:
             save = key_label(self.app, "page.save")
-            self.app.notify(
+            say(
+                self.app,
                 f"There is no password yet: Save ({save}) generates the first one.",
                 title="Reset password",
                 severity="warning",
-                markup=False,
             )
             return
         mailbox_uuid = state.mailbox.uuid
@@ -199,10 +200,10 @@ class SftpDetails(Vertical):
             if self.state is not None and self.state.mailbox.uuid == mailbox_uuid:
                 self.reveal_password(password)
                 copy = key_label(self.app, "sftp.copy_password")
-                self.app.notify(
+                say(
+                    self.app,
                     f"New password generated: copy it now ({copy}).",
                     title="Password reset",
-                    markup=False,
                 )
 
         def answered(yes: bool | None) -> None:

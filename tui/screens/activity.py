@@ -27,6 +27,7 @@ from core.service import Service
 from tui.errors import guarded, report_error
 from tui.keys import bindings, key_label
 from tui.modals.confirm import ConfirmModal
+from tui.toast import say
 from tui.widgets.activity_sections import SECTION_BY_ID, SECTIONS, clip, facts, when, widths
 
 REFRESH_SECONDS = 2.0
@@ -301,17 +302,17 @@ class ActivityScreen(Screen[None]):
     async def action_reprocess(self) -> None:
         item = self._selected("items")
         if not isinstance(item, ItemView):
-            self.notify("No parked or retrying item is selected.", markup=False)
+            say(self.app, "No parked or retrying item is selected.")
             return
         await self.service.reprocess([item.job.id])
-        self.notify(f"Item {item.job.id} is back in the queue.", markup=False)
+        say(self.app, f"Item {item.job.id} is back in the queue.")
         await self.refresh_data()
 
     @guarded
     def action_reprocess_all(self) -> None:
         parked = [i.job.id for i in self.view.items] if self.view is not None else []
         if not parked:
-            self.notify("Nothing is parked or retrying.", markup=False)
+            say(self.app, "Nothing is parked or retrying.")
             return
         self.app.push_screen(
             ConfirmModal(
@@ -326,14 +327,14 @@ class ActivityScreen(Screen[None]):
     async def _reprocess_answered(self, ids: list[int], answer: bool | None) -> None:
         if answer:
             count = await self.service.reprocess(ids)
-            self.notify(f"{count} item(s) are back in the queue.", markup=False)
+            say(self.app, f"{count} item(s) are back in the queue.")
             await self.refresh_data()
 
     @guarded
     def action_unban(self) -> None:
         ban = self._selected("bans")
         if not isinstance(ban, BanView):
-            self.notify("No ban is selected.", markup=False)
+            say(self.app, "No ban is selected.")
             return
         self.app.push_screen(
             ConfirmModal(
@@ -346,7 +347,7 @@ class ActivityScreen(Screen[None]):
     async def _unban_answered(self, address: str, answer: bool | None) -> None:
         if answer:
             await self.service.unban(address)
-            self.notify(f"{address} may log in again.", markup=False)
+            say(self.app, f"{address} may log in again.")
             await self.refresh_data()
 
     def palette_commands(self) -> Iterable[SystemCommand]:

@@ -18,7 +18,7 @@ from textual.containers import VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Checkbox, Footer, Input, RadioSet, Select, Static, Switch, TextArea
 
-from core.models import DefaultRule, EngineStatus, IntegrationForm, PageState, Protocol
+from core.models import DefaultRule, EngineStatus, IntegrationForm, PageState
 from tui.errors import guarded
 from tui.forms import FormScreen
 from tui.keys import bindings, key_label
@@ -281,10 +281,9 @@ class IntegrationsScreen(FormScreen[None]):
         self.baseline = result.integration.form
         self.show_all_errors = False
         connection = self.connection
-        if form.protocol is Protocol.AS2 and self.state.as2_identity is None:
-            identity = await self.service.ensure_as2_identity(mailbox_uuid)
-            self.state = replace(self.state, as2_identity=identity)
-            connection.identity_created(identity)
+        if result.as2_identity is not None and self.state.as2_identity is None:
+            self.state = replace(self.state, as2_identity=result.as2_identity)
+            connection.identity_created(result.as2_identity)
         if result.new_password is not None:
             connection.sftp.password_saved()
             if leaving:
