@@ -177,6 +177,24 @@ class Database:
         job = functools.partial(self._run, fn, *args, **kwargs)
         return await loop.run_in_executor(self._executor, job)
 
+    async def write(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``fn`` in one write transaction (all or nothing) on the database thread."""
+        return await self.call(_in_write_transaction, functools.partial(fn, **kwargs), *args)
+
+    async def read(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``fn`` on one consistent snapshot (several SELECTs see the same data)."""
+        return await self.call(_in_read_transaction, functools.partial(fn, **kwargs), *args)
+
     def _run(
         self,
         fn: Callable[Concatenate[sqlite3.Connection, P], T],
@@ -207,3 +225,13 @@ class Database:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _in_write_transaction(conn: sqlite3.Connection, fn: Callable[..., T], /, *args: object) -> T:
+    with write_transaction(conn):
+        return fn(conn, *args)
+
+
+def _in_read_transaction(conn: sqlite3.Connection, fn: Callable[..., T], /, *args: object) -> T:
+    with read_transaction(conn):
+        return fn(conn, *args)
