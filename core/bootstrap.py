@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 from core import demo
-from core.config import load_config, write_default_config
+from core.config import Config, load_config, write_default_config
 from core.models import Account, Mailbox, Template, TemplateVersion
 from core.service import Service
 from core.storage import accounts, logs
@@ -25,10 +26,7 @@ class InitResult:
 async def init_data_dir(data_dir: Path, with_demo: bool, actor: str) -> InitResult:
     """Create what is missing (config, database); with ``with_demo``, load the demo account
     once. Running it again changes nothing, so ``make run`` can call it every time."""
-    created = not (data_dir / "docbridge.toml").exists()
-    write_default_config(data_dir)
-    config = load_config(data_dir)
-    connect(config.database_path).close()  # creates and migrates the schema
+    created, config = await asyncio.to_thread(_create_data_dir, data_dir)
     if not with_demo:
         return InitResult(data_dir, created, False, 0)
     service = Service(config, actor)
@@ -36,14 +34,30 @@ async def init_data_dir(data_dir: Path, with_demo: bool, actor: str) -> InitResu
         loaded = await service.db.call(_load_demo_account, actor)
         received = 0
         if loaded:
-            for path in demo.demo_envelope_files():
-                data = path.read_bytes()
-                recipient = _recipient_of(data, loaded)
+            for recipient, data in await asyncio.to_thread(_demo_envelopes, loaded):
                 await service.receive_envelope(recipient, data)
                 received += 1
     finally:
         await service.close()
     return InitResult(data_dir, created, bool(loaded), received)
+
+
+def _create_data_dir(data_dir: Path) -> tuple[bool, Config]:
+    """Config and schema, on a worker thread (file and SQLite work): whether it was new."""
+    created = not (data_dir / "docbridge.toml").exists()
+    write_default_config(data_dir)
+    config = load_config(data_dir)
+    connect(config.database_path).close()  # creates and migrates the schema
+    return created, config
+
+
+def _demo_envelopes(mailbox_uuids: list[str]) -> list[tuple[str, bytes]]:
+    """Each demo envelope file's content and the demo mailbox it is addressed to."""
+    envelopes = []
+    for path in demo.demo_envelope_files():
+        data = path.read_bytes()
+        envelopes.append((_recipient_of(data, mailbox_uuids), data))
+    return envelopes
 
 
 def _load_demo_account(conn: sqlite3.Connection, actor: str) -> list[str]:

@@ -106,8 +106,8 @@ class Service:
     @classmethod
     async def open(cls, data_dir: Path, actor: str) -> Service:
         """Open an initialised data directory (``docbridge init`` makes one)."""
-        config = load_config(data_dir)
-        if not config.database_path.exists():
+        config = await asyncio.to_thread(load_config, data_dir)
+        if not await asyncio.to_thread(config.database_path.exists):
             raise DocbridgeError(
                 f"No docbridge data directory at {data_dir}.",
                 "Run 'docbridge init --demo' (or pass --data-dir / set DOCBRIDGE_HOME).",
