@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.metadata
 import json
 import os
 import sys
+import tomllib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -46,6 +48,31 @@ FIELD_FLAGS = {
 }
 
 
+def package_version() -> str:
+    """The installed distribution's version; from a source tree that is not installed, the
+    version in its ``pyproject.toml``, so that a bug report always names one."""
+    try:
+        return importlib.metadata.version("docbridge")
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    try:
+        return str(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"])
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError):
+        return "unknown"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: looked up only when asked, so other commands do not pay for it."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        print(f"docbridge {package_version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -58,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         description="SFTP/AS2 gateway for document-platform mailboxes. Without a command: the TUI.",
     )
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     init = commands.add_parser("init", parents=[common], help="create the data directory")

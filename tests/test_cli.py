@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import sqlite3
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED, run_cli
+from tests.conftest import PROJECT_ROOT, SHARED, run_cli
 
 DEMO_ENVELOPE = (
     Path(__file__).resolve().parents[1] / "data/demo/envelopes/01-purchase-order-acme.xml"
@@ -271,3 +273,29 @@ def test_envelope_receive_reads_only_a_bounded_regular_file(
         "directory": "is a directory",
     }[kind]
     assert expected in result.stderr and "Traceback" not in result.stderr
+
+
+def pyproject_version() -> str:
+    text = (PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    return str(tomllib.loads(text)["project"]["version"])
+
+
+def test_version_names_the_installed_package(tmp_path: Path) -> None:
+    """A bug report starts with the version; asking for it needs no data directory."""
+    result = run_cli(tmp_path / "unused", "--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"docbridge {importlib.metadata.version('docbridge')}\n"
+    assert importlib.metadata.version("docbridge") == pyproject_version()
+    assert not (tmp_path / "unused").exists()
+
+
+def test_version_falls_back_to_pyproject_when_the_package_is_not_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from core import cli
+
+    def not_installed(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    assert cli.package_version() == pyproject_version()
