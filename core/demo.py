@@ -19,6 +19,7 @@ __all__ = [
     "DEMO_ACCOUNT_PATH",
     "DEMO_DIR",
     "DEMO_ENVELOPES_DIR",
+    "SHIPPED_DATA_DIR",
     "DemoAccount",
     "DemoMailbox",
     "DemoPartner",
@@ -28,7 +29,20 @@ __all__ = [
     "load_demo_account",
 ]
 
-DEMO_DIR = Path(__file__).resolve().parents[1] / "data" / "demo"
+
+def _shipped_data_dir() -> Path:
+    """The project's ``data/`` folder (envelope schema, demo account).
+
+    A wheel carries it inside the package as ``core/data`` (``pip install .``, ``pipx``); a
+    source tree or an editable install has it beside the package.
+    """
+    package = Path(__file__).resolve().parent
+    installed = package / "data"
+    return installed if installed.is_dir() else package.parent / "data"
+
+
+SHIPPED_DATA_DIR = _shipped_data_dir()
+DEMO_DIR = SHIPPED_DATA_DIR / "demo"
 DEMO_ACCOUNT_PATH = DEMO_DIR / "account.json"
 DEMO_ENVELOPES_DIR = DEMO_DIR / "envelopes"
 

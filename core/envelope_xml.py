@@ -14,11 +14,11 @@ import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 from lxml import etree
 
+from core.demo import SHIPPED_DATA_DIR
 from core.errors import EngineUnavailable, InvalidInput
 
 __all__ = [
@@ -38,9 +38,9 @@ __all__ = [
     "validate_envelope_xml",
 ]
 
-# The schema ships in the project's data/ folder, next to core/ (source checkout, editable install,
-# or a wheel that force-includes data/ beside core/).
-ENVELOPE_XSD_PATH = Path(__file__).resolve().parents[1] / "data" / "envelope.xsd"
+# The schema ships in the project's data/ folder: beside core/ in a source checkout or an editable
+# install, inside it (core/data/) in a wheel.
+ENVELOPE_XSD_PATH = SHIPPED_DATA_DIR / "envelope.xsd"
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 FIELD_NAME_MAX_LENGTH = 128
@@ -398,7 +398,7 @@ def _schema() -> etree.XMLSchema:
         if not ENVELOPE_XSD_PATH.is_file():
             raise EngineUnavailable(
                 f"The envelope schema is missing: {ENVELOPE_XSD_PATH} does not exist.",
-                "Reinstall docbridge so that data/envelope.xsd ships next to the core package.",
+                "Reinstall docbridge: the package carries it (core/data/ when installed).",
             )
         schema_doc = etree.parse(str(ENVELOPE_XSD_PATH), _safe_parser())
         schema = etree.XMLSchema(schema_doc)
