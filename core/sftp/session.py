@@ -212,6 +212,7 @@ class MailboxSftpSession(asyncssh.SFTPServer):
         self._root = context.root
         self._uploads: set[_Upload] = set()
         self._open_files = 0
+        self._interrupted = False  # an upload was cut off by the end of the session
 
     @property
     def mailbox_uuid(self) -> str:
@@ -484,6 +485,7 @@ class MailboxSftpSession(asyncssh.SFTPServer):
             return
         if not clean:
             if not file_obj.closed:
+                self._interrupted = True
                 log.info(
                     "upload of %s/%s for mailbox %s interrupted; discarded",
                     file_obj.folder,
@@ -656,9 +658,19 @@ class MailboxSftpSession(asyncssh.SFTPServer):
         raise asyncssh.SFTPPermissionDenied("Hard links cannot be created here")
 
     async def exit(self) -> None:
-        """Session over: any upload still open is incomplete (asyncssh normally closed them)."""
+        """Session over: discard any upload still open, then report an exit status.
+
+        Any upload still open is incomplete (asyncssh normally closed them just before). The
+        exit status is what OpenSSH's ``scp`` (which speaks SFTP since OpenSSH 9.0) exits with:
+        without one it reports failure after a successful transfer, and scripts that retry on
+        failure deliver the file twice. 0 unless an upload was cut off by the end of the session;
+        if the connection or channel is already gone there is nobody to tell, and asyncssh
+        sends nothing.
+        """
         for upload in list(self._uploads):
+            self._interrupted = True
             await self._discard(upload)
+        self.channel.exit(1 if self._interrupted else 0)
 
 
 @functools.lru_cache(maxsize=64)

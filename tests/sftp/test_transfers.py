@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+
 import asyncssh
 import pytest
 
 from core.sftp.folders import ensure_mailbox_root, move_to_error, write_atomically
-from tests.sftp.conftest import MAILBOX_A, Harness, needs_openssh
+from tests.sftp.conftest import MAILBOX_A, PASSWORDS, Harness, needs_openssh
 
 
 async def test_root_lists_the_five_folders_and_hides_staging(harness: Harness) -> None:
@@ -122,3 +126,49 @@ async def test_openssh_retry_from_error_and_refused_upload_folder(harness: Harne
     refused = await harness.openssh("put local.xml /inbox/local.xml\n")
     assert refused.returncode != 0
     assert harness.visible_files() == ["coutbox/rows.csv"]
+
+
+async def _scp(harness: Harness, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run OpenSSH's scp (SFTP protocol, its default since OpenSSH 9.0) against the server."""
+    process = await asyncio.create_subprocess_exec(
+        "sshpass",
+        "-e",
+        "scp",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "PubkeyAuthentication=no",
+        "-o",
+        "LogLevel=ERROR",
+        "-P",
+        str(harness.port),
+        *args,
+        env={**os.environ, "SSHPASS": PASSWORDS[MAILBOX_A]},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=harness.tmp,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return subprocess.CompletedProcess([], process.returncode, out.decode(), err.decode())
+
+
+@needs_openssh  # scp comes with sftp, in openssh-client
+async def test_openssh_scp_upload_and_download_exit_0(harness: Harness) -> None:
+    """scp speaks SFTP and reports the channel's exit status: without one it exits 1 after a
+    successful upload, and scripts that retry on failure deliver the file twice."""
+    (harness.tmp / "order.xml").write_bytes(b"<envelope/>" * 1000)
+    remote = f"{MAILBOX_A}@127.0.0.1"
+    sent = await _scp(harness, "order.xml", f"{remote}:/outbox/x.xml")
+    assert sent.returncode == 0, sent.stderr
+    assert (harness.root() / "outbox" / "x.xml").read_bytes() == b"<envelope/>" * 1000
+    assert harness.backend.arrived == [(MAILBOX_A, "outbox", "x.xml")]
+    write_atomically(harness.root(), "inbox", "in.xml", b"<in/>")
+    fetched = await _scp(harness, f"{remote}:/inbox/in.xml", "fetched.xml")
+    assert fetched.returncode == 0, fetched.stderr
+    assert (harness.tmp / "fetched.xml").read_bytes() == b"<in/>"
+    refused = await _scp(harness, "order.xml", f"{remote}:/inbox/x.xml")
+    assert refused.returncode != 0  # a real failure still says so
