@@ -31,7 +31,7 @@ from core.sftp.backend import SftpBackend
 from core.sftp.folders import discard_stale_uploads, ensure_mailbox_root, validate_name
 from core.sftp.host_key import RSA, fingerprint, load_or_create_host_key
 from core.sftp.quota import MailboxUsage
-from core.sftp.session import MailboxContext, MailboxSftpSession
+from core.sftp.session import MailboxContext, MailboxSftpSession, require_close_hook
 from core.sftp.throttle import LoginThrottle
 
 log = logging.getLogger("docbridge.sftp")
@@ -159,6 +159,7 @@ class SftpServer:
         """Load (or create) the host keys and listen; return the port (config.port 0 picks one)."""
         if self._acceptor is not None:
             return self._port
+        require_close_hook()  # before anything else: the server must not run without it
         self._host_keys = [await asyncio.to_thread(load_or_create_host_key, self.host_key_path)]
         if self.rsa_host_key_path is not None:
             self._host_keys.append(

@@ -10,7 +10,10 @@ refused rather than followed. Links are hidden from listings and cannot be creat
 Uploads go to a private temp file in ``.staging/`` and are renamed into ``outbox/``/``coutbox/``
 only when the client closes the handle (FXP_CLOSE). asyncssh also calls ``close()`` for every
 handle still open when a session ends (connection lost, channel closed, malformed packet); those
-uploads are incomplete and are discarded. See :func:`_called_for_client_close`.
+uploads are incomplete and are discarded. asyncssh documents no way to tell the two apart; see
+:func:`_called_for_client_close` for how it is done and :func:`require_close_hook`, which the
+server runs at start-up so that an asyncssh release that breaks it stops the server loudly
+instead of silently discarding (or accepting) uploads.
 """
 
 from __future__ import annotations
@@ -20,14 +23,15 @@ import contextlib
 import errno
 import functools
 import grp
+import inspect
 import logging
 import os
 import pwd
 import stat
-import sys
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import CodeType
 from typing import NoReturn
 
 import asyncssh
@@ -42,9 +46,11 @@ from asyncssh.constants import (
     FXF_EXCL,
     FXF_READ,
     FXF_WRITE,
+    FXP_CLOSE,
 )
+from asyncssh.sftp import SFTPServerHandler
 
-from core.errors import InvalidInput
+from core.errors import EngineUnavailable, InvalidInput
 from core.sftp.backend import SftpBackend
 from core.sftp.folders import (
     DOWNLOAD_FOLDERS,
@@ -139,19 +145,66 @@ def _symlink_refused(path: VirtualPath) -> asyncssh.SFTPError:
     return asyncssh.SFTPPermissionDenied(f"{path} is a link; links are not followed")
 
 
+# asyncssh versions whose SFTP close handling was read and tested against this module.
+TESTED_ASYNCSSH = ">=2.17,<2.25"
+
+
+class UnsupportedAsyncssh(EngineUnavailable):
+    """The installed asyncssh no longer closes files the way :func:`_called_for_client_close`
+    relies on; the SFTP server does not start."""
+
+
+def _client_close_code() -> CodeType | None:
+    """The code of asyncssh's FXP_CLOSE request handler, if it still calls ``close()`` itself.
+
+    Found through the handler's dispatch table by protocol number, not by method name, so a
+    rename of the private method changes nothing. None when the table or the entry is gone, or
+    when the handler no longer calls ``close`` in its own body.
+    """
+    handlers = getattr(SFTPServerHandler, "_packet_handlers", None)
+    handler = handlers.get(FXP_CLOSE) if isinstance(handlers, Mapping) else None
+    code = getattr(handler, "__code__", None)
+    if isinstance(code, CodeType) and "close" in code.co_names:
+        return code
+    return None
+
+
+def require_close_hook() -> None:
+    """Raise :class:`UnsupportedAsyncssh` unless finished uploads can be told from cut-off ones.
+
+    Run when the SFTP server starts. Without the hook, :func:`_called_for_client_close` would
+    answer False for every close and every upload would be discarded after the client was told
+    it succeeded.
+    """
+    if _client_close_code() is None:
+        raise UnsupportedAsyncssh(
+            f"asyncssh {asyncssh.__version__} closes SFTP files in a way docbridge does not "
+            "know: it cannot tell a finished upload from one cut off, so the SFTP server does "
+            "not start.",
+            f"Install a tested asyncssh (pip install 'asyncssh{TESTED_ASYNCSSH}') and start again.",
+        )
+
+
 def _called_for_client_close() -> bool:
     """True when asyncssh is closing a handle because the client sent FXP_CLOSE.
 
-    asyncssh calls ``SFTPServer.close()`` from exactly two places in ``SFTPServerHandler``:
-    ``_process_close`` (the client's FXP_CLOSE, after all its earlier writes were processed:
-    requests are handled one at a time, in order) and ``_cleanup`` (the session ended with the
-    handle still open: connection dropped, channel closed, bad packet). Nothing in the public
-    API tells them apart, so look at the caller. The check fails safe: if a future asyncssh
-    renames ``_process_close``, every upload is discarded and the tests say so loudly; no
-    partial file is ever accepted.
+    asyncssh calls ``SFTPServer.close()`` from exactly two places in ``SFTPServerHandler``: its
+    FXP_CLOSE request handler (the client's close, after all its earlier writes were processed:
+    requests are handled one at a time, in order) and its clean-up when the session ends with
+    the handle still open (connection dropped, channel closed, input ended, bad packet). Nothing
+    in the public API tells them apart, and the channel's state does not either (when only the
+    client's input ended, the channel is still open). So look at the call stack: a client's
+    close runs inside the FXP_CLOSE handler, a clean-up close never does. The check fails
+    safe: if the handler cannot be found, every upload is discarded, never accepted half done;
+    :func:`require_close_hook` keeps the server from starting in that case.
     """
-    caller = sys._getframe(2)  # 0: this function, 1: close(), 2: asyncssh
-    return caller.f_code.co_name == "_process_close"
+    code = _client_close_code()
+    frame = inspect.currentframe()
+    while frame is not None:
+        if frame.f_code is code:
+            return True
+        frame = frame.f_back
+    return False
 
 
 @dataclass(eq=False)

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import types
+from collections.abc import Callable
 
 import asyncssh
+import pytest
 from asyncssh.constants import (
     FX_OK,
     FXF_CREAT,
@@ -23,8 +26,10 @@ from asyncssh.constants import (
     FXP_VERSION,
     FXP_WRITE,
 )
+from asyncssh.sftp import SFTPServerHandler
 
-from tests.sftp.conftest import MAILBOX_A, Harness
+from core.sftp.session import UnsupportedAsyncssh
+from tests.sftp.conftest import MAILBOX_A, Harness, HarnessFactory
 
 
 def _u32(value: int) -> bytes:
@@ -116,3 +121,77 @@ async def test_input_ending_with_an_upload_open_discards_it_and_reports_failure(
         assert await sftp.end() == 1
     assert harness.visible_files() == []
     assert harness.backend.arrived == []
+
+
+def _renamed(function: Callable[..., object], name: str) -> types.FunctionType:
+    """A copy of ``function`` under another name, as a future asyncssh might call it."""
+    assert isinstance(function, types.FunctionType)
+    code = function.__code__.replace(co_name=name, co_qualname=name)
+    return types.FunctionType(
+        code, function.__globals__, name, function.__defaults__, function.__closure__
+    )
+
+
+async def test_uploads_are_told_apart_even_if_asyncssh_renames_its_close_handler(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client's FXP_CLOSE is recognised by asyncssh's own dispatch table, not by the name
+    of a private method: a rename in a release must not discard every upload."""
+    handler = SFTPServerHandler._packet_handlers[FXP_CLOSE]
+    monkeypatch.setitem(
+        SFTPServerHandler._packet_handlers, FXP_CLOSE, _renamed(handler, "_handle_close")
+    )
+    async with await harness.connect() as conn:
+        async with conn.start_sftp_client() as sftp, sftp.open("/outbox/kept.xml", "wb") as f:
+            await f.write(b"<envelope/>")
+        sftp_raw = await RawSftp.start(conn)
+        handle = await sftp_raw.open_for_upload("/outbox/cut.xml")
+        await sftp_raw.write(handle, 0, b"<envelope>")
+        assert await sftp_raw.end() == 1
+        dropped = await harness.connect()
+        sftp = await dropped.start_sftp_client()
+        remote = await sftp.open("/coutbox/dropped.csv", "wb")
+        await remote.write(b"a;b\n" * 1000)
+        dropped.abort()
+        await dropped.wait_closed()
+    await harness.wait_for_no_sessions()
+    staging = harness.root() / ".staging"
+    for _ in range(500):  # the server notices the dropped connection on its own schedule
+        if not await asyncio.to_thread(lambda: list(staging.iterdir())):
+            break
+        await asyncio.sleep(0.01)
+    assert harness.visible_files() == ["outbox/kept.xml"]
+    assert harness.backend.arrived == [(MAILBOX_A, "outbox", "kept.xml")]
+
+
+def _without_close_handler(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(SFTPServerHandler._packet_handlers, FXP_CLOSE)
+
+
+def _without_dispatch_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(SFTPServerHandler, "_packet_handlers")
+
+
+def _close_handler_that_never_calls_close(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def deferred(self: SFTPServerHandler, packet: object) -> None:
+        """A release that queued closes elsewhere: close() no longer runs inside the request."""
+
+    monkeypatch.setitem(SFTPServerHandler._packet_handlers, FXP_CLOSE, deferred)
+
+
+@pytest.mark.parametrize(
+    "break_asyncssh",
+    [_without_close_handler, _without_dispatch_table, _close_handler_that_never_calls_close],
+)
+async def test_the_server_does_not_start_if_asyncssh_changed_how_it_closes_files(
+    make_harness: HarnessFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    break_asyncssh: Callable[[pytest.MonkeyPatch], None],
+) -> None:
+    """Started anyway, it would silently discard every upload (or accept cut-off ones)."""
+    break_asyncssh(monkeypatch)
+    with pytest.raises(UnsupportedAsyncssh) as refused:
+        await make_harness()
+    message = str(refused.value)
+    assert f"asyncssh {asyncssh.__version__}" in message
+    assert "pip install" in message and "SFTP server does not start" in message
