@@ -19,7 +19,7 @@ from core.models import (
     DefaultRule,
     IntegrationForm,
     MdnMode,
-    Protocol,
+    TransferProtocol,
 )
 from core.validation import check_as2_id, check_email, check_reject_reason, check_url
 
@@ -58,7 +58,7 @@ def validate_integration_form(form: IntegrationForm) -> dict[str, str]:
         message = check_reject_reason(form.reject_reason)
         if message:
             errors[REJECT_REASON] = message
-    if form.protocol is Protocol.AS2:
+    if form.protocol is TransferProtocol.AS2:
         errors.update(validate_as2_settings(form.as2))
     return errors
 
@@ -101,7 +101,7 @@ def apply_changes(
     for key, value in changes.items():
         if key == PROTOCOL:
             try:
-                form = replace(form, protocol=Protocol(str(value).lower()))
+                form = replace(form, protocol=TransferProtocol(str(value).lower()))
             except ValueError:
                 errors[PROTOCOL] = f"Unknown protocol '{value}': use sftp or as2."
         elif key == DEFAULT_RULE:

@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 
-class Protocol(StrEnum):
+class TransferProtocol(StrEnum):
     SFTP = "sftp"
     AS2 = "as2"
 
@@ -143,7 +143,7 @@ class As2Settings:
 class IntegrationForm:
     """Everything Save persists at once (the toggle is separate: it acts immediately)."""
 
-    protocol: Protocol = Protocol.SFTP
+    protocol: TransferProtocol = TransferProtocol.SFTP
     notify_email: str = ""
     default_rule: DefaultRule = DefaultRule.COPY
     reject_reason: str = ""
@@ -409,3 +409,7 @@ class CertificateInfo:
     """Upper-case hex with colons, the form partners read out to each other to compare."""
     not_before: datetime
     not_after: datetime
+
+
+# Old name, kept only while the last users move to TransferProtocol (issue 8).
+Protocol = TransferProtocol

@@ -12,7 +12,7 @@ from core.models import (
     Integration,
     IntegrationForm,
     MdnMode,
-    Protocol,
+    TransferProtocol,
 )
 
 
@@ -45,7 +45,7 @@ def get_integration(conn: sqlite3.Connection, mailbox_uuid: str) -> Integration:
         compression=bool(row["as2_compression"]),
     )
     form = IntegrationForm(
-        protocol=Protocol(row["protocol"]),
+        protocol=TransferProtocol(row["protocol"]),
         notify_email=row["notify_email"] or "",
         default_rule=DefaultRule(row["default_rule"]),
         reject_reason=row["reject_reason"] or "",

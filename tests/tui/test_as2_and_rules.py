@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.text import Text
 from textual.widgets import Input, Select, TextArea
 
-from core.models import Direction, MatchTarget, Protocol, RuleForm
+from core.models import Direction, MatchTarget, RuleForm, TransferProtocol
 from core.service import Service
 from tests.tui.conftest import MENDELSON, make_app, settle, wait_for_page
 from tui.modals.certificate import ExportCertificateModal, ImportCertificateModal
@@ -25,7 +25,7 @@ async def test_as2_fields_certificates_and_save(
     app = make_app(data_dir)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await wait_for_page(pilot)
-        screen.query_one("#protocol", Select).value = Protocol.AS2.value
+        screen.query_one("#protocol", Select).value = TransferProtocol.AS2.value
         await settle(pilot)
         assert screen.query_one("#as2").display and not screen.query_one("#sftp").display
         # Choosing AS2 generates nothing yet: the key pair comes with Save.
@@ -76,7 +76,7 @@ async def test_as2_fields_certificates_and_save(
         await settle(pilot)
         assert target.read_text() == identity.certificate_pem
     stored = await service.get_integration(mailbox.uuid)
-    assert stored.saved and stored.form.protocol is Protocol.AS2
+    assert stored.saved and stored.form.protocol is TransferProtocol.AS2
     assert stored.form.as2.partner_id == "MENDELSON"
     assert stored.form.as2.encryption == "aes_128_cbc"
     assert "BEGIN CERTIFICATE" in stored.form.as2.partner_certificate

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from textual.widgets import RadioSet, Select, Switch
 
-from core.models import Direction, Protocol, RuleForm
+from core.models import Direction, RuleForm, TransferProtocol
 from core.service import Service
 from tests.tui.conftest import make_app, settle, wait_for_page
 from tui.screens.activity import ActivityScreen
@@ -170,11 +170,11 @@ async def test_palette_commands_do_what_they_say(data_dir: Path, service: Servic
         await settle(pilot)
 
         await run_command(pilot, "Use AS2")
-        assert page.query_one("#protocol", Select).value == Protocol.AS2.value
+        assert page.query_one("#protocol", Select).value == TransferProtocol.AS2.value
         await run_command(pilot, "Copy Self URL")
         assert app.clipboard == state.as2_self_url
         await run_command(pilot, "Use SFTP")
-        assert page.query_one("#protocol", Select).value == Protocol.SFTP.value
+        assert page.query_one("#protocol", Select).value == TransferProtocol.SFTP.value
 
         await run_command(pilot, "Save")
         assert (await service.get_integration(first.uuid)).saved

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from textual.widgets import Input, RadioSet, Select, Static, Switch, TextArea
 
-from core.models import DefaultRule, Protocol
+from core.models import DefaultRule, TransferProtocol
 from core.service import Service
 from tests.tui.conftest import make_app, settle, until, wait_for_page
 from tui.modals.choice import SaveDiscardCancelModal
@@ -34,7 +34,7 @@ async def test_page_shows_every_block_prefilled(data_dir: Path, service: Service
             assert screen.query_one(f"#block-{block}").display
         assert screen.query_one("#mailbox", Select).value == first.uuid
         assert first.uuid in text_of(screen, "#mailbox-uuid")
-        assert screen.query_one("#protocol", Select).value == Protocol.SFTP.value
+        assert screen.query_one("#protocol", Select).value == TransferProtocol.SFTP.value
         assert screen.query_one("#notify_email", Input).value == ""
         assert screen.query_one("#default-rule", RadioSet).pressed_index == 0
         assert screen.query_one("#reject_reason", TextArea).disabled

@@ -9,7 +9,7 @@ from textual._xterm_parser import XTermParser
 from textual.widgets import Footer, Input, Select, Switch
 from textual.widgets._select import SelectOverlay
 
-from core.models import Direction, IntegrationForm, Protocol, RuleForm
+from core.models import Direction, IntegrationForm, RuleForm, TransferProtocol
 from core.service import Service
 from tests.tui.conftest import (
     MENDELSON,
@@ -33,7 +33,7 @@ from tui.widgets.rule_table import RuleTable
 async def save_as2(service: Service, mailbox_uuid: str) -> None:
     state = await service.page_state(mailbox_uuid)
     form = IntegrationForm(
-        protocol=Protocol.AS2,
+        protocol=TransferProtocol.AS2,
         as2=state.integration.form.as2.__class__(
             self_id=state.integration.form.as2.self_id,
             partner_url="https://as2.example.com/as2",
@@ -273,7 +273,7 @@ async def test_unsaved_markers_agree_and_show_at_80_columns(
             header = screen.query_one(FormHeader)
             assert not screen.dirty and "unsaved" not in header.text
             assert "unsaved" not in str(screen.query_one("#save").label)
-            screen.query_one("#protocol", Select).value = Protocol.AS2.value
+            screen.query_one("#protocol", Select).value = TransferProtocol.AS2.value
             await settle(pilot)
             assert screen.dirty and "unsaved" in header.text
             assert "unsaved" in str(screen.query_one("#save").label)
@@ -375,7 +375,7 @@ async def test_at_80_columns_values_are_whole_and_the_rules_table_fits(
 async def test_no_errors_show_before_the_user_types(data_dir: Path) -> None:
     async with make_app(data_dir).run_test(size=(120, 40)) as pilot:
         screen = await wait_for_page(pilot)
-        screen.query_one("#protocol", Select).value = Protocol.AS2.value
+        screen.query_one("#protocol", Select).value = TransferProtocol.AS2.value
         await settle(pilot)
         await pilot.press("3", "tab", "tab", "tab", "tab")  # through AS2 fields, typing nothing
         await settle(pilot)
@@ -400,7 +400,7 @@ async def test_palette_offers_only_what_applies(data_dir: Path, service: Service
         titles = {c.title for c in app.get_system_commands(page)}
         assert {"Copy host", "Use AS2"} <= titles
         assert not {"Copy Self URL", "Export self certificate", "Open rule"} & titles
-        page.query_one("#protocol", Select).value = Protocol.AS2.value
+        page.query_one("#protocol", Select).value = TransferProtocol.AS2.value
         await settle(pilot)
         titles = {c.title for c in app.get_system_commands(page)}
         assert {"Copy Self URL", "Use SFTP", "Load recipient certificate"} <= titles
@@ -414,7 +414,7 @@ async def test_choosing_as2_then_discarding_generates_no_key_pair(
     keys_before = sorted(p.name for p in (data_dir / "keys").rglob("*"))
     async with make_app(data_dir).run_test(size=(120, 40)) as pilot:
         screen = await wait_for_page(pilot)
-        screen.query_one("#protocol", Select).value = Protocol.AS2.value
+        screen.query_one("#protocol", Select).value = TransferProtocol.AS2.value
         await settle(pilot)
         screen.request_mailbox(second.uuid)
         await settle(pilot)

@@ -20,7 +20,14 @@ from textual.pilot import Pilot
 from core.as2.certificates import GeneratedIdentity, inspect_certificate
 from core.bootstrap import init_data_dir
 from core.errors import StoreFull
-from core.models import Direction, EngineStatus, IntegrationForm, MatchTarget, Protocol, RuleForm
+from core.models import (
+    Direction,
+    EngineStatus,
+    IntegrationForm,
+    MatchTarget,
+    RuleForm,
+    TransferProtocol,
+)
 from core.service import Service
 from tests.tui.conftest import MENDELSON, make_app, settle, wait_for_page
 from tui.app import DocbridgeApp
@@ -63,7 +70,7 @@ async def as2_saved(service: Service) -> None:
     mailbox = (await service.list_mailboxes())[0]
     state = await service.page_state(mailbox.uuid)
     form = IntegrationForm(
-        protocol=Protocol.AS2,
+        protocol=TransferProtocol.AS2,
         notify_email="ops@example.com",
         as2=state.integration.form.as2.__class__(
             self_id=state.integration.form.as2.self_id,

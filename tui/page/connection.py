@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.widget import Widget
 
-from core.models import As2Identity, IntegrationForm, PageState, Protocol
+from core.models import As2Identity, IntegrationForm, PageState, TransferProtocol
 from tui.page.as2 import As2Details
 from tui.page.block import Command, PageBlock
 from tui.page.sftp import SftpDetails
@@ -21,7 +21,7 @@ class ConnectionBlock(PageBlock):
 
     def compose(self) -> ComposeResult:
         yield SftpDetails(self.service, id="sftp")
-        as2_now = self.state.integration.form.protocol is Protocol.AS2
+        as2_now = self.state.integration.form.protocol is TransferProtocol.AS2
         yield As2Details(self.service, id="as2", build=as2_now)
 
     @property
@@ -38,17 +38,17 @@ class ConnectionBlock(PageBlock):
         self.as2.fill(state)
         self.show_protocol(state.integration.form.protocol)
 
-    def show_protocol(self, protocol: Protocol) -> None:
-        self.sftp.display = protocol is Protocol.SFTP
-        self.as2.display = protocol is Protocol.AS2
-        if protocol is Protocol.AS2:
+    def show_protocol(self, protocol: TransferProtocol) -> None:
+        self.sftp.display = protocol is TransferProtocol.SFTP
+        self.as2.display = protocol is TransferProtocol.AS2
+        if protocol is TransferProtocol.AS2:
             self.as2.build()
-        if protocol is not Protocol.SFTP:
+        if protocol is not TransferProtocol.SFTP:
             self.sftp.mask_password()
 
     @property
-    def protocol(self) -> Protocol:
-        return Protocol.AS2 if self.as2.display else Protocol.SFTP
+    def protocol(self) -> TransferProtocol:
+        return TransferProtocol.AS2 if self.as2.display else TransferProtocol.SFTP
 
     def read(self, form: IntegrationForm) -> IntegrationForm:
         # The AS2 fields are kept even while SFTP is chosen: switching back loses nothing.

@@ -11,7 +11,7 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Input, Select, Static
 
-from core.models import IntegrationForm, PageState, Protocol
+from core.models import IntegrationForm, PageState, TransferProtocol
 from tui.errors import guarded
 from tui.keys import key_label
 from tui.page.block import Command, FieldEdited, MailboxRequested, PageBlock
@@ -23,7 +23,7 @@ class ManageBlock(PageBlock):
     TITLE = "Manage integration"
 
     class ProtocolChosen(Message):
-        def __init__(self, protocol: Protocol) -> None:
+        def __init__(self, protocol: TransferProtocol) -> None:
             super().__init__()
             self.protocol = protocol
 
@@ -47,7 +47,7 @@ class ManageBlock(PageBlock):
         yield FieldRow(
             "Protocol",
             Select[str](
-                [("SFTP", Protocol.SFTP.value), ("AS2", Protocol.AS2.value)],
+                [("SFTP", TransferProtocol.SFTP.value), ("AS2", TransferProtocol.AS2.value)],
                 id="protocol",
                 allow_blank=False,
                 value=self.state.integration.form.protocol.value,
@@ -78,14 +78,14 @@ class ManageBlock(PageBlock):
 
     def read(self, form: IntegrationForm) -> IntegrationForm:
         value = self.query_one("#protocol", Select).value
-        protocol = Protocol(value) if isinstance(value, str) else Protocol.SFTP
+        protocol = TransferProtocol(value) if isinstance(value, str) else TransferProtocol.SFTP
         notify = self.query_one("#notify_email", Input).value.strip()
         return replace(form, protocol=protocol, notify_email=notify)
 
     @property
-    def protocol(self) -> Protocol:
+    def protocol(self) -> TransferProtocol:
         value = self.query_one("#protocol", Select).value
-        return Protocol(value) if isinstance(value, str) else Protocol.SFTP
+        return TransferProtocol(value) if isinstance(value, str) else TransferProtocol.SFTP
 
     def first_field(self) -> Widget:
         return self.query_one("#mailbox", Select)
@@ -108,7 +108,7 @@ class ManageBlock(PageBlock):
         self.call_after_refresh(select.action_show_overlay)
 
     @guarded
-    def choose_protocol(self, protocol: Protocol) -> None:
+    def choose_protocol(self, protocol: TransferProtocol) -> None:
         self.query_one("#protocol", Select).value = protocol.value
 
     @on(Select.Changed, "#mailbox")
@@ -137,17 +137,21 @@ class ManageBlock(PageBlock):
                 self.open_mailbox_selector,
             )
         ]
-        if self.protocol is Protocol.AS2:
+        if self.protocol is TransferProtocol.AS2:
             commands.append(
                 (
                     "Use SFTP",
                     "Connection protocol SFTP",
-                    lambda: self.choose_protocol(Protocol.SFTP),
+                    lambda: self.choose_protocol(TransferProtocol.SFTP),
                 )
             )
         else:
             commands.append(
-                ("Use AS2", "Connection protocol AS2", lambda: self.choose_protocol(Protocol.AS2))
+                (
+                    "Use AS2",
+                    "Connection protocol AS2",
+                    lambda: self.choose_protocol(TransferProtocol.AS2),
+                )
             )
         for mailbox in self.state.mailboxes:
             if mailbox.uuid != self.state.mailbox.uuid:
