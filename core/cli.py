@@ -27,7 +27,7 @@ from core.errors import DocbridgeError, FieldErrors
 from core.files import read_regular_file
 from core.integration import apply_changes, validate_integration_form
 from core.models import EnvelopeStatus, Integration
-from core.service import Service, default_actor
+from core.service import EnvelopePage, Service, default_actor
 
 StartTui = Callable[[Path], int]
 
@@ -138,10 +138,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     receive.add_argument("mailbox", metavar="MAILBOX", help="uuid or name")
     receive.add_argument("file", metavar="FILE", type=Path)
-    envelope_list = envelope_commands.add_parser("list", parents=[common], help="list envelopes")
+    envelope_list = envelope_commands.add_parser(
+        "list", parents=[common], help="list envelopes, newest first, a page at a time"
+    )
     envelope_list.add_argument("--mailbox", metavar="MAILBOX")
     envelope_list.add_argument("--status", metavar="STATUS")
-    envelope_list.add_argument("--json", action="store_true")
+    envelope_list.add_argument(
+        "--limit", type=_page_limit, default=100, metavar="N", help="at most N (default 100)"
+    )
+    envelope_list.add_argument(
+        "--offset", type=_page_offset, default=0, metavar="N", help="skip the N newest"
+    )
+    envelope_list.add_argument(
+        "--json", action="store_true", help="an object: total, limit, offset, items"
+    )
     serve = commands.add_parser(
         "serve", parents=[common], help="run the engine headless (SFTP listener, queue)"
     )
@@ -318,13 +328,61 @@ async def _envelope_list(service: Service, args: argparse.Namespace) -> int:
             raise DocbridgeError(
                 f"Unknown status '{args.status}'.", f"Use one of: {known}."
             ) from None
-    items = await service.list_envelopes(mailbox_uuid, status)
+    page = await service.envelope_page(mailbox_uuid, status, args.limit, args.offset)
     if args.json:
-        _print_json([{**asdict(e), "display_status": e.display_status} for e in items])
-    else:
-        for e in items:
-            print(f"{e.uuid}  {e.display_status:<9}  {e.received_at}  {e.subject}")
+        _print_json(
+            {
+                "total": page.total,
+                "limit": page.limit,
+                "offset": page.offset,
+                "items": [{**asdict(e), "display_status": e.display_status} for e in page.items],
+            }
+        )
+        return 0
+    for e in page.items:
+        print(f"{e.uuid}  {e.display_status:<9}  {e.received_at}  {e.subject}")
+    # On stderr: a pipe of uuids into another command (| awk '{print $1}') stays clean.
+    sys.stdout.flush()
+    print(_page_summary(page), file=sys.stderr)
     return 0
+
+
+def _page_summary(page: EnvelopePage) -> str:
+    if not page.total:
+        return "No envelopes match."
+    if not page.items:
+        if page.offset >= page.total:
+            return (
+                f"Showing none of {page.total:,} envelopes: --offset {page.offset} is past the end."
+            )
+        return f"{page.total:,} envelopes match (--limit 0 lists none)."
+    first, last = page.offset + 1, page.offset + len(page.items)
+    summary = f"Showing {first:,}-{last:,} of {page.total:,} envelopes (newest first)"
+    if last < page.total:
+        return f"{summary}; --offset {last} for more."
+    return f"{summary}."
+
+
+MAX_PAGE = 1_000_000
+
+
+def _page_limit(text: str) -> int:
+    return _whole_number(text, 0, MAX_PAGE, f"from 0 to {MAX_PAGE:,}")
+
+
+def _page_offset(text: str) -> int:
+    return _whole_number(text, 0, 2**62, "of 0 or more")
+
+
+def _whole_number(text: str, low: int, high: int, range_text: str) -> int:
+    """argparse type: an integer in ``low..high``; argparse names the flag in its error."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number {range_text}")
+    return value
 
 
 async def _status(service: Service, args: argparse.Namespace) -> int:

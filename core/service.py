@@ -86,6 +86,16 @@ class SaveResult:
     as2_identity: As2Identity | None = None  # our AS2 side, made by the first Save with AS2
 
 
+@dataclass(frozen=True)
+class EnvelopePage:
+    """One page of a list of envelopes, newest first, and how many there are in all."""
+
+    total: int
+    limit: int
+    offset: int
+    items: tuple[Envelope, ...]
+
+
 def default_actor(interface: str) -> str:
     try:
         user = getpass.getuser()
@@ -466,7 +476,28 @@ class Service:
         status: EnvelopeStatus | None = None,
         limit: int = 1000,
     ) -> list[Envelope]:
+        """The *first* ``limit`` envelopes in arrival order (for processing order and tests);
+        a person's list is :meth:`envelope_page`, newest first with the total."""
         return await self.db.call(envelopes.list_envelopes, mailbox_uuid, status, limit)
+
+    async def envelope_page(
+        self,
+        mailbox_uuid: str | None = None,
+        status: EnvelopeStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> EnvelopePage:
+        """Newest first, ``limit`` envelopes after skipping ``offset``, with how many match in
+        all, read in one snapshot so that the total and the page agree."""
+
+        def read(conn: sqlite3.Connection) -> EnvelopePage:
+            total = envelopes.count_envelopes(conn, mailbox_uuid, status)
+            items = envelopes.list_envelopes(
+                conn, mailbox_uuid, status, limit, offset, newest_first=True
+            )
+            return EnvelopePage(total=total, limit=limit, offset=offset, items=tuple(items))
+
+        return await self.db.read(read)
 
     # -- engine ------------------------------------------------------------------------------
 

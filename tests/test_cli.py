@@ -15,6 +15,7 @@ from tests.conftest import PROJECT_ROOT, SHARED, run_cli
 DEMO_ENVELOPE = (
     Path(__file__).resolve().parents[1] / "data/demo/envelopes/01-purchase-order-acme.xml"
 )
+PURCHASING = "26c79f73-753d-4148-b26a-5d3e9abbc6fb"
 
 
 def store_snapshot(data_dir: Path) -> list[tuple[object, ...]]:
@@ -197,9 +198,9 @@ def test_envelope_receive_prints_uuid_and_list_shows_it(data_dir: Path, tmp_path
     assert result.stdout.strip() == fresh
     listed = json.loads(
         run_cli(data_dir, "envelope", "list", "--mailbox", "Purchasing", "--json").stdout
-    )
-    assert [e["uuid"] for e in listed][-1] == fresh
-    assert listed[-1]["status"] == "WAITING"
+    )["items"]
+    assert listed[0]["uuid"] == fresh  # newest first
+    assert listed[0]["status"] == "WAITING"
     again = run_cli(data_dir, "envelope", "receive", "Purchasing", str(source))
     assert again.returncode == 1 and "already received" in again.stderr
 
@@ -208,7 +209,7 @@ def test_envelope_list_filters_by_status_and_refuses_unknown_status(data_dir: Pa
     waiting = json.loads(
         run_cli(data_dir, "envelope", "list", "--status", "waiting", "--json").stdout
     )
-    assert len(waiting) == 10
+    assert waiting["total"] == len(waiting["items"]) == 10
     bad = run_cli(data_dir, "envelope", "list", "--status", "LOST")
     assert bad.returncode == 1 and "Unknown status 'LOST'" in bad.stderr
 
@@ -299,3 +300,85 @@ def test_version_falls_back_to_pyproject_when_the_package_is_not_installed(
 
     monkeypatch.setattr(importlib.metadata, "version", not_installed)
     assert cli.package_version() == pyproject_version()
+
+
+def add_envelopes(data_dir: Path, count: int, mailbox: str = PURCHASING) -> list[str]:
+    """``count`` incoming envelopes stored at once (one transaction), oldest first; their uuids."""
+    from core.models import Envelope, EnvelopeDirection, EnvelopeStatus
+    from core.storage import envelopes
+    from core.storage.db import connect, write_transaction
+
+    uuids = [f"00000000-0000-4000-8000-{n:012d}" for n in range(count)]
+    conn = connect(data_dir / "docbridge.sqlite3")
+    try:
+        with write_transaction(conn):
+            for n, uuid in enumerate(uuids):
+                envelope = Envelope(
+                    uuid=uuid,
+                    mailbox_uuid=mailbox,
+                    direction=EnvelopeDirection.INCOMING,
+                    template_uuid="9631509a-3c58-465e-a541-d79151dedc11",
+                    template_version=1,
+                    subject=f"Bulk {n}",
+                    sender_mailbox="0dbfa4db-e126-445e-a164-dac5593117c1",
+                    recipient_mailbox=mailbox,
+                    status=EnvelopeStatus.WAITING,
+                    received_at=f"2030-01-01T00:00:00.{n:06d}Z",
+                )
+                envelopes.insert_envelope(conn, envelope, "<envelope/>", [])
+    finally:
+        conn.close()
+    return uuids
+
+
+def test_envelope_list_pages_newest_first_past_a_thousand(data_dir: Path) -> None:
+    """It used to show the oldest 1,000 rows and say nothing about the rest."""
+    bulk = add_envelopes(data_dir, 1234)
+    total = 10 + len(bulk)  # the demo's ten came first
+
+    first = run_cli(data_dir, "envelope", "list")
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    assert len(lines) == 100
+    assert [line.split()[0] for line in lines] == bulk[::-1][:100]
+    assert first.stderr == (
+        f"Showing 1-100 of {total:,} envelopes (newest first); --offset 100 for more.\n"
+    )
+
+    last = run_cli(data_dir, "envelope", "list", "--offset", "1200", "--limit", "100")
+    assert last.returncode == 0, last.stderr
+    assert len(last.stdout.splitlines()) == total - 1200
+    assert last.stderr == f"Showing 1,201-{total:,} of {total:,} envelopes (newest first).\n"
+
+    page = json.loads(
+        run_cli(data_dir, "envelope", "list", "--json", "--limit", "3", "--offset", "1").stdout
+    )
+    assert (page["total"], page["limit"], page["offset"]) == (total, 3, 1)
+    assert [e["uuid"] for e in page["items"]] == bulk[::-1][1:4]
+
+    beyond = run_cli(data_dir, "envelope", "list", "--offset", "5000")
+    assert beyond.returncode == 0 and beyond.stdout == ""
+    assert f"of {total:,} envelopes" in beyond.stderr and "--offset 5000" in beyond.stderr
+
+    counted = run_cli(data_dir, "envelope", "list", "--limit", "0")
+    assert counted.stdout == ""
+    assert counted.stderr == f"{total:,} envelopes match (--limit 0 lists none).\n"
+
+    filtered = json.loads(
+        run_cli(data_dir, "envelope", "list", "--mailbox", "Logistics", "--json").stdout
+    )
+    assert filtered["total"] == 3 and len(filtered["items"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--limit", "-1"], "--limit: '-1' is not a whole number from 0 to 1,000,000"),
+        (["--limit", "ten"], "--limit: 'ten' is not a whole number from 0 to 1,000,000"),
+        (["--offset", "-5"], "--offset: '-5' is not a whole number of 0 or more"),
+    ],
+)
+def test_envelope_list_refuses_a_bad_page(data_dir: Path, args: list[str], message: str) -> None:
+    result = run_cli(data_dir, "envelope", "list", *args)
+    assert result.returncode == 2 and result.stdout == ""
+    assert message in result.stderr

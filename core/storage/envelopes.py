@@ -45,7 +45,33 @@ def list_envelopes(
     mailbox_uuid: str | None = None,
     status: EnvelopeStatus | None = None,
     limit: int = 1000,
+    offset: int = 0,
+    newest_first: bool = False,
 ) -> list[Envelope]:
+    """Up to ``limit`` envelopes after skipping ``offset``, in arrival order (or the reverse)."""
+    where, args = _filter(mailbox_uuid, status)
+    order = "DESC" if newest_first else "ASC"
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM envelopes {where} ORDER BY seq {order} LIMIT ? OFFSET ?",
+        (*args, limit, offset),
+    ).fetchall()
+    return [_envelope(r) for r in rows]
+
+
+def count_envelopes(
+    conn: sqlite3.Connection,
+    mailbox_uuid: str | None = None,
+    status: EnvelopeStatus | None = None,
+) -> int:
+    """How many envelopes :func:`list_envelopes` would page through with the same filter."""
+    where, args = _filter(mailbox_uuid, status)
+    (count,) = conn.execute(f"SELECT count(*) FROM envelopes {where}", args).fetchone()
+    return int(count)
+
+
+def _filter(
+    mailbox_uuid: str | None, status: EnvelopeStatus | None
+) -> tuple[str, tuple[object, ...]]:
     clauses: list[str] = []
     args: list[object] = []
     if mailbox_uuid:
@@ -54,11 +80,7 @@ def list_envelopes(
     if status:
         clauses.append("status = ?")
         args.append(status.value)
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM envelopes {where} ORDER BY seq LIMIT ?", (*args, limit)
-    ).fetchall()
-    return [_envelope(r) for r in rows]
+    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), tuple(args)
 
 
 _COLUMNS = (
