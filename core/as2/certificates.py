@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from core.clock import utc_datetime
 from core.errors import InvalidInput
 from core.files import NEW_FILE_FLAGS, fill_new_file, fsync_dir
 from core.models import CertificateInfo
@@ -78,7 +79,7 @@ def generate_identity(
         )
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_SIZE)
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = utc_datetime().replace(microsecond=0)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     certificate = (
         x509.CertificateBuilder()
@@ -154,7 +155,7 @@ def inspect_certificate(pem: str | bytes, now: datetime | None = None) -> Certif
         ) from exc
 
     info = _info(certificate)
-    moment = now or datetime.now(UTC)
+    moment = now or utc_datetime()
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     if moment < info.not_before:

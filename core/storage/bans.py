@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 
-from core.clock import utc_now
+from core.clock import timestamp, utc_now
 from core.models import Ban
 
 
 def list_bans(conn: sqlite3.Connection, now: float | None = None) -> list[Ban]:
-    now = time.time() if now is None else now
+    now = timestamp() if now is None else now
     rows = conn.execute(
         "SELECT address, failures, banned_at, banned_until FROM sftp_bans "
         "WHERE banned_until > ? ORDER BY banned_at",
@@ -33,5 +32,5 @@ def delete_ban(conn: sqlite3.Connection, address: str) -> bool:
 
 
 def purge_expired(conn: sqlite3.Connection, now: float | None = None) -> None:
-    now = time.time() if now is None else now
+    now = timestamp() if now is None else now
     conn.execute("DELETE FROM sftp_bans WHERE banned_until <= ?", (now,))

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 
+from core.clock import timestamp
 from core.models import EngineStatus
 
 
 def read_engine_status(conn: sqlite3.Connection, now: float | None = None) -> EngineStatus:
-    now = time.time() if now is None else now
+    now = timestamp() if now is None else now
     row = conn.execute("SELECT * FROM engine_lease WHERE id = 1").fetchone()
     depth, parked = conn.execute(
         "SELECT COALESCE(SUM(state IN ('ready', 'running')), 0), "
