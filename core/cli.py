@@ -394,6 +394,14 @@ async def _status(service: Service, args: argparse.Namespace) -> int:
         print(f"engine:     running (pid {status.pid} on {status.host}, since {status.started_at})")
         for name, address in status.listeners.items():
             print(f"listener:   {name} {address}")
+        print(f"sessions:   {len(status.sessions) or 'none'}")
+        if status.sessions:
+            names = {m.uuid: m.name for m in await service.list_mailboxes()}
+            for session in status.sessions:
+                mailbox = session.get("mailbox", "?")
+                who = f"{names[mailbox]} ({mailbox})" if mailbox in names else mailbox
+                address, since = session.get("address", "?"), session.get("since", "?")
+                print(f"            {who} from {address} since {since}")
     else:
         print("engine:     stopped (start it with 'docbridge serve' or the TUI)")
     print(f"queue:      {status.queue_depth} waiting")

@@ -382,3 +382,36 @@ def test_envelope_list_refuses_a_bad_page(data_dir: Path, args: list[str], messa
     result = run_cli(data_dir, "envelope", "list", *args)
     assert result.returncode == 2 and result.stdout == ""
     assert message in result.stderr
+
+
+def test_status_text_lists_the_sftp_sessions_as_json_does(data_dir: Path) -> None:
+    """Sessions were only in --json; an operator reading the text saw none."""
+    import os
+    import socket
+
+    from core.storage import lease
+    from core.storage.db import connect, write_transaction
+
+    sessions = [
+        {"mailbox": PURCHASING, "address": "192.0.2.7:50123", "since": "2030-01-01T10:00:00+00:00"},
+        {"mailbox": PURCHASING, "address": "192.0.2.8:50999", "since": "2030-01-01T10:05:00+00:00"},
+    ]
+    conn = connect(data_dir / "docbridge.sqlite3")
+    try:
+        with write_transaction(conn):
+            holder = lease.try_acquire(conn, "test-engine", os.getpid(), socket.gethostname(), 300)
+            assert holder is None  # taken
+            lease.publish(conn, "test-engine", {"sftp": "127.0.0.1:2222"}, sessions)
+    finally:
+        conn.close()
+
+    as_json = json.loads(run_cli(data_dir, "status", "--json").stdout)
+    assert as_json["sessions"] == sessions
+    text = run_cli(data_dir, "status")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert "sessions:   2" in lines
+    for session in sessions:
+        where = f"from {session['address']} since {session['since']}"
+        expected = f"            Purchasing ({PURCHASING}) {where}"
+        assert expected in lines, text.stdout
