@@ -21,7 +21,11 @@ from core.sftp.folders import FOLDERS
 
 
 def scan_usage(root: Path) -> int:
-    """Bytes in regular files of the five folders (staging and links not counted)."""
+    """Bytes in regular files of the five folders.
+
+    Not counted: staging, links, and files with another name on disk (hard links): SFTP
+    hides those and the customer cannot delete them, so they must not use up the quota.
+    """
     total = 0
     for folder in FOLDERS:
         try:
@@ -31,7 +35,7 @@ def scan_usage(root: Path) -> int:
                         info = entry.stat(follow_symlinks=False)
                     except FileNotFoundError:
                         continue
-                    if stat.S_ISREG(info.st_mode):
+                    if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
                         total += info.st_size
         except (FileNotFoundError, NotADirectoryError):
             continue

@@ -5,7 +5,9 @@ parsed into (folder, name) by :func:`parse_path`; anything deeper, unknown or hi
 ``.staging``) does not exist for the client, ``..`` cannot climb above ``/``, and files are
 opened relative to a folder descriptor opened with ``O_NOFOLLOW`` and then themselves with
 ``O_NOFOLLOW``, so a symbolic link planted on disk (a folder or a file pointing elsewhere) is
-refused rather than followed. Links are hidden from listings and cannot be created.
+refused rather than followed. Links are hidden from listings and cannot be created. A file
+with more than one name on disk (a hard link: it may be a file from outside the mailbox, planted
+by someone with shell access) is treated like a symbolic link: hidden, refused, logged.
 
 Uploads go to a private temp file in ``.staging/`` and are renamed into ``outbox/``/``coutbox/``
 only when the client closes the handle (FXP_CLOSE). asyncssh also calls ``close()`` for every
@@ -185,6 +187,13 @@ def require_close_hook() -> None:
         )
 
 
+def _hard_link_refused(path: VirtualPath) -> asyncssh.SFTPError:
+    return asyncssh.SFTPPermissionDenied(
+        f"{path} has another name on disk (a hard link), so it is not served: ask the "
+        "gateway's operator to remove it"
+    )
+
+
 def _called_for_client_close() -> bool:
     """True when asyncssh is closing a handle because the client sent FXP_CLOSE.
 
@@ -266,6 +275,7 @@ class MailboxSftpSession(asyncssh.SFTPServer):
         self._uploads: set[_Upload] = set()
         self._open_files = 0
         self._interrupted = False  # an upload was cut off by the end of the session
+        self._hard_links_seen: set[VirtualPath] = set()  # each logged once per session
 
     @property
     def mailbox_uuid(self) -> str:
@@ -316,7 +326,25 @@ class MailboxSftpSession(asyncssh.SFTPServer):
             raise _symlink_refused(path)
         if not stat.S_ISREG(info.st_mode):
             raise asyncssh.SFTPNoSuchFile(f"{path} does not exist")
+        if info.st_nlink > 1:
+            self._report_hard_link(path, info)
+            raise _hard_link_refused(path)
         return info
+
+    def _report_hard_link(self, path: VirtualPath, info: os.stat_result) -> None:
+        """docbridge never leaves a hard link in a folder: one there was planted (or is a bug),
+        and the operator should hear of it. Once per session, however often it is listed."""
+        if path in self._hard_links_seen:
+            return
+        self._hard_links_seen.add(path)
+        log.warning(
+            "mailbox %s: %s has %d names on disk (a hard link, inode %d); hidden and refused "
+            "over SFTP. Remove it: docbridge never makes one.",
+            self.mailbox_uuid,
+            str(path).lstrip("/"),
+            info.st_nlink,
+            info.st_ino,
+        )
 
     # -- attributes ---------------------------------------------------------------------------
 
@@ -379,8 +407,12 @@ class MailboxSftpSession(asyncssh.SFTPServer):
             for entry in scan:
                 with contextlib.suppress(FileNotFoundError):
                     info = entry.stat(follow_symlinks=False)
-                    if stat.S_ISREG(info.st_mode):  # links and anything odd stay invisible
-                        entries.append((entry.name, info))
+                    if not stat.S_ISREG(info.st_mode):  # links and anything odd stay invisible
+                        continue
+                    if info.st_nlink > 1:
+                        self._report_hard_link(VirtualPath(path.folder, entry.name), info)
+                        continue
+                    entries.append((entry.name, info))
         return entries
 
     # -- files --------------------------------------------------------------------------------
@@ -451,10 +483,13 @@ class MailboxSftpSession(asyncssh.SFTPServer):
         finally:
             os.close(dir_fd)
         info = os.fstat(fd)
-        # A hard link planted on disk could alias a file outside the mailbox.
-        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        if not stat.S_ISREG(info.st_mode):
             os.close(fd)
             raise asyncssh.SFTPPermissionDenied(f"{path} is not a plain file")
+        if info.st_nlink > 1:  # checked on the open file: a link made after a listing counts
+            os.close(fd)
+            self._report_hard_link(path, info)
+            raise _hard_link_refused(path)
         return _Download(fd, path)
 
     def _file(self, file_obj: object) -> _Download | _Upload:
@@ -662,9 +697,7 @@ class MailboxSftpSession(asyncssh.SFTPServer):
                 f"{source} can only be renamed within /{src_folder}, or moved from /error "
                 "to /outbox or /coutbox to retry it"
             )
-        info = self._lstat(source)
-        if info.st_nlink != 1:
-            raise asyncssh.SFTPPermissionDenied(f"{source} is not a plain file")
+        self._lstat(source)  # refuses links, hard links included
         await asyncio.to_thread(self._move, source, target, replace)
         if submits:
             log.info("%s resubmitted as %s for mailbox %s", source, target, self.mailbox_uuid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import asyncssh
 import pytest
 
 from core.sftp.folders import ensure_mailbox_root, write_atomically
+from core.sftp.quota import scan_usage
 from tests.sftp.conftest import MAILBOX_A, MAILBOX_B, Harness, needs_openssh
 
 ESCAPES = [
@@ -83,13 +85,39 @@ async def test_planted_directory_symlink_is_refused(harness: Harness, outside: P
     assert os.listdir(outside) == ["secret.txt"]
 
 
-async def test_planted_hard_link_is_not_served(harness: Harness, outside: Path) -> None:
+async def test_planted_hard_link_is_neither_listed_nor_served(
+    harness: Harness, outside: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file with another name on disk may be a file from outside the mailbox (planted by
+    someone with shell access): it does not show, cannot be read, moved or deleted, and does
+    not count against the quota. docbridge itself never leaves a hard link in a folder."""
     root = ensure_mailbox_root(harness.mailboxes_dir, MAILBOX_A)
+    write_atomically(root, "inbox", "mine.xml", b"<mine/>")
     os.link(outside / "secret.txt", root / "inbox" / "alias.txt")
+    os.link(outside / "secret.txt", root / "error" / "alias.txt")
+    caplog.set_level(logging.WARNING, "docbridge.sftp")
     async with await harness.connect() as conn, conn.start_sftp_client() as sftp:
-        with pytest.raises(asyncssh.SFTPError):
-            await sftp.get("/inbox/alias.txt", str(harness.tmp / "stolen"))
+        assert await sftp.listdir("/inbox") == [".", "..", "mine.xml"]
+        assert await sftp.listdir("/error") == [".", ".."]
+        for path in ("/inbox/alias.txt", "/error/alias.txt"):
+            with pytest.raises(asyncssh.SFTPPermissionDenied, match="hard link"):
+                await sftp.get(path, str(harness.tmp / "stolen"))
+            with pytest.raises(asyncssh.SFTPPermissionDenied, match="hard link"):
+                await sftp.stat(path)
+            with pytest.raises(asyncssh.SFTPPermissionDenied, match="hard link"):
+                async with sftp.open(path) as remote:
+                    await remote.read()
+            with pytest.raises(asyncssh.SFTPError):
+                await sftp.rename(path, "/outbox/stolen.txt")
+            with pytest.raises(asyncssh.SFTPError):
+                await sftp.remove(path)
     assert not (harness.tmp / "stolen").exists()
+    assert (outside / "secret.txt").read_text() == "top secret"
+    assert harness.backend.arrived == []
+    assert scan_usage(root) == len(b"<mine/>")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("inbox/alias.txt" in w and MAILBOX_A in w for w in warnings), warnings
+    assert any("error/alias.txt" in w for w in warnings), warnings
 
 
 async def test_link_creation_is_refused(harness: Harness) -> None:
