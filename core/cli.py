@@ -26,6 +26,7 @@ from core.config import resolve_data_dir
 from core.errors import DocbridgeError, FieldErrors
 from core.files import read_regular_file
 from core.integration import apply_changes, validate_integration_form
+from core.mail.notification import printable
 from core.models import EnvelopeStatus, Integration
 from core.service import EnvelopePage, Service, default_actor
 
@@ -170,17 +171,17 @@ def main(argv: Sequence[str] | None = None, start_tui: StartTui | None = None) -
     data_dir = resolve_data_dir(getattr(args, "data_dir", None))
     if args.command is None:
         if start_tui is None:
-            print("docbridge: the TUI is not available in this entry point.", file=sys.stderr)
+            _say("docbridge: the TUI is not available in this entry point.", err=True)
             return 2
         return start_tui(data_dir)
     try:
         return asyncio.run(_dispatch(args, data_dir))
     except FieldErrors as exc:
         for field, message in exc.errors.items():
-            print(f"docbridge: {FIELD_FLAGS.get(field, field)}: {message}", file=sys.stderr)
+            _say(f"docbridge: {FIELD_FLAGS.get(field, field)}: {message}", err=True)
         return 1
     except DocbridgeError as exc:
-        print(f"docbridge: {exc}", file=sys.stderr)
+        _say(f"docbridge: {exc}", err=True)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -196,12 +197,12 @@ async def _dispatch(args: argparse.Namespace, data_dir: Path) -> int:
     if args.command == "init":
         result = await init_data_dir(data_dir, args.demo, default_actor("cli"))
         state = "created" if result.created else "already initialised"
-        print(f"{result.data_dir}: {state}")
+        _say(f"{result.data_dir}: {state}")
         if args.demo:
             if result.demo_loaded:
-                print(f"demo account loaded, {result.envelopes_received} envelopes received")
+                _say(f"demo account loaded, {result.envelopes_received} envelopes received")
             else:
-                print("demo account already present (nothing changed)")
+                _say("demo account already present (nothing changed)")
         return 0
     if args.command == "serve":
         from core.engine.serve import serve
@@ -223,7 +224,7 @@ async def _mailbox_list(service: Service, args: argparse.Namespace) -> int:
         )
     else:
         for mailbox in mailboxes:
-            print(f"{mailbox.uuid}  {mailbox.name}")
+            _say(f"{mailbox.uuid}  {mailbox.name}")
     return 0
 
 
@@ -259,10 +260,7 @@ async def _integration_set(service: Service, args: argparse.Namespace) -> int:
         result = await service.save_integration(mailbox.uuid, form)
         new_password = result.new_password
     elif args.enabled is None:
-        print(
-            "docbridge: nothing to change (see 'docbridge integration set --help').",
-            file=sys.stderr,
-        )
+        _say("docbridge: nothing to change (see 'docbridge integration set --help').", err=True)
         return 1
     if args.enabled is not None:
         await service.set_enabled(mailbox.uuid, args.enabled)
@@ -272,9 +270,9 @@ async def _integration_set(service: Service, args: argparse.Namespace) -> int:
         data["new_password"] = new_password
         _print_json(data)
     else:
-        print(f"{mailbox.name}: saved ({'enabled' if integration.enabled else 'disabled'})")
+        _say(f"{mailbox.name}: saved ({'enabled' if integration.enabled else 'disabled'})")
         if new_password:
-            print(f"SFTP password (shown once, store it now): {new_password}")
+            _say(f"SFTP password (shown once, store it now): {new_password}")
     return 0
 
 
@@ -297,7 +295,7 @@ def _form_changes(args: argparse.Namespace) -> tuple[dict[str, str | bool], dict
 
 async def _password_reset(service: Service, args: argparse.Namespace) -> int:
     mailbox = await service.resolve_mailbox(args.mailbox)
-    print(await service.reset_password(mailbox.uuid))
+    _say(await service.reset_password(mailbox.uuid))
     return 0
 
 
@@ -313,7 +311,7 @@ async def _envelope_receive(service: Service, args: argparse.Namespace) -> int:
         "an envelope XML file",
     )
     envelope = await service.receive_envelope(mailbox.uuid, data)
-    print(envelope.uuid)
+    _say(envelope.uuid)
     return 0
 
 
@@ -340,10 +338,10 @@ async def _envelope_list(service: Service, args: argparse.Namespace) -> int:
         )
         return 0
     for e in page.items:
-        print(f"{e.uuid}  {e.display_status:<9}  {e.received_at}  {e.subject}")
+        _say(f"{e.uuid}  {e.display_status:<9}  {e.received_at}  {e.subject}")
     # On stderr: a pipe of uuids into another command (| awk '{print $1}') stays clean.
     sys.stdout.flush()
-    print(_page_summary(page), file=sys.stderr)
+    _say(_page_summary(page), err=True)
     return 0
 
 
@@ -391,21 +389,21 @@ async def _status(service: Service, args: argparse.Namespace) -> int:
         _print_json(asdict(status))
         return 0
     if status.running:
-        print(f"engine:     running (pid {status.pid} on {status.host}, since {status.started_at})")
+        _say(f"engine:     running (pid {status.pid} on {status.host}, since {status.started_at})")
         for name, address in status.listeners.items():
-            print(f"listener:   {name} {address}")
-        print(f"sessions:   {len(status.sessions) or 'none'}")
+            _say(f"listener:   {name} {address}")
+        _say(f"sessions:   {len(status.sessions) or 'none'}")
         if status.sessions:
             names = {m.uuid: m.name for m in await service.list_mailboxes()}
             for session in status.sessions:
                 mailbox = session.get("mailbox", "?")
                 who = f"{names[mailbox]} ({mailbox})" if mailbox in names else mailbox
                 address, since = session.get("address", "?"), session.get("since", "?")
-                print(f"            {who} from {address} since {since}")
+                _say(f"            {who} from {address} since {since}")
     else:
-        print("engine:     stopped (start it with 'docbridge serve' or the TUI)")
-    print(f"queue:      {status.queue_depth} waiting")
-    print(f"parked:     {status.parked}")
+        _say("engine:     stopped (start it with 'docbridge serve' or the TUI)")
+    _say(f"queue:      {status.queue_depth} waiting")
+    _say(f"parked:     {status.parked}")
     return 0
 
 
@@ -424,7 +422,7 @@ async def _activity(service: Service, args: argparse.Namespace) -> int:
         r = a.record
         what = r.envelope_uuid or r.file_name or "-"
         error = f"  {r.error}" if r.error else ""
-        print(f"{r.at}  {r.rule:<16} {a.label:<22} {what}{error}")
+        _say(f"{r.at}  {r.rule:<16} {a.label:<22} {what}{error}")
     return 0
 
 
@@ -453,24 +451,30 @@ def _integration_json(service: Service, integration: Integration) -> dict[str, A
 
 
 def _print_integration(data: dict[str, Any]) -> None:
-    print(f"Mailbox:        {data['mailbox']['name']} ({data['mailbox']['uuid']})")
-    print(f"Integrations:   {'ON' if data['enabled'] else 'OFF'}")
-    print(f"Protocol:       {data['protocol'].upper()}")
-    print(f"Notify email:   {data['notify_email'] or '-'}")
-    print(f"Default rule:   {data['default_rule']}")
+    _say(f"Mailbox:        {data['mailbox']['name']} ({data['mailbox']['uuid']})")
+    _say(f"Integrations:   {'ON' if data['enabled'] else 'OFF'}")
+    _say(f"Protocol:       {data['protocol'].upper()}")
+    _say(f"Notify email:   {data['notify_email'] or '-'}")
+    _say(f"Default rule:   {data['default_rule']}")
     if data["default_rule"] == "reject":
-        print(f"Reject reason:  {data['reject_reason']}")
+        _say(f"Reject reason:  {data['reject_reason']}")
     sftp = data["sftp"]
     if data["protocol"] == "sftp":
-        print(f"SFTP host:      {sftp['host']}:{sftp['port']}")
-        print(f"SFTP login:     {sftp['login']}")
+        _say(f"SFTP host:      {sftp['host']}:{sftp['port']}")
+        _say(f"SFTP login:     {sftp['login']}")
         password = "set" if sftp["password_set"] else "generated on first Save"
-        print(f"SFTP password:  {password}")
+        _say(f"SFTP password:  {password}")
     else:
         as2 = data["as2"]
-        print(f"AS2 self URL:   {as2['self_url']}")
-        print(f"AS2 self ID:    {as2['self_id']}")
-        print(f"AS2 partner:    {as2['partner_id'] or '-'} at {as2['partner_url'] or '-'}")
+        _say(f"AS2 self URL:   {as2['self_url']}")
+        _say(f"AS2 self ID:    {as2['self_id']}")
+        _say(f"AS2 partner:    {as2['partner_id'] or '-'} at {as2['partner_url'] or '-'}")
+
+
+def _say(text: str, *, err: bool = False) -> None:
+    """One line of output (stdout, or stderr with ``err``): whatever values it carries are
+    shown escaped (:func:`printable`), so a name, a subject or a path can never forge a line."""
+    print(printable(text), file=sys.stderr if err else sys.stdout)
 
 
 def _print_json(data: Any) -> None:

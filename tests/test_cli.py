@@ -415,3 +415,77 @@ def test_status_text_lists_the_sftp_sessions_as_json_does(data_dir: Path) -> Non
         where = f"from {session['address']} since {session['since']}"
         expected = f"            Purchasing ({PURCHASING}) {where}"
         assert expected in lines, text.stdout
+
+
+FORGED = "docbridge: all good, nothing to see"
+
+
+def fresh_envelope(**replacements: str) -> str:
+    """The first demo envelope under a new uuid, with text replaced."""
+    text = DEMO_ENVELOPE.read_text(encoding="utf-8")
+    start = text.index(' uuid="') + len(' uuid="')
+    text = text[:start] + "bbbbbbbb-cccc-4ddd-8eee-ffffffffffff" + text[start + 36 :]
+    for old, new in replacements.items():
+        assert old in text
+        text = text.replace(old, new)
+    return text
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("mailbox", r"No mailbox with uuid or name 'Nope\r\ndocbridge: all good"),
+        ("status", r"Unknown status 'x\ndocbridge: all good"),
+        ("email", r"--notify-email: 'ops\r\ndocbridge: all good, nothing to see\x1b[2K@"),
+        ("file name", r"there\ndocbridge: all good, nothing to see.xml"),
+        ("xml field", r"The value 'order\r\ndocbridge: all good, nothing to see' is not accepted"),
+    ],
+)
+def test_control_characters_in_input_never_forge_an_error_line(
+    data_dir: Path, tmp_path: Path, case: str, expected: str
+) -> None:
+    """A value with CR/LF or an escape sequence is shown escaped, on the error's one line."""
+    evil = f"\r\n{FORGED}"
+    args = {
+        "mailbox": ["integration", "show", f"Nope{evil}"],
+        "status": ["envelope", "list", "--status", f"x\n{FORGED}"],
+        "email": [
+            "integration",
+            "set",
+            "Purchasing",
+            "--notify-email",
+            f"ops{evil}\x1b[2K@example.com",
+        ],
+        "file name": ["envelope", "receive", "Purchasing", str(tmp_path / f"there\n{FORGED}.xml")],
+        "xml field": ["envelope", "receive", "Purchasing", str(tmp_path / "field.xml")],
+    }[case]
+    (tmp_path / "field.xml").write_text(
+        fresh_envelope(**{'<document id="order">': f'<document id="order&#13;&#10;{FORGED}">'}),
+        encoding="utf-8",
+    )
+    before = store_snapshot(data_dir)
+    result = run_cli(data_dir, *args)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.endswith("\n"), result.stderr
+    assert "\r" not in result.stderr and "\x1b" not in result.stderr
+    assert expected in result.stderr
+    assert store_snapshot(data_dir) == before
+
+
+def test_control_characters_in_stored_values_never_forge_a_listed_row(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "subject.xml"
+    subject = "Purchase order PO-2024-0117"
+    source.write_text(
+        fresh_envelope(**{subject: "Two&#13;&#10;00000000-0000-4000-8000-000000000000  WAITING"}),
+        encoding="utf-8",
+    )
+    assert run_cli(data_dir, "envelope", "receive", "Purchasing", str(source)).returncode == 0
+    listed = run_cli(data_dir, "envelope", "list", "--limit", "1")
+    assert len(listed.stdout.splitlines()) == 1 and "\r" not in listed.stdout
+    assert listed.stdout.rstrip("\n").endswith(
+        r"Two\r\n00000000-0000-4000-8000-000000000000  WAITING"
+    )
+    as_json = json.loads(run_cli(data_dir, "envelope", "list", "--json", "--limit", "1").stdout)
+    assert as_json["items"][0]["subject"].startswith("Two\r\n")  # JSON keeps the value itself

@@ -41,16 +41,44 @@ class Notification:
         )
 
     def to_email(self, date: str | None = None) -> EmailMessage:
+        """The mail; no header ever carries a CR/LF (a value with one is shown escaped: an
+        address made unusable that way is refused by the SMTP server, a visible failure)."""
         message = EmailMessage()
-        message["From"] = self.sender
-        message["To"] = self.recipient
-        message["Subject"] = self.subject
+        message["From"] = printable(self.sender)
+        message["To"] = printable(self.recipient)
+        message["Subject"] = printable(self.subject)
         # Stable across retries: receiving systems can drop a duplicate after a crash.
-        message["Message-ID"] = self.message_id
+        message["Message-ID"] = printable(self.message_id)
         # RFC 5322 requires Date; some receivers file a mail without it as spam.
         message["Date"] = date or formatdate(unix_now(), usegmt=True)
         message.set_content(self.body)
         return message
+
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """``text`` safe on one line of a terminal, a log or a mail: every character that is not
+    printable (CR, LF, ESC and other controls, line separators, bidi overrides, bytes that were
+    not UTF-8) is written as its escape (``\\r``, ``\\x1b``, ``\\u202e``), as ``repr`` would.
+
+    Values a user or a partner controls (names, subjects, file names, reasons) are echoed into
+    error lines and mails; raw, a CR/LF in one forges a line of its own (log and mail injection)
+    and an escape sequence rewrites the terminal. Printable text, non-ASCII included, is kept.
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
+def _escape(ch: str) -> str:
+    if ch in _ESCAPES:
+        return _ESCAPES[ch]
+    code = ord(ch)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def message_id_for(envelope_uuid: str, domain: str) -> str:
@@ -64,23 +92,29 @@ def build_notification(
     recipient: str,
     sender: str,
 ) -> Notification:
-    """``envelope``: uuid, subject, sender, template, received_at, status (display strings)."""
-    domain = sender.rpartition("@")[2] or "docbridge.local"
-    subject = f"[docbridge] New envelope for {mailbox_name}: {envelope['subject']}".strip()
+    """``envelope``: uuid, subject, sender, template, received_at, status (display strings).
+
+    Every value is shown with :func:`printable`: a subject or a name from a partner cannot add
+    a header or a line of its own to the mail.
+    """
+    domain = printable(sender.rpartition("@")[2]) or "docbridge.local"
+    shown = {key: printable(str(value)) for key, value in envelope.items()}
+    mailbox = printable(mailbox_name)
+    subject = f"[docbridge] New envelope for {mailbox}: {shown['subject']}"
     lines = [
-        f"Mailbox {mailbox_name} received an envelope on the platform.",
+        f"Mailbox {mailbox} received an envelope on the platform.",
         "",
-        f"Subject:   {envelope['subject']}",
-        f"Sender:    {envelope['sender']}",
-        f"Template:  {envelope['template']}",
-        f"UUID:      {envelope['uuid']}",
-        f"Received:  {envelope['received_at']}",
-        f"Status:    {envelope['status']}",
+        f"Subject:   {shown['subject']}",
+        f"Sender:    {shown['sender']}",
+        f"Template:  {shown['template']}",
+        f"UUID:      {shown['uuid']}",
+        f"Received:  {shown['received_at']}",
+        f"Status:    {shown['status']}",
         "",
         "Open the platform to read and answer it.",
     ]
     return Notification(
-        message_id=message_id_for(envelope["uuid"], domain),
+        message_id=message_id_for(shown["uuid"], domain),
         sender=sender,
         recipient=recipient,
         subject=" ".join(subject.split())[:200],

@@ -1,0 +1,101 @@
+"""The default-rule-2 mail: values from an envelope or a name never forge a header or a line."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+
+from core.mail.notification import Notification, build_notification, printable
+
+FORGED = "Bcc: everyone@example.org"
+DATE = "Tue, 01 Jan 2030 00:00:00 +0000"
+
+
+def hostile_notification() -> Notification:
+    return build_notification(
+        envelope={
+            "uuid": "0238cdda-4fd2-473c-a584-bdb1d484f397",
+            "subject": f"Order 17\r\n{FORGED}\r\n\r\nPay to IBAN XX00 now\x1b[8m",
+            "sender": "Acme\nStatus:    CANCELLED",
+            "template": "Purchase order\u2028v9 v1",
+            "received_at": "2030-01-01T00:00:00Z",
+            "status": "COMPLETED",
+        },
+        mailbox_name=f"Purchasing\r\n{FORGED}",
+        recipient="ops@example.com",
+        sender="docbridge@example.com",
+    )
+
+
+def parsed(notification: Notification) -> email.message.EmailMessage:
+    raw = notification.to_email(DATE).as_bytes()
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, email.message.EmailMessage)
+    return message
+
+
+def test_hostile_values_stay_on_their_own_line_of_the_body() -> None:
+    notification = hostile_notification()
+    lines = notification.body.splitlines()
+    assert len(lines) == 10  # as many as for a plain envelope
+    assert (
+        lines[0]
+        == r"Mailbox Purchasing\r\nBcc: everyone@example.org received an envelope on the platform."
+    )
+    assert lines[2] == (
+        r"Subject:   Order 17\r\nBcc: everyone@example.org\r\n\r\nPay to IBAN XX00 now\x1b[8m"
+    )
+    assert lines[3] == r"Sender:    Acme\nStatus:    CANCELLED"
+    assert lines[4] == r"Template:  Purchase order\u2028v9 v1"
+    assert [line for line in lines if line.startswith("Status:")] == ["Status:    COMPLETED"]
+    assert "\x1b" not in notification.body and "\r" not in notification.body
+
+
+def test_no_header_carries_a_line_break_or_an_extra_header() -> None:
+    notification = hostile_notification()
+    assert "\r" not in notification.subject and "\n" not in notification.subject
+    message = parsed(notification)
+    assert message["Bcc"] is None
+    assert sorted(message.keys()) == sorted(
+        [
+            "From",
+            "To",
+            "Subject",
+            "Message-ID",
+            "Date",
+            "Content-Type",
+            "Content-Transfer-Encoding",
+            "MIME-Version",
+        ]
+    )
+    assert message["Subject"] == (
+        r"[docbridge] New envelope for Purchasing\r\nBcc: everyone@example.org: "
+        r"Order 17\r\nBcc: everyone@example.org\r\n\r\nPay to IBAN XX00 now\x1b[8m"
+    )
+    body = message.get_content()
+    assert r"Subject:   Order 17\r\nBcc:" in body
+
+
+def test_addresses_with_line_breaks_are_escaped_not_sent_as_headers() -> None:
+    """A sender from the config or a queued payload with CR/LF: escaped (the SMTP server then
+    refuses the address, a visible and retried failure) instead of a ValueError or a header."""
+    notification = Notification(
+        message_id="<x.notification@example.com>",
+        sender=f"docbridge@example.com\r\n{FORGED}",
+        recipient=f"ops@example.com\n{FORGED}",
+        subject=f"Hi\r\n{FORGED}",
+        body="Hello\n",
+    )
+    message = parsed(notification)
+    assert message["Bcc"] is None
+    for name, value in message.items():
+        assert "\r" not in value and "\n" not in value, name
+
+
+def test_printable_keeps_text_and_escapes_what_could_forge_or_recolour() -> None:
+    assert printable("Baltic Supplies OÜ — Faktura 7710-24 (€)") == (
+        "Baltic Supplies OÜ — Faktura 7710-24 (€)"
+    )
+    assert printable("a\r\nb\tc\x00d\x1b[31me\x7f") == r"a\r\nb\tc\x00d\x1b[31me\x7f"
+    assert printable("\u2028\u2029\u202e\x85") == r"\u2028\u2029\u202e\x85"
+    assert printable("bad byte \udcff") == r"bad byte \udcff"  # os.fsdecode of b"\xff"
