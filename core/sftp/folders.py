@@ -5,7 +5,7 @@ Layout: ``<mailboxes_dir>/<mailbox_uuid>/`` holds ``inbox/ cinbox/ outbox/ coutb
 uploaded it, is first written complete under a temporary name in ``.staging/`` (same file system,
 never listed nor reachable over SFTP) and then renamed into place, so nobody ever sees half a
 file. Renames are followed by an fsync of the directory, so what was acknowledged survives a
-crash.
+crash. Temp files a killed process leaves in ``.staging/`` are removed by :func:`sweep_staging`.
 
 Everything here is blocking file I/O: async callers run it in a thread.
 """
@@ -13,8 +13,12 @@ Everything here is blocking file I/O: async callers run it in a thread.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
+import stat
+import time
+from collections.abc import Container
 from pathlib import Path
 from typing import Final
 
@@ -35,10 +39,12 @@ UPLOAD_FOLDERS: Final = frozenset({OUTBOX, COUTBOX})
 DOWNLOAD_FOLDERS: Final = frozenset({INBOX, CINBOX, ERROR})
 
 ERROR_SUFFIX: Final = ".error.txt"
-# Temp names in staging: uploads are discarded at server start, platform writes are not (the
-# engine may be writing while the SFTP server starts).
+# Temp names in staging: customer uploads in progress, and the platform's own writes.
 UPLOAD_PREFIX: Final = ".upload-"
 WRITE_PREFIX: Final = ".write-"
+STALE_STAGING_S: Final = 3600.0
+"""A temp file in staging untouched this long was left by an interrupted process: the platform
+writes a file within seconds, and an upload that is still open is never swept, however idle."""
 MAX_NAME_BYTES: Final = 255
 
 
@@ -192,15 +198,84 @@ def move_to_error(root: Path, folder: str, name: str, reason: str) -> str:
     return final
 
 
-def discard_stale_uploads(root: Path) -> int:
-    """Delete upload temp files left by a crash; return how many. Run when the server starts."""
-    removed = 0
-    staging = root / STAGING
-    if not staging.is_dir():
+def sweep_staging(
+    root: Path,
+    *,
+    in_use: Container[str] = frozenset(),
+    all_uploads: bool = False,
+    older_than_s: float = STALE_STAGING_S,
+    now: float | None = None,
+) -> int:
+    """Remove the temp files interrupted processes left in a mailbox's staging area; return
+    how many. Blocking.
+
+    A kill -9 (or a power cut) between creating a temp file and renaming it into place leaves
+    it behind: ``.write-*`` from the platform's writes, ``.upload-*`` from the SFTP server.
+    Removed: such files last modified at least ``older_than_s`` ago, except the upload temp
+    files named in ``in_use`` (uploads still open, whose client may be idle for hours). With
+    ``all_uploads`` every ``.upload-*`` not in ``in_use`` goes whatever its age: for when the
+    caller's SFTP server, the only writer of those, has no session open (at its start).
+
+    A file being written is never removed: platform writes finish within seconds, and open
+    uploads are in ``in_use``. Only regular files with docbridge's temp prefixes are touched,
+    and a staging folder that is not a real directory (a planted link) is left alone.
+    """
+    cutoff = (time.time() if now is None else now) - older_than_s
+    try:
+        dir_fd = os.open(root / STAGING, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except (FileNotFoundError, NotADirectoryError):
         return 0
-    for entry in os.scandir(staging):
-        if entry.name.startswith(UPLOAD_PREFIX):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(entry.path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return 0
+        raise
+    removed = 0
+    try:
+        with os.scandir(dir_fd) as entries:
+            for entry in entries:
+                name = entry.name
+                upload = name.startswith(UPLOAD_PREFIX)
+                if not (upload or name.startswith(WRITE_PREFIX)) or name in in_use:
+                    continue
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                    if not stat.S_ISREG(info.st_mode):
+                        continue
+                    if info.st_mtime > cutoff and not (upload and all_uploads):
+                        continue
+                    os.unlink(name, dir_fd=dir_fd)
+                except FileNotFoundError:  # renamed into place (or removed) meanwhile
+                    continue
                 removed += 1
+    finally:
+        os.close(dir_fd)
+    return removed
+
+
+def sweep_mailboxes(
+    mailboxes_dir: Path,
+    *,
+    in_use: Container[str] = frozenset(),
+    all_uploads: bool = False,
+    older_than_s: float = STALE_STAGING_S,
+) -> dict[str, int]:
+    """:func:`sweep_staging` for every mailbox; returns the mailboxes where files were removed,
+    with how many. Blocking. Links among the mailboxes are not followed."""
+    removed: dict[str, int] = {}
+    try:
+        scan = os.scandir(mailboxes_dir)
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    with scan:
+        for entry in scan:
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            count = sweep_staging(
+                Path(entry.path),
+                in_use=in_use,
+                all_uploads=all_uploads,
+                older_than_s=older_than_s,
+            )
+            if count:
+                removed[entry.name] = count
     return removed

@@ -28,7 +28,7 @@ from core.config import SftpConfig
 from core.errors import InvalidInput
 from core.sftp.auth import PasswordVerifier
 from core.sftp.backend import SftpBackend
-from core.sftp.folders import discard_stale_uploads, ensure_mailbox_root, validate_name
+from core.sftp.folders import ensure_mailbox_root, sweep_mailboxes, validate_name
 from core.sftp.host_key import RSA, fingerprint, load_or_create_host_key
 from core.sftp.quota import MailboxUsage
 from core.sftp.session import MailboxContext, MailboxSftpSession, require_close_hook
@@ -47,6 +47,8 @@ SERVER_VERSION = "docbridge"
 LOGIN_TIMEOUT_S = 60
 KEEPALIVE_INTERVAL_S = 30
 KEEPALIVE_COUNT_MAX = 4
+# How often staging is swept for temp files that killed processes left (see sweep_staging).
+STAGING_SWEEP_INTERVAL_S = 600.0
 BANNED_MESSAGE = (
     "Too many failed logins from your address: it is blocked for a while. "
     "Check the login and password, wait, then try again, or ask the gateway's operator "
@@ -151,6 +153,8 @@ class SftpServer:
         self._sessions: dict[asyncssh.SSHServerConnection, _Session] = {}  # logged in
         self._connections: set[asyncssh.SSHServerConnection] = set()  # all, for stop()
         self._usage: dict[str, MailboxUsage] = {}
+        self._staging_in_use: set[str] = set()  # temp names of uploads open in any session
+        self._sweeper: asyncio.Task[None] | None = None
         self._port = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -165,7 +169,7 @@ class SftpServer:
             self._host_keys.append(
                 await asyncio.to_thread(load_or_create_host_key, self.rsa_host_key_path, RSA)
             )
-        await asyncio.to_thread(self._discard_stale_uploads)
+        await asyncio.to_thread(self._sweep_staging, frozenset(self._staging_in_use), True)
         await self._verifier.warm_up()
         self._acceptor = await asyncssh.listen(
             self.config.listen_host,
@@ -183,6 +187,7 @@ class SftpServer:
             keepalive_count_max=KEEPALIVE_COUNT_MAX,
         )
         self._port = self._acceptor.get_port()
+        self._sweeper = asyncio.create_task(self._sweep_staging_loop())
         log.info("SFTP server listening on %s:%d", self.config.listen_host, self._port)
         return self._port
 
@@ -191,6 +196,11 @@ class SftpServer:
         acceptor, self._acceptor = self._acceptor, None
         if acceptor is None:
             return
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
         acceptor.close()
         await acceptor.wait_closed()
         connections = list(self._connections)
@@ -248,7 +258,9 @@ class SftpServer:
         usage = self._usage.get(mailbox)
         if usage is None:
             usage = self._usage[mailbox] = MailboxUsage(root, self.config.mailbox_quota)
-        context = MailboxContext(mailbox, root, self.backend, usage, self.config.max_file_size)
+        context = MailboxContext(
+            mailbox, root, self.backend, usage, self.config.max_file_size, self._staging_in_use
+        )
         return MailboxSftpSession(chan, context)
 
     # -- logins -------------------------------------------------------------------------------
@@ -310,11 +322,30 @@ class SftpServer:
             return False
         return True
 
-    def _discard_stale_uploads(self) -> None:
-        if not self.mailboxes_dir.is_dir():
-            return
-        for entry in os.scandir(self.mailboxes_dir):
-            if entry.is_dir(follow_symlinks=False):
-                removed = discard_stale_uploads(Path(entry.path))
-                if removed:
-                    log.info("discarded %d interrupted upload(s) in %s", removed, entry.name)
+    # -- staging ------------------------------------------------------------------------------
+
+    async def sweep_staging(self) -> int:
+        """Remove the temp files interrupted processes left in the mailboxes' staging folders
+        (:func:`~core.sftp.folders.sweep_staging`), never one of this server's open uploads;
+        return how many. Runs at start and every ``STAGING_SWEEP_INTERVAL_S`` after: a server
+        may run for months, and each kill of the engine or the server can leave one behind.
+        """
+        in_use = frozenset(self._staging_in_use)
+        return await asyncio.to_thread(self._sweep_staging, in_use, False)
+
+    async def _sweep_staging_loop(self) -> None:
+        while True:
+            await asyncio.sleep(STAGING_SWEEP_INTERVAL_S)
+            try:
+                await self.sweep_staging()
+            except Exception:  # e.g. a folder it cannot read: try again next time
+                log.exception("sweeping the SFTP staging folders failed")
+
+    def _sweep_staging(self, in_use: frozenset[str], at_start: bool) -> int:
+        # At start no session is open: every upload temp file not in use is an orphan.
+        removed = sweep_mailboxes(self.mailboxes_dir, in_use=in_use, all_uploads=at_start)
+        for mailbox, count in removed.items():
+            log.info(
+                "removed %d temp file(s) of interrupted uploads or writes in %s", count, mailbox
+            )
+        return sum(removed.values())

@@ -87,6 +87,9 @@ class MailboxContext:
     backend: SftpBackend
     usage: MailboxUsage
     max_file_size: int  # 0 or less: unlimited
+    # Names of the upload temp files open in any session of the server: its staging sweep
+    # (core.sftp.folders.sweep_staging) must leave them alone however idle their client is.
+    staging_in_use: set[str]
 
 
 @dataclass(frozen=True)
@@ -458,6 +461,7 @@ class MailboxSftpSession(asyncssh.SFTPServer):
         # In a thread: right after the previous upload's fsyncs, creating a file waits for
         # ext4's journal, measured at 0.3-1 ms per upload of a stream of small files.
         fd, temp = await asyncio.to_thread(self._create_staging)
+        self._context.staging_in_use.add(temp.name)
         upload = _Upload(fd, temp, folder, name)
         self._uploads.add(upload)
         self._open_files += 1
@@ -601,11 +605,14 @@ class MailboxSftpSession(asyncssh.SFTPServer):
             if not self._release_handle(upload):
                 return
             self._context.usage.release(upload.size)
-            with contextlib.suppress(OSError):
-                await upload.settle()
-            os.close(upload.fd)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(upload.temp)
+            try:
+                with contextlib.suppress(OSError):
+                    await upload.settle()
+                os.close(upload.fd)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(upload.temp)
+            finally:
+                self._context.staging_in_use.discard(upload.temp.name)
 
     async def _commit(self, upload: _Upload) -> None:
         async with upload.lock:
@@ -623,6 +630,8 @@ class MailboxSftpSession(asyncssh.SFTPServer):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(upload.temp)
                 raise
+            finally:
+                self._context.staging_in_use.discard(upload.temp.name)
             self._context.usage.commit(upload.size)
         log.info(
             "received %s/%s (%d bytes) for mailbox %s",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -11,14 +12,15 @@ import pytest
 from core.errors import InvalidInput
 from core.sftp.folders import (
     FOLDERS,
-    discard_stale_uploads,
     ensure_mailbox_root,
     move_to_error,
+    sweep_mailboxes,
+    sweep_staging,
     validate_name,
     write_atomically,
 )
 from core.sftp.throttle import Ban, LoginThrottle, address_key
-from tests.sftp.conftest import MAILBOX_A, Harness
+from tests.sftp.conftest import MAILBOX_A, MAILBOX_B, Harness
 
 
 def test_mailbox_root_has_private_folders_and_staging(tmp_path: Path) -> None:
@@ -64,12 +66,69 @@ def test_move_to_error_keeps_older_failures(tmp_path: Path) -> None:
     assert list((root / "outbox").iterdir()) == []
 
 
-def test_stale_uploads_are_discarded_but_platform_writes_are_not(tmp_path: Path) -> None:
+HOURS_AGO_2 = time.time() - 2 * 3600
+
+
+def _plant(root: Path, name: str, *, old: bool) -> Path:
+    path = root / ".staging" / name
+    path.write_bytes(b"x")
+    if old:
+        os.utime(path, (HOURS_AGO_2, HOURS_AGO_2))
+    return path
+
+
+def _staged(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / ".staging").iterdir())
+
+
+def test_sweep_removes_what_interrupted_processes_left_and_nothing_in_use(tmp_path: Path) -> None:
+    """A killed engine leaves .write-* files, a killed server .upload-* files. Older than an
+    hour they are orphans, unless an upload that is still open (an idle client) owns one."""
     root = ensure_mailbox_root(tmp_path, MAILBOX_A)
-    (root / ".staging" / ".upload-dead").write_bytes(b"x")
-    (root / ".staging" / ".write-busy").write_bytes(b"x")
-    assert discard_stale_uploads(root) == 1
-    assert [p.name for p in (root / ".staging").iterdir()] == [".write-busy"]
+    for name in (".upload-dead", ".write-dead", ".upload-idle-client"):
+        _plant(root, name, old=True)
+    for name in (".upload-running", ".write-running"):
+        _plant(root, name, old=False)
+    other = _plant(root, "kept-by-an-admin", old=True)  # not a docbridge temp name
+    (root / ".staging" / ".write-dir").mkdir()
+    os.utime(root / ".staging" / ".write-dir", (HOURS_AGO_2, HOURS_AGO_2))
+    assert sweep_staging(root, in_use={".upload-idle-client"}) == 2
+    assert _staged(root) == [
+        ".upload-idle-client",
+        ".upload-running",
+        ".write-dir",
+        ".write-running",
+        "kept-by-an-admin",
+    ]
+    assert other.exists()
+    # At server start no upload can be open: every upload temp is an orphan, whatever its age.
+    assert sweep_staging(root, all_uploads=True) == 2
+    assert _staged(root) == [".write-dir", ".write-running", "kept-by-an-admin"]
+
+
+def test_sweep_never_follows_a_planted_staging_link(tmp_path: Path) -> None:
+    root = ensure_mailbox_root(tmp_path / "mailboxes", MAILBOX_A)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / ".write-precious").write_bytes(b"x")
+    os.utime(elsewhere / ".write-precious", (HOURS_AGO_2, HOURS_AGO_2))
+    (root / ".staging").rmdir()
+    os.symlink(elsewhere, root / ".staging")
+    assert sweep_staging(root, all_uploads=True) == 0
+    assert sweep_mailboxes(tmp_path / "mailboxes", all_uploads=True) == {}
+    assert (elsewhere / ".write-precious").exists()
+
+
+def test_sweep_mailboxes_reports_per_mailbox(tmp_path: Path) -> None:
+    mailboxes = tmp_path / "mailboxes"
+    root_a = ensure_mailbox_root(mailboxes, MAILBOX_A)
+    root_b = ensure_mailbox_root(mailboxes, MAILBOX_B)
+    _plant(root_a, ".write-dead", old=True)
+    _plant(root_b, ".upload-fresh", old=False)
+    os.symlink(root_a, mailboxes / "alias")  # a link among the mailboxes is not followed
+    assert sweep_mailboxes(mailboxes) == {MAILBOX_A: 1}
+    assert sweep_mailboxes(mailboxes, all_uploads=True) == {MAILBOX_B: 1}
+    assert sweep_mailboxes(tmp_path / "none-yet") == {}
 
 
 async def test_symlinked_mailbox_root_refuses_login(harness: Harness, tmp_path: Path) -> None:
