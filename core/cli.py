@@ -18,7 +18,7 @@ import tomllib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from core.as2.certificates import load_certificate_text
 from core.bootstrap import init_data_dir
@@ -74,14 +74,22 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's usage errors echo what was typed: shown escaped, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {printable(message)}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--data-dir",
         default=argparse.SUPPRESS,
         help="data directory (default: $DOCBRIDGE_HOME or ~/.local/share/docbridge)",
     )
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="docbridge",
         parents=[common],
         description="SFTP/AS2 gateway for document-platform mailboxes. Without a command: the TUI.",

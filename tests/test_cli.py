@@ -489,3 +489,14 @@ def test_control_characters_in_stored_values_never_forge_a_listed_row(
     )
     as_json = json.loads(run_cli(data_dir, "envelope", "list", "--json", "--limit", "1").stdout)
     assert as_json["items"][0]["subject"].startswith("Two\r\n")  # JSON keeps the value itself
+
+
+def test_control_characters_in_an_unknown_argument_never_forge_a_usage_error(
+    data_dir: Path,
+) -> None:
+    result = run_cli(data_dir, "mailbox", "list", f"extra\r\n{FORGED}\x1b[2K")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "\r" not in result.stderr and "\x1b" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert not any(line.startswith(FORGED) for line in lines), lines
+    assert lines[-1] == (rf"docbridge: error: unrecognized arguments: extra\r\n{FORGED}\x1b[2K")
