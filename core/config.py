@@ -16,6 +16,8 @@ from typing import Any
 from core.errors import InvalidInput
 
 CONFIG_FILE = "docbridge.toml"
+# The SMTP password (when smtp.username is set) comes from the environment, never from a file.
+SMTP_PASSWORD_ENV = "DOCBRIDGE_SMTP_PASSWORD"
 DATABASE_FILE = "docbridge.sqlite3"
 
 DEFAULT_CONFIG_TEXT = """\
@@ -41,6 +43,7 @@ host = "127.0.0.1"
 port = 25
 # One of "none", "starttls", "tls" (implicit TLS). Always explicit: no silent downgrade.
 tls_mode = "none"
+# With a username, the password is read from the environment variable DOCBRIDGE_SMTP_PASSWORD.
 username = ""
 sender = "docbridge@localhost"
 
@@ -162,6 +165,12 @@ def _section(cls: Any, raw: dict[str, Any], name: str, path: Path) -> Any:
     defaults = cls()
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
+        if (name, key) == ("smtp", "password"):
+            raise InvalidInput(
+                f"{path}: smtp.password does not belong in a file.",
+                f"Remove it; docbridge reads the SMTP password from {SMTP_PASSWORD_ENV} "
+                "in its environment (see 'Running in production' in the README).",
+            )
         if not hasattr(defaults, key):
             raise InvalidInput(f"{path}: unknown setting {name}.{key}.", "Remove or correct it.")
         expected = type(getattr(defaults, key))

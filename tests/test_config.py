@@ -65,3 +65,13 @@ def test_an_unknown_tui_setting_or_a_non_table_is_refused(tmp_path: Path) -> Non
     write_config(tmp_path, "tui = 60\n")
     with pytest.raises(InvalidInput, match=r"\[tui\] must be a table"):
         load_config(tmp_path)
+
+
+def test_an_smtp_password_in_the_file_is_refused_with_where_it_belongs(tmp_path: Path) -> None:
+    """Secrets stay out of the data directory: the password comes from the environment."""
+    write_config(tmp_path, '[smtp]\nusername = "gateway"\npassword = "hunter2"\n')
+    with pytest.raises(InvalidInput) as refused:
+        load_config(tmp_path)
+    message = str(refused.value)
+    assert "smtp.password" in message and "DOCBRIDGE_SMTP_PASSWORD" in message
+    assert "hunter2" not in message

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import email
 import email.policy
+import socket
+from collections.abc import Iterator
 
+import pytest
+
+from core.config import SmtpConfig
 from core.mail.notification import Notification, build_notification, printable
+from core.mail.smtp import MailDeliveryError, send_mail
 
 FORGED = "Bcc: everyone@example.org"
 DATE = "Tue, 01 Jan 2030 00:00:00 +0000"
@@ -99,3 +105,61 @@ def test_printable_keeps_text_and_escapes_what_could_forge_or_recolour() -> None
     assert printable("a\r\nb\tc\x00d\x1b[31me\x7f") == r"a\r\nb\tc\x00d\x1b[31me\x7f"
     assert printable("\u2028\u2029\u202e\x85") == r"\u2028\u2029\u202e\x85"
     assert printable("bad byte \udcff") == r"bad byte \udcff"  # os.fsdecode of b"\xff"
+
+
+class Outbox:
+    """What an aiosmtpd server on loopback received, and the logins it was offered."""
+
+    def __init__(self) -> None:
+        self.logins: list[tuple[bytes, bytes]] = []
+        self.messages: list[bytes] = []
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        assert isinstance(auth_data, LoginPassword)
+        self.logins.append((auth_data.login, auth_data.password))
+        accepted = auth_data.password == b"from-the-environment"
+        return AuthResult(success=accepted, handled=False)  # aiosmtpd answers 235 or 535
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        self.messages.append(envelope.content)
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Outbox, int]]:
+    from aiosmtpd.controller import Controller
+
+    outbox = Outbox()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    controller = Controller(
+        outbox,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=outbox.authenticate,
+        auth_require_tls=False,  # loopback only; production uses tls_mode starttls or tls
+    )
+    controller.start()
+    yield outbox, port
+    controller.stop()
+
+
+async def test_smtp_login_takes_the_password_from_the_environment(
+    smtp_server: tuple[Outbox, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outbox, port = smtp_server
+    config = SmtpConfig(port=port, username="gateway", sender="docbridge@example.com")
+    message = hostile_notification().to_email(DATE)
+
+    monkeypatch.setenv("DOCBRIDGE_SMTP_PASSWORD", "from-the-environment")
+    await send_mail(config, message, timeout_s=10)
+    assert outbox.logins == [(b"gateway", b"from-the-environment")]
+    assert len(outbox.messages) == 1
+
+    monkeypatch.setenv("DOCBRIDGE_SMTP_PASSWORD", "stale")
+    with pytest.raises(MailDeliveryError, match="535"):
+        await send_mail(config, message, timeout_s=10)
+    assert len(outbox.messages) == 1

@@ -10,9 +10,7 @@ from email.message import EmailMessage
 
 import aiosmtplib
 
-from core.config import SmtpConfig
-
-SMTP_PASSWORD_ENV = "DOCBRIDGE_SMTP_PASSWORD"
+from core.config import SMTP_PASSWORD_ENV, SmtpConfig
 
 
 class MailDeliveryError(Exception):
