@@ -9,8 +9,9 @@ from pathlib import Path
 
 from core import demo
 from core.config import Config, load_config, write_default_config
+from core.errors import InvalidInput
 from core.models import Account, Mailbox, Template, TemplateVersion
-from core.service import Service
+from core.service import RECIPIENT_ROLE, Service
 from core.storage import accounts, logs
 from core.storage.db import connect, write_transaction
 
@@ -56,7 +57,7 @@ def _demo_envelopes(mailbox_uuids: list[str]) -> list[tuple[str, bytes]]:
     envelopes = []
     for path in demo.demo_envelope_files():
         data = path.read_bytes()
-        envelopes.append((_recipient_of(data, mailbox_uuids), data))
+        envelopes.append((_recipient_of(path, data, mailbox_uuids), data))
     return envelopes
 
 
@@ -88,12 +89,15 @@ def _load_demo_account(conn: sqlite3.Connection, actor: str) -> list[str]:
     return [m.uuid for m in data.mailboxes]
 
 
-def _recipient_of(data: bytes, mailbox_uuids: list[str]) -> str:
-    """The demo mailbox an envelope file is addressed to (its role naming one of ours)."""
+def _recipient_of(path: Path, data: bytes, mailbox_uuids: list[str]) -> str:
+    """The demo mailbox an envelope file is addressed to: its ``recipient`` role, which
+    ``receive_envelope`` requires to be the mailbox that receives it."""
     from core.envelope_xml import parse_envelope_xml
 
-    parsed = parse_envelope_xml(data)
-    for role in parsed.roles:
-        if role.mailbox_uuid in mailbox_uuids:
-            return role.mailbox_uuid
-    raise ValueError("demo envelope addressed to no demo mailbox")
+    recipient = parse_envelope_xml(data).role_mailbox(RECIPIENT_ROLE)
+    if recipient not in mailbox_uuids:
+        raise InvalidInput(
+            f"Demo envelope {path.name} is addressed to no demo mailbox (recipient {recipient}).",
+            "Reinstall docbridge; its demo data is damaged.",
+        )
+    return recipient

@@ -430,7 +430,9 @@ class Service:
         """Accept an incoming envelope for a mailbox from envelope XML (the platform's side).
 
         The XML is untrusted: parsed without entities or network, validated against the
-        schema and against the template version it names. Nothing is stored on error.
+        schema and against the template version it names, and its ``recipient`` role must be
+        this mailbox (no envelope lands in a mailbox it was not sent to). Nothing is stored on
+        error.
         """
         from core.envelope_checks import check_envelope_against_template, stored_xml
         from core.envelope_xml import parse_envelope_xml
@@ -441,6 +443,7 @@ class Service:
         def write(conn: sqlite3.Connection) -> Envelope:
             with write_transaction(conn):
                 mailbox = _require_mailbox(conn, mailbox_uuid)
+                _check_recipient_is(parsed, mailbox)
                 check_envelope_against_template(conn, parsed)
                 existing = envelopes.get_envelope(conn, envelope_uuid)
                 if existing is not None:
@@ -709,6 +712,30 @@ def _with_prefilled_self_id(integration: Integration, mailbox: Mailbox) -> Integ
     return replace(integration, form=replace(integration.form, as2=as2))
 
 
+RECIPIENT_ROLE = "recipient"
+SENDER_ROLE = "sender"
+
+
+def _check_recipient_is(parsed: EnvelopeXml, mailbox: Mailbox) -> None:
+    """A mailbox only receives what names it as recipient (SPEC §9): otherwise one mailbox's
+    envelope could be injected into another's inbox, or an envelope it supposedly sent."""
+    if parsed.role_mailbox(RECIPIENT_ROLE) == mailbox.uuid:
+        return
+    shown = ", ".join(f"{role.id}={role.mailbox_uuid}" for role in parsed.roles[:6])
+    if len(parsed.roles) > 6:
+        shown += f" and {len(parsed.roles) - 6} more"
+    raise InvalidInput(
+        f"This envelope is not addressed to mailbox {mailbox.name} ({mailbox.uuid}): "
+        f"its roles are {shown}.",
+        f"An envelope received for it must name it as recipient: "
+        f'<role id="{RECIPIENT_ROLE}" mailboxUuid="{mailbox.uuid}"/>.',
+    )
+
+
 def _sender_of(parsed: EnvelopeXml, mailbox: Mailbox) -> str:
+    """The sending mailbox: the ``sender`` role, else the first role that is not the mailbox."""
+    sender = parsed.role_mailbox(SENDER_ROLE)
+    if sender is not None:
+        return sender
     others = [role.mailbox_uuid for role in parsed.roles if role.mailbox_uuid != mailbox.uuid]
     return others[0] if others else ""

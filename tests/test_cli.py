@@ -500,3 +500,48 @@ def test_control_characters_in_an_unknown_argument_never_forge_a_usage_error(
     lines = result.stderr.splitlines()
     assert not any(line.startswith(FORGED) for line in lines), lines
     assert lines[-1] == (rf"docbridge: error: unrecognized arguments: extra\r\n{FORGED}\x1b[2K")
+
+
+ACCOUNTS_PAYABLE = "a241b640-05fa-41d9-ba01-dd083bca8dac"
+ACME = "0dbfa4db-e126-445e-a164-dac5593117c1"
+
+
+@pytest.mark.parametrize(
+    ("roles", "found"),
+    [
+        (  # addressed to another mailbox of the account
+            f'<role id="sender" mailboxUuid="{ACME}"/>'
+            f'<role id="recipient" mailboxUuid="{ACCOUNTS_PAYABLE}"/>',
+            f"sender={ACME}, recipient={ACCOUNTS_PAYABLE}",
+        ),
+        (  # the mailbox plays the sender: it would receive what it "sent"
+            f'<role id="sender" mailboxUuid="{PURCHASING}"/>'
+            f'<role id="recipient" mailboxUuid="{ACME}"/>',
+            f"sender={PURCHASING}, recipient={ACME}",
+        ),
+        (  # named, but not as recipient
+            f'<role id="sender" mailboxUuid="{ACME}"/>'
+            f'<role id="buyer" mailboxUuid="{PURCHASING}"/>',
+            f"sender={ACME}, buyer={PURCHASING}",
+        ),
+    ],
+    ids=["other-recipient", "as-sender", "no-recipient-role"],
+)
+def test_envelope_receive_refuses_an_envelope_not_addressed_to_the_mailbox(
+    data_dir: Path, tmp_path: Path, roles: str, found: str
+) -> None:
+    """Defect 6: 'envelope receive MB' took any envelope, whoever it named as recipient."""
+    demo_roles = (
+        f'<role id="sender" mailboxUuid="{ACME}"/>\n'
+        f'      <role id="recipient" mailboxUuid="{PURCHASING}"/>'
+    )
+    source = tmp_path / "spoofed.xml"
+    source.write_text(fresh_envelope(**{demo_roles: roles}), encoding="utf-8")
+    before = store_snapshot(data_dir)
+    result = run_cli(data_dir, "envelope", "receive", "Purchasing", str(source))
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.count("\n") == 1
+    assert "not addressed to mailbox Purchasing" in result.stderr
+    assert f"its roles are {found}" in result.stderr
+    assert f'<role id="recipient" mailboxUuid="{PURCHASING}"/>' in result.stderr
+    assert store_snapshot(data_dir) == before

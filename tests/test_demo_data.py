@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections import Counter
@@ -17,6 +18,7 @@ from core.demo import (
 )
 from core.envelope_xml import check_field_name, parse_envelope_xml
 from core.errors import InvalidInput
+from core.service import Service
 
 FIELD_TYPES = {"text", "number", "date", "boolean"}
 
@@ -147,3 +149,24 @@ def test_damaged_file_is_a_clear_error(tmp_path: Path, content: str) -> None:
     path.write_text(content, encoding="utf-8")
     with pytest.raises(InvalidInput, match="Demo data"):
         load_demo_account(path)
+
+
+def roles_of_demo_files() -> dict[str, tuple[str | None, str | None]]:
+    """Envelope uuid -> (recipient, sender) as the demo files name them."""
+    roles = {}
+    for path in demo_envelope_files():
+        env = parse_envelope_xml(path.read_bytes())
+        assert env.uuid is not None
+        roles[env.uuid] = (env.role_mailbox("recipient"), env.role_mailbox("sender"))
+    return roles
+
+
+async def test_init_delivers_each_demo_envelope_to_the_mailbox_it_names_as_recipient(
+    service: Service,
+) -> None:
+    """receive_envelope refuses an envelope whose recipient is another mailbox (defect 6):
+    the demo must still load, each envelope in its own recipient's mailbox."""
+    expected = await asyncio.to_thread(roles_of_demo_files)
+    stored = {e.uuid: (e.mailbox_uuid, e.sender_mailbox) for e in await service.list_envelopes()}
+    assert stored == expected
+    assert all(e.recipient_mailbox == e.mailbox_uuid for e in await service.list_envelopes())
