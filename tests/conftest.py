@@ -3,17 +3,31 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from blockbuster import BlockBuster
 
 from core.bootstrap import init_data_dir
 from core.service import Service
+from tests.blocking import make_guard
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT_ROOT.parent / "shared"
 DOCBRIDGE = Path(sys.executable).parent / "docbridge"
+
+
+@pytest.fixture(autouse=True)
+def blockbuster() -> Iterator[BlockBuster]:
+    """Every test fails if the product blocks a running event loop (tests/blocking.py says what
+    is checked and what is still allowed). Plain tests without a loop are not affected."""
+    guard = make_guard()
+    guard.activate()
+    try:
+        yield guard
+    finally:
+        guard.deactivate()
 
 
 @pytest.fixture

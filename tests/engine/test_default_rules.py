@@ -46,9 +46,10 @@ async def test_rule_1_copies_each_envelope_once_into_inbox(
     await eventually(done)
     envelopes = await service.list_envelopes(mailbox)
     inbox = data_dir / "mailboxes" / mailbox / "inbox"
-    assert sorted(p.name for p in inbox.iterdir()) == sorted(f"{e.uuid}.xml" for e in envelopes)
+    names = await asyncio.to_thread(lambda: sorted(p.name for p in inbox.iterdir()))
+    assert names == sorted(f"{e.uuid}.xml" for e in envelopes)
     first = envelopes[0]
-    assert b"<envelope" in (inbox / f"{first.uuid}.xml").read_bytes()
+    assert b"<envelope" in await asyncio.to_thread((inbox / f"{first.uuid}.xml").read_bytes)
     activity = await service.activity_log(mailbox)
     assert {(a.rule, a.status) for a in activity} == {("default:copy", "delivered")}
     others = await service.list_envelopes((await service.resolve_mailbox("Logistics")).uuid)
@@ -107,7 +108,7 @@ async def test_toggle_off_holds_envelopes_and_on_drains_them_in_arrival_order(
     await service.save_integration(mailbox, IntegrationForm())
     await asyncio.sleep(0.5)  # the engine polls; nothing may happen while the toggle is off
     assert await statuses(service, mailbox) == {"WAITING"}
-    assert not (data_dir / "mailboxes" / mailbox / "inbox").exists()
+    assert not await asyncio.to_thread((data_dir / "mailboxes" / mailbox / "inbox").exists)
 
     await service.set_enabled(mailbox, True)
 
@@ -122,7 +123,7 @@ async def test_toggle_off_holds_envelopes_and_on_drains_them_in_arrival_order(
 async def test_smtp_outage_delays_mails_only(
     service: Service, engine: Engine, smtp_server: SmtpServer
 ) -> None:
-    smtp_server.stop()
+    await asyncio.to_thread(smtp_server.stop)  # joins the server's thread
     form = IntegrationForm(default_rule=DefaultRule.NOTIFY, notify_email="ops@example.com")
     notify = await enable(service, "Accounts Payable", form)
     copy = await enable(service, "Purchasing", IntegrationForm())
@@ -139,7 +140,7 @@ async def test_smtp_outage_delays_mails_only(
     waiting = await service.list_jobs(("ready", "running"))
     assert {job.kind for job in waiting if job.mailbox_uuid in (notify, copy)} == {"mail"}
 
-    smtp_server.start()
+    await asyncio.to_thread(smtp_server.start)
     expected = len(await service.list_envelopes(notify))
 
     async def mailed() -> bool:
@@ -154,7 +155,7 @@ async def test_smtp_outage_delays_mails_only(
 async def test_a_second_engine_is_told_who_holds_the_lease(engine: Engine, data_dir: Path) -> None:
     from core.config import load_config
 
-    second = Engine(load_config(data_dir))
+    second = Engine(await asyncio.to_thread(load_config, data_dir))
     try:
         await second.start()
     except EngineBusy as busy:
@@ -183,7 +184,9 @@ async def test_settings_saved_reach_the_running_engine_within_two_seconds(
     reason = "Closed for stocktaking until Monday."
     form = IntegrationForm(default_rule=DefaultRule.REJECT, reject_reason=reason)
     await service.save_integration(mailbox, form)
-    data = DEMO_ENVELOPE.read_bytes().replace(b'uuid="0238cdda', b'uuid="0238cddb', 1)
+    data = (await asyncio.to_thread(DEMO_ENVELOPE.read_bytes)).replace(
+        b'uuid="0238cdda', b'uuid="0238cddb', 1
+    )
     envelope = await service.receive_envelope(mailbox, data)  # no wake(): the engine polls
 
     async def rejected() -> bool:

@@ -1,0 +1,168 @@
+"""The event-loop guard of the test suite: blockbuster, set up for this project.
+
+A blocking call (file I/O, ``time.sleep``, a thread join, a blocking socket) made on a running
+event loop by the product's code fails the test with ``BlockingError``: the TUI, the engine and the
+SFTP server share one loop, so one such call stalls every session. Work done in a thread
+(``asyncio.to_thread``, the store's own thread) is not checked.
+
+Scanned: the product (``core``, ``tui``) and the guard's own test module. A call counts when one
+of their functions is in the stack that makes it, so a library that blocks when the product calls
+it is caught too. The bodies of the other tests are not scanned: a test reading a file to check
+it stalls no user. A test that calls a blocking product helper on its loop is caught, and is
+listed below until it moves the call to a thread.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from blockbuster import BlockBuster, BlockBusterFunction
+
+SCANNED = ["core", "tui", "tests.test_blocking_guard"]
+
+
+def make_guard() -> BlockBuster:
+    """A guard with the known exceptions; the caller activates it."""
+    guard = BlockBuster(SCANNED)
+    for name in ("io.BufferedWriter.write", "io.TextIOWrapper.write"):
+        _also_allow(guard.functions[name], _writes_to_devnull)
+    for name, places in ALLOWED.items():
+        for filename, functions in places:
+            guard.functions[name].can_block_in(filename, functions)
+    return guard
+
+
+def _writes_to_devnull(file: Any, *_: Any, **__: Any) -> bool:
+    # pytest's logging plugin writes every record to a log file that is os.devnull by default.
+    return getattr(file, "name", None) == os.devnull
+
+
+def _also_allow(function: BlockBusterFunction, predicate: Any) -> None:
+    before = function.can_block_predicate
+
+    def either(*args: Any, **kwargs: Any) -> bool:
+        return before(*args, **kwargs) or predicate(*args, **kwargs)
+
+    function.can_block_predicate = either
+
+
+Places = list[tuple[str, set[str]]]
+
+# Textual's own internals: CSS files are found and read on the loop when an App or a Screen with
+# CSS_PATH is made or first shown.
+TEXTUAL: dict[str, Places] = {
+    "os.stat": [("textual/_path.py", {"_make_path_object_relative"})],
+    "os.path.abspath": [
+        ("textual/_path.py", {"_make_path_object_relative"}),
+        ("textual/css/stylesheet.py", {"read"}),
+    ],
+    "io.TextIOWrapper.read": [("textual/css/stylesheet.py", {"read"})],
+}
+
+# TODO(issue 8): move to a thread. Blocking calls the product makes on the loop.
+PRODUCT: dict[str, Places] = {
+    # Database.close: ThreadPoolExecutor.shutdown(wait=True) joins the store's thread.
+    "threading.Lock.acquire": [("core/storage/db.py", {"close"})],
+    # SftpServer._mailbox_root: os.path.realpath at each login; MailboxSftpSession.__init__:
+    # asyncssh's SFTPServer.__init__ runs os.path.realpath on the chroot; the TUI's _log_to
+    # opens its log file in on_mount.
+    "os.path.abspath": [
+        ("core/sftp/server.py", {"_mailbox_root"}),
+        ("core/sftp/session.py", {"__init__"}),
+        ("tui/app.py", {"_log_to"}),
+    ],
+    # MailboxSftpSession._lstat (stat, lstat, listing): os.stat for every SFTP request.
+    "os.stat": [("core/sftp/session.py", {"_lstat"})],
+    # MailboxSftpSession: the upload's temp file is unlinked when an upload is discarded or
+    # committed, and the file itself on remove.
+    "os.unlink": [("core/sftp/session.py", {"_discard", "_commit", "remove"})],
+    # The TUI's _log_to: mkdir of the data directory in on_mount.
+    "os.mkdir": [("tui/app.py", {"_log_to"})],
+    # load_keymap reads keymap.toml in on_mount.
+    "io.TextIOWrapper.read": [("tui/keys.py", {"load_keymap"})],
+    # report_error logs to the TUI's log file (a logging.FileHandler) on the loop.
+    "io.TextIOWrapper.write": [("tui/errors.py", {"report_error"})],
+    "io.BufferedWriter.write": [("tui/errors.py", {"report_error"})],
+}
+
+# TODO(issue 8): move to a thread. Tests that call a blocking product helper (load_config,
+# ensure_mailbox_root, write_atomically, move_to_error, scan_usage) on their own loop.
+_HELPER_CALLS = (
+    "os.stat",
+    "os.mkdir",
+    "os.write",
+    "os.rename",
+    "os.scandir",
+    "io.TextIOWrapper.read",
+)
+_TESTS_CALLING_HELPERS: Places = [
+    ("tests/engine/conftest.py", {"engine", "sftp_engine"}),
+    (
+        "tests/engine/test_customer_files.py",
+        {
+            "test_coutbox_files_wait_for_conversion_rules_in_error",
+            "test_files_of_a_disabled_integration_wait",
+            "test_invalid_file_goes_to_error_with_reason_and_retry_from_error_works",
+            "test_outbox_xml_becomes_one_outgoing_envelope_and_leaves_outbox",
+        },
+    ),
+    (
+        "tests/engine/test_same_name_uploads.py",
+        {"test_a_newer_upload_of_a_name_is_never_deleted_by_the_engine"},
+    ),
+    (
+        "tests/engine/test_sftp_end_to_end.py",
+        {"test_an_engine_that_cannot_listen_gives_its_lease_back"},
+    ),
+    (
+        "tests/sftp/test_confinement.py",
+        {
+            "test_link_creation_is_refused",
+            "test_one_mailbox_never_sees_another",
+            "test_openssh_cannot_escape_or_link",
+            "test_planted_directory_symlink_is_refused",
+            "test_planted_file_symlink_is_neither_listed_nor_followed",
+            "test_planted_hard_link_is_neither_listed_nor_served",
+        },
+    ),
+    (
+        "tests/sftp/test_transfers.py",
+        {
+            "test_asyncssh_download_rename_and_delete_in_inbox",
+            "test_openssh_put_ls_get_rename_rm",
+            "test_openssh_retry_from_error_and_refused_upload_folder",
+            "test_openssh_scp_upload_and_download_exit_0",
+            "test_rename_from_error_back_to_outbox_retries_the_file",
+            "test_what_customers_may_not_change",
+        },
+    ),
+    (
+        "tests/sftp/test_uploads.py",
+        {
+            "test_open_files_per_session_are_bounded",
+            "test_openssh_client_killed_mid_upload_leaves_nothing",
+            "test_quota_counts_every_folder_and_frees_up_on_delete",
+        },
+    ),
+    (
+        "tests/tui/test_activity.py",
+        {
+            "park_logistics",
+            "test_a_failed_attempt_reads_retrying_never_ready",
+            "test_a_second_tui_works_as_a_client_of_the_running_engine",
+        },
+    ),
+]
+TESTS: dict[str, Places] = {name: _TESTS_CALLING_HELPERS for name in _HELPER_CALLS}
+
+
+def _merge(*tables: dict[str, Places]) -> dict[str, Places]:
+    merged: dict[str, Places] = {}
+    for table in tables:
+        for name, places in table.items():
+            merged.setdefault(name, []).extend(places)
+    return merged
+
+
+ALLOWED = _merge(TEXTUAL, PRODUCT, TESTS)
