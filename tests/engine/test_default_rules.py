@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from core.engine.engine import Engine, EngineBusy
-from core.models import DefaultRule, EnvelopeStatus, IntegrationForm
+from core.models import DefaultRule, EnvelopeStatus, IntegrationForm, JobRow
 from core.service import Service
 from tests.engine.conftest import SmtpServer, as2_form, enable
 
@@ -32,6 +32,22 @@ async def eventually(check: Callable[[], Awaitable[bool]], within_s: float = 10)
 
 async def statuses(service: Service, mailbox: str) -> set[str]:
     return {e.status.value for e in await service.list_envelopes(mailbox)}
+
+
+async def jobs_of(service: Service, mailbox: str, kind: str, *states: str) -> list[JobRow]:
+    return [
+        j for j in await service.list_jobs(states) if j.mailbox_uuid == mailbox and j.kind == kind
+    ]
+
+
+async def wait_until_mails_are_done(service: Service, mailbox: str, count: int) -> None:
+    """Every mail job of the mailbox is done: none is left to send (again), so the SMTP
+    server's inbox is final; no fixed pause that a dead engine would also pass."""
+
+    async def done() -> bool:
+        return len(await jobs_of(service, mailbox, "mail", "done")) == count
+
+    await eventually(done)
 
 
 async def test_rule_1_copies_each_envelope_once_into_inbox(
@@ -68,7 +84,7 @@ async def test_rule_2_mails_metadata_once_with_a_stable_message_id(
         return len(smtp_server.sink.message_ids()) >= len(envelopes)
 
     await eventually(all_mailed)
-    await asyncio.sleep(0.3)  # nothing more arrives
+    await wait_until_mails_are_done(service, mailbox, len(envelopes))
     ids = smtp_server.sink.message_ids()
     assert sorted(ids) == sorted(f"<{e.uuid}.notification@localhost>" for e in envelopes)
     mail = smtp_server.sink.messages[0]
@@ -106,7 +122,15 @@ async def test_toggle_off_holds_envelopes_and_on_drains_them_in_arrival_order(
 ) -> None:
     mailbox = (await service.resolve_mailbox("Purchasing")).uuid
     await service.save_integration(mailbox, IntegrationForm())
-    await asyncio.sleep(0.5)  # the engine polls; nothing may happen while the toggle is off
+    # A mailbox switched on after that save: the engine claims every due item of every enabled
+    # integration at once, so the claim that serves this one would have taken Purchasing's too.
+    witness = await enable(service, "Accounts Payable", IntegrationForm())
+    engine.wake()
+
+    async def witness_done() -> bool:
+        return await statuses(service, witness) == {"COMPLETED"}
+
+    await eventually(witness_done)
     assert await statuses(service, mailbox) == {"WAITING"}
     assert not await asyncio.to_thread((data_dir / "mailboxes" / mailbox / "inbox").exists)
 
@@ -135,7 +159,14 @@ async def test_smtp_outage_delays_mails_only(
         ) == {"COMPLETED"}
 
     await eventually(envelopes_done)  # envelopes flow while SMTP is down
-    await asyncio.sleep(0.5)
+
+    async def mails_tried() -> bool:
+        mails = await jobs_of(service, notify, "mail", "ready", "running")
+        return len(mails) == len(await service.list_envelopes(notify)) and all(
+            j.last_error for j in mails
+        )
+
+    await eventually(mails_tried)  # each mail was tried, failed and waits for a retry
     assert smtp_server.sink.message_ids() == []
     waiting = await service.list_jobs(("ready", "running"))
     assert {job.kind for job in waiting if job.mailbox_uuid in (notify, copy)} == {"mail"}
@@ -147,7 +178,7 @@ async def test_smtp_outage_delays_mails_only(
         return len(smtp_server.sink.message_ids()) >= expected
 
     await eventually(mailed, within_s=15)
-    await asyncio.sleep(0.5)
+    await wait_until_mails_are_done(service, notify, expected)
     ids = smtp_server.sink.message_ids()
     assert len(ids) == len(set(ids)) == expected
 
