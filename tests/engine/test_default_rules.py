@@ -11,7 +11,7 @@ from pathlib import Path
 from core.engine.engine import Engine, EngineBusy
 from core.models import DefaultRule, EnvelopeStatus, IntegrationForm, JobRow
 from core.service import Service
-from tests.engine.conftest import SmtpServer, as2_form, enable
+from tests.engine.conftest import FAST, SmtpServer, as2_form, enable
 
 DEMO_ENVELOPE = (
     Path(__file__).resolve().parents[2]
@@ -243,10 +243,29 @@ async def test_a_failing_item_parks_without_stalling_others_and_can_be_reprocess
     assert await statuses(service, purchasing) == {"COMPLETED"}  # never stalled
     jobs = [j for j in await service.list_jobs(("parked",)) if j.mailbox_uuid == logistics]
     assert all("AS2" in (j.last_error or "") for j in jobs)
-    failures = [a for a in await service.activity_log(logistics) if a.error]
-    assert {a.status for a in failures} == {"ready", "parked"}  # retried, then parked
+    tries = FAST.envelope_retry.max_attempts
+    one_round = ["ready"] * (tries - 1) + ["parked"]  # retried, then parked
+    assert await failures_by_envelope(service, logistics) == {j.ref: one_round for j in jobs}
 
+    # Reprocess: each item is tried again with fresh attempts (AS2 still fails, so a second
+    # round of failures, then parked again); not parked at once on the attempts of before.
     assert await service.reprocess([j.id for j in jobs]) == 3
-    assert {j.id for j in await service.list_jobs(("ready", "running", "parked"))} >= {
-        j.id for j in jobs
-    }
+
+    async def tried_again() -> bool:
+        failures = await failures_by_envelope(service, logistics)
+        return all(len(failures.get(j.ref, [])) >= 2 * tries for j in jobs)
+
+    await eventually(tried_again)
+    assert await failures_by_envelope(service, logistics) == {j.ref: one_round * 2 for j in jobs}
+    again = [j for j in await service.list_jobs(("parked",)) if j.mailbox_uuid == logistics]
+    assert sorted((j.id, j.attempts) for j in again) == sorted((j.id, tries) for j in jobs)
+    assert await statuses(service, purchasing) == {"COMPLETED"}
+
+
+async def failures_by_envelope(service: Service, mailbox: str) -> dict[str, list[str]]:
+    """The failed attempts recorded in the activity log, per envelope, oldest first."""
+    failures: dict[str, list[str]] = {}
+    for record in reversed(await service.activity_log(mailbox)):
+        if record.error and record.envelope_uuid is not None:
+            failures.setdefault(record.envelope_uuid, []).append(record.status)
+    return failures
