@@ -22,6 +22,7 @@ from typing import Any
 from core.config import Config
 from core.engine import envelope_handler, file_handler, mail_handler
 from core.errors import DocbridgeError, StoreError
+from core.models import JobRow
 from core.storage import jobs, lease
 from core.storage.db import Database, write_transaction
 
@@ -71,6 +72,8 @@ class Engine:
         self._stopping = asyncio.Event()
         self._closed = False
         self.lost_lease = asyncio.Event()
+        self._scan_failures: dict[str, str] = {}  # mailbox -> last error, logged once
+        self._hand_back_failures: set[int] = set()  # parked file jobs error/ refused, logged once
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -257,26 +260,55 @@ class Engine:
         while True:
             mailboxes = await self.db.call(_enabled_sftp_mailboxes)
             for mailbox_uuid in mailboxes:
-                seen = await asyncio.to_thread(
-                    file_handler.scan, self.config.mailboxes_dir, mailbox_uuid
-                )
-                if seen:
-                    leftovers = await self.db.call(self._enqueue_files, seen)
-                    for left in leftovers:
-                        path = (
-                            self.config.mailboxes_dir / left.mailbox_uuid / left.folder / left.name
-                        )
-                        await asyncio.to_thread(path.unlink, True)
-                    self._wake[jobs.FILE].set()
+                try:
+                    await self._scan_mailbox(mailbox_uuid)
+                except Exception as exc:
+                    # One mailbox whose folders are broken must not keep the others waiting.
+                    if self._scan_failures.get(mailbox_uuid) != str(exc):
+                        log.exception("cannot take files of mailbox %s in", mailbox_uuid)
+                    self._scan_failures[mailbox_uuid] = str(exc)
+                else:
+                    self._scan_failures.pop(mailbox_uuid, None)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._scan_now.wait(), self.settings.scan_interval_s)
             self._scan_now.clear()
 
-    def _enqueue_files(
-        self, conn: sqlite3.Connection, seen: list[file_handler.SeenFile]
-    ) -> list[file_handler.SeenFile]:
+    async def _scan_mailbox(self, mailbox_uuid: str) -> None:
+        claims = await asyncio.to_thread(file_handler.scan, self.config.mailboxes_dir, mailbox_uuid)
+        if not claims:
+            return
+        settled = await self.db.call(self._enqueue_claims, claims)
+        for claim in settled.leftovers:
+            path = file_handler.claim_path(
+                self.config.mailboxes_dir, mailbox_uuid, claim.folder, claim.token, claim.name
+            )
+            await asyncio.to_thread(file_handler.remove_claim, path)
+        for claim, row in settled.parked:
+            await self._hand_back(claim, row)
+        self._wake[jobs.FILE].set()
+
+    def _enqueue_claims(
+        self, conn: sqlite3.Connection, claims: list[file_handler.Claim]
+    ) -> file_handler.Settled:
         with write_transaction(conn):
-            return file_handler.enqueue_seen(conn, seen)
+            return file_handler.enqueue_claims(conn, claims)
+
+    async def _hand_back(self, claim: file_handler.Claim, row: JobRow) -> None:
+        """A file whose job gave up goes back to the customer, in error/ with the reason."""
+        job = jobs.Job(row.id, row.kind, row.ref, row.mailbox_uuid, row.attempts, claim.payload)
+        work = file_handler.work_for(self.config.mailboxes_dir, job)
+        reason = (
+            f"docbridge could not take this file in: {row.last_error or 'unknown error'} "
+            "Move it back to outbox/ (or coutbox/) to try again."
+        )
+        try:
+            await asyncio.to_thread(file_handler.send_to_error, work, reason)
+        except OSError:
+            if row.id not in self._hand_back_failures:
+                log.exception("cannot move %s to error/; it stays parked", row.ref)
+            self._hand_back_failures.add(row.id)
+            return
+        await self.db.call(self._record_file_error, work, reason)
 
     async def _file_loop(self) -> None:
         while True:
@@ -290,6 +322,7 @@ class Engine:
                 except Exception as exc:
                     log.exception("customer file %s failed", job.ref)
                     await self.db.call(self._fail_jobs, [job], f"Internal error: {exc}")
+                    self._scan_now.set()  # if it was parked, hand it back now
 
     async def _handle_file(self, job: jobs.Job) -> None:
         work = await asyncio.to_thread(file_handler.read_file, self.config.mailboxes_dir, job)
@@ -306,6 +339,7 @@ class Engine:
             await asyncio.to_thread(file_handler.send_to_error, work, reason)
         except OSError as exc:
             await self.db.call(self._fail_file, job, f"Cannot move the file to error/: {exc}")
+            self._scan_now.set()
             return
         await self.db.call(self._record_file_error, work, reason)
 

@@ -1,14 +1,23 @@
 """Customer files: envelope XML from ``outbox/`` becomes an outgoing envelope; what cannot be
 taken in moves to ``error/`` with ``<name>.error.txt`` saying why.
 
-A file is identified by its name and (inode, size, mtime, ctime): the same upload is taken in
-once, even if a crash left it in place after its envelope was recorded; moving it back from
-``error/`` changes its ctime, so it counts as a new attempt.
+Files are taken by identity, never by name. The scan first *claims* each file: one rename moves
+it out of the customer's folder into the mailbox's private ``.taking/`` area (a folder per claim,
+``.taking/<folder>-<token>/<name>``; dot names are invisible over SFTP). Everything after works
+on the claimed file, so a newer upload of the same name that lands in ``outbox/`` meanwhile is a
+new file with a claim of its own; nothing here ever removes a path in ``outbox/``.
+
+Each claim has exactly one job (its ref names the claim), which makes crashes harmless: a claim
+whose job was never queued is queued by the next scan; a claim whose job is done (the envelope
+was recorded, then the process died before removing the file) is removed by the next scan; a
+claim whose job gave up is handed back to the customer in ``error/`` with the reason.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import sqlite3
 import uuid as uuid_module
 from dataclasses import dataclass
@@ -18,80 +27,152 @@ from core.clock import utc_now
 from core.envelope_checks import check_envelope_against_template, stored_xml
 from core.envelope_xml import EnvelopeXml, parse_envelope_xml
 from core.errors import DocbridgeError
-from core.models import Envelope, EnvelopeDirection, EnvelopeStatus
-from core.sftp.folders import move_to_error
+from core.models import Envelope, EnvelopeDirection, EnvelopeStatus, JobRow
+from core.sftp.folders import (
+    ERROR,
+    ERROR_SUFFIX,
+    MAX_NAME_BYTES,
+    free_name,
+    fsync_dir,
+    shorten,
+    write_atomically,
+)
 from core.storage import envelopes, jobs, logs
 from core.storage.jobs import Job
 
 CUSTOMER_FOLDERS = ("outbox", "coutbox")
+TAKING = ".taking"
 _NAMESPACE = uuid_module.UUID("6f1c3f0e-5d0c-4a53-9a55-0b5c2f1d7e10")
 
 
 @dataclass(frozen=True)
-class SeenFile:
+class Claim:
+    """A customer file the engine has moved into ``.taking/`` (its identity: the token)."""
+
     mailbox_uuid: str
     folder: str
     name: str
-    signature: str
+    token: str
 
     @property
     def ref(self) -> str:
-        return f"{self.mailbox_uuid}/{self.folder}/{self.name}@{self.signature}"
+        return f"{self.mailbox_uuid}/{self.folder}/{self.name}@{self.token}"
+
+    @property
+    def payload(self) -> dict[str, str]:
+        return {"folder": self.folder, "name": self.name, "claim": self.token}
 
 
-def signature_of(path: Path) -> str | None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+def claim_path(mailboxes_dir: Path, mailbox_uuid: str, folder: str, token: str, name: str) -> Path:
+    return mailboxes_dir / mailbox_uuid / TAKING / f"{folder}-{token}" / name
 
 
-def scan(mailboxes_dir: Path, mailbox_uuid: str) -> list[SeenFile]:
-    """Regular files waiting in a mailbox's customer folders (blocking: run in a thread)."""
-    seen: list[SeenFile] = []
+def scan(mailboxes_dir: Path, mailbox_uuid: str) -> list[Claim]:
+    """Claim the files waiting in a mailbox's customer folders; return every claim held
+    (new ones and those a crash left behind). Blocking: run in a thread."""
+    root = mailboxes_dir / mailbox_uuid
+    taking = root / TAKING
+    touched: list[Path] = []
     for folder in CUSTOMER_FOLDERS:
-        directory = mailboxes_dir / mailbox_uuid / folder
+        directory = root / folder
         try:
             entries = sorted(os.scandir(directory), key=lambda e: e.name)
         except FileNotFoundError:
             continue
         for entry in entries:
-            if entry.is_file(follow_symlinks=False) and not entry.name.startswith("."):
-                signature = signature_of(Path(entry.path))
-                if signature:
-                    seen.append(SeenFile(mailbox_uuid, folder, entry.name, signature))
-    return seen
+            if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+                continue
+            if not touched:
+                _ensure_private_dir(taking)
+            holder = taking / f"{folder}-{secrets.token_hex(8)}"
+            holder.mkdir(mode=0o700)
+            try:
+                # The claim: whatever file has this name now is the one taken, by this rename.
+                os.rename(entry.path, holder / entry.name)
+            except FileNotFoundError:
+                holder.rmdir()
+                continue
+            touched += [holder, directory]
+    if touched:
+        # Durable before any job is queued for them: a claim must not come undone after the
+        # envelope it produced was recorded (the file would be taken in twice).
+        for directory in dict.fromkeys([taking, *touched]):
+            fsync_dir(directory)
+    return _claims(taking, mailbox_uuid)
 
 
-def enqueue_seen(conn: sqlite3.Connection, files: list[SeenFile]) -> list[SeenFile]:
-    """Queue new files; returns files already taken in (their removal was interrupted)."""
-    leftovers: list[SeenFile] = []
-    for seen in files:
-        payload = {"folder": seen.folder, "name": seen.name, "signature": seen.signature}
-        queued = jobs.enqueue(conn, jobs.FILE, seen.ref, seen.mailbox_uuid, payload)
-        if not queued and jobs.job_state(conn, jobs.FILE, seen.ref) == "done":
-            leftovers.append(seen)
-    return leftovers
+def _ensure_private_dir(directory: Path) -> None:
+    with contextlib.suppress(FileExistsError):
+        directory.mkdir(mode=0o700)
+    if directory.is_symlink() or not directory.is_dir():
+        raise NotADirectoryError(f"{directory} is not a plain directory")
+
+
+def _claims(taking: Path, mailbox_uuid: str) -> list[Claim]:
+    if not taking.is_dir():
+        return []
+    claims: list[Claim] = []
+    for entry in sorted(os.scandir(taking), key=lambda e: e.name):
+        folder, _, token = entry.name.rpartition("-")
+        if folder not in CUSTOMER_FOLDERS or not entry.is_dir(follow_symlinks=False):
+            continue
+        names = os.listdir(entry.path)
+        if not names:  # a crash between mkdir and rename, or after the file was removed
+            with contextlib.suppress(FileNotFoundError, OSError):
+                os.rmdir(entry.path)
+            continue
+        claims.extend(Claim(mailbox_uuid, folder, name, token) for name in names)
+    return claims
+
+
+@dataclass(frozen=True)
+class Settled:
+    """Claims whose job already ended: ``leftovers`` were taken in, ``parked`` gave up."""
+
+    leftovers: list[Claim]
+    parked: list[tuple[Claim, JobRow]]
+
+
+def enqueue_claims(conn: sqlite3.Connection, claims: list[Claim]) -> Settled:
+    """Queue a job for each new claim (idempotent), in the caller's transaction."""
+    settled = Settled([], [])
+    for claim in claims:
+        if jobs.enqueue(conn, jobs.FILE, claim.ref, claim.mailbox_uuid, claim.payload):
+            continue
+        row = jobs.job_row(conn, jobs.FILE, claim.ref)
+        if row is None or row.state == "done":
+            settled.leftovers.append(claim)
+        elif row.state == "parked":
+            settled.parked.append((claim, row))
+    return settled
 
 
 @dataclass(frozen=True)
 class FileWork:
     job: Job
-    path: Path
+    path: Path  # the claimed file in .taking/
     folder: str
     name: str
     parsed: EnvelopeXml | None = None
     data: bytes = b""
     error: str | None = None  # why it goes to error/
-    gone: bool = False  # nothing left to do (moved or already handled)
+    gone: bool = False  # nothing left to do (already handled)
+
+
+def work_for(mailboxes_dir: Path, job: Job) -> FileWork:
+    folder, name = str(job.payload["folder"]), str(job.payload["name"])
+    token = job.payload.get("claim")
+    if not token:  # queued by a version that took files by name: the scan claims it anew
+        return FileWork(job, mailboxes_dir / job.mailbox_uuid / folder / name, folder, name)
+    path = claim_path(mailboxes_dir, job.mailbox_uuid, folder, str(token), name)
+    return FileWork(job, path, folder, name)
 
 
 def read_file(mailboxes_dir: Path, job: Job) -> FileWork:
-    """Blocking: check the file is the one queued and parse it."""
-    folder, name = str(job.payload["folder"]), str(job.payload["name"])
-    path = mailboxes_dir / job.mailbox_uuid / folder / name
-    if signature_of(path) != job.payload["signature"]:
+    """Blocking: read and parse the claimed file."""
+    work = work_for(mailboxes_dir, job)
+    folder, name, path = work.folder, work.name, work.path
+    if not job.payload.get("claim") or not path.exists():
         return FileWork(job, path, folder, name, gone=True)
     if folder == "coutbox":
         return FileWork(job, path, folder, name, error="No conversion rule matches this file.")
@@ -154,13 +235,42 @@ def take_in(conn: sqlite3.Connection, work: FileWork) -> str | None:
 
 
 def remove_taken(work: FileWork) -> None:
-    """After the envelope is recorded: the file leaves outbox/, an old error note goes too."""
-    work.path.unlink(missing_ok=True)
-    (work.path.parent.parent / "error" / f"{work.name}.error.txt").unlink(missing_ok=True)
+    """After the envelope is recorded: the claim goes, an old error note goes too."""
+    remove_claim(work.path)
+    (work.path.parent.parent.parent / ERROR / f"{work.name}{ERROR_SUFFIX}").unlink(missing_ok=True)
 
 
-def send_to_error(work: FileWork, reason: str) -> None:
-    move_to_error(work.path.parent.parent, work.folder, work.name, reason)
+def remove_claim(path: Path) -> None:
+    """Remove a claimed file and its claim folder (blocking)."""
+    path.unlink(missing_ok=True)
+    with contextlib.suppress(FileNotFoundError, OSError):
+        path.parent.rmdir()
+
+
+def send_to_error(work: FileWork, reason: str) -> str:
+    """Move the claimed file to ``error/`` with ``<name>.error.txt`` (written first, so the
+    customer never sees a failed file without its reason); returns the name in ``error/``.
+
+    Never replaces a file in ``error/``: an older failure of the same name keeps its copy and
+    its note, and the new one gets a ``name (2).ext`` style name.
+    """
+    root = work.path.parent.parent.parent
+    error_dir = root / ERROR
+    fitting = shorten(work.name, MAX_NAME_BYTES - len(ERROR_SUFFIX))
+    text = reason if reason.endswith("\n") else f"{reason}\n"
+    for _ in range(10):
+        final = free_name(error_dir, fitting, ERROR_SUFFIX)
+        write_atomically(root, ERROR, f"{final}{ERROR_SUFFIX}", text.encode("utf-8"))
+        try:
+            os.link(work.path, error_dir / final)  # no-replace, unlike rename
+        except FileExistsError:
+            continue  # the customer renamed a file to that name meanwhile
+        break
+    else:
+        raise FileExistsError(f"no free name in {error_dir} for {work.name}")
+    fsync_dir(error_dir)
+    remove_claim(work.path)
+    return final
 
 
 def record_error(conn: sqlite3.Connection, work: FileWork, reason: str) -> None:

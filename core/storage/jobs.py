@@ -57,9 +57,12 @@ def enqueue(
     return cursor.rowcount > 0
 
 
-def job_state(conn: sqlite3.Connection, kind: str, ref: str) -> str | None:
-    row = conn.execute("SELECT state FROM jobs WHERE kind = ? AND ref = ?", (kind, ref)).fetchone()
-    return str(row[0]) if row else None
+def job_row(conn: sqlite3.Connection, kind: str, ref: str) -> JobRow | None:
+    """The job with this (kind, ref), or None."""
+    row = conn.execute(
+        f"SELECT {_JOB_ROW} FROM jobs WHERE kind = ? AND ref = ?", (kind, ref)
+    ).fetchone()
+    return JobRow(*tuple(row)) if row else None
 
 
 def claim(conn: sqlite3.Connection, kind: str, owner: str, lease_s: float, limit: int) -> list[Job]:

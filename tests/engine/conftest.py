@@ -87,6 +87,17 @@ async def engine(data_dir: Path, smtp_server: SmtpServer) -> AsyncIterator[Engin
     await running.stop()
 
 
+@pytest.fixture
+async def sftp_engine(data_dir: Path) -> AsyncIterator[Engine]:
+    """An engine with its SFTP listener on a free port."""
+    config = load_config(data_dir)
+    config = replace(config, sftp=replace(config.sftp, port=0))
+    engine = Engine(config, replace(FAST, run_sftp=True))
+    await engine.start()
+    yield engine
+    await engine.stop()
+
+
 async def as2_form(service: Service) -> IntegrationForm:
     """A valid AS2 integration (this version cannot deliver over AS2 yet: its items fail)."""
     other = (await service.list_mailboxes())[1].uuid

@@ -1,5 +1,6 @@
 """kill -9 of `docbridge serve` at random moments while 1,000 envelopes arrive: every envelope
-ends in exactly one terminal state, one inbox file each, one mail each."""
+ends in exactly one terminal state, one inbox file each, one mail each; while customer files
+arrive: each becomes exactly one envelope."""
 
 from __future__ import annotations
 
@@ -11,14 +12,20 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from core.models import DefaultRule, IntegrationForm
+from core.models import DefaultRule, EnvelopeDirection, IntegrationForm
 from core.service import Service
+from core.sftp.folders import ensure_mailbox_root
 from tests.conftest import DOCBRIDGE
 from tests.engine.conftest import SmtpServer, free_port
+from tests.engine.test_customer_files import outgoing_xml
+from tests.engine.test_default_rules import eventually
+from tests.engine.test_file_identity import publish, taken
 
 DEMO = Path(__file__).resolve().parents[2] / "data" / "demo" / "envelopes"
 TOTAL = 1000
 KILLS = 12
+FILES = 300
+FILE_KILLS = 8
 
 
 def configure(data_dir: Path, smtp_port: int) -> None:
@@ -127,5 +134,59 @@ async def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
             assert sorted(set(ids)) == expected
             print(f"mails: {len(ids)} received, {len(ids) - len(set(ids))} resent after kills")
             assert len(ids) - len(set(ids)) <= kills
+    text = log.read_text()
+    assert "Traceback" not in text, text[-3000:]
+
+
+async def test_kill_9_while_files_are_taken_in_takes_each_exactly_once(
+    service: Service, data_dir: Path, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    """Files claimed into .taking/ when the engine dies are found again by the next engine:
+    each upload becomes exactly one envelope (a second take-in of a file would land in
+    error/ as a duplicate uuid), and nothing is left behind."""
+    configure(data_dir, smtp_server.port)
+    rng = random.Random(8_3_3)
+    mailbox = (await service.resolve_mailbox("Purchasing")).uuid
+    await service.save_integration(mailbox, IntegrationForm())
+    await service.set_enabled(mailbox, True)
+    root = await asyncio.to_thread(ensure_mailbox_root, data_dir / "mailboxes", mailbox)
+    uploaded: set[str] = set()
+
+    async def upload() -> None:
+        for i in range(FILES):
+            envelope_uuid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+            data = outgoing_xml(mailbox, envelope_uuid)
+            await asyncio.to_thread(publish, root, f"order-{i}.xml", data)
+            uploaded.add(envelope_uuid)
+            if i % 10 == 0:
+                await asyncio.sleep(0.05)
+
+    log = tmp_path / "serve.log"
+    uploader = asyncio.create_task(upload())
+    process = start_engine(data_dir, log)
+    for _ in range(FILE_KILLS):
+        await asyncio.sleep(rng.uniform(0.2, 1.0))
+        os.kill(process.pid, signal.SIGKILL)
+        await asyncio.to_thread(process.wait)
+        process = start_engine(data_dir, log)
+    await uploader
+
+    async def settled() -> bool:
+        pending = await service.list_jobs(("ready", "running", "parked"), limit=5000)
+        left = await asyncio.to_thread(lambda: [*(root / "outbox").iterdir(), *taken(root)])
+        return not left and not [j for j in pending if j.kind == "file"]
+
+    try:
+        await eventually(settled, within_s=60)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(process.wait, 20)
+    sent = {
+        e.uuid
+        for e in await service.list_envelopes(mailbox, limit=5000)
+        if e.direction is EnvelopeDirection.OUTGOING
+    }
+    assert sent == uploaded
+    assert list((root / "error").iterdir()) == []
     text = log.read_text()
     assert "Traceback" not in text, text[-3000:]

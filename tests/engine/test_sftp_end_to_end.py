@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,16 +16,6 @@ from core.service import Service
 from tests.engine.conftest import FAST, enable_sftp
 from tests.engine.test_customer_files import NEW_UUID, outgoing_xml
 from tests.engine.test_default_rules import eventually
-
-
-@pytest.fixture
-async def sftp_engine(data_dir: Path) -> AsyncIterator[Engine]:
-    config = load_config(data_dir)
-    config = replace(config, sftp=replace(config.sftp, port=0))
-    engine = Engine(config, replace(FAST, run_sftp=True))
-    await engine.start()
-    yield engine
-    await engine.stop()
 
 
 def connect(engine: Engine, login: str, password: str) -> Any:

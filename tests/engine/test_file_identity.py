@@ -1,0 +1,162 @@
+"""Files are taken by identity, never by name (issue 8, defect 3): two uploads of one name,
+closely spaced, each stay the customer's until taken in, and a claim left by a crash is found
+again and taken in exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from core.engine.engine import Engine
+from core.models import IntegrationForm
+from core.service import Service
+from core.sftp.folders import ensure_mailbox_root
+from tests.engine.conftest import enable, enable_sftp
+from tests.engine.test_customer_files import NEW_UUID, outgoing, outgoing_xml
+from tests.engine.test_default_rules import eventually
+from tests.engine.test_sftp_end_to_end import connect
+
+TRIALS = 150
+
+
+def publish(root: Path, name: str, data: bytes) -> None:
+    """What the SFTP session does on a clean close: complete file in staging, then a rename
+    into outbox/ (which replaces a waiting file of the same name)."""
+    temp = root / ".staging" / f".upload-test-{os.urandom(6).hex()}"
+    temp.write_bytes(data)
+    os.rename(temp, root / "outbox" / name)
+
+
+def taken(root: Path) -> list[Path]:
+    """Files the engine has claimed and not yet finished with (its private area)."""
+    taking = root / ".taking"
+    return [*taking.glob("*/*")] if taking.exists() else []
+
+
+async def test_a_newer_upload_of_a_name_is_never_deleted_by_the_engine(
+    service: Service, engine: Engine, data_dir: Path
+) -> None:
+    """Each trial: upload A, then 0-40 ms later upload B of the same name (as an SFTP client
+    that sends a file twice). B is acknowledged last, so it must always become an envelope.
+    Before the fix the engine removed the taken file by name and deleted B in some trials."""
+    mailbox = await enable(service, "Purchasing", IntegrationForm())
+    root = await asyncio.to_thread(ensure_mailbox_root, data_dir / "mailboxes", mailbox)
+    rng = random.Random(8_3)
+    later: dict[str, str] = {}  # B's uuid -> name
+    earlier: set[str] = set()
+    for trial in range(TRIALS):
+        name = f"order-{trial}.xml"
+        first, second = (f"{trial:08d}-aaaa-4aaa-8aaa-{n:012d}" for n in (1, 2))
+        await asyncio.to_thread(publish, root, name, outgoing_xml(mailbox, first))
+        engine.wake("file")  # as the session's file_arrived does
+        await asyncio.sleep(rng.uniform(0, 0.04))  # the spacing of the two uploads
+        await asyncio.to_thread(publish, root, name, outgoing_xml(mailbox, second))
+        engine.wake("file")
+        earlier.add(first)
+        later[second] = name
+
+    async def settled() -> bool:
+        pending = await service.list_jobs(("ready", "running"), limit=5000)
+        waiting = await asyncio.to_thread(lambda: [*(root / "outbox").iterdir(), *taken(root)])
+        return not waiting and not [j for j in pending if j.kind == "file"]
+
+    await eventually(settled, within_s=60)
+    sent = set(await outgoing(service, mailbox))
+    errors = sorted(p.name for p in (root / "error").iterdir())
+    lost = sorted(name for uuid, name in later.items() if uuid not in sent)
+    assert not lost, f"{len(lost)} of {TRIALS} later uploads deleted unseen: {lost[:5]}"
+    assert errors == []
+    # An earlier upload may be replaced in outbox/ by the session's rename before the engine
+    # sees it (the SFTP session's half of defect 3); the engine's part is everything it saw.
+    replaced = len(earlier - sent)
+    print(f"earlier uploads replaced before the engine saw them: {replaced} of {TRIALS}")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="SFTP session half of defect 3 (core/sftp/session.py, not the engine): a clean "
+    "close renames the upload over a waiting file of the same name, which is lost although "
+    "it was acknowledged. Remove this mark when the session refuses or keeps both.",
+)
+async def test_an_acknowledged_upload_is_never_replaced_by_a_second_one_of_its_name(
+    service: Service, sftp_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through a real SFTP client: two uploads of one name while the engine has not yet taken
+    the first in. Each must become an envelope, or the second must be refused (the client
+    sees an error, so it knows to send again); never may the first vanish."""
+    mailbox, password = await enable_sftp(service, "Purchasing")
+    wake = sftp_engine.wake
+    monkeypatch.setattr(sftp_engine, "wake", lambda kind=None: None)  # hold the engine's scan
+    first, second = "11111111-aaaa-4aaa-8aaa-000000000001", "11111111-aaaa-4aaa-8aaa-000000000002"
+    async with connect(sftp_engine, mailbox, password) as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open("outbox/order.xml", "wb") as handle:
+            await handle.write(outgoing_xml(mailbox, first))
+        acknowledged = {first}
+        try:
+            async with sftp.open("outbox/order.xml", "wb") as handle:
+                await handle.write(outgoing_xml(mailbox, second))
+        except asyncssh.SFTPError:
+            pass  # refused, visibly: the customer sends it again
+        else:
+            acknowledged.add(second)
+    wake()
+
+    async def taken_in() -> bool:
+        return acknowledged <= set(await outgoing(service, mailbox))
+
+    await eventually(taken_in, within_s=5)
+
+
+async def test_a_claim_a_crash_left_without_a_job_is_taken_in_once(
+    service: Service, data_dir: Path, engine: Engine
+) -> None:
+    """The engine died between claiming a file (the rename into .taking/) and queuing it."""
+    mailbox = await enable(service, "Purchasing", IntegrationForm())
+    root = await asyncio.to_thread(ensure_mailbox_root, data_dir / "mailboxes", mailbox)
+    holder = root / ".taking" / "outbox-00c0ffee00c0ffee"
+    holder.mkdir(parents=True)
+    (holder / "order.xml").write_bytes(outgoing_xml(mailbox))
+    engine.wake("file")
+
+    async def taken_in() -> bool:
+        return await outgoing(service, mailbox) == [NEW_UUID] and not taken(root)
+
+    await eventually(taken_in)
+    assert list((root / "error").iterdir()) == []
+
+
+async def test_a_claim_whose_envelope_was_recorded_is_removed_not_taken_again(
+    service: Service, data_dir: Path, engine: Engine
+) -> None:
+    """The engine died after recording the envelope and before removing the claimed file: the
+    next scan sees the job is done and removes the file (a second take-in would make a second
+    envelope, or put the file in error/ as a duplicate)."""
+    mailbox = await enable(service, "Purchasing", IntegrationForm())
+    root = await asyncio.to_thread(ensure_mailbox_root, data_dir / "mailboxes", mailbox)
+    data = outgoing_xml(mailbox, None)  # no uuid: the envelope's uuid comes from the claim
+    await asyncio.to_thread(publish, root, "order.xml", data)
+    engine.wake("file")
+
+    async def sent_once() -> bool:
+        return len(await outgoing(service, mailbox)) == 1 and not taken(root)
+
+    await eventually(sent_once)
+    (done,) = [j for j in await service.list_jobs(("done",)) if j.kind == "file"]
+    token = done.ref.rsplit("@", 1)[1]
+    holder = root / ".taking" / f"outbox-{token}"
+    holder.mkdir()
+    (holder / "order.xml").write_bytes(data)  # as the crash left it
+    engine.wake("file")
+
+    async def removed() -> bool:
+        return not holder.exists()
+
+    await eventually(removed)
+    assert len(await outgoing(service, mailbox)) == 1
+    assert list((root / "error").iterdir()) == []
