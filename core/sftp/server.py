@@ -26,7 +26,7 @@ import asyncssh
 
 from core.config import SftpConfig
 from core.errors import InvalidInput
-from core.sftp.auth import PasswordVerifier
+from core.sftp.auth import PasswordVerifier, VerifierBusy
 from core.sftp.backend import SftpBackend
 from core.sftp.folders import ensure_mailbox_root, sweep_mailboxes, validate_name
 from core.sftp.host_key import RSA, fingerprint, load_or_create_host_key
@@ -49,6 +49,7 @@ KEEPALIVE_INTERVAL_S = 30
 KEEPALIVE_COUNT_MAX = 4
 # How often staging is swept for temp files that killed processes left (see sweep_staging).
 STAGING_SWEEP_INTERVAL_S = 600.0
+BUSY_WARNING_INTERVAL_S = 60  # "too busy" refusals come in floods: one warning a minute
 BANNED_MESSAGE = (
     "Too many failed logins from your address: it is blocked for a while. "
     "Check the login and password, wait, then try again, or ask the gateway's operator "
@@ -90,6 +91,7 @@ class _Connection(asyncssh.SSHServer):
         self._server = server
         self._conn: asyncssh.SSHServerConnection | None = None
         self._address = ""
+        self._told_banned = False
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
@@ -103,9 +105,7 @@ class _Connection(asyncssh.SSHServer):
             self._server._sessions.pop(self._conn, None)
 
     def begin_auth(self, username: str) -> bool:
-        if self._conn is not None and self._server.throttle.is_banned(self._address):
-            with contextlib.suppress(Exception):
-                self._conn.send_auth_banner(BANNED_MESSAGE)
+        self._tell_if_banned()
         return True
 
     def password_auth_supported(self) -> bool:
@@ -115,11 +115,20 @@ class _Connection(asyncssh.SSHServer):
         if self._conn is None or not await self._server._check_login(
             self._address, username, password
         ):
+            self._tell_if_banned()  # banned by this attempt, or while it waited its turn
             return False
         # Registered before anything else can run, so a close_sessions() for a password reset
         # that lands from here on finds this session.
         self._server._register(self._conn, username, self._address)
         return True
+
+    def _tell_if_banned(self) -> None:
+        if self._conn is None or self._told_banned:
+            return
+        if self._server.throttle.is_banned(self._address):
+            self._told_banned = True
+            with contextlib.suppress(Exception):  # the client may be gone already
+                self._conn.send_auth_banner(BANNED_MESSAGE)
 
 
 class SftpServer:
@@ -156,6 +165,7 @@ class SftpServer:
         self._staging_in_use: set[str] = set()  # temp names of uploads open in any session
         self._sweeper: asyncio.Task[None] | None = None
         self._port = 0
+        self._busy_warned_at = -float(BUSY_WARNING_INTERVAL_S)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -266,26 +276,38 @@ class SftpServer:
     # -- logins -------------------------------------------------------------------------------
 
     async def _check_login(self, address: str, login: str, password: str) -> bool:
-        """The whole login decision; every refusal looks the same to the client."""
-        if self.throttle.is_banned(address):
-            log.info("login for %.64r refused: %s is banned", login, address)
+        """The whole login decision; every refusal looks the same to the client.
+
+        One attempt per address is checked at a time (:meth:`PasswordVerifier.turn`), and the
+        ban is looked at again when the attempt's turn comes: a flood from one address costs
+        the argon2 checks that get it banned, and the rest of its queue is refused without
+        any. The address's standing (its own record of logins and failures) decides who goes
+        first when checks queue. Refusals with no check (banned, too busy) and the standing do
+        not depend on the login, so the time taken tells nothing about which logins exist.
+        """
+        if self._refused_as_banned(address, login):
             return False
-        password_hash: str | None = None
         try:
-            validate_name(login)
-            if is_canonical_login(login):  # else refused, after the same argon2 work below
-                password_hash = await self.backend.password_hash(login)
-        except InvalidInput:
-            pass
-        except Exception:  # a broken backend refuses logins, it does not crash connections
-            log.exception("password lookup failed for %.64r", login)
-        ok = await self._verifier.verify(password_hash, password)
-        if not ok:
-            ban = self.throttle.record_failure(address)
-            log.info("failed SFTP login for %.64r from %s", login, address)
-            if ban is not None:
+            async with self._verifier.turn(address):
+                if self._refused_as_banned(address, login):  # banned while this one waited
+                    return False
+                password_hash = await self._password_hash(login)
+                ok = await self._verifier.verify(
+                    password_hash,
+                    password,
+                    standing=self.throttle.standing(address),
+                    on_mismatch=lambda: self._count_failure(address, login),
+                )
+                if not ok:
+                    return False
+        except VerifierBusy as exc:
+            log.info("login for %.64r from %s refused: too busy (%s)", login, address, exc)
+            if time.monotonic() - self._busy_warned_at >= BUSY_WARNING_INTERVAL_S:
+                self._busy_warned_at = time.monotonic()
                 log.warning(
-                    "SFTP address %s banned after %d failed logins", ban.address, ban.failures
+                    "SFTP logins refused: more password checks are waiting than can be done "
+                    "within %.0f s (a login flood from many addresses?)",
+                    self._verifier.max_wait_s,
                 )
             return False
         if not await asyncio.to_thread(self._prepare_root, login):
@@ -299,8 +321,34 @@ class SftpServer:
             current = None
         if current != password_hash or self.throttle.is_banned(address):
             return False
+        self.throttle.record_success(address)
         log.info("SFTP login for mailbox %s from %s", login, address)
         return True
+
+    def _refused_as_banned(self, address: str, login: str) -> bool:
+        if not self.throttle.is_banned(address):
+            return False
+        log.info("login for %.64r refused: %s is banned", login, address)
+        return True
+
+    async def _password_hash(self, login: str) -> str | None:
+        """The login's hash; None (refused after a dummy check) for anything but a known login."""
+        try:
+            validate_name(login)
+            if is_canonical_login(login):  # else refused, after the same argon2 work
+                return await self.backend.password_hash(login)
+        except InvalidInput:
+            pass
+        except Exception:  # a broken backend refuses logins, it does not crash connections
+            log.exception("password lookup failed for %.64r", login)
+        return None
+
+    def _count_failure(self, address: str, login: str) -> None:
+        """Called before the address's next attempt gets its turn, so that one sees the ban."""
+        ban = self.throttle.record_failure(address)
+        log.info("failed SFTP login for %.64r from %s", login, address)
+        if ban is not None:
+            log.warning("SFTP address %s banned after %d failed logins", ban.address, ban.failures)
 
     def _mailbox_root(self, mailbox: str) -> Path:
         # The parent may sit behind a symlink an admin chose; the root itself must not.

@@ -5,6 +5,10 @@ the address that keeps failing is banned, for a while; a correct password from a
 is refused too (otherwise the ban would only slow an attacker down). IPv6 clients usually own a
 whole /64 and can rotate through it, so an IPv6 address counts as its /64.
 
+The same record decides an address's *standing* (:class:`Standing`), its place in the queue for
+password checks when logins are many (:mod:`core.sftp.auth`): an address that logged in
+recently and has not failed since goes first, one with failures and no recent login last.
+
 State lives in memory; ``on_ban``/``on_unban`` and :meth:`LoginThrottle.restore` let the owner
 mirror bans into the database so they survive restarts and can be lifted from the TUI. Times are
 wall-clock (``time.time``) for that reason.
@@ -12,6 +16,7 @@ wall-clock (``time.time``) for that reason.
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import time
 from collections import deque
@@ -24,6 +29,14 @@ class Ban:
     address: str  # as :func:`address_key` normalised it
     failures: int
     banned_until: float  # unix time, from the throttle's clock
+
+
+class Standing(enum.IntEnum):
+    """An address's recent record, best first."""
+
+    KNOWN = 0  # logged in within trust_s, no failure counted
+    UNKNOWN = 1  # neither, or both
+    SUSPECT = 2  # failures counted, no login within trust_s
 
 
 def address_key(address: str) -> str:
@@ -46,6 +59,8 @@ class LoginThrottle:
     Successful logins do not reset the count: one valid login must not buy unlimited guesses
     at other mailboxes from the same address. At most ``max_tracked`` addresses are tracked (a
     flood of addresses cannot grow memory without bound); the oldest are forgotten first.
+    Successful logins are remembered for ``trust_s`` seconds, for :meth:`standing` only (at most
+    ``max_tracked`` addresses too; after a restart every address starts unknown).
     """
 
     def __init__(
@@ -58,6 +73,7 @@ class LoginThrottle:
         on_ban: Callable[[Ban], None] | None = None,
         on_unban: Callable[[str], None] | None = None,
         max_tracked: int = 100_000,
+        trust_s: float = 7 * 86_400.0,
     ) -> None:
         if threshold < 1:
             raise ValueError("threshold must be at least 1")
@@ -70,6 +86,8 @@ class LoginThrottle:
         self._max_tracked = max_tracked
         self._failures: dict[str, deque[float]] = {}
         self._bans: dict[str, Ban] = {}
+        self.trust_s = trust_s
+        self._successes: dict[str, float] = {}  # last successful login, least recent first
 
     def is_banned(self, address: str) -> bool:
         return self._active_ban(address_key(address)) is not None
@@ -95,6 +113,33 @@ class LoginThrottle:
         while len(self._failures) > self._max_tracked:
             del self._failures[next(iter(self._failures))]
         return None
+
+    def record_success(self, address: str) -> None:
+        """Remember that ``address`` logged in; it does not reset the failures counted."""
+        key = address_key(address)
+        now = self._clock()
+        self._successes.pop(key, None)
+        self._successes[key] = now  # re-inserted: dict order is least recently succeeded first
+        while self._successes:  # forget the expired, and the oldest past max_tracked
+            oldest, at = next(iter(self._successes.items()))
+            if at > now - self.trust_s and len(self._successes) <= self._max_tracked:
+                break
+            del self._successes[oldest]
+
+    def standing(self, address: str) -> Standing:
+        """Where the address's password checks queue when logins are many (core.sftp.auth).
+
+        Depends on the address's own record only, never on the login tried, so it tells an
+        attacker nothing about which logins exist.
+        """
+        succeeded_at = self._successes.get(address_key(address))
+        succeeded = succeeded_at is not None and succeeded_at > self._clock() - self.trust_s
+        failed = self.failures(address) > 0
+        if succeeded and not failed:
+            return Standing.KNOWN
+        if failed and not succeeded:
+            return Standing.SUSPECT
+        return Standing.UNKNOWN
 
     def failures(self, address: str) -> int:
         """Failures currently counted against ``address`` (within the window)."""

@@ -167,3 +167,27 @@ async def test_banned_address_is_told_why(harness: Harness) -> None:
             client_factory=Client,
         )
     assert banners and "Too many failed logins" in banners[0]
+
+
+async def test_the_attempt_that_gets_an_address_banned_is_told_why(harness: Harness) -> None:
+    banners: list[str] = []
+
+    class Client(asyncssh.SSHClient):
+        def auth_banner_received(self, msg: str, lang: str) -> None:
+            banners.append(msg)
+
+    for attempt in range(THRESHOLD):
+        with pytest.raises(asyncssh.PermissionDenied):
+            await asyncssh.connect(
+                "127.0.0.1",
+                harness.port,
+                username=MAILBOX_A,
+                password="guess",
+                known_hosts=None,
+                client_keys=None,
+                preferred_auth="password",
+                local_addr=("127.0.0.3", 0),
+                client_factory=Client,
+            )
+        assert len(banners) == (1 if attempt == THRESHOLD - 1 else 0)
+    assert "Too many failed logins" in banners[0]
