@@ -26,9 +26,9 @@ from core.config import resolve_data_dir
 from core.errors import DocbridgeError, FieldErrors
 from core.files import read_regular_file
 from core.integration import apply_changes, validate_integration_form
-from core.mail.notification import printable
 from core.models import EnvelopeStatus, Integration
 from core.service import EnvelopePage, Service, default_actor
+from core.text import printable
 
 StartTui = Callable[[Path], int]
 

@@ -10,8 +10,9 @@ from collections.abc import Iterator
 import pytest
 
 from core.config import SmtpConfig
-from core.mail.notification import Notification, build_notification, printable
+from core.mail.notification import Notification, build_notification
 from core.mail.smtp import MailDeliveryError, send_mail
+from core.text import printable
 
 FORGED = "Bcc: everyone@example.org"
 DATE = "Tue, 01 Jan 2030 00:00:00 +0000"

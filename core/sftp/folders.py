@@ -17,11 +17,11 @@ import errno
 import os
 import secrets
 import stat
-import time
 from collections.abc import Container
 from pathlib import Path
 from typing import Final
 
+from core.clock import timestamp
 from core.errors import InvalidInput
 from core.files import fsync_dir as fsync_dir  # re-exported: SFTP and engine code use it
 
@@ -220,7 +220,7 @@ def sweep_staging(
     uploads are in ``in_use``. Only regular files with docbridge's temp prefixes are touched,
     and a staging folder that is not a real directory (a planted link) is left alone.
     """
-    cutoff = (time.time() if now is None else now) - older_than_s
+    cutoff = (timestamp() if now is None else now) - older_than_s
     try:
         dir_fd = os.open(root / STAGING, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except (FileNotFoundError, NotADirectoryError):

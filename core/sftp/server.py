@@ -24,6 +24,7 @@ from typing import cast
 
 import asyncssh
 
+from core.clock import timestamp
 from core.config import SftpConfig
 from core.errors import InvalidInput
 from core.sftp.auth import PasswordVerifier, VerifierBusy
@@ -257,7 +258,7 @@ class SftpServer:
         return len(closing)
 
     def _register(self, conn: asyncssh.SSHServerConnection, mailbox: str, address: str) -> None:
-        self._sessions[conn] = _Session(SessionInfo(mailbox, address, time.time()), conn)
+        self._sessions[conn] = _Session(SessionInfo(mailbox, address, timestamp()), conn)
 
     def _open_session(self, chan: asyncssh.SSHServerChannel[bytes]) -> MailboxSftpSession:
         session = self._sessions.get(cast(asyncssh.SSHServerConnection, chan.get_connection()))

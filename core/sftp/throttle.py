@@ -11,17 +11,18 @@ recently and has not failed since goes first, one with failures and no recent lo
 
 State lives in memory; ``on_ban``/``on_unban`` and :meth:`LoginThrottle.restore` let the owner
 mirror bans into the database so they survive restarts and can be lifted from the TUI. Times are
-wall-clock (``time.time``) for that reason.
+wall-clock (:func:`core.clock.timestamp`) for that reason.
 """
 
 from __future__ import annotations
 
 import enum
 import ipaddress
-import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+
+from core.clock import timestamp
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class LoginThrottle:
         window_s: float = 300.0,
         ban_s: float = 900.0,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = timestamp,
         on_ban: Callable[[Ban], None] | None = None,
         on_unban: Callable[[str], None] | None = None,
         max_tracked: int = 100_000,

@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import time
 from dataclasses import dataclass
 
-from core.clock import utc_now
+from core.clock import timestamp, utc_now
 
 
 @dataclass(frozen=True)
@@ -27,7 +26,7 @@ def try_acquire(
     conn: sqlite3.Connection, owner: str, pid: int, host: str, lease_s: float
 ) -> LeaseHolder | None:
     """Take the lease; returns None on success, or the live holder that keeps it."""
-    now = time.time()
+    now = timestamp()
     row = conn.execute("SELECT * FROM engine_lease WHERE id = 1").fetchone()
     if row is not None and row["owner"] != owner and row["lease_until"] >= now:
         holder = LeaseHolder(row["owner"], row["pid"], row["host"], row["started_at"])
@@ -49,7 +48,7 @@ def renew(conn: sqlite3.Connection, owner: str, lease_s: float) -> bool:
     """Extend our lease; False means another engine took it (we must stop)."""
     cursor = conn.execute(
         "UPDATE engine_lease SET heartbeat_at = ?, lease_until = ? WHERE id = 1 AND owner = ?",
-        (utc_now(), time.time() + lease_s, owner),
+        (utc_now(), timestamp() + lease_s, owner),
     )
     return cursor.rowcount == 1
 
