@@ -120,6 +120,22 @@ def _write_new(path: Path, data: bytes) -> None:
     fill_new_file(os.open(path, NEW_FILE_FLAGS, 0o666), path, data)
 
 
+def replace_file_durably(temp: Path, target: Path, data: bytes) -> None:
+    """Put ``data`` at ``target`` so that it appears complete or not at all, and stays.
+
+    Written to ``temp`` (a fresh name on the same file system), fsync'd, renamed over any file
+    at ``target``, then the folder is fsync'd: once this returns the file is durable.
+    """
+    fill_new_file(os.open(temp, NEW_FILE_FLAGS, 0o600), temp, data)
+    try:
+        os.rename(temp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    fsync_dir(target.parent)
+
+
 def fill_new_file(fd: int, path: Path, data: bytes, mode: int | None = None) -> None:
     """Write all of ``data`` to the just-created ``path`` (open as ``fd``) and fsync it; on any
     failure the file is removed, so no half-written file is ever left. Closes ``fd``."""

@@ -24,6 +24,7 @@ from typing import Final
 from core.clock import timestamp
 from core.errors import InvalidInput
 from core.files import fsync_dir as fsync_dir  # re-exported: SFTP and engine code use it
+from core.files import replace_file_durably
 
 INBOX: Final = "inbox"
 CINBOX: Final = "cinbox"
@@ -111,23 +112,7 @@ def write_atomically(root: Path, folder: str, name: str, data: bytes) -> Path:
     ``cinbox/`` and ``error/``.
     """
     target = root / validate_folder(folder) / validate_name(name)
-    temp = staging_path(root)
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(temp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-    fsync_dir(target.parent)
+    replace_file_durably(staging_path(root), target, data)
     return target
 
 
