@@ -8,8 +8,9 @@ import sqlite3
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from core.models import Ban
 from core.sftp.server import SftpServer
-from core.sftp.throttle import Ban, LoginThrottle
+from core.sftp.throttle import LoginThrottle
 from core.storage import bans
 from core.storage.db import write_transaction
 
@@ -54,7 +55,7 @@ class BanMirror:
     async def _store(self, ban: Ban) -> None:
         def write(conn: sqlite3.Connection) -> None:
             with write_transaction(conn):
-                bans.upsert_ban(conn, ban.address, ban.failures, ban.banned_until)
+                bans.upsert_ban(conn, ban)
 
         await self.engine.db.call(write)
         self.persisted.add(ban.address)
@@ -78,7 +79,7 @@ async def start_sftp_server(engine: Engine) -> SftpServer:
     mirror = BanMirror(engine)
     throttle = LoginThrottle(on_ban=mirror.on_ban)
     stored = await engine.db.call(bans.list_bans)
-    throttle.restore(Ban(b.address, b.failures, b.banned_until) for b in stored)
+    throttle.restore(stored)
     mirror.persisted.update(b.address for b in stored)
     server = SftpServer(
         engine.config.sftp,

@@ -20,16 +20,10 @@ import enum
 import ipaddress
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import replace
 
-from core.clock import timestamp
-
-
-@dataclass(frozen=True)
-class Ban:
-    address: str  # as :func:`address_key` normalised it
-    failures: int
-    banned_until: float  # unix time, from the throttle's clock
+from core.clock import iso_from_timestamp, timestamp
+from core.models import Ban
 
 
 class Standing(enum.IntEnum):
@@ -105,7 +99,7 @@ class LoginThrottle:
             failures.popleft()
         failures.append(now)
         if len(failures) >= self.threshold:
-            ban = Ban(key, len(failures), now + self.ban_s)
+            ban = Ban(key, len(failures), iso_from_timestamp(now), now + self.ban_s)
             del self._failures[key]
             self._bans[key] = ban
             if self._on_ban is not None:
@@ -172,7 +166,7 @@ class LoginThrottle:
         for ban in bans:
             if ban.banned_until > now:
                 key = address_key(ban.address)
-                self._bans[key] = Ban(key, ban.failures, ban.banned_until)
+                self._bans[key] = replace(ban, address=key)
 
     def _active_ban(self, key: str) -> Ban | None:
         ban = self._bans.get(key)

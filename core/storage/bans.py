@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from core.clock import timestamp, utc_now
+from core.clock import timestamp
 from core.models import Ban
 
 
@@ -18,12 +18,12 @@ def list_bans(conn: sqlite3.Connection, now: float | None = None) -> list[Ban]:
     return [Ban(r[0], r[1], r[2], r[3]) for r in rows]
 
 
-def upsert_ban(conn: sqlite3.Connection, address: str, failures: int, banned_until: float) -> None:
+def upsert_ban(conn: sqlite3.Connection, ban: Ban) -> None:
     conn.execute(
         "INSERT INTO sftp_bans (address, failures, banned_at, banned_until) VALUES (?, ?, ?, ?) "
         "ON CONFLICT(address) DO UPDATE SET failures = excluded.failures, "
         "banned_at = excluded.banned_at, banned_until = excluded.banned_until",
-        (address, failures, utc_now(), banned_until),
+        (ban.address, ban.failures, ban.banned_at, ban.banned_until),
     )
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from core.clock import iso_from_timestamp
 from core.errors import InvalidInput
+from core.models import Ban
 from core.sftp.folders import (
     FOLDERS,
     ensure_mailbox_root,
@@ -19,7 +21,7 @@ from core.sftp.folders import (
     validate_name,
     write_atomically,
 )
-from core.sftp.throttle import Ban, LoginThrottle, address_key
+from core.sftp.throttle import LoginThrottle, address_key
 from tests.sftp.conftest import MAILBOX_A, MAILBOX_B, Harness
 
 
@@ -161,7 +163,7 @@ def test_throttle_counts_within_the_window_and_bans_past_the_threshold() -> None
     throttle.record_failure("10.0.0.1")
     assert not throttle.is_banned("10.0.0.1")
     ban = throttle.record_failure("10.0.0.1")
-    assert ban == Ban("10.0.0.1", 3, clock.now + 300)
+    assert ban == Ban("10.0.0.1", 3, iso_from_timestamp(clock.now), clock.now + 300)
     assert seen == [ban]
     assert throttle.is_banned("10.0.0.1") and not throttle.is_banned("10.0.0.2")
     clock.now += 301
@@ -173,7 +175,9 @@ def test_throttle_restore_unban_and_ipv6_prefixes() -> None:
     clock = FakeClock()
     lifted: list[str] = []
     throttle = LoginThrottle(2, clock=clock, on_unban=lifted.append)
-    throttle.restore([Ban("10.0.0.9", 7, clock.now + 10), Ban("10.0.0.8", 7, clock.now - 1)])
+    throttle.restore(
+        [Ban("10.0.0.9", 7, "", clock.now + 10), Ban("10.0.0.8", 7, "", clock.now - 1)]
+    )
     assert [b.address for b in throttle.bans()] == ["10.0.0.9"]
     assert throttle.unban("10.0.0.9") and lifted == ["10.0.0.9"]
     assert not throttle.unban("10.0.0.9")

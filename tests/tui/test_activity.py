@@ -15,10 +15,11 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
 import tui.screens.activity as activity_module
-from core.clock import unix_now
+from core.clock import unix_now, utc_now
 from core.config import load_config
 from core.engine.engine import Engine
 from core.errors import DocbridgeError
+from core.models import Ban
 from core.service import Service
 from core.storage import bans, jobs, logs
 from core.storage.db import write_transaction
@@ -71,7 +72,7 @@ def write_troubles(conn: sqlite3.Connection, mailbox: str) -> None:
             "UPDATE jobs SET attempts = 1, next_attempt_at = ? WHERE id = ?",
             (now + 40, retrying.id),
         )
-        bans.upsert_ban(conn, BANNED, 5, now + 600)
+        bans.upsert_ban(conn, Ban(BANNED, 5, utc_now(), now + 600))
 
 
 async def troubles(service: Service) -> str:
