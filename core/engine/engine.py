@@ -117,9 +117,9 @@ class Engine:
             await self.sftp.stop()
             self.sftp = None
         # A store that cannot be written (busy, full, gone) must not stop the shutdown: the
-        # lease then simply expires.
+        # claims and the lease then simply expire.
         with contextlib.suppress(sqlite3.Error, StoreError):
-            await self.db.call(lambda conn: lease.release(conn, self.owner))
+            await self.db.call(self._give_back)
         await self.db.close()
 
     def wake(self, kind: str | None = None) -> None:
@@ -130,13 +130,26 @@ class Engine:
         if kind in (None, jobs.FILE):
             self._scan_now.set()
 
+    def _give_back(self, conn: sqlite3.Connection) -> None:
+        with write_transaction(conn):
+            jobs.give_back(conn, self.owner)
+            lease.release(conn, self.owner)
+
+    @property
+    def _policies(self) -> dict[str, jobs.RetryPolicy]:
+        return {
+            jobs.ENVELOPE: self.settings.envelope_retry,
+            jobs.FILE: self.settings.file_retry,
+            jobs.MAIL: self.settings.mail_retry,
+        }
+
     def _acquire(self, conn: sqlite3.Connection) -> lease.LeaseHolder | None:
         with write_transaction(conn):
             holder = lease.try_acquire(
                 conn, self.owner, os.getpid(), socket.gethostname(), self.settings.lease_s
             )
             if holder is None:
-                released = jobs.release_all_running(conn)
+                released = jobs.release_all_running(conn, self._policies)
                 if released:
                     log.info("recovered %d claims of a previous engine", released)
             return holder
@@ -195,7 +208,7 @@ class Engine:
 
     def _renew(self, conn: sqlite3.Connection) -> bool:
         with write_transaction(conn):
-            jobs.release_expired(conn)
+            jobs.release_expired(conn, self._policies)
             return lease.renew(conn, self.owner, self.settings.lease_s)
 
     async def sftp_maintenance(self) -> None:
@@ -212,18 +225,33 @@ class Engine:
                 await self._idle(jobs.ENVELOPE)
                 continue
             try:
-                loaded = await self.db.call(envelope_handler.load_work, claimed)
-                work = [w for w in loaded if isinstance(w, envelope_handler.EnvelopeWork)]
-                gone = [w for w in loaded if isinstance(w, jobs.Job)]
-                outcomes = await envelope_handler.perform(self.config, work)
-                await self.db.call(self._record_envelopes, outcomes, gone)
-            except Exception as exc:
-                # A defect must not hold the whole batch until its claims expire.
-                log.exception("envelope batch failed")
-                await self.db.call(self._fail_jobs, claimed, f"Internal error: {exc}")
-                continue
-            if any(o.status == "notified" for o in outcomes):
+                notified = await self._handle_envelopes(claimed)
+            except Exception:
+                # A defect somewhere in the batch: each item again on its own, so only the
+                # culprit fails, with its own error (effects are idempotent: repeating is safe).
+                log.exception("envelope batch failed; handling its items one by one")
+                notified = await self._handle_envelopes_alone(claimed)
+            if notified:
                 self._wake[jobs.MAIL].set()
+
+    async def _handle_envelopes(self, claimed: list[jobs.Job]) -> bool:
+        """Load, perform and record a batch; True if a mail was queued."""
+        loaded = await self.db.call(envelope_handler.load_work, claimed)
+        work = [w for w in loaded if isinstance(w, envelope_handler.EnvelopeWork)]
+        gone = [w for w in loaded if isinstance(w, jobs.Job)]
+        outcomes = await envelope_handler.perform(self.config, work)
+        await self.db.call(self._record_envelopes, outcomes, gone)
+        return any(o.status == "notified" for o in outcomes)
+
+    async def _handle_envelopes_alone(self, claimed: list[jobs.Job]) -> bool:
+        notified = False
+        for job in claimed:
+            try:
+                notified |= await self._handle_envelopes([job])
+            except Exception as exc:
+                log.exception("envelope %s failed", job.ref)
+                await self.db.call(self._fail_job, job, f"Internal error: {exc}")
+        return notified
 
     def _claim(self, conn: sqlite3.Connection, kind: str) -> list[jobs.Job]:
         limit = self.settings.batch_size if kind != jobs.MAIL else 10
@@ -247,14 +275,30 @@ class Engine:
             if not claimed:
                 await self._idle(jobs.MAIL)
                 continue
-            await mail_handler.deliver_batch(self.config.smtp, claimed, self._mail_done)
+            await self._deliver_mails(claimed)
 
-    async def _mail_done(self, job: jobs.Job, error: str | None) -> None:
-        await self.db.call(self._record_mail, job, error)
+    async def _deliver_mails(self, claimed: list[jobs.Job]) -> None:
+        recorded: set[int] = set()
 
-    def _record_mail(self, conn: sqlite3.Connection, job: jobs.Job, error: str | None) -> None:
+        async def done(job: jobs.Job, error: str | None, permanent: bool = False) -> None:
+            await self.db.call(self._record_mail, job, error, permanent)
+            recorded.add(job.id)
+
+        try:
+            await mail_handler.deliver_batch(self.config.smtp, claimed, done)
+        except Exception as exc:
+            # Not an SMTP outage (those are recorded per mail): a defect. The mails not yet
+            # recorded fail now rather than stay held until their claims expire.
+            log.exception("mail batch failed")
+            for job in claimed:
+                if job.id not in recorded:
+                    await self.db.call(self._record_mail, job, f"Internal error: {exc}")
+
+    def _record_mail(
+        self, conn: sqlite3.Connection, job: jobs.Job, error: str | None, permanent: bool = False
+    ) -> None:
         with write_transaction(conn):
-            mail_handler.record(conn, job, error, self.settings.mail_retry)
+            mail_handler.record(conn, job, error, self.settings.mail_retry, permanent=permanent)
 
     async def _scan_loop(self) -> None:
         while True:
@@ -321,7 +365,7 @@ class Engine:
                     await self._handle_file(job)
                 except Exception as exc:
                     log.exception("customer file %s failed", job.ref)
-                    await self.db.call(self._fail_jobs, [job], f"Internal error: {exc}")
+                    await self.db.call(self._fail_job, job, f"Internal error: {exc}")
                     self._scan_now.set()  # if it was parked, hand it back now
 
     async def _handle_file(self, job: jobs.Job) -> None:
@@ -338,7 +382,7 @@ class Engine:
         try:
             await asyncio.to_thread(file_handler.send_to_error, work, reason)
         except OSError as exc:
-            await self.db.call(self._fail_file, job, f"Cannot move the file to error/: {exc}")
+            await self.db.call(self._fail_job, job, f"Cannot move the file to error/: {exc}")
             self._scan_now.set()
             return
         await self.db.call(self._record_file_error, work, reason)
@@ -357,15 +401,15 @@ class Engine:
         with write_transaction(conn):
             file_handler.record_error(conn, work, reason)
 
-    def _fail_jobs(self, conn: sqlite3.Connection, claimed: list[jobs.Job], error: str) -> None:
-        policy = {jobs.ENVELOPE: self.settings.envelope_retry, jobs.FILE: self.settings.file_retry}
+    def _fail_job(self, conn: sqlite3.Connection, job: jobs.Job, error: str) -> None:
+        """Fail one job with its own error, on record in the activity log."""
         with write_transaction(conn):
-            for job in claimed:
-                jobs.fail(conn, job, error, policy.get(job.kind, self.settings.mail_retry))
-
-    def _fail_file(self, conn: sqlite3.Connection, job: jobs.Job, error: str) -> None:
-        with write_transaction(conn):
-            jobs.fail(conn, job, error, self.settings.file_retry)
+            if job.kind == jobs.ENVELOPE:
+                envelope_handler.fail(conn, job, error, self.settings.envelope_retry)
+            elif job.kind == jobs.FILE:
+                file_handler.fail(conn, job, error, self.settings.file_retry)
+            else:
+                mail_handler.record(conn, job, error, self.settings.mail_retry)
 
 
 def _enabled_sftp_mailboxes(conn: sqlite3.Connection) -> list[str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from core.clock import utc_now
 from core.config import Config
 from core.engine.batch_writer import write_files_atomically
+from core.errors import DocbridgeError
 from core.mail.notification import build_notification
 from core.models import DefaultRule, EnvelopeStatus, Protocol
 from core.sftp.folders import ensure_mailbox_root
@@ -115,17 +116,44 @@ def _write_copies(mailboxes_dir: Path, copies: list[EnvelopeWork]) -> dict[str, 
                 work, "failed", "Delivery over AS2 is not available yet in this version."
             )
     for mailbox_uuid, batch in by_mailbox.items():
-        files = [("inbox", f"{w.uuid}.xml", w.xml.encode("utf-8")) for w in batch]
+        # Each mailbox on its own: one whose folders are broken fails alone.
         try:
             root = ensure_mailbox_root(mailboxes_dir, mailbox_uuid)
-            write_files_atomically(root, files)
-        except OSError as exc:
+        except (OSError, DocbridgeError) as exc:
             for work in batch:
                 results[work.uuid] = Outcome(work, "failed", f"Cannot write to inbox/: {exc}")
-        else:
-            for work in batch:
-                results[work.uuid] = Outcome(work, "delivered", f"inbox/{work.uuid}.xml")
+            continue
+        results.update(_write_to_inbox(root, batch))
     return results
+
+
+def _write_to_inbox(root: Path, batch: list[EnvelopeWork]) -> dict[str, Outcome]:
+    """The batch's files with one flush; if that fails, each file alone, so that one file
+    that cannot be written (its name taken by a folder, say) fails alone."""
+    try:
+        write_files_atomically(root, [_inbox_file(w) for w in batch])
+    except (OSError, DocbridgeError) as exc:
+        if len(batch) == 1:
+            return {batch[0].uuid: Outcome(batch[0], "failed", f"Cannot write to inbox/: {exc}")}
+        results: dict[str, Outcome] = {}
+        for work in batch:
+            results.update(_write_to_inbox(root, [work]))
+        return results
+    return {w.uuid: Outcome(w, "delivered", f"inbox/{w.uuid}.xml") for w in batch}
+
+
+def _inbox_file(work: EnvelopeWork) -> tuple[str, str, bytes]:
+    return ("inbox", f"{work.uuid}.xml", work.xml.encode("utf-8"))
+
+
+def fail(conn: sqlite3.Connection, job: Job, error: str, policy: jobs.RetryPolicy) -> None:
+    """An envelope job failed outside the normal outcomes (a defect): its own error, on record."""
+    state = jobs.fail(conn, job, error, policy)
+    try:
+        rule = f"default:{get_integration(conn, job.mailbox_uuid).form.default_rule.value}"
+    except Exception:  # the integration itself may be what is broken
+        rule = "engine"
+    logs.append_activity(conn, job.mailbox_uuid, rule, state, envelope_uuid=job.ref, error=error)
 
 
 def record(

@@ -283,3 +283,13 @@ def record_error(conn: sqlite3.Connection, work: FileWork, reason: str) -> None:
         file_name=f"{work.folder}/{work.name}",
         error=reason,
     )
+
+
+def fail(conn: sqlite3.Connection, job: Job, error: str, policy: jobs.RetryPolicy) -> None:
+    """A file job failed outside the normal outcomes (a defect, error/ not writable): its own
+    error, on record. Once parked, the scan hands the file back in error/."""
+    state = jobs.fail(conn, job, error, policy)
+    folder, name = job.payload.get("folder", "?"), job.payload.get("name", "?")
+    logs.append_activity(
+        conn, job.mailbox_uuid, str(folder), state, file_name=f"{folder}/{name}", error=error
+    )

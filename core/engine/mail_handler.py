@@ -9,7 +9,7 @@ Message-ID is fixed when the mail is queued, so a resend after a crash (between 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from core.config import SmtpConfig
 from core.mail.notification import Notification
@@ -17,7 +17,9 @@ from core.mail.smtp import MailDeliveryError, smtp_session
 from core.storage import jobs, logs
 from core.storage.jobs import Job
 
-Recorder = Callable[[Job, str | None], Awaitable[None]]
+
+class Recorder(Protocol):
+    async def __call__(self, job: Job, error: str | None, permanent: bool = False) -> None: ...
 
 
 async def deliver_batch(config: SmtpConfig, batch: list[Job], record: Recorder) -> None:
@@ -26,7 +28,12 @@ async def deliver_batch(config: SmtpConfig, batch: list[Job], record: Recorder) 
         async with smtp_session(config, timeout_s=15) as session:
             for index, job in enumerate(batch):
                 try:
-                    await session.send(Notification.from_payload(job.payload).to_email())
+                    message = Notification.from_payload(job.payload).to_email()
+                except Exception as exc:  # a defect in this one item: it fails alone
+                    await record(job, _unusable(exc), permanent=True)
+                    continue
+                try:
+                    await session.send(message)
                 except MailDeliveryError as exc:
                     await record(job, str(exc))
                     if _connection_lost(exc):
@@ -40,18 +47,32 @@ async def deliver_batch(config: SmtpConfig, batch: list[Job], record: Recorder) 
             await record(job, str(exc))
 
 
+def _unusable(exc: Exception) -> str:
+    return (
+        f"This notification cannot be built ({type(exc).__name__}: {exc}); it is parked, "
+        "as sending it again cannot help. Report it, and reprocess it once fixed."
+    )
+
+
 def _connection_lost(exc: MailDeliveryError) -> bool:
     return isinstance(exc.__cause__, OSError | TimeoutError) or "disconnect" in str(exc).lower()
 
 
-def record(conn: sqlite3.Connection, job: Job, error: str | None, policy: jobs.RetryPolicy) -> None:
+def record(
+    conn: sqlite3.Connection,
+    job: Job,
+    error: str | None,
+    policy: jobs.RetryPolicy,
+    *,
+    permanent: bool = False,
+) -> None:
     if error is None:
         jobs.complete(conn, job.id)
         logs.append_activity(
             conn, job.mailbox_uuid, "default:notify", "mailed", envelope_uuid=job.ref
         )
     else:
-        state = jobs.fail(conn, job, error, policy)
+        state = jobs.fail(conn, job, error, policy, permanent=permanent)
         logs.append_activity(
             conn,
             job.mailbox_uuid,

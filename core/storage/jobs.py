@@ -7,8 +7,10 @@ Hot path: plain ``sqlite3`` statements, batched; the caller owns the transaction
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,10 +102,18 @@ def complete(conn: sqlite3.Connection, job_id: int) -> None:
 
 
 def fail(
-    conn: sqlite3.Connection, job: Job, error: str, policy: RetryPolicy = RetryPolicy()
+    conn: sqlite3.Connection,
+    job: Job,
+    error: str,
+    policy: RetryPolicy = RetryPolicy(),
+    *,
+    permanent: bool = False,
 ) -> str:
-    """Schedule a retry with a growing delay, or park the job; returns the new state."""
-    if job.attempts >= policy.max_attempts:
+    """Schedule a retry with a growing delay, or park the job; returns the new state.
+
+    ``permanent``: retrying cannot help (the item itself is unusable): park it now.
+    """
+    if permanent or job.attempts >= policy.max_attempts:
         state, due = "parked", 0.0
     else:
         state, due = "ready", time.time() + retry_delay(job.attempts, policy.max_delay_s)
@@ -120,20 +130,61 @@ def retry_delay(attempts: int, max_delay_s: float = MAX_DELAY_S) -> float:
     return float(min(2 ** max(attempts - 1, 0), max_delay_s))
 
 
-def release_all_running(conn: sqlite3.Connection) -> int:
-    """Hand back the claims of a previous engine (it crashed: only one engine runs at a time)."""
-    cursor = conn.execute(
-        "UPDATE jobs SET state = 'ready', lease_owner = NULL, lease_until = NULL "
-        "WHERE state = 'running'"
-    )
-    return cursor.rowcount
+Policies = Mapping[str, RetryPolicy]
+_STOPPED = re.compile(r"^The engine stopped (\d+) times? while handling this")
 
 
-def release_expired(conn: sqlite3.Connection) -> int:
+def release_all_running(conn: sqlite3.Connection, policies: Policies | None = None) -> int:
+    """Hand back the claims of a previous engine (it crashed: only one engine runs at a time).
+
+    A claim that ends this way counts as a failed attempt: an item that stops the engine each
+    time it is handled (it crashes the process, exhausts the memory) is parked once its
+    retry policy's attempts are used up, instead of stopping every engine that takes it.
+    """
+    return _release(conn, "state = 'running'", (), policies or {})
+
+
+def release_expired(conn: sqlite3.Connection, policies: Policies | None = None) -> int:
+    """Hand back claims whose lease ran out (the engine stalled on them); counted as for
+    :func:`release_all_running`."""
+    return _release(conn, "state = 'running' AND lease_until < ?", (time.time(),), policies or {})
+
+
+def _release(
+    conn: sqlite3.Connection, where: str, args: tuple[Any, ...], policies: Policies
+) -> int:
+    rows = conn.execute(
+        f"SELECT id, kind, attempts, last_error FROM jobs WHERE {where}", args
+    ).fetchall()
+    for job_id, kind, attempts, last_error in rows:
+        policy = policies.get(kind, RetryPolicy())
+        earlier = _STOPPED.match(last_error or "")
+        stops = int(earlier.group(1)) + 1 if earlier else 1
+        said = f"The engine stopped {stops} {'time' if stops == 1 else 'times'} while handling this"
+        if attempts >= policy.max_attempts:
+            state = "parked"
+            error = (
+                f"{said} (attempt {attempts} of {policy.max_attempts}): set aside so that it "
+                "cannot stop the engine again. Look for the cause in the engine's log, then "
+                "reprocess it."
+            )
+        else:
+            state, error = "ready", f"{said}; it is tried again."
+        conn.execute(
+            "UPDATE jobs SET state = ?, next_attempt_at = 0, lease_owner = NULL, "
+            "lease_until = NULL, last_error = ?, max_attempts = ?, updated_at = ? WHERE id = ?",
+            (state, error, policy.max_attempts, utc_now(), job_id),
+        )
+    return len(rows)
+
+
+def give_back(conn: sqlite3.Connection, owner: str) -> int:
+    """An engine that stops cleanly returns its claims: ready at once, the attempt not counted
+    (stopping the engine is nothing the item did)."""
     cursor = conn.execute(
-        "UPDATE jobs SET state = 'ready', lease_owner = NULL, lease_until = NULL "
-        "WHERE state = 'running' AND lease_until < ?",
-        (time.time(),),
+        "UPDATE jobs SET state = 'ready', attempts = MAX(attempts - 1, 0), lease_owner = NULL, "
+        "lease_until = NULL, updated_at = ? WHERE state = 'running' AND lease_owner = ?",
+        (utc_now(), owner),
     )
     return cursor.rowcount
 
