@@ -62,8 +62,6 @@ TEXTUAL: dict[str, Places] = {
 
 # TODO(issue 8): move to a thread. Blocking calls the product makes on the loop.
 PRODUCT: dict[str, Places] = {
-    # Database.close: ThreadPoolExecutor.shutdown(wait=True) joins the store's thread.
-    "threading.Lock.acquire": [("core/storage/db.py", {"close"})],
     # SftpServer._mailbox_root: os.path.realpath at each login; MailboxSftpSession.__init__:
     # asyncssh's SFTPServer.__init__ runs os.path.realpath on the chroot; the TUI's _log_to
     # opens its log file in on_mount.

@@ -166,6 +166,7 @@ class Database:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="docbridge-db")
         self._conn: sqlite3.Connection | None = None
+        self._closing: asyncio.Future[None] | None = None
 
     async def call(
         self,
@@ -217,9 +218,24 @@ class Database:
             raise translated from exc
 
     async def close(self) -> None:
+        """Close the connection and end the database thread; the next calls do nothing.
+
+        Callers that close at the same time all wait for the one shutdown, and a caller that is
+        cancelled while waiting does not cut it short. The thread is joined from another thread:
+        a join on the loop would stall every session until the last statement finished.
+        """
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._shut_down())
+        elif self._closing.done():
+            return
+        await asyncio.shield(self._closing)
+
+    async def _shut_down(self) -> None:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._close)
-        self._executor.shutdown(wait=True)
+        try:
+            await loop.run_in_executor(self._executor, self._close)
+        finally:
+            await asyncio.to_thread(self._executor.shutdown, True)
 
     def _close(self) -> None:
         if self._conn is not None:
