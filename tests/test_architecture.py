@@ -46,3 +46,15 @@ def test_the_probe_would_notice_textual() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "True"
+
+
+def test_the_asyncssh_pin_is_the_range_the_upload_hook_was_checked_against() -> None:
+    """The SFTP upload hook leans on asyncssh internals checked for one range of releases; the
+    dependency must not let pip install a release outside it."""
+    import tomllib
+
+    from core.sftp.session import TESTED_ASYNCSSH
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    pins = [d for d in project["project"]["dependencies"] if d.startswith("asyncssh")]
+    assert pins == [f"asyncssh{TESTED_ASYNCSSH}"]
