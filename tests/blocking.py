@@ -62,19 +62,8 @@ TEXTUAL: dict[str, Places] = {
 
 # TODO(issue 8): move to a thread. Blocking calls the product makes on the loop.
 PRODUCT: dict[str, Places] = {
-    # SftpServer._mailbox_root: os.path.realpath at each login; MailboxSftpSession.__init__:
-    # asyncssh's SFTPServer.__init__ runs os.path.realpath on the chroot; the TUI's _log_to
-    # opens its log file in on_mount.
-    "os.path.abspath": [
-        ("core/sftp/server.py", {"_mailbox_root"}),
-        ("core/sftp/session.py", {"__init__"}),
-        ("tui/app.py", {"_log_to"}),
-    ],
-    # MailboxSftpSession._lstat (stat, lstat, listing): os.stat for every SFTP request.
-    "os.stat": [("core/sftp/session.py", {"_lstat"})],
-    # MailboxSftpSession: the upload's temp file is unlinked when an upload is discarded or
-    # committed, and the file itself on remove.
-    "os.unlink": [("core/sftp/session.py", {"_discard", "_commit", "remove"})],
+    # The TUI's _log_to opens its log file in on_mount.
+    "os.path.abspath": [("tui/app.py", {"_log_to"})],
     # The TUI's _log_to: mkdir of the data directory in on_mount.
     "os.mkdir": [("tui/app.py", {"_log_to"})],
     # load_keymap reads keymap.toml in on_mount.
@@ -112,36 +101,6 @@ _TESTS_CALLING_HELPERS: Places = [
     (
         "tests/engine/test_sftp_end_to_end.py",
         {"test_an_engine_that_cannot_listen_gives_its_lease_back"},
-    ),
-    (
-        "tests/sftp/test_confinement.py",
-        {
-            "test_link_creation_is_refused",
-            "test_one_mailbox_never_sees_another",
-            "test_openssh_cannot_escape_or_link",
-            "test_planted_directory_symlink_is_refused",
-            "test_planted_file_symlink_is_neither_listed_nor_followed",
-            "test_planted_hard_link_is_neither_listed_nor_served",
-        },
-    ),
-    (
-        "tests/sftp/test_transfers.py",
-        {
-            "test_asyncssh_download_rename_and_delete_in_inbox",
-            "test_openssh_put_ls_get_rename_rm",
-            "test_openssh_retry_from_error_and_refused_upload_folder",
-            "test_openssh_scp_upload_and_download_exit_0",
-            "test_rename_from_error_back_to_outbox_retries_the_file",
-            "test_what_customers_may_not_change",
-        },
-    ),
-    (
-        "tests/sftp/test_uploads.py",
-        {
-            "test_open_files_per_session_are_bounded",
-            "test_openssh_client_killed_mid_upload_leaves_nothing",
-            "test_quota_counts_every_folder_and_frees_up_on_delete",
-        },
     ),
     (
         "tests/tui/test_activity.py",

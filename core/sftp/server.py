@@ -18,7 +18,8 @@ import logging
 import os
 import re
 import time
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
@@ -71,6 +72,14 @@ class SessionInfo:
 class _Session:
     info: SessionInfo
     conn: asyncssh.SSHServerConnection
+    connected: bool = True
+    # The SFTP channels opened on it; weak: a channel asyncssh let go of is forgotten.
+    channels: weakref.WeakSet[MailboxSftpSession] = field(default_factory=weakref.WeakSet)
+
+    @property
+    def over(self) -> bool:
+        """Disconnected, and every upload it had open is discarded or stored."""
+        return not self.connected and all(channel.settled for channel in self.channels)
 
 
 CANONICAL_LOGIN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -103,7 +112,7 @@ class _Connection(asyncssh.SSHServer):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._conn is not None:
             self._server._connections.discard(self._conn)
-            self._server._sessions.pop(self._conn, None)
+            self._server._disconnected(self._conn)
 
     def begin_auth(self, username: str) -> bool:
         self._tell_if_banned()
@@ -153,6 +162,8 @@ class SftpServer:
     ) -> None:
         self.config = config
         self.mailboxes_dir = mailboxes_dir
+        # Resolved at start: the folder may sit behind a symlink an admin chose.
+        self._real_mailboxes_dir = mailboxes_dir
         self.host_key_path = host_key_path
         self.rsa_host_key_path = rsa_host_key_path
         self.backend = backend
@@ -180,6 +191,9 @@ class SftpServer:
             self._host_keys.append(
                 await asyncio.to_thread(load_or_create_host_key, self.rsa_host_key_path, RSA)
             )
+        self._real_mailboxes_dir = Path(
+            await asyncio.to_thread(os.path.realpath, self.mailboxes_dir)
+        )
         await asyncio.to_thread(self._sweep_staging, frozenset(self._staging_in_use), True)
         await self._verifier.warm_up()
         self._acceptor = await asyncssh.listen(
@@ -241,6 +255,9 @@ class SftpServer:
     # -- sessions -----------------------------------------------------------------------------
 
     def sessions(self) -> list[SessionInfo]:
+        """The logged-in connections, oldest first. A connection that ended is listed until its
+        uploads in progress are cleaned up: once it is gone, its temp files are gone too."""
+        self._forget_ended()
         return sorted((s.info for s in self._sessions.values()), key=lambda i: i.started_at)
 
     def close_sessions(self, mailbox_uuid: str) -> int:
@@ -250,7 +267,11 @@ class SftpServer:
         stop working at once, including for clients already logged in. Uploads in progress in
         those sessions are discarded.
         """
-        closing = [s for s in self._sessions.values() if s.info.mailbox_uuid == mailbox_uuid]
+        closing = [
+            s
+            for s in self._sessions.values()
+            if s.connected and s.info.mailbox_uuid == mailbox_uuid
+        ]
         for session in closing:
             session.conn.close()
         if closing:
@@ -259,6 +280,16 @@ class SftpServer:
 
     def _register(self, conn: asyncssh.SSHServerConnection, mailbox: str, address: str) -> None:
         self._sessions[conn] = _Session(SessionInfo(mailbox, address, timestamp()), conn)
+
+    def _disconnected(self, conn: asyncssh.SSHServerConnection) -> None:
+        session = self._sessions.get(conn)
+        if session is not None:
+            session.connected = False
+        self._forget_ended()
+
+    def _forget_ended(self) -> None:
+        for conn in [conn for conn, session in self._sessions.items() if session.over]:
+            del self._sessions[conn]
 
     def _open_session(self, chan: asyncssh.SSHServerChannel[bytes]) -> MailboxSftpSession:
         session = self._sessions.get(cast(asyncssh.SSHServerConnection, chan.get_connection()))
@@ -272,7 +303,9 @@ class SftpServer:
         context = MailboxContext(
             mailbox, root, self.backend, usage, self.config.max_file_size, self._staging_in_use
         )
-        return MailboxSftpSession(chan, context)
+        channel = MailboxSftpSession(chan, context)
+        session.channels.add(channel)
+        return channel
 
     # -- logins -------------------------------------------------------------------------------
 
@@ -352,8 +385,8 @@ class SftpServer:
             log.warning("SFTP address %s banned after %d failed logins", ban.address, ban.failures)
 
     def _mailbox_root(self, mailbox: str) -> Path:
-        # The parent may sit behind a symlink an admin chose; the root itself must not.
-        return Path(os.path.realpath(self.mailboxes_dir)) / mailbox
+        # The parent may sit behind a symlink (resolved at start); the root itself must not.
+        return self._real_mailboxes_dir / mailbox
 
     def _prepare_root(self, mailbox: str) -> bool:
         """Create the mailbox folders; False (login refused) if the root is not a real directory.

@@ -265,17 +265,23 @@ def _refuse_dot_name(name: str) -> None:
 class MailboxSftpSession(asyncssh.SFTPServer):
     """The asyncssh SFTP server for one session, confined to one mailbox root.
 
-    asyncssh's ``chroot`` is set as a second fence: every request is served by the methods
-    below, but anything they do not override still cannot leave the root.
+    Every request is served by the methods below; anything they do not override goes through
+    :meth:`map_path`, which cannot leave the root either. (asyncssh's own ``chroot`` is not
+    set: it only feeds the ``map_path``/``reverse_map_path`` overridden here, and asyncssh
+    would resolve it with ``realpath`` on the event loop at each session start.)
+
+    Requests of one session are handled one at a time, in order. File system work runs in a
+    thread, batched into one hop per request (small-file throughput depends on it).
     """
 
     def __init__(self, chan: asyncssh.SSHServerChannel[bytes], context: MailboxContext) -> None:
-        super().__init__(chan, chroot=os.fsencode(context.root))
+        super().__init__(chan)
         # The server resolved the parent of ``root``; ``root`` itself is checked to be a real
         # directory at login, so no component here is a link.
         self._context = context
         self._root = context.root
         self._uploads: set[_Upload] = set()
+        self._staged = 0  # uploads whose temp file is still in staging (open or being closed)
         self._open_files = 0
         self._interrupted = False  # an upload was cut off by the end of the session
         self._hard_links_seen: set[VirtualPath] = set()  # each logged once per session
@@ -283,6 +289,11 @@ class MailboxSftpSession(asyncssh.SFTPServer):
     @property
     def mailbox_uuid(self) -> str:
         return self._context.mailbox_uuid
+
+    @property
+    def settled(self) -> bool:
+        """No upload of this session has a temp file left: each was stored or discarded."""
+        return self._staged == 0
 
     # -- paths --------------------------------------------------------------------------------
 
@@ -316,6 +327,7 @@ class MailboxSftpSession(asyncssh.SFTPServer):
             raise
 
     def _lstat(self, path: VirtualPath) -> os.stat_result:
+        """Blocking: callers on the event loop run it in a thread."""
         if path.folder is None:
             return os.stat(self._root)
         dir_fd = self._open_folder(path.folder)
@@ -354,21 +366,21 @@ class MailboxSftpSession(asyncssh.SFTPServer):
     def realpath(self, path: bytes) -> bytes:
         return str(parse_path(path)).encode()
 
-    def lstat(self, path: bytes) -> os.stat_result:
-        return self._lstat(parse_path(path))
+    async def lstat(self, path: bytes) -> os.stat_result:
+        return await asyncio.to_thread(self._lstat, parse_path(path))
 
-    def stat(self, path: bytes) -> os.stat_result:
-        return self._lstat(parse_path(path))
+    async def stat(self, path: bytes) -> os.stat_result:
+        return await asyncio.to_thread(self._lstat, parse_path(path))
 
     def fstat(self, file_obj: object) -> os.stat_result:
         return os.fstat(self._file(file_obj).fd)
 
-    def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+    async def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
         """Accepted and ignored: clients that preserve times or modes must not fail uploads."""
-        self._lstat(parse_path(path))
+        await asyncio.to_thread(self._lstat, parse_path(path))
 
-    def lsetstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
-        self._lstat(parse_path(path))
+    async def lsetstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        await asyncio.to_thread(self._lstat, parse_path(path))
 
     def fsetstat(self, file_obj: object, attrs: asyncssh.SFTPAttrs) -> None:
         self._file(file_obj)
@@ -462,6 +474,7 @@ class MailboxSftpSession(asyncssh.SFTPServer):
         # ext4's journal, measured at 0.3-1 ms per upload of a stream of small files.
         fd, temp = await asyncio.to_thread(self._create_staging)
         self._context.staging_in_use.add(temp.name)
+        self._staged += 1
         upload = _Upload(fd, temp, folder, name)
         self._uploads.add(upload)
         self._open_files += 1
@@ -600,6 +613,11 @@ class MailboxSftpSession(asyncssh.SFTPServer):
         self._open_files -= 1
         return True
 
+    def _unstage(self, upload: _Upload) -> None:
+        """The upload's temp file is gone (stored or removed): once per upload."""
+        self._context.staging_in_use.discard(upload.temp.name)
+        self._staged -= 1
+
     async def _discard(self, upload: _Upload) -> None:
         async with upload.lock:
             if not self._release_handle(upload):
@@ -608,11 +626,9 @@ class MailboxSftpSession(asyncssh.SFTPServer):
             try:
                 with contextlib.suppress(OSError):
                     await upload.settle()
-                os.close(upload.fd)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(upload.temp)
+                await asyncio.to_thread(_remove_temp, upload)
             finally:
-                self._context.staging_in_use.discard(upload.temp.name)
+                self._unstage(upload)
 
     async def _commit(self, upload: _Upload) -> None:
         async with upload.lock:
@@ -622,16 +638,14 @@ class MailboxSftpSession(asyncssh.SFTPServer):
                 try:
                     await upload.settle()
                 except BaseException:
-                    os.close(upload.fd)
+                    await asyncio.to_thread(_remove_temp, upload)
                     raise
                 await asyncio.to_thread(self._publish, upload)
             except BaseException:
                 self._context.usage.release(upload.size)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(upload.temp)
                 raise
             finally:
-                self._context.staging_in_use.discard(upload.temp.name)
+                self._unstage(upload)
             self._context.usage.commit(upload.size)
         log.info(
             "received %s/%s (%d bytes) for mailbox %s",
@@ -643,17 +657,23 @@ class MailboxSftpSession(asyncssh.SFTPServer):
         await self._notify(upload.folder, upload.name)
 
     def _publish(self, upload: _Upload) -> None:
-        """Durable first, then visible: fsync, rename into the folder, fsync the folder."""
+        """Durable first, then visible: fsync, rename into the folder, fsync the folder; if
+        any step fails, the temp file is removed. Blocking: one thread hop per upload."""
         try:
-            os.fdatasync(upload.fd)
-        finally:
-            os.close(upload.fd)
-        dir_fd = self._open_folder(upload.folder)
-        try:
-            os.rename(upload.temp, upload.name, dst_dir_fd=dir_fd)
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+            try:
+                os.fdatasync(upload.fd)
+            finally:
+                os.close(upload.fd)
+            dir_fd = self._open_folder(upload.folder)
+            try:
+                os.rename(upload.temp, upload.name, dst_dir_fd=dir_fd)
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(upload.temp)
+            raise
 
     async def _notify(self, folder: str, name: str) -> None:
         try:
@@ -670,13 +690,18 @@ class MailboxSftpSession(asyncssh.SFTPServer):
             raise asyncssh.SFTPPermissionDenied(
                 f"{virtual} is waiting to be picked up by docbridge and cannot be deleted"
             )
-        size = self._lstat(virtual).st_size
+        size = await asyncio.to_thread(self._remove, virtual, folder, name)
+        self._context.usage.removed(size)
+
+    def _remove(self, path: VirtualPath, folder: str, name: str) -> int:
+        """Delete a plain file (never a link); return its size. Blocking."""
+        size = self._lstat(path).st_size
         dir_fd = self._open_folder(folder)
         try:
             os.unlink(name, dir_fd=dir_fd)
         finally:
             os.close(dir_fd)
-        self._context.usage.removed(size)
+        return size
 
     async def rename(self, oldpath: bytes, newpath: bytes) -> None:
         """SFTP v3 rename: refuses to replace an existing file."""
@@ -706,15 +731,16 @@ class MailboxSftpSession(asyncssh.SFTPServer):
                 f"{source} can only be renamed within /{src_folder}, or moved from /error "
                 "to /outbox or /coutbox to retry it"
             )
-        self._lstat(source)  # refuses links, hard links included
         await asyncio.to_thread(self._move, source, target, replace)
         if submits:
             log.info("%s resubmitted as %s for mailbox %s", source, target, self.mailbox_uuid)
             await self._notify(dst_folder, dst_name)
 
     def _move(self, source: VirtualPath, target: VirtualPath, replace: bool) -> None:
+        """Blocking: the checks, the rename and the fsyncs in one thread hop."""
         src_folder, src_name = _require_file(source)
         dst_folder, dst_name = _require_file(target)
+        self._lstat(source)  # refuses links, hard links included
         src_fd = self._open_folder(src_folder)
         try:
             dst_fd = self._open_folder(dst_folder)
@@ -766,6 +792,15 @@ class MailboxSftpSession(asyncssh.SFTPServer):
             self._interrupted = True
             await self._discard(upload)
         self.channel.exit(1 if self._interrupted else 0)
+
+
+def _remove_temp(upload: _Upload) -> None:
+    """Close an upload's temp file and remove it (it may be gone already). Blocking."""
+    try:
+        os.close(upload.fd)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(upload.temp)
 
 
 @functools.lru_cache(maxsize=64)

@@ -150,6 +150,8 @@ class Harness:
         return sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir())
 
     async def wait_for_no_sessions(self, within_s: float = 5.0) -> None:
+        """Until every connection ended and its uploads in progress were cleaned up (the
+        server lists a session until then): no fixed wait is needed after this."""
         deadline = time.monotonic() + within_s
         while self.server.sessions():
             assert time.monotonic() < deadline, self.server.sessions()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from pathlib import Path
@@ -48,7 +49,7 @@ async def test_dot_dot_and_absolute_paths_stay_inside(harness: Harness, path: st
 async def test_planted_file_symlink_is_neither_listed_nor_followed(
     harness: Harness, outside: Path
 ) -> None:
-    root = ensure_mailbox_root(harness.mailboxes_dir, MAILBOX_A)
+    root = await asyncio.to_thread(ensure_mailbox_root, harness.mailboxes_dir, MAILBOX_A)
     os.symlink(outside / "secret.txt", root / "inbox" / "secret.txt")
     os.symlink("/etc/passwd", root / "error" / "passwd")
     async with await harness.connect() as conn, conn.start_sftp_client() as sftp:
@@ -68,7 +69,7 @@ async def test_planted_file_symlink_is_neither_listed_nor_followed(
 
 
 async def test_planted_directory_symlink_is_refused(harness: Harness, outside: Path) -> None:
-    root = ensure_mailbox_root(harness.mailboxes_dir, MAILBOX_A)
+    root = await asyncio.to_thread(ensure_mailbox_root, harness.mailboxes_dir, MAILBOX_A)
     (root / "cinbox").rmdir()
     os.symlink(outside, root / "cinbox")
     (root / "outbox").rmdir()
@@ -91,8 +92,8 @@ async def test_planted_hard_link_is_neither_listed_nor_served(
     """A file with another name on disk may be a file from outside the mailbox (planted by
     someone with shell access): it does not show, cannot be read, moved or deleted, and does
     not count against the quota. docbridge itself never leaves a hard link in a folder."""
-    root = ensure_mailbox_root(harness.mailboxes_dir, MAILBOX_A)
-    write_atomically(root, "inbox", "mine.xml", b"<mine/>")
+    root = await asyncio.to_thread(ensure_mailbox_root, harness.mailboxes_dir, MAILBOX_A)
+    await asyncio.to_thread(write_atomically, root, "inbox", "mine.xml", b"<mine/>")
     os.link(outside / "secret.txt", root / "inbox" / "alias.txt")
     os.link(outside / "secret.txt", root / "error" / "alias.txt")
     caplog.set_level(logging.WARNING, "docbridge.sftp")
@@ -114,15 +115,15 @@ async def test_planted_hard_link_is_neither_listed_nor_served(
     assert not (harness.tmp / "stolen").exists()
     assert (outside / "secret.txt").read_text() == "top secret"
     assert harness.backend.arrived == []
-    assert scan_usage(root) == len(b"<mine/>")
+    assert await asyncio.to_thread(scan_usage, root) == len(b"<mine/>")
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("inbox/alias.txt" in w and MAILBOX_A in w for w in warnings), warnings
     assert any("error/alias.txt" in w for w in warnings), warnings
 
 
 async def test_link_creation_is_refused(harness: Harness) -> None:
-    root = ensure_mailbox_root(harness.mailboxes_dir, MAILBOX_A)
-    write_atomically(root, "inbox", "in.xml", b"<x/>")
+    root = await asyncio.to_thread(ensure_mailbox_root, harness.mailboxes_dir, MAILBOX_A)
+    await asyncio.to_thread(write_atomically, root, "inbox", "in.xml", b"<x/>")
     async with await harness.connect() as conn, conn.start_sftp_client() as sftp:
         for target in ("/etc/passwd", "../../../etc/passwd", "/inbox/in.xml"):
             with pytest.raises(asyncssh.SFTPError):
@@ -139,7 +140,9 @@ async def test_one_mailbox_never_sees_another(harness: Harness) -> None:
         sftp.open("/outbox/a-only.xml", "wb") as remote,
     ):
         await remote.write(b"<a/>")
-    write_atomically(harness.root(MAILBOX_A), "inbox", "for-a.xml", b"<a/>")
+    await asyncio.to_thread(
+        write_atomically, harness.root(MAILBOX_A), "inbox", "for-a.xml", b"<a/>"
+    )
     async with await harness.connect(MAILBOX_B) as conn, conn.start_sftp_client() as sftp:
         assert await sftp.listdir("/outbox") == [".", ".."]
         assert await sftp.listdir("/inbox") == [".", ".."]
@@ -156,11 +159,11 @@ async def test_one_mailbox_never_sees_another(harness: Harness) -> None:
 
 @needs_openssh
 async def test_openssh_cannot_escape_or_link(harness: Harness, outside: Path) -> None:
-    root = ensure_mailbox_root(harness.mailboxes_dir, MAILBOX_A)
+    root = await asyncio.to_thread(ensure_mailbox_root, harness.mailboxes_dir, MAILBOX_A)
     os.symlink(outside / "secret.txt", root / "inbox" / "secret.txt")
     (root / "cinbox").rmdir()
     os.symlink(outside, root / "cinbox")
-    write_atomically(root, "error", "e.xml", b"<e/>")
+    await asyncio.to_thread(write_atomically, root, "error", "e.xml", b"<e/>")
     attempts = [
         "get ../x stolen",
         "get /../../etc/passwd stolen",

@@ -85,7 +85,6 @@ async def test_close_sessions_ends_only_that_mailboxs_sessions(harness: Harness)
     assert [s.mailbox_uuid for s in harness.server.sessions()] == [MAILBOX_B]
     b.close()
     await harness.wait_for_no_sessions()
-    await asyncio.sleep(0.05)
     assert harness.visible_files(MAILBOX_A) == []  # the cut upload left nothing
     assert harness.backend.arrived == []
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import threading
 import types
 from collections.abc import Callable
 
@@ -28,6 +29,7 @@ from asyncssh.constants import (
 )
 from asyncssh.sftp import SFTPServerHandler
 
+import core.sftp.session
 from core.sftp.session import UnsupportedAsyncssh
 from tests.sftp.conftest import MAILBOX_A, Harness, HarnessFactory
 
@@ -123,6 +125,39 @@ async def test_input_ending_with_an_upload_open_discards_it_and_reports_failure(
     assert harness.backend.arrived == []
 
 
+async def test_a_dropped_session_is_listed_until_its_cut_upload_is_removed(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the server lists no session of a mailbox, nothing of its cut uploads is left in
+    staging: whoever waits for the sessions to end (tests, a password reset) needs no sleep."""
+    held = threading.Event()
+    removing = threading.Event()
+    remove_temp = core.sftp.session._remove_temp
+
+    def slow_remove(upload: object) -> None:  # runs in a thread, like the real one
+        removing.set()
+        held.wait(10)
+        remove_temp(upload)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(core.sftp.session, "_remove_temp", slow_remove)
+    conn = await harness.connect()
+    sftp = await conn.start_sftp_client()
+    remote = await sftp.open("/outbox/cut.xml", "wb")
+    await remote.write(b"<envelope>")
+    conn.abort()
+    assert await asyncio.to_thread(removing.wait, 10)
+    assert [s.mailbox_uuid for s in harness.server.sessions()] == [MAILBOX_A]
+    assert len(await asyncio.to_thread(_staged, harness)) == 1
+    held.set()
+    await harness.wait_for_no_sessions()
+    assert await asyncio.to_thread(_staged, harness) == []
+    assert harness.backend.arrived == []
+
+
+def _staged(harness: Harness) -> list[str]:
+    return [p.name for p in (harness.root() / ".staging").iterdir()]
+
+
 def _renamed(function: Callable[..., object], name: str) -> types.FunctionType:
     """A copy of ``function`` under another name, as a future asyncssh might call it."""
     assert isinstance(function, types.FunctionType)
@@ -154,12 +189,7 @@ async def test_uploads_are_told_apart_even_if_asyncssh_renames_its_close_handler
         await remote.write(b"a;b\n" * 1000)
         dropped.abort()
         await dropped.wait_closed()
-    await harness.wait_for_no_sessions()
-    staging = harness.root() / ".staging"
-    for _ in range(500):  # the server notices the dropped connection on its own schedule
-        if not await asyncio.to_thread(lambda: list(staging.iterdir())):
-            break
-        await asyncio.sleep(0.01)
+    await harness.wait_for_no_sessions()  # their cut uploads are cleaned up by then
     assert harness.visible_files() == ["outbox/kept.xml"]
     assert harness.backend.arrived == [(MAILBOX_A, "outbox", "kept.xml")]
 

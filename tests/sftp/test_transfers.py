@@ -36,8 +36,8 @@ async def test_asyncssh_upload_lands_complete_and_is_announced(harness: Harness)
 
 
 async def test_asyncssh_download_rename_and_delete_in_inbox(harness: Harness) -> None:
-    root = ensure_mailbox_root(harness.mailboxes_dir, MAILBOX_A)
-    write_atomically(root, "inbox", "invoice.xml", b"<envelope/>" * 10_000)
+    root = await asyncio.to_thread(ensure_mailbox_root, harness.mailboxes_dir, MAILBOX_A)
+    await asyncio.to_thread(write_atomically, root, "inbox", "invoice.xml", b"<envelope/>" * 10_000)
     async with await harness.connect() as conn, conn.start_sftp_client() as sftp:
         local = harness.tmp / "got.xml"
         await sftp.get("/inbox/invoice.xml", str(local))
@@ -50,9 +50,12 @@ async def test_asyncssh_download_rename_and_delete_in_inbox(harness: Harness) ->
 
 
 async def test_rename_from_error_back_to_outbox_retries_the_file(harness: Harness) -> None:
-    root = ensure_mailbox_root(harness.mailboxes_dir, MAILBOX_A)
-    write_atomically(root, "outbox", "bad.xml", b"<broken")
-    assert move_to_error(root, "outbox", "bad.xml", "Not well-formed XML.") == "bad.xml"
+    root = await asyncio.to_thread(ensure_mailbox_root, harness.mailboxes_dir, MAILBOX_A)
+    await asyncio.to_thread(write_atomically, root, "outbox", "bad.xml", b"<broken")
+    assert (
+        await asyncio.to_thread(move_to_error, root, "outbox", "bad.xml", "Not well-formed XML.")
+        == "bad.xml"
+    )
     async with await harness.connect() as conn, conn.start_sftp_client() as sftp:
         assert sorted(await sftp.listdir("/error")) == [".", "..", "bad.xml", "bad.xml.error.txt"]
         async with sftp.open("/error/bad.xml.error.txt") as reason:
@@ -66,8 +69,8 @@ async def test_rename_from_error_back_to_outbox_retries_the_file(harness: Harnes
 
 
 async def test_what_customers_may_not_change(harness: Harness) -> None:
-    root = ensure_mailbox_root(harness.mailboxes_dir, MAILBOX_A)
-    write_atomically(root, "inbox", "in.xml", b"x")
+    root = await asyncio.to_thread(ensure_mailbox_root, harness.mailboxes_dir, MAILBOX_A)
+    await asyncio.to_thread(write_atomically, root, "inbox", "in.xml", b"x")
     async with await harness.connect() as conn, conn.start_sftp_client() as sftp:
         async with sftp.open("/outbox/mine.xml", "wb") as remote:
             await remote.write(b"mine")
@@ -92,8 +95,8 @@ async def test_what_customers_may_not_change(harness: Harness) -> None:
 
 @needs_openssh
 async def test_openssh_put_ls_get_rename_rm(harness: Harness) -> None:
-    root = ensure_mailbox_root(harness.mailboxes_dir, MAILBOX_A)
-    write_atomically(root, "cinbox", "report.csv", b"a;b\n1;2\n")
+    root = await asyncio.to_thread(ensure_mailbox_root, harness.mailboxes_dir, MAILBOX_A)
+    await asyncio.to_thread(write_atomically, root, "cinbox", "report.csv", b"a;b\n1;2\n")
     (harness.tmp / "upload.csv").write_bytes(b"x" * 300_000)
     result = await harness.openssh(
         "cd coutbox\n"
@@ -116,9 +119,11 @@ async def test_openssh_put_ls_get_rename_rm(harness: Harness) -> None:
 
 @needs_openssh
 async def test_openssh_retry_from_error_and_refused_upload_folder(harness: Harness) -> None:
-    root = ensure_mailbox_root(harness.mailboxes_dir, MAILBOX_A)
-    write_atomically(root, "coutbox", "rows.csv", b"1;2\n")
-    move_to_error(root, "coutbox", "rows.csv", "Rule 'orders' found no matching template.")
+    root = await asyncio.to_thread(ensure_mailbox_root, harness.mailboxes_dir, MAILBOX_A)
+    await asyncio.to_thread(write_atomically, root, "coutbox", "rows.csv", b"1;2\n")
+    await asyncio.to_thread(
+        move_to_error, root, "coutbox", "rows.csv", "Rule 'orders' found no matching template."
+    )
     retried = await harness.openssh("rename /error/rows.csv /coutbox/rows.csv\n")
     assert retried.returncode == 0, retried.stderr
     assert harness.backend.arrived == [(MAILBOX_A, "coutbox", "rows.csv")]
@@ -166,7 +171,7 @@ async def test_openssh_scp_upload_and_download_exit_0(harness: Harness) -> None:
     assert sent.returncode == 0, sent.stderr
     assert (harness.root() / "outbox" / "x.xml").read_bytes() == b"<envelope/>" * 1000
     assert harness.backend.arrived == [(MAILBOX_A, "outbox", "x.xml")]
-    write_atomically(harness.root(), "inbox", "in.xml", b"<in/>")
+    await asyncio.to_thread(write_atomically, harness.root(), "inbox", "in.xml", b"<in/>")
     fetched = await _scp(harness, f"{remote}:/inbox/in.xml", "fetched.xml")
     assert fetched.returncode == 0, fetched.stderr
     assert (harness.tmp / "fetched.xml").read_bytes() == b"<in/>"

@@ -35,7 +35,6 @@ async def test_connection_dropped_mid_upload_leaves_nothing(harness: Harness) ->
     assert len(_staged(harness)) == 1  # the upload really is in flight, out of sight
     conn.abort()  # TCP connection gone without a goodbye
     await harness.wait_for_no_sessions()
-    await asyncio.sleep(0.05)
     assert harness.visible_files() == []
     assert harness.backend.arrived == []
 
@@ -59,7 +58,7 @@ async def test_session_closed_without_closing_the_file_leaves_nothing(harness: H
 
 @needs_openssh
 async def test_openssh_client_killed_mid_upload_leaves_nothing(harness: Harness) -> None:
-    ensure_mailbox_root(harness.mailboxes_dir, MAILBOX_A)
+    await asyncio.to_thread(ensure_mailbox_root, harness.mailboxes_dir, MAILBOX_A)
     (harness.tmp / "big.bin").write_bytes(os.urandom(4_000_000))
     batch = harness.tmp / "batch-kill"
     batch.write_text("put big.bin /outbox/big.bin\n")
@@ -84,7 +83,6 @@ async def test_openssh_client_killed_mid_upload_leaves_nothing(harness: Harness)
         os.killpg(process.pid, signal.SIGKILL)  # sftp and its ssh: no FXP_CLOSE ever comes
         await process.wait()
     await harness.wait_for_no_sessions()
-    await asyncio.sleep(0.05)
     assert harness.visible_files() == []
     assert harness.backend.arrived == []
 
@@ -123,8 +121,8 @@ async def test_quota_counts_every_folder_and_frees_up_on_delete(
     make_harness: HarnessFactory,
 ) -> None:
     harness = await make_harness(mailbox_quota=200_000)
-    root = ensure_mailbox_root(harness.mailboxes_dir, MAILBOX_A)
-    write_atomically(root, "inbox", "waiting.xml", b"w" * 150_000)
+    root = await asyncio.to_thread(ensure_mailbox_root, harness.mailboxes_dir, MAILBOX_A)
+    await asyncio.to_thread(write_atomically, root, "inbox", "waiting.xml", b"w" * 150_000)
     payload = harness.tmp / "payload.xml"
     payload.write_bytes(b"p" * 100_000)
     async with await harness.connect() as conn, conn.start_sftp_client() as sftp:
@@ -162,8 +160,8 @@ async def test_large_upload_in_big_blocks_arrives_intact(harness: Harness) -> No
 
 
 async def test_open_files_per_session_are_bounded(harness: Harness) -> None:
-    root = ensure_mailbox_root(harness.mailboxes_dir, MAILBOX_A)
-    write_atomically(root, "inbox", "a.xml", b"<a/>")
+    root = await asyncio.to_thread(ensure_mailbox_root, harness.mailboxes_dir, MAILBOX_A)
+    await asyncio.to_thread(write_atomically, root, "inbox", "a.xml", b"<a/>")
     async with await harness.connect() as conn, conn.start_sftp_client() as sftp:
         handles = [await sftp.open("/inbox/a.xml") for _ in range(MAX_OPEN_FILES)]
         with pytest.raises(asyncssh.SFTPFailure, match="open at once"):
