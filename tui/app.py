@@ -7,7 +7,7 @@ its SFTP listener keep running).
 
 from __future__ import annotations
 
-import logging
+import asyncio
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,7 +22,7 @@ from textual.worker import Worker
 from core.errors import DocbridgeError
 from core.models import EngineStatus
 from core.service import Service, default_actor
-from tui.errors import guarded, report_worker_failure, run_guarded
+from tui.errors import LogFile, guarded, report_worker_failure, run_guarded
 from tui.keys import bindings, key_label, load_keymap, read_escape_digit_as_two_keys
 from tui.modals.choice import SaveDiscardCancelModal
 from tui.modals.error import ErrorModal
@@ -67,17 +67,18 @@ class DocbridgeApp(App[None]):
         self.run_engine = run_engine
         self.service: Service | None = None
         self.engine: RunningEngine | None = None
+        self.log_file: LogFile | None = None
         self.theme = "textual-dark"
 
     async def on_mount(self) -> None:
-        self.set_keymap(load_keymap(self.data_dir))
+        self.set_keymap(await asyncio.to_thread(load_keymap, self.data_dir))
         try:
             self.service = await Service.open(self.data_dir, self.actor)
             state = await self.service.page_state()
         except DocbridgeError as exc:
             await self.push_screen(ErrorModal(exc.title, exc.hint), lambda _: self.exit())
             return
-        _log_to(self.service.config.data_dir / LOG_FILE)
+        self.log_file = await LogFile.open(self.service.config.data_dir / LOG_FILE)
         from tui.screens.integrations import IntegrationsScreen
 
         await self.push_screen(IntegrationsScreen(self.service, state))
@@ -134,10 +135,15 @@ class DocbridgeApp(App[None]):
                 show(fingerprint)
 
     async def on_unmount(self) -> None:
-        if self.engine is not None:
-            await self.engine.stop()
-        if self.service is not None:
-            await self.service.close()
+        try:
+            if self.engine is not None:
+                await self.engine.stop()
+            if self.service is not None:
+                await self.service.close()
+        finally:
+            if self.log_file is not None:  # last: what is logged while stopping is kept
+                await self.log_file.close()
+                self.log_file = None
 
     @guarded
     async def refresh_engine_status(self) -> None:
@@ -247,21 +253,6 @@ class DocbridgeApp(App[None]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         report_worker_failure(self, event)
-
-
-def _log_to(path: Path) -> None:
-    """Defects are logged to a file in the data directory (the screen is the user's)."""
-    logger = logging.getLogger("docbridge.tui")
-    if logger.handlers:
-        return
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        handler = logging.FileHandler(path, encoding="utf-8")
-    except OSError:
-        return  # no log file is no reason not to run
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
 
 
 def run_app(data_dir: Path) -> int:

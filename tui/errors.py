@@ -8,15 +8,22 @@ as a worker with ``exit_on_error=False`` (the app turns a failed worker into :fu
 - Errors a user can act on (:class:`core.errors.DocbridgeError`, including the store's "busy",
   "disk full" and "I/O" errors) show their title and what to do.
 - Anything else is a defect: an error modal with the details, the traceback in the log file.
+
+The log file is written by a thread of its own (:class:`LogFile`): logging an error from the
+event loop only queues the record.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
+import queue
 import traceback
 from collections.abc import Awaitable, Callable
+from logging.handlers import QueueHandler, QueueListener
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from textual.app import App
@@ -59,6 +66,55 @@ def report_error(app: App[Any], error: BaseException) -> None:
             details=details,
         )
     )
+
+
+class LogFile:
+    """The TUI's log file in the data directory (defects with their tracebacks; the screen is
+    the user's), attached to the ``docbridge.tui`` logger while one app runs.
+
+    Records reach the file through a queue: the loop only formats and enqueues them, a
+    :class:`~logging.handlers.QueueListener` thread writes. Each app opens its own and closes it
+    when it exits, so a later app in the same process never writes into this one's data directory.
+    """
+
+    def __init__(self, handler: logging.Handler, listener: QueueListener, path: Path) -> None:
+        self.path = path
+        self._handler = handler  # puts records on the listener's queue
+        self._listener = listener
+
+    @classmethod
+    async def open(cls, path: Path) -> LogFile | None:
+        """Create the folder, open the file and start its writer, all in a thread; None if the
+        file cannot be opened (no log file is no reason not to run)."""
+        try:
+            log_file = await asyncio.to_thread(cls._open, path)
+        except OSError:
+            return None
+        log.addHandler(log_file._handler)
+        log.setLevel(logging.INFO)
+        return log_file
+
+    @classmethod
+    def _open(cls, path: Path) -> LogFile:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        file_handler = logging.FileHandler(path, encoding="utf-8")
+        file_handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+        records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        listener = QueueListener(records, file_handler)
+        listener.start()
+        return cls(QueueHandler(records), listener, path)
+
+    async def close(self) -> None:
+        """Detach from the logger, then write what is queued and close the file (in a thread)."""
+        log.removeHandler(self._handler)
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        self._listener.stop()
+        for handler in self._listener.handlers:
+            handler.close()
 
 
 def _unexpected_title(error: BaseException) -> str:

@@ -39,7 +39,9 @@ def bindings(*ids: str) -> list[Binding]:
 
 
 def load_keymap(data_dir: Path) -> dict[str, str]:
-    """``keymap.toml`` in the data directory: ``"binding.id" = "key"`` lines remap keys."""
+    """``keymap.toml`` in the data directory: ``"binding.id" = "key"`` lines remap keys.
+
+    Blocking (it reads the file): the app calls it in a thread."""
     path = data_dir / KEYMAP_FILE
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))

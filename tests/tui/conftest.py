@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,14 @@ MENDELSON = SHARED / "interop" / "mendelson"
 def _no_local_clipboard(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests must never touch the machine's clipboard; OSC 52 is what they check."""
     monkeypatch.setenv("DOCBRIDGE_NO_LOCAL_CLIPBOARD", "1")
+
+
+@pytest.fixture(autouse=True)
+def _no_log_file_left_open() -> Iterator[None]:
+    """An app detaches its log file when it exits: a later app (the next test) must never log
+    into this one's data directory."""
+    yield
+    assert logging.getLogger("docbridge.tui").handlers == []
 
 
 def make_app(data_dir: Path) -> DocbridgeApp:

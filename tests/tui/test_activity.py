@@ -4,6 +4,7 @@ it matters, a real engine."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 import sqlite3
@@ -26,6 +27,7 @@ from core.storage.db import write_transaction
 from tests.engine.conftest import FAST, as2_form, enable
 from tests.engine.test_default_rules import eventually
 from tests.tui.conftest import make_app, screen_lines, settle, until, wait_for_page
+from tui.app import LOG_FILE
 from tui.modals.error import ErrorModal
 from tui.screens.activity import ActivityScreen
 
@@ -84,7 +86,7 @@ async def troubles(service: Service) -> str:
 async def park_logistics(service: Service, data_dir: Path) -> str:
     """Logistics over AS2 (not deliverable in this version): its envelopes end parked."""
     logistics = await enable(service, "Logistics", await as2_form(service))
-    engine = Engine(load_config(data_dir), FAST)
+    engine = Engine(await asyncio.to_thread(load_config, data_dir), FAST)
     await engine.start()
     try:
 
@@ -174,7 +176,10 @@ async def test_a_failed_attempt_reads_retrying_never_ready(
     """The engine fails an AS2 envelope once (8 tries allowed) and stops before the retry."""
     await enable(service, "Logistics", await as2_form(service))
     patient = jobs.RetryPolicy(max_attempts=8, max_delay_s=300)
-    engine = Engine(load_config(data_dir), dataclasses.replace(FAST, envelope_retry=patient))
+    engine = Engine(
+        await asyncio.to_thread(load_config, data_dir),
+        dataclasses.replace(FAST, envelope_retry=patient),
+    )
     await engine.start()
     try:
 
@@ -315,6 +320,12 @@ async def test_a_failing_refresh_is_reported_once_and_refreshing_resumes(
         assert "engine: stopped" in summary(screen)
         assert screen.query_one("#items", DataTable).row_count == 2
         assert app.is_running
+    # Logged to the data directory's file by its writer thread, complete once the app exited.
+    logged = await asyncio.to_thread((data_dir / LOG_FILE).read_text, encoding="utf-8")
+    if isinstance(fault, DocbridgeError):
+        assert "error shown to the user: The store is busy." in logged
+    else:
+        assert "Traceback" in logged and "RuntimeError: unexpected" in logged
 
 
 async def test_a_failing_action_shows_an_error_and_the_app_keeps_running(
@@ -373,7 +384,7 @@ async def test_a_second_tui_works_as_a_client_of_the_running_engine(
     from tui.app import DocbridgeApp
 
     use_free_ports(data_dir)
-    engine = Engine(load_config(data_dir), FAST)
+    engine = Engine(await asyncio.to_thread(load_config, data_dir), FAST)
     await engine.start()
     try:
         app = DocbridgeApp(data_dir, actor="test@tui", cursor_blink=False, run_engine=True)
