@@ -51,14 +51,16 @@ def _also_allow(function: BlockBusterFunction, predicate: Any) -> None:
 
 Places = list[tuple[str, set[str]]]
 
-# Textual's own internals: CSS files are found and read on the loop when an App or a Screen with
-# CSS_PATH is made or first shown.
+# Textual's own internals (library code, no hook to move it off the loop): CSS files are found
+# and read on the loop when an App or a Screen with CSS_PATH is made or first shown.
 TEXTUAL: dict[str, Places] = {
+    # App/Screen __init__ resolves each CSS_PATH against the class's file (Path.resolve).
     "os.stat": [("textual/_path.py", {"_make_path_object_relative"})],
     "os.path.abspath": [
-        ("textual/_path.py", {"_make_path_object_relative"}),
-        ("textual/css/stylesheet.py", {"read"}),
+        ("textual/_path.py", {"_make_path_object_relative"}),  # the same resolution
+        ("textual/css/stylesheet.py", {"read"}),  # Stylesheet.read names the .tcss it read
     ],
+    # Stylesheet.read reads the .tcss file when the stylesheet is (re)built.
     "io.TextIOWrapper.read": [("textual/css/stylesheet.py", {"read"})],
 }
 
