@@ -109,9 +109,9 @@ class Engine:
         self._stopping.set()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Not a suppress(CancelledError) per task: that would also swallow a cancellation of
+        # stop() itself.
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         if self.sftp is not None:
             await self.sftp.stop()
@@ -189,8 +189,7 @@ class Engine:
 
     async def _idle(self, kind: str) -> None:
         event = self._wake[kind]
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), self.settings.idle_poll_s)
+        await _wait(event, self.settings.idle_poll_s)
         event.clear()
 
     # -- loops -------------------------------------------------------------------------------
@@ -313,8 +312,7 @@ class Engine:
                     self._scan_failures[mailbox_uuid] = str(exc)
                 else:
                     self._scan_failures.pop(mailbox_uuid, None)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._scan_now.wait(), self.settings.scan_interval_s)
+            await _wait(self._scan_now, self.settings.scan_interval_s)
             self._scan_now.clear()
 
     async def _scan_mailbox(self, mailbox_uuid: str) -> None:
@@ -410,6 +408,15 @@ class Engine:
                 file_handler.fail(conn, job, error, self.settings.file_retry)
             else:
                 mail_handler.record(conn, job, error, self.settings.mail_retry)
+
+
+async def _wait(event: asyncio.Event, timeout_s: float) -> None:
+    """Until ``event`` is set or ``timeout_s`` passed. Not ``asyncio.wait_for``: on Python 3.11
+    it swallows a cancellation that arrives as the event is set, and ``stop()`` then waits
+    forever for a loop that keeps running."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
 
 
 def _enabled_sftp_mailboxes(conn: sqlite3.Connection) -> list[str]:
