@@ -1,4 +1,5 @@
-"""Checks of an envelope against the account's templates, shared by every way one enters."""
+"""Checks of an envelope shared by every way one enters: against the account's templates, and
+against the mailbox it enters through (a mailbox only ever speaks as itself, SPEC §9)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,36 @@ import sqlite3
 from core.envelope_xml import EnvelopeXml, serialize_envelope_xml
 from core.errors import InvalidInput
 from core.storage import accounts
+
+SENDER_ROLE = "sender"
+RECIPIENT_ROLE = "recipient"
+
+
+def check_sender_is(parsed: EnvelopeXml, mailbox_uuid: str) -> None:
+    """An envelope a mailbox sends (a customer's upload, an AS2 payload) must name that mailbox
+    in its ``sender`` role: naming it in any role is not enough, or a mailbox could send as
+    another."""
+    _check_role(parsed, SENDER_ROLE, mailbox_uuid, "sent by")
+
+
+def check_recipient_is(parsed: EnvelopeXml, mailbox_uuid: str) -> None:
+    """An envelope a mailbox receives must name that mailbox in its ``recipient`` role, or an
+    envelope could be planted in a mailbox it was not sent to."""
+    _check_role(parsed, RECIPIENT_ROLE, mailbox_uuid, "addressed to")
+
+
+def _check_role(parsed: EnvelopeXml, role_id: str, mailbox_uuid: str, meaning: str) -> None:
+    expected = mailbox_uuid.lower()
+    if parsed.role_mailbox(role_id) == expected:
+        return
+    shown = ", ".join(f"{role.id}={role.mailbox_uuid}" for role in parsed.roles[:6])
+    if len(parsed.roles) > 6:
+        shown += f" and {len(parsed.roles) - 6} more"
+    raise InvalidInput(
+        f"This envelope is not {meaning} mailbox {expected}: its roles are {shown}.",
+        f"Name this mailbox in the {role_id} role: "
+        f'<role id="{role_id}" mailboxUuid="{expected}"/>.',
+    )
 
 
 def check_envelope_against_template(conn: sqlite3.Connection, parsed: EnvelopeXml) -> None:

@@ -24,7 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.clock import utc_now
-from core.envelope_checks import check_envelope_against_template, stored_xml
+from core.envelope_checks import (
+    RECIPIENT_ROLE,
+    check_envelope_against_template,
+    check_sender_is,
+    stored_xml,
+)
 from core.envelope_xml import EnvelopeXml, parse_envelope_xml
 from core.errors import DocbridgeError
 from core.models import Envelope, EnvelopeDirection, EnvelopeStatus, JobRow
@@ -192,19 +197,17 @@ def take_in(conn: sqlite3.Connection, work: FileWork) -> str | None:
     assert work.parsed is not None
     parsed = work.parsed
     try:
+        # The sender is the mailbox that uploaded it: it never sends as another mailbox.
+        check_sender_is(parsed, work.job.mailbox_uuid)
         check_envelope_against_template(conn, parsed)
     except DocbridgeError as exc:
         return str(exc)
-    roles = [role.mailbox_uuid for role in parsed.roles]
-    if work.job.mailbox_uuid not in roles:
-        return (
-            f"The envelope names no role with this mailbox ({work.job.mailbox_uuid}). "
-            "Give the sending role this mailbox's uuid."
-        )
     envelope_uuid = parsed.uuid or str(uuid_module.uuid5(_NAMESPACE, work.job.ref))
     if envelopes.get_envelope(conn, envelope_uuid) is not None:
         return f"An envelope with uuid {envelope_uuid} already exists. Give it a new uuid."
-    recipients = [r for r in roles if r != work.job.mailbox_uuid]
+    recipient = parsed.role_mailbox(RECIPIENT_ROLE)
+    others = [r.mailbox_uuid for r in parsed.roles if r.mailbox_uuid != work.job.mailbox_uuid]
+    recipients = [recipient] if recipient else others
     now = utc_now()
     envelope = Envelope(
         uuid=envelope_uuid,

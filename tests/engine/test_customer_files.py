@@ -3,6 +3,7 @@ taken in goes to error/ with a note; moving it back retries it."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -17,8 +18,15 @@ DEMO = Path(__file__).resolve().parents[2] / "data" / "demo" / "envelopes"
 NEW_UUID = "5b0f4c1e-7d2a-4e8b-9c3d-1a2b3c4d5e6f"
 
 
-def outgoing_xml(mailbox_uuid: str, envelope_uuid: str | None = NEW_UUID) -> bytes:
-    """A demo envelope turned around: sent by our mailbox, with a fresh uuid."""
+ACME = "0dbfa4db-e126-445e-a164-dac5593117c1"  # the demo order's sender
+PURCHASING = "26c79f73-753d-4148-b26a-5d3e9abbc6fb"  # and its recipient
+
+
+def outgoing_xml(
+    mailbox_uuid: str, envelope_uuid: str | None = NEW_UUID, sender: str | None = None
+) -> bytes:
+    """A demo envelope turned around: sent by our mailbox (or by ``sender``) to Acme, with a
+    fresh uuid (or none)."""
     text = (DEMO / "01-purchase-order-acme.xml").read_text(encoding="utf-8")
     start = text.index(' uuid="') + len(' uuid="')
     old_uuid = text[start : start + 36]
@@ -26,6 +34,13 @@ def outgoing_xml(mailbox_uuid: str, envelope_uuid: str | None = NEW_UUID) -> byt
         text = text.replace(f' uuid="{old_uuid}"', "")
     else:
         text = text.replace(old_uuid, envelope_uuid)
+    roles = (
+        f'<role id="sender" mailboxUuid="{ACME}"/>',
+        f'<role id="recipient" mailboxUuid="{PURCHASING}"/>',
+    )
+    assert all(role in text for role in roles)
+    text = text.replace(roles[0], f'<role id="sender" mailboxUuid="{sender or mailbox_uuid}"/>')
+    text = text.replace(roles[1], f'<role id="recipient" mailboxUuid="{ACME}"/>')
     return text.encode()
 
 
@@ -68,10 +83,8 @@ async def test_invalid_file_goes_to_error_with_reason_and_retry_from_error_works
 ) -> None:
     mailbox = await enable(service, "Purchasing", IntegrationForm())
     root = ensure_mailbox_root(data_dir / "mailboxes", mailbox)
-    # Our mailbox is in no role: not something this mailbox may send.
-    broken = outgoing_xml("00000000-0000-4000-8000-000000000000").replace(
-        mailbox.encode(), b"11111111-1111-4111-8111-111111111111"
-    )
+    # Another mailbox as the sender: not something this mailbox may send.
+    broken = outgoing_xml(mailbox, sender="11111111-1111-4111-8111-111111111111")
     drop(root, "outbox", "order.xml", broken)
     drop(root, "outbox", "garbage.xml", b"<envelope>")
     engine.wake("file")
@@ -87,7 +100,7 @@ async def test_invalid_file_goes_to_error_with_reason_and_retry_from_error_works
 
     await eventually(both_in_error)
     assert "not well-formed" in (error / "garbage.xml.error.txt").read_text()
-    assert "names no role with this mailbox" in (error / "order.xml.error.txt").read_text()
+    assert f"not sent by mailbox {mailbox}" in (error / "order.xml.error.txt").read_text()
     assert await outgoing(service, mailbox) == []
     assert list((root / "outbox").iterdir()) == []
 
@@ -127,8 +140,6 @@ async def test_files_of_a_disabled_integration_wait(
     root = ensure_mailbox_root(data_dir / "mailboxes", mailbox)
     placed = drop(root, "outbox", "order.xml", outgoing_xml(mailbox, None))
     engine.wake("file")
-    import asyncio
-
     await asyncio.sleep(0.6)
     assert placed.exists() and await outgoing(service, mailbox) == []
     await service.set_enabled(mailbox, True)
@@ -138,3 +149,38 @@ async def test_files_of_a_disabled_integration_wait(
         return len(await outgoing(service, mailbox)) == 1 and not placed.exists()
 
     await eventually(taken_in)
+
+
+async def test_an_upload_naming_another_mailbox_as_sender_is_refused(
+    service: Service, engine: Engine, data_dir: Path
+) -> None:
+    """A mailbox only ever speaks as itself (issue 8, defect 6): Purchasing uploads an envelope
+    whose sender role is Acme and whose recipient role is Purchasing. Before: accepted, and
+    recorded as SENT by Purchasing. Now: error/ with a note naming the sender role."""
+    mailbox = await enable(service, "Purchasing", IntegrationForm())
+    root = await asyncio.to_thread(ensure_mailbox_root, data_dir / "mailboxes", mailbox)
+    spoofed = outgoing_xml(mailbox, sender=ACME).replace(
+        f'<role id="recipient" mailboxUuid="{ACME}"/>'.encode(),
+        f'<role id="recipient" mailboxUuid="{mailbox}"/>'.encode(),
+    )
+    no_sender = outgoing_xml(mailbox, "6b0f4c1e-7d2a-4e8b-9c3d-1a2b3c4d5e6f").replace(
+        b'role id="sender"', b'role id="author"'
+    )
+    await asyncio.to_thread(drop, root, "outbox", "spoofed.xml", spoofed)
+    await asyncio.to_thread(drop, root, "outbox", "no-sender.xml", no_sender)
+    engine.wake("file")
+    notes = {
+        name: root / "error" / f"{name}.error.txt" for name in ("spoofed.xml", "no-sender.xml")
+    }
+
+    async def refused() -> bool:
+        return await asyncio.to_thread(lambda: all(note.exists() for note in notes.values()))
+
+    await eventually(refused)
+    assert await outgoing(service, mailbox) == []
+    for note in notes.values():
+        text = await asyncio.to_thread(note.read_text)
+        assert f"not sent by mailbox {mailbox}" in text
+        assert f'<role id="sender" mailboxUuid="{mailbox}"/>' in text
+    assert f"sender={ACME}" in await asyncio.to_thread(notes["spoofed.xml"].read_text)
+    assert "author=" in await asyncio.to_thread(notes["no-sender.xml"].read_text)
