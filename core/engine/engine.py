@@ -367,7 +367,12 @@ class Engine:
                     self._scan_now.set()  # if it was parked, hand it back now
 
     async def _handle_file(self, job: jobs.Job) -> None:
-        work = await asyncio.to_thread(file_handler.read_file, self.config.mailboxes_dir, job)
+        work = await asyncio.to_thread(
+            file_handler.read_file,
+            self.config.mailboxes_dir,
+            job,
+            self.config.sftp.max_file_size,
+        )
         if work.gone:
             await self.db.call(self._complete, job)
             return

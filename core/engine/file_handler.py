@@ -16,9 +16,11 @@ claim whose job gave up is handed back to the customer in ``error/`` with the re
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import sqlite3
+import stat
 import uuid as uuid_module
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ from core.envelope_checks import (
     check_sender_is,
     stored_xml,
 )
+from core.envelope_xml import DEFAULT_MAX_BYTES as ENVELOPE_MAX_BYTES
 from core.envelope_xml import EnvelopeXml, parse_envelope_xml
 from core.errors import DocbridgeError
 from core.models import Envelope, EnvelopeDirection, EnvelopeStatus, JobRow
@@ -173,20 +176,91 @@ def work_for(mailboxes_dir: Path, job: Job) -> FileWork:
     return FileWork(job, path, folder, name)
 
 
-def read_file(mailboxes_dir: Path, job: Job) -> FileWork:
-    """Blocking: read and parse the claimed file."""
+def read_file(mailboxes_dir: Path, job: Job, max_file_size: int) -> FileWork:
+    """Blocking: read and parse the claimed file, never more than the limits allow.
+
+    The file is opened without following links and checked on the open descriptor (a regular
+    file, and its size) before a byte is read; the read itself stops one byte past the limit,
+    so a file that grows meanwhile cannot fill the memory either. ``max_file_size`` is the
+    upload limit (``sftp.max_file_size``; 0 or less: none); envelope XML is also bounded by
+    what the parser accepts.
+    """
     work = work_for(mailboxes_dir, job)
     folder, name, path = work.folder, work.name, work.path
-    if not job.payload.get("claim") or not path.exists():
+
+    def refused(reason: str) -> FileWork:
+        return FileWork(job, path, folder, name, error=reason)
+
+    if not job.payload.get("claim"):
         return FileWork(job, path, folder, name, gone=True)
-    if folder == "coutbox":
-        return FileWork(job, path, folder, name, error="No conversion rule matches this file.")
-    data = path.read_bytes()
     try:
-        parsed = parse_envelope_xml(data)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return FileWork(job, path, folder, name, gone=True)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        return refused("This is a symbolic link, not a regular file: docbridge does not follow it.")
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return refused("This is not a regular file: docbridge takes regular files only.")
+        limit, too_big = _limit(folder, max_file_size, info.st_size)
+        if too_big:
+            return refused(too_big)
+        if folder == "coutbox":
+            return refused("No conversion rule matches this file.")
+        data = _read_at_most(fd, limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:  # it grew after the check
+        return refused(_limit(folder, max_file_size, len(data))[1] or "This file is too large.")
+    try:
+        parsed = parse_envelope_xml(data, max_bytes=limit)
     except DocbridgeError as exc:
-        return FileWork(job, path, folder, name, error=str(exc))
+        return refused(str(exc))
     return FileWork(job, path, folder, name, parsed=parsed, data=data)
+
+
+def _limit(folder: str, max_file_size: int, size: int) -> tuple[int, str | None]:
+    """The most docbridge reads of a file in ``folder``, and why a file of ``size`` bytes is
+    too large (None if it is not)."""
+    xml_limit = ENVELOPE_MAX_BYTES if folder == "outbox" else None
+    upload_limit = max_file_size if max_file_size > 0 else None
+    limits = [limit for limit in (upload_limit, xml_limit) if limit is not None]
+    limit = min(limits) if limits else 2**62
+    if upload_limit is not None and size > upload_limit:
+        return limit, (
+            f"This file is {_amount(size)}, above the upload limit of {_amount(upload_limit)}: "
+            "docbridge did not read it. Split it into smaller files, or ask the administrator "
+            "to raise sftp.max_file_size."
+        )
+    if xml_limit is not None and size > xml_limit:
+        return limit, (
+            f"This file is {_amount(size)}, and envelope XML in outbox/ is at most "
+            f"{_amount(xml_limit)}: docbridge did not read it. Send fewer or smaller documents "
+            "per envelope."
+        )
+    return limit, None
+
+
+def _read_at_most(fd: int, count: int) -> bytes:
+    """Up to ``count`` bytes from ``fd``, in chunks: memory follows the file, not ``count``."""
+    chunks: list[bytes] = []
+    left = count
+    while left > 0:
+        chunk = os.read(fd, min(left, 1024 * 1024))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _amount(size: int) -> str:
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.1f}".removesuffix(".0") + " MB"
+    return f"{size} bytes"
 
 
 def take_in(conn: sqlite3.Connection, work: FileWork) -> str | None:
@@ -265,7 +339,8 @@ def send_to_error(work: FileWork, reason: str) -> str:
         final = free_name(error_dir, fitting, ERROR_SUFFIX)
         write_atomically(root, ERROR, f"{final}{ERROR_SUFFIX}", text.encode("utf-8"))
         try:
-            os.link(work.path, error_dir / final)  # no-replace, unlike rename
+            # No-replace, unlike rename; and the link itself, never what a link points to.
+            os.link(work.path, error_dir / final, follow_symlinks=False)
         except FileExistsError:
             continue  # the customer renamed a file to that name meanwhile
         break
