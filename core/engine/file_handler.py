@@ -312,9 +312,17 @@ def take_in(conn: sqlite3.Connection, work: FileWork) -> str | None:
 
 
 def remove_taken(work: FileWork) -> None:
-    """After the envelope is recorded: the claim goes, an old error note goes too."""
+    """After the envelope is recorded: the claim goes.
+
+    A failed file of the same name in ``error/`` stays, with its note: it is another upload,
+    which this success does not explain; the customer removes it or moves it back to retry.
+    Only a note whose file is gone (moved back outside SFTP, which drops the note itself) is
+    removed: a note and its file stay together.
+    """
     remove_claim(work.path)
-    (work.path.parent.parent.parent / ERROR / f"{work.name}{ERROR_SUFFIX}").unlink(missing_ok=True)
+    error_dir = work.path.parent.parent.parent / ERROR
+    if not os.path.lexists(error_dir / work.name):
+        (error_dir / f"{work.name}{ERROR_SUFFIX}").unlink(missing_ok=True)
 
 
 def remove_claim(path: Path) -> None:

@@ -184,3 +184,34 @@ async def test_an_upload_naming_another_mailbox_as_sender_is_refused(
         assert f'<role id="sender" mailboxUuid="{mailbox}"/>' in text
     assert f"sender={ACME}" in await asyncio.to_thread(notes["spoofed.xml"].read_text)
     assert "author=" in await asyncio.to_thread(notes["no-sender.xml"].read_text)
+
+
+async def test_a_later_success_of_the_same_name_leaves_the_old_failure_explained(
+    service: Service, engine: Engine, data_dir: Path
+) -> None:
+    """Issue 9: a file that failed stays in error/ with its note until the customer deals with
+    it (deletes it, or moves it back to retry); a later upload of the same name that
+    succeeds is another file and explains nothing about it. Before: the success deleted the
+    note and left error/order.xml unexplained."""
+    mailbox = await enable(service, "Purchasing", IntegrationForm())
+    root = await asyncio.to_thread(ensure_mailbox_root, data_dir / "mailboxes", mailbox)
+    error = root / "error"
+    await asyncio.to_thread(drop, root, "outbox", "order.xml", b"<envelope>")
+    engine.wake("file")
+
+    async def failed() -> bool:
+        return await asyncio.to_thread((error / "order.xml.error.txt").exists)
+
+    await eventually(failed)
+    note = await asyncio.to_thread((error / "order.xml.error.txt").read_text)
+    await asyncio.to_thread(drop, root, "outbox", "order.xml", outgoing_xml(mailbox))
+    engine.wake("file")
+
+    async def sent() -> bool:
+        return await outgoing(service, mailbox) == [NEW_UUID] and not await asyncio.to_thread(
+            (root / "outbox" / "order.xml").exists
+        )
+
+    await eventually(sent)
+    assert await asyncio.to_thread((error / "order.xml").read_bytes) == b"<envelope>"
+    assert await asyncio.to_thread((error / "order.xml.error.txt").read_text) == note
