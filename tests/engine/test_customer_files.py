@@ -137,16 +137,26 @@ async def test_files_of_a_disabled_integration_wait(
 ) -> None:
     mailbox = await enable(service, "Purchasing", IntegrationForm())
     await service.set_enabled(mailbox, False)
-    root = ensure_mailbox_root(data_dir / "mailboxes", mailbox)
-    placed = drop(root, "outbox", "order.xml", outgoing_xml(mailbox, None))
+    mailboxes = data_dir / "mailboxes"
+    root = await asyncio.to_thread(ensure_mailbox_root, mailboxes, mailbox)
+    placed = await asyncio.to_thread(drop, root, "outbox", "order.xml", outgoing_xml(mailbox))
+    # A witness: a mailbox that is on, with a file dropped after ours. Once the engine has
+    # taken it in, it has scanned since our file arrived (no pause a dead engine also passes).
+    witness = await enable(service, "Logistics", IntegrationForm())
+    witness_root = await asyncio.to_thread(ensure_mailbox_root, mailboxes, witness)
+    await asyncio.to_thread(drop, witness_root, "outbox", "a.xml", outgoing_xml(witness, None))
     engine.wake("file")
-    await asyncio.sleep(0.6)
-    assert placed.exists() and await outgoing(service, mailbox) == []
+
+    async def witness_taken_in() -> bool:
+        return len(await outgoing(service, witness)) == 1
+
+    await eventually(witness_taken_in)
+    assert await asyncio.to_thread(placed.exists) and await outgoing(service, mailbox) == []
     await service.set_enabled(mailbox, True)
     engine.wake("file")
 
     async def taken_in() -> bool:
-        return len(await outgoing(service, mailbox)) == 1 and not placed.exists()
+        return await outgoing(service, mailbox) == [NEW_UUID] and not placed.exists()
 
     await eventually(taken_in)
 
