@@ -124,7 +124,10 @@ def _claims(taking: Path, mailbox_uuid: str) -> list[Claim]:
         folder, _, token = entry.name.rpartition("-")
         if folder not in CUSTOMER_FOLDERS or not entry.is_dir(follow_symlinks=False):
             continue
-        names = os.listdir(entry.path)
+        try:
+            names = os.listdir(entry.path)
+        except FileNotFoundError:  # taken in and removed meanwhile by the file loop
+            continue
         if not names:  # a crash between mkdir and rename, or after the file was removed
             with contextlib.suppress(FileNotFoundError, OSError):
                 os.rmdir(entry.path)
