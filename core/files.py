@@ -8,6 +8,7 @@ call them in a thread (the service does).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import secrets
@@ -189,3 +190,35 @@ def _write_error(path: Path, exc: OSError) -> InvalidInput:
     return InvalidInput(
         f"{path} cannot be written ({exc.strerror or exc}).", "Choose another path."
     )
+
+
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+_libc = ctypes.CDLL(None, use_errno=True)
+_renameat2 = getattr(_libc, "renameat2", None)
+
+
+def rename_no_replace(
+    src: str, dst: str, *, src_dir_fd: int | None = None, dst_dir_fd: int | None = None
+) -> None:
+    """Rename ``src`` to ``dst`` unless ``dst`` exists (then FileExistsError), atomically.
+
+    A plain rename replaces what is there: an acknowledged upload still waiting under the same
+    name would vanish unseen. Linux's renameat2(RENAME_NOREPLACE) refuses in the same step; on
+    file systems without it, link + unlink does the same (the file has two names for a moment).
+    """
+    if _renameat2 is not None:
+        result = _renameat2(
+            _AT_FDCWD if src_dir_fd is None else src_dir_fd,
+            os.fsencode(src),
+            _AT_FDCWD if dst_dir_fd is None else dst_dir_fd,
+            os.fsencode(dst),
+            _RENAME_NOREPLACE,
+        )
+        if result == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise OSError(code, os.strerror(code), dst)
+    os.link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd, follow_symlinks=False)
+    os.unlink(src, dir_fd=src_dir_fd)

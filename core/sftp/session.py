@@ -53,6 +53,7 @@ from asyncssh.constants import (
 from asyncssh.sftp import SFTPServerHandler
 
 from core.errors import EngineUnavailable, InvalidInput
+from core.files import rename_no_replace
 from core.sftp.backend import SftpBackend
 from core.sftp.folders import (
     DOWNLOAD_FOLDERS,
@@ -76,6 +77,8 @@ _INLINE_IO_BYTES = 256 * 1024
 _WRITEBACK_BYTES = 32 * 1024 * 1024
 # Open files per session: enough for any client's parallelism, not enough to run out of fds.
 MAX_OPEN_FILES = 64
+# How long an upload waits for the engine to take in a file of the same name still waiting.
+NAME_BUSY_WAIT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -640,7 +643,7 @@ class MailboxSftpSession(asyncssh.SFTPServer):
                 except BaseException:
                     await asyncio.to_thread(_remove_temp, upload)
                     raise
-                await asyncio.to_thread(self._publish, upload)
+                await self._publish_without_replacing(upload)
             except BaseException:
                 self._context.usage.release(upload.size)
                 raise
@@ -656,24 +659,60 @@ class MailboxSftpSession(asyncssh.SFTPServer):
         )
         await self._notify(upload.folder, upload.name)
 
-    def _publish(self, upload: _Upload) -> None:
-        """Durable first, then visible: fsync, rename into the folder, fsync the folder; if
-        any step fails, the temp file is removed. Blocking: one thread hop per upload."""
+    async def _publish_without_replacing(self, upload: _Upload) -> None:
+        """Make the upload visible, never over a file of the same name still waiting in the
+        folder: that one was acknowledged too, and replacing it would lose it unseen.
+
+        While the name is taken, the engine is woken to take the waiting file in (it claims a
+        file within milliseconds of a wake-up); if the name is still taken after
+        ``NAME_BUSY_WAIT_S``, the upload is refused with a clear message and stores nothing.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + NAME_BUSY_WAIT_S
+        pause = 0.01
+        placed = await asyncio.to_thread(self._publish, upload)
+        while not placed:
+            if loop.time() >= deadline:
+                await asyncio.to_thread(_unlink_quietly, upload.temp)
+                raise asyncssh.SFTPFailure(
+                    f"/{upload.folder}/{upload.name} is still waiting to be picked up by "
+                    "docbridge: upload it again in a moment, or under another name"
+                )
+            await self._notify(upload.folder, upload.name)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.25)
+            placed = await asyncio.to_thread(self._place, upload)
+
+    def _publish(self, upload: _Upload) -> bool:
+        """Durable first, then visible: fsync and close the temp file, then :meth:`_place` it.
+        Blocking: one thread hop per upload."""
         try:
             try:
                 os.fdatasync(upload.fd)
             finally:
                 os.close(upload.fd)
+        except BaseException:
+            _unlink_quietly(upload.temp)
+            raise
+        return self._place(upload)
+
+    def _place(self, upload: _Upload) -> bool:
+        """Rename the synced temp file into its folder unless the name is taken (False, the
+        temp kept), then fsync the folder; on any error the temp file is removed. Blocking."""
+        try:
             dir_fd = self._open_folder(upload.folder)
             try:
-                os.rename(upload.temp, upload.name, dst_dir_fd=dir_fd)
+                try:
+                    rename_no_replace(str(upload.temp), upload.name, dst_dir_fd=dir_fd)
+                except FileExistsError:
+                    return False
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(upload.temp)
+            _unlink_quietly(upload.temp)
             raise
+        return True
 
     async def _notify(self, folder: str, name: str) -> None:
         try:
@@ -751,7 +790,17 @@ class MailboxSftpSession(asyncssh.SFTPServer):
                     existing = os.stat(dst_name, dir_fd=dst_fd, follow_symlinks=False)
                     if not stat.S_ISREG(existing.st_mode):
                         raise asyncssh.SFTPPermissionDenied(f"{target} is not a plain file")
-                os.rename(src_name, dst_name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+                if dst_folder in UPLOAD_FOLDERS:
+                    # A file waiting there was acknowledged: never replace it unseen.
+                    try:
+                        rename_no_replace(src_name, dst_name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+                    except FileExistsError:
+                        raise asyncssh.SFTPFileAlreadyExists(
+                            f"{target} is still waiting to be picked up by docbridge: "
+                            "try again in a moment, or use another name"
+                        ) from None
+                else:
+                    os.rename(src_name, dst_name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
                 if src_folder == ERROR and dst_folder != ERROR:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(f"{src_name}{ERROR_SUFFIX}", dir_fd=src_fd)
@@ -792,6 +841,11 @@ class MailboxSftpSession(asyncssh.SFTPServer):
             self._interrupted = True
             await self._discard(upload)
         self.channel.exit(1 if self._interrupted else 0)
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def _remove_temp(upload: _Upload) -> None:

@@ -77,13 +77,6 @@ async def test_a_newer_upload_of_a_name_is_never_deleted_by_the_engine(
     print(f"earlier uploads replaced before the engine saw them: {replaced} of {TRIALS}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="SFTP session half of defect 3 (core/sftp/session.py, not the engine): a clean "
-    "close renames the upload over a waiting file of the same name, which is lost although "
-    "it was acknowledged. Remove this mark when the session refuses or keeps both.",
-)
 async def test_an_acknowledged_upload_is_never_replaced_by_a_second_one_of_its_name(
     service: Service, sftp_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

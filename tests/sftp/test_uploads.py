@@ -197,3 +197,58 @@ async def test_a_rename_into_a_dot_name_is_refused(harness: Harness) -> None:
         with pytest.raises(asyncssh.SFTPPermissionDenied, match="without the leading dot"):
             await sftp.rename("/outbox/order.xml", "/outbox/.order.xml")
     assert harness.visible_files() == ["outbox/order.xml"]
+
+
+async def test_an_upload_never_replaces_a_waiting_file_of_its_name(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first upload was acknowledged: a second one of the same name, while nobody takes the
+    first in, is refused with a message saying why, and the first stays as it was."""
+    monkeypatch.setattr("core.sftp.session.NAME_BUSY_WAIT_S", 0.3)
+    async with await harness.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open("/outbox/order.xml", "wb") as remote:
+            await remote.write(b"<first/>")
+        with pytest.raises(asyncssh.SFTPFailure, match="still waiting to be picked up"):
+            async with sftp.open("/outbox/order.xml", "wb") as remote:
+                await remote.write(b"<second/>")
+        assert sorted(await sftp.listdir("/outbox")) == [".", "..", "order.xml"]
+    waiting = harness.root() / "outbox" / "order.xml"
+    assert await asyncio.to_thread(waiting.read_bytes) == b"<first/>"
+    assert _staged(harness) == []
+    # Woken twice: once for the first upload, then again while the second waited for the name.
+    assert harness.backend.arrived.count((MAILBOX_A, "outbox", "order.xml")) >= 2
+
+
+async def test_an_upload_waits_for_the_engine_to_take_the_waiting_file_in(
+    harness: Harness,
+) -> None:
+    """When whoever is woken takes the waiting file in, the second upload lands after it."""
+    root = harness.root()
+
+    taken: list[str] = []
+
+    async def take_in(mailbox_uuid: str, folder: str, name: str) -> None:
+        if not taken:  # the first file only: the second stays for the test to read
+            taken.append(name)
+            await asyncio.to_thread((root / folder / name).unlink)
+
+    async with await harness.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open("/outbox/order.xml", "wb") as remote:
+            await remote.write(b"<first/>")
+        harness.backend.file_arrived = take_in  # type: ignore[method-assign]
+        async with sftp.open("/outbox/order.xml", "wb") as remote:
+            await remote.write(b"<second/>")
+    assert taken == ["order.xml"]
+    assert await asyncio.to_thread((root / "outbox" / "order.xml").read_bytes) == b"<second/>"
+
+
+async def test_a_retry_from_error_never_replaces_a_waiting_file(harness: Harness) -> None:
+    root = harness.root()
+    async with await harness.connect() as conn, conn.start_sftp_client() as sftp:
+        await asyncio.to_thread(write_atomically, root, "error", "order.xml", b"<old/>")
+        async with sftp.open("/outbox/order.xml", "wb") as remote:
+            await remote.write(b"<waiting/>")
+        with pytest.raises(asyncssh.SFTPError, match="still waiting to be picked up"):
+            await sftp.posix_rename("/error/order.xml", "/outbox/order.xml")
+    assert await asyncio.to_thread((root / "outbox" / "order.xml").read_bytes) == b"<waiting/>"
+    assert await asyncio.to_thread((root / "error" / "order.xml").read_bytes) == b"<old/>"
