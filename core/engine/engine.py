@@ -176,7 +176,12 @@ class Engine:
         self.sftp = await start_sftp_server(self)
 
     async def _guard(self, loop: Callable[[], Awaitable[None]]) -> None:
-        """Keep a loop alive: an unexpected error is logged and the loop restarts."""
+        """Keep a loop alive: an unexpected error is logged and the loop restarts.
+
+        Every loop also checks ``_stopping`` at each turn: a library may swallow the
+        cancellation ``stop()`` sends (``asyncio.wait_for`` on Python 3.11, which aiosmtplib
+        uses), and the loop must end anyway rather than keep ``stop()`` waiting forever.
+        """
         while not self._stopping.is_set():
             try:
                 await loop()
@@ -195,7 +200,7 @@ class Engine:
     # -- loops -------------------------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             renewed = await self.db.call(self._renew)
             if not renewed:
                 log.error("engine lease lost to another engine; stopping")
@@ -218,7 +223,7 @@ class Engine:
         await self.db.call(self._publish)
 
     async def _envelope_loop(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             claimed = await self.db.call(self._claim, jobs.ENVELOPE)
             if not claimed:
                 await self._idle(jobs.ENVELOPE)
@@ -269,7 +274,7 @@ class Engine:
             )
 
     async def _mail_loop(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             claimed = await self.db.call(self._claim, jobs.MAIL)
             if not claimed:
                 await self._idle(jobs.MAIL)
@@ -300,7 +305,7 @@ class Engine:
             mail_handler.record(conn, job, error, self.settings.mail_retry, permanent=permanent)
 
     async def _scan_loop(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             mailboxes = await self.db.call(_enabled_sftp_mailboxes)
             for mailbox_uuid in mailboxes:
                 try:
@@ -353,7 +358,7 @@ class Engine:
         await self.db.call(self._record_file_error, work, reason)
 
     async def _file_loop(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             claimed = await self.db.call(self._claim, jobs.FILE)
             if not claimed:
                 await self._idle(jobs.FILE)

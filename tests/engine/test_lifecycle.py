@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from core.config import load_config
+from core.engine import mail_handler
 from core.engine.engine import Engine
-from tests.engine.conftest import FAST
+from core.models import DefaultRule, IntegrationForm
+from core.service import Service
+from tests.engine.conftest import FAST, enable
 
 
 async def test_stop_right_after_a_wake_returns(data_dir: Path) -> None:
@@ -24,3 +31,27 @@ async def test_stop_right_after_a_wake_returns(data_dir: Path) -> None:
         engine.wake()
         async with asyncio.timeout(10):
             await engine.stop()
+
+
+async def test_stop_returns_when_a_library_swallows_the_cancellation(
+    service: Service, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiosmtplib waits with ``asyncio.wait_for``, which on Python 3.11 may swallow the
+    cancellation ``stop()`` sends (seen as a teardown hanging after a batch of mails). Before:
+    the mail loop carried on as if nothing happened, and ``stop()`` waited for it forever. Now
+    every loop also ends at its next turn once the engine stops."""
+    sending = asyncio.Event()
+
+    async def swallowing(config: Any, batch: Any, record: Any) -> None:
+        sending.set()
+        with contextlib.suppress(asyncio.CancelledError):  # as wait_for on 3.11 may do
+            await asyncio.sleep(30)
+
+    monkeypatch.setattr(mail_handler, "deliver_batch", swallowing)
+    form = IntegrationForm(default_rule=DefaultRule.NOTIFY, notify_email="ops@example.com")
+    await enable(service, "Accounts Payable", form)
+    engine.wake()
+    async with asyncio.timeout(10):
+        await sending.wait()
+    async with asyncio.timeout(10):
+        await engine.stop()
