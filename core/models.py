@@ -409,7 +409,3 @@ class CertificateInfo:
     """Upper-case hex with colons, the form partners read out to each other to compare."""
     not_before: datetime
     not_after: datetime
-
-
-# Old name, kept only while the last users move to TransferProtocol (issue 8).
-Protocol = TransferProtocol

@@ -39,10 +39,10 @@ from core.models import (
     JobRow,
     Mailbox,
     PageState,
-    Protocol,
     RuleForm,
     SftpDetails,
     Template,
+    TransferProtocol,
 )
 from core.passwords import generate_password, hash_password, verify_password
 from core.rules import clone_name, validate_rule_form
@@ -147,7 +147,7 @@ class Service:
         """Everything block (1)-(5) shows for a mailbox (the first one when none is given)."""
         await self.sftp_host_key_fingerprint()
         state = await self.db.call(self._read_page_state, mailbox_uuid)
-        if state.integration.form.protocol is Protocol.AS2 and state.as2_identity is None:
+        if state.integration.form.protocol is TransferProtocol.AS2 and state.as2_identity is None:
             identity = await self.ensure_as2_identity(state.mailbox.uuid)
             state = replace(state, as2_identity=identity)
         return state
@@ -225,11 +225,11 @@ class Service:
         current = await self.get_integration(mailbox_uuid)
         password: str | None = None
         password_hash: str | None = None
-        if form.protocol is Protocol.SFTP and not current.password_set:
+        if form.protocol is TransferProtocol.SFTP and not current.password_set:
             password = generate_password()
             password_hash = await asyncio.to_thread(hash_password, password)
         identity = None
-        if form.protocol is Protocol.AS2:
+        if form.protocol is TransferProtocol.AS2:
             identity = await self.ensure_as2_identity(mailbox_uuid)
 
         def write(conn: sqlite3.Connection) -> tuple[Integration, bool]:

@@ -16,8 +16,8 @@ from core.models import (
     Direction,
     IntegrationForm,
     MatchTarget,
-    Protocol,
     RuleForm,
+    TransferProtocol,
 )
 from core.service import Service
 
@@ -32,7 +32,7 @@ async def test_page_opens_with_defaults_and_empty_notify_email(service: Service)
     assert [m.name for m in state.mailboxes] == ["Purchasing", "Accounts Payable", "Logistics"]
     form = state.integration.form
     assert (form.protocol, form.default_rule, form.notify_email) == (
-        Protocol.SFTP,
+        TransferProtocol.SFTP,
         DefaultRule.COPY,
         "",
     )
@@ -49,7 +49,7 @@ async def test_invalid_save_reports_every_field_and_stores_nothing(
 ) -> None:
     mailbox = await first_mailbox(service)
     form = IntegrationForm(
-        protocol=Protocol.AS2,
+        protocol=TransferProtocol.AS2,
         notify_email="nope",
         default_rule=DefaultRule.REJECT,
         reject_reason="no",
@@ -127,7 +127,7 @@ async def test_as2_save_with_valid_partner(service: Service) -> None:
     mailbox = await first_mailbox(service)
     other = (await service.list_mailboxes())[1].uuid
     partner_pem = (await service.ensure_as2_identity(other)).certificate_pem
-    form = IntegrationForm(protocol=Protocol.AS2)
+    form = IntegrationForm(protocol=TransferProtocol.AS2)
     form = replace(
         form,
         as2=replace(

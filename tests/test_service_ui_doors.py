@@ -19,8 +19,8 @@ from core.models import (
     DefaultRule,
     Direction,
     IntegrationForm,
-    Protocol,
     RuleForm,
+    TransferProtocol,
 )
 from core.service import CertificateInfo, Service
 
@@ -35,7 +35,7 @@ TEN_MB = 10 * 1024 * 1024
 async def test_integration_form_errors_are_exactly_what_save_refuses(service: Service) -> None:
     mailbox = (await service.page_state()).mailbox.uuid
     form = IntegrationForm(
-        protocol=Protocol.AS2,
+        protocol=TransferProtocol.AS2,
         default_rule=DefaultRule.NOTIFY,
         notify_email="",
         as2=As2Settings(self_id="ok-id", partner_url="ftp://nowhere", partner_id="partner"),

@@ -18,7 +18,7 @@ from core.config import Config
 from core.engine.batch_writer import write_files_atomically
 from core.errors import DocbridgeError
 from core.mail.notification import build_notification
-from core.models import DefaultRule, EnvelopeStatus, Protocol
+from core.models import DefaultRule, EnvelopeStatus, TransferProtocol
 from core.sftp.folders import ensure_mailbox_root
 from core.storage import jobs, logs
 from core.storage.integrations import get_integration
@@ -31,7 +31,7 @@ class EnvelopeWork:
     uuid: str
     mailbox_uuid: str
     mailbox_name: str
-    protocol: Protocol
+    protocol: TransferProtocol
     default_rule: DefaultRule
     notify_email: str
     reject_reason: str
@@ -109,7 +109,7 @@ def _write_copies(mailboxes_dir: Path, copies: list[EnvelopeWork]) -> dict[str, 
     results: dict[str, Outcome] = {}
     by_mailbox: dict[str, list[EnvelopeWork]] = {}
     for work in copies:
-        if work.protocol is Protocol.SFTP:
+        if work.protocol is TransferProtocol.SFTP:
             by_mailbox.setdefault(work.mailbox_uuid, []).append(work)
         else:
             results[work.uuid] = Outcome(

@@ -14,7 +14,7 @@ from aiosmtpd.controller import Controller
 
 from core.config import SmtpConfig, load_config
 from core.engine.engine import Engine, EngineSettings
-from core.models import IntegrationForm, Protocol
+from core.models import IntegrationForm, TransferProtocol
 from core.service import Service
 from core.storage.jobs import RetryPolicy
 
@@ -102,7 +102,7 @@ async def as2_form(service: Service) -> IntegrationForm:
     """A valid AS2 integration (this version cannot deliver over AS2 yet: its items fail)."""
     other = (await service.list_mailboxes())[1].uuid
     pem = (await service.ensure_as2_identity(other)).certificate_pem
-    form = IntegrationForm(protocol=Protocol.AS2)
+    form = IntegrationForm(protocol=TransferProtocol.AS2)
     as2 = replace(
         form.as2,
         self_id="LOGISTICS",
