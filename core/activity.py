@@ -21,7 +21,8 @@ from core.models import (
     BanView,
     ItemState,
     ItemView,
-    JobRow,
+    Job,
+    JobKind,
     JobState,
 )
 from core.storage import accounts, bans, jobs, logs
@@ -70,16 +71,16 @@ def read_activity(
     )
 
 
-def job_key(record: ActivityRecord) -> tuple[str, str] | None:
+def job_key(record: ActivityRecord) -> tuple[JobKind, str] | None:
     """The queue job an activity line belongs to (customer files have none worth showing)."""
     if not record.envelope_uuid or not record.rule.startswith("default:"):
         return None
-    if record.status.startswith(_MAIL_PREFIX) or record.status == "mailed":
-        return (jobs.MAIL, record.envelope_uuid)
-    return (jobs.ENVELOPE, record.envelope_uuid)
+    if record.status.startswith(_MAIL_PREFIX) or record.status == AttemptOutcome.MAILED:
+        return (JobKind.MAIL, record.envelope_uuid)
+    return (JobKind.ENVELOPE, record.envelope_uuid)
 
 
-def item_view(job: JobRow, mailbox_name: str, now: float) -> ItemView:
+def item_view(job: Job, mailbox_name: str, now: float) -> ItemView:
     tries = fraction(job.attempts or None, job.max_attempts)
     due_in: float | None = None
     if job.state == JobState.PARKED:
@@ -98,7 +99,7 @@ def item_view(job: JobRow, mailbox_name: str, now: float) -> ItemView:
 
 def attempt_views(
     records: list[ActivityRecord],
-    by_key: dict[tuple[str, str], JobRow],
+    by_key: dict[tuple[JobKind, str], Job],
     names: dict[str, str],
     now: float,
 ) -> tuple[AttemptView, ...]:
@@ -135,7 +136,7 @@ def attempt_views(
 
 
 def _outcome(
-    record: ActivityRecord, job: JobRow | None, newest: bool, tries: str, now: float
+    record: ActivityRecord, job: Job | None, newest: bool, tries: str, now: float
 ) -> tuple[AttemptOutcome, str]:
     status = record.status.removeprefix(_MAIL_PREFIX)
     if status in _DONE_OUTCOMES:

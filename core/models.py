@@ -298,22 +298,6 @@ class EngineStatus:
 
 
 @dataclass(frozen=True)
-class JobRow:
-    """A job as the Activity screen shows it."""
-
-    id: int
-    kind: str
-    ref: str
-    mailbox_uuid: str
-    state: str
-    attempts: int
-    next_attempt_at: float
-    last_error: str | None
-    updated_at: str | None
-    max_attempts: int | None = None  # the retry policy that last failed it; None: never failed
-
-
-@dataclass(frozen=True)
 class Ban:
     address: str
     failures: int
@@ -331,6 +315,32 @@ class JobState(StrEnum):
     RUNNING = "running"
     DONE = "done"
     PARKED = "parked"
+
+
+class JobKind(StrEnum):
+    """What a queued job does; also what the engine is woken for (``Engine.wake``)."""
+
+    ENVELOPE = "envelope"  # an incoming envelope: the default rule's effect
+    FILE = "file"  # a customer file claimed from outbox/ or coutbox/
+    MAIL = "mail"  # a notification mail
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row of the durable queue: as the engine claims it (with its payload) and as the
+    Activity screen shows it (listings leave the payload empty)."""
+
+    id: int
+    kind: JobKind
+    ref: str
+    mailbox_uuid: str
+    state: JobState
+    attempts: int
+    next_attempt_at: float = 0.0  # unix time
+    last_error: str | None = None
+    updated_at: str | None = None
+    max_attempts: int | None = None  # the retry policy that last failed it; None: never failed
+    payload: dict[str, Any] = field(default_factory=dict)
 
 
 class ItemState(StrEnum):
@@ -362,7 +372,7 @@ class AttemptOutcome(StrEnum):
 class ItemView:
     """A job that needs attention: retrying, running again after a failure, or parked."""
 
-    job: JobRow
+    job: Job
     state: ItemState
     mailbox_name: str
     due_in_s: float | None  # retrying: seconds until the next try (0: due now)

@@ -36,7 +36,9 @@ from core.models import (
     EnvelopeStatus,
     Integration,
     IntegrationForm,
-    JobRow,
+    Job,
+    JobKind,
+    JobState,
     Mailbox,
     PageState,
     RuleForm,
@@ -468,7 +470,7 @@ class Service:
                 documents = parsed.to_dict()["documents"]
                 sequence = envelopes.insert_envelope(conn, envelope, envelope_xml, documents)
                 # Queued in the same transaction: an acknowledged envelope is never forgotten.
-                jobs.enqueue(conn, jobs.ENVELOPE, envelope_uuid, mailbox.uuid)
+                jobs.enqueue(conn, JobKind.ENVELOPE, envelope_uuid, mailbox.uuid)
                 return replace(envelope, sequence=sequence)
 
         return await self.db.call(write)
@@ -509,8 +511,8 @@ class Service:
         return await self.db.call(read_engine_status)
 
     async def list_jobs(
-        self, states: tuple[str, ...] = ("parked",), limit: int = 200
-    ) -> list[JobRow]:
+        self, states: tuple[JobState, ...] = (JobState.PARKED,), limit: int = 200
+    ) -> list[Job]:
         """Queue items by state, e.g. parked ones for the Activity screen."""
         return await self.db.call(jobs.list_jobs, states, limit)
 

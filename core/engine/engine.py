@@ -15,14 +15,14 @@ import secrets
 import socket
 import sqlite3
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from core.config import Config
 from core.engine import envelope_handler, file_handler, mail_handler
 from core.errors import DocbridgeError, StoreError
-from core.models import JobRow
+from core.models import AttemptOutcome, Job, JobKind
 from core.storage import jobs, lease
 from core.storage.db import Database, write_transaction
 
@@ -67,7 +67,7 @@ class Engine:
         self.sftp: Any = None  # core.sftp.server.SftpServer once started
         self.ban_mirror: Any = None  # core.engine.sftp_backend.BanMirror with the SFTP server
         self._tasks: list[asyncio.Task[None]] = []
-        self._wake = {kind: asyncio.Event() for kind in (jobs.ENVELOPE, jobs.FILE, jobs.MAIL)}
+        self._wake = {kind: asyncio.Event() for kind in JobKind}
         self._scan_now = asyncio.Event()
         self._stopping = asyncio.Event()
         self._closed = False
@@ -122,12 +122,12 @@ class Engine:
             await self.db.call(self._give_back)
         await self.db.close()
 
-    def wake(self, kind: str | None = None) -> None:
+    def wake(self, kind: JobKind | None = None) -> None:
         """Look for work now instead of at the next poll (new envelope, new upload)."""
         for key, event in self._wake.items():
             if kind is None or key == kind:
                 event.set()
-        if kind in (None, jobs.FILE):
+        if kind in (None, JobKind.FILE):
             self._scan_now.set()
 
     def _give_back(self, conn: sqlite3.Connection) -> None:
@@ -136,11 +136,11 @@ class Engine:
             lease.release(conn, self.owner)
 
     @property
-    def _policies(self) -> dict[str, jobs.RetryPolicy]:
+    def _policies(self) -> dict[JobKind, jobs.RetryPolicy]:
         return {
-            jobs.ENVELOPE: self.settings.envelope_retry,
-            jobs.FILE: self.settings.file_retry,
-            jobs.MAIL: self.settings.mail_retry,
+            JobKind.ENVELOPE: self.settings.envelope_retry,
+            JobKind.FILE: self.settings.file_retry,
+            JobKind.MAIL: self.settings.mail_retry,
         }
 
     def _acquire(self, conn: sqlite3.Connection) -> lease.LeaseHolder | None:
@@ -192,7 +192,7 @@ class Engine:
                 log.exception("engine loop %s failed; restarting in 1 s", loop.__name__)
                 await asyncio.sleep(1)
 
-    async def _idle(self, kind: str) -> None:
+    async def _idle(self, kind: JobKind) -> None:
         event = self._wake[kind]
         await _wait(event, self.settings.idle_poll_s)
         event.clear()
@@ -224,9 +224,9 @@ class Engine:
 
     async def _envelope_loop(self) -> None:
         while not self._stopping.is_set():
-            claimed = await self.db.call(self._claim, jobs.ENVELOPE)
+            claimed = await self.db.call(self._claim, JobKind.ENVELOPE)
             if not claimed:
-                await self._idle(jobs.ENVELOPE)
+                await self._idle(JobKind.ENVELOPE)
                 continue
             try:
                 notified = await self._handle_envelopes(claimed)
@@ -236,18 +236,18 @@ class Engine:
                 log.exception("envelope batch failed; handling its items one by one")
                 notified = await self._handle_envelopes_alone(claimed)
             if notified:
-                self._wake[jobs.MAIL].set()
+                self._wake[JobKind.MAIL].set()
 
-    async def _handle_envelopes(self, claimed: list[jobs.Job]) -> bool:
+    async def _handle_envelopes(self, claimed: list[Job]) -> bool:
         """Load, perform and record a batch; True if a mail was queued."""
         loaded = await self.db.call(envelope_handler.load_work, claimed)
         work = [w for w in loaded if isinstance(w, envelope_handler.EnvelopeWork)]
-        gone = [w for w in loaded if isinstance(w, jobs.Job)]
+        gone = [w for w in loaded if isinstance(w, Job)]
         outcomes = await envelope_handler.perform(self.config, work)
         await self.db.call(self._record_envelopes, outcomes, gone)
-        return any(o.status == "notified" for o in outcomes)
+        return any(o.status is AttemptOutcome.NOTIFIED for o in outcomes)
 
-    async def _handle_envelopes_alone(self, claimed: list[jobs.Job]) -> bool:
+    async def _handle_envelopes_alone(self, claimed: list[Job]) -> bool:
         notified = False
         for job in claimed:
             try:
@@ -257,8 +257,8 @@ class Engine:
                 await self.db.call(self._fail_job, job, f"Internal error: {exc}")
         return notified
 
-    def _claim(self, conn: sqlite3.Connection, kind: str) -> list[jobs.Job]:
-        limit = self.settings.batch_size if kind != jobs.MAIL else 10
+    def _claim(self, conn: sqlite3.Connection, kind: JobKind) -> list[Job]:
+        limit = self.settings.batch_size if kind is not JobKind.MAIL else 10
         with write_transaction(conn):
             return jobs.claim(conn, kind, self.owner, self.settings.claim_lease_s, limit)
 
@@ -266,7 +266,7 @@ class Engine:
         self,
         conn: sqlite3.Connection,
         outcomes: list[envelope_handler.Outcome],
-        gone: list[jobs.Job],
+        gone: list[Job],
     ) -> None:
         with write_transaction(conn):
             envelope_handler.record(
@@ -275,16 +275,16 @@ class Engine:
 
     async def _mail_loop(self) -> None:
         while not self._stopping.is_set():
-            claimed = await self.db.call(self._claim, jobs.MAIL)
+            claimed = await self.db.call(self._claim, JobKind.MAIL)
             if not claimed:
-                await self._idle(jobs.MAIL)
+                await self._idle(JobKind.MAIL)
                 continue
             await self._deliver_mails(claimed)
 
-    async def _deliver_mails(self, claimed: list[jobs.Job]) -> None:
+    async def _deliver_mails(self, claimed: list[Job]) -> None:
         recorded: set[int] = set()
 
-        async def done(job: jobs.Job, error: str | None, permanent: bool = False) -> None:
+        async def done(job: Job, error: str | None, permanent: bool = False) -> None:
             await self.db.call(self._record_mail, job, error, permanent)
             recorded.add(job.id)
 
@@ -299,7 +299,7 @@ class Engine:
                     await self.db.call(self._record_mail, job, f"Internal error: {exc}")
 
     def _record_mail(
-        self, conn: sqlite3.Connection, job: jobs.Job, error: str | None, permanent: bool = False
+        self, conn: sqlite3.Connection, job: Job, error: str | None, permanent: bool = False
     ) -> None:
         with write_transaction(conn):
             mail_handler.record(conn, job, error, self.settings.mail_retry, permanent=permanent)
@@ -332,7 +332,7 @@ class Engine:
             await asyncio.to_thread(file_handler.remove_claim, path)
         for claim, row in settled.parked:
             await self._hand_back(claim, row)
-        self._wake[jobs.FILE].set()
+        self._wake[JobKind.FILE].set()
 
     def _enqueue_claims(
         self, conn: sqlite3.Connection, claims: list[file_handler.Claim]
@@ -340,9 +340,9 @@ class Engine:
         with write_transaction(conn):
             return file_handler.enqueue_claims(conn, claims)
 
-    async def _hand_back(self, claim: file_handler.Claim, row: JobRow) -> None:
+    async def _hand_back(self, claim: file_handler.Claim, row: Job) -> None:
         """A file whose job gave up goes back to the customer, in error/ with the reason."""
-        job = jobs.Job(row.id, row.kind, row.ref, row.mailbox_uuid, row.attempts, claim.payload)
+        job = replace(row, payload=claim.payload)
         work = file_handler.work_for(self.config.mailboxes_dir, job)
         reason = (
             f"docbridge could not take this file in: {row.last_error or 'unknown error'} "
@@ -359,9 +359,9 @@ class Engine:
 
     async def _file_loop(self) -> None:
         while not self._stopping.is_set():
-            claimed = await self.db.call(self._claim, jobs.FILE)
+            claimed = await self.db.call(self._claim, JobKind.FILE)
             if not claimed:
-                await self._idle(jobs.FILE)
+                await self._idle(JobKind.FILE)
                 continue
             for job in claimed:
                 try:
@@ -371,7 +371,7 @@ class Engine:
                     await self.db.call(self._fail_job, job, f"Internal error: {exc}")
                     self._scan_now.set()  # if it was parked, hand it back now
 
-    async def _handle_file(self, job: jobs.Job) -> None:
+    async def _handle_file(self, job: Job) -> None:
         work = await asyncio.to_thread(
             file_handler.read_file,
             self.config.mailboxes_dir,
@@ -395,7 +395,7 @@ class Engine:
             return
         await self.db.call(self._record_file_error, work, reason)
 
-    def _complete(self, conn: sqlite3.Connection, job: jobs.Job) -> None:
+    def _complete(self, conn: sqlite3.Connection, job: Job) -> None:
         with write_transaction(conn):
             jobs.complete(conn, job.id)
 
@@ -409,12 +409,12 @@ class Engine:
         with write_transaction(conn):
             file_handler.record_error(conn, work, reason)
 
-    def _fail_job(self, conn: sqlite3.Connection, job: jobs.Job, error: str) -> None:
+    def _fail_job(self, conn: sqlite3.Connection, job: Job, error: str) -> None:
         """Fail one job with its own error, on record in the activity log."""
         with write_transaction(conn):
-            if job.kind == jobs.ENVELOPE:
+            if job.kind is JobKind.ENVELOPE:
                 envelope_handler.fail(conn, job, error, self.settings.envelope_retry)
-            elif job.kind == jobs.FILE:
+            elif job.kind is JobKind.FILE:
                 file_handler.fail(conn, job, error, self.settings.file_retry)
             else:
                 mail_handler.record(conn, job, error, self.settings.mail_retry)

@@ -18,11 +18,17 @@ from core.config import Config
 from core.engine.batch_writer import write_files_atomically
 from core.errors import DocbridgeError
 from core.mail.notification import build_notification
-from core.models import DefaultRule, EnvelopeStatus, TransferProtocol
+from core.models import (
+    AttemptOutcome,
+    DefaultRule,
+    EnvelopeStatus,
+    Job,
+    JobKind,
+    TransferProtocol,
+)
 from core.sftp.folders import ensure_mailbox_root
 from core.storage import jobs, logs
 from core.storage.integrations import get_integration
-from core.storage.jobs import Job
 
 
 @dataclass(frozen=True)
@@ -39,10 +45,15 @@ class EnvelopeWork:
     summary: dict[str, str]
 
 
+EFFECTS = (AttemptOutcome.DELIVERED, AttemptOutcome.NOTIFIED, AttemptOutcome.REJECTED)
+
+
 @dataclass(frozen=True)
 class Outcome:
+    """How the effect of one envelope ended: one of :data:`EFFECTS`, or ``FAILED``."""
+
     work: EnvelopeWork
-    status: str  # "delivered" | "notified" | "rejected" | "failed" | "gone"
+    status: AttemptOutcome
     detail: str = ""
 
 
@@ -97,11 +108,13 @@ async def perform(config: Config, batch: list[EnvelopeWork]) -> list[Outcome]:
             outcomes.append(written[work.uuid])
         elif work.default_rule is DefaultRule.NOTIFY:
             if work.notify_email:
-                outcomes.append(Outcome(work, "notified", f"mail to {work.notify_email} queued"))
+                detail = f"mail to {work.notify_email} queued"
+                outcomes.append(Outcome(work, AttemptOutcome.NOTIFIED, detail))
             else:
-                outcomes.append(Outcome(work, "failed", "No notification email is configured."))
+                detail = "No notification email is configured."
+                outcomes.append(Outcome(work, AttemptOutcome.FAILED, detail))
         else:
-            outcomes.append(Outcome(work, "rejected", work.reject_reason))
+            outcomes.append(Outcome(work, AttemptOutcome.REJECTED, work.reject_reason))
     return outcomes
 
 
@@ -113,7 +126,9 @@ def _write_copies(mailboxes_dir: Path, copies: list[EnvelopeWork]) -> dict[str, 
             by_mailbox.setdefault(work.mailbox_uuid, []).append(work)
         else:
             results[work.uuid] = Outcome(
-                work, "failed", "Delivery over AS2 is not available yet in this version."
+                work,
+                AttemptOutcome.FAILED,
+                "Delivery over AS2 is not available yet in this version.",
             )
     for mailbox_uuid, batch in by_mailbox.items():
         # Each mailbox on its own: one whose folders are broken fails alone.
@@ -121,7 +136,8 @@ def _write_copies(mailboxes_dir: Path, copies: list[EnvelopeWork]) -> dict[str, 
             root = ensure_mailbox_root(mailboxes_dir, mailbox_uuid)
         except (OSError, DocbridgeError) as exc:
             for work in batch:
-                results[work.uuid] = Outcome(work, "failed", f"Cannot write to inbox/: {exc}")
+                failed = Outcome(work, AttemptOutcome.FAILED, f"Cannot write to inbox/: {exc}")
+                results[work.uuid] = failed
             continue
         results.update(_write_to_inbox(root, batch))
     return results
@@ -134,12 +150,13 @@ def _write_to_inbox(root: Path, batch: list[EnvelopeWork]) -> dict[str, Outcome]
         write_files_atomically(root, [_inbox_file(w) for w in batch])
     except (OSError, DocbridgeError) as exc:
         if len(batch) == 1:
-            return {batch[0].uuid: Outcome(batch[0], "failed", f"Cannot write to inbox/: {exc}")}
+            failed = Outcome(batch[0], AttemptOutcome.FAILED, f"Cannot write to inbox/: {exc}")
+            return {batch[0].uuid: failed}
         results: dict[str, Outcome] = {}
         for work in batch:
             results.update(_write_to_inbox(root, [work]))
         return results
-    return {w.uuid: Outcome(w, "delivered", f"inbox/{w.uuid}.xml") for w in batch}
+    return {w.uuid: Outcome(w, AttemptOutcome.DELIVERED, f"inbox/{w.uuid}.xml") for w in batch}
 
 
 def _inbox_file(work: EnvelopeWork) -> tuple[str, str, bytes]:
@@ -170,20 +187,20 @@ def record(
     for outcome in outcomes:
         work = outcome.work
         rule = f"default:{work.default_rule.value}"
-        if outcome.status == "failed":
+        if outcome.status not in EFFECTS:
             state = jobs.fail(conn, work.job, outcome.detail, policy)
             logs.append_activity(
                 conn, work.mailbox_uuid, rule, state, envelope_uuid=work.uuid, error=outcome.detail
             )
             continue
-        if outcome.status == "rejected":
+        if outcome.status is AttemptOutcome.REJECTED:
             conn.execute(
                 "UPDATE envelopes SET status = ?, reject_reason = ?, rejected_by = 'system' "
                 "WHERE uuid = ?",
                 (EnvelopeStatus.CANCELLED.value, work.reject_reason, work.uuid),
             )
         else:
-            if outcome.status == "notified":
+            if outcome.status is AttemptOutcome.NOTIFIED:
                 summary = dict(work.summary, status=EnvelopeStatus.COMPLETED.value)
                 notification = build_notification(
                     envelope=summary,
@@ -192,7 +209,7 @@ def record(
                     sender=mail_sender,
                 )
                 jobs.enqueue(
-                    conn, jobs.MAIL, work.uuid, work.mailbox_uuid, notification.to_payload()
+                    conn, JobKind.MAIL, work.uuid, work.mailbox_uuid, notification.to_payload()
                 )
             conn.execute(
                 "UPDATE envelopes SET status = ?, sent_at = COALESCE(sent_at, ?) WHERE uuid = ?",
@@ -205,5 +222,5 @@ def record(
             rule,
             outcome.status,
             envelope_uuid=work.uuid,
-            file_name=outcome.detail if outcome.status == "delivered" else None,
+            file_name=outcome.detail if outcome.status is AttemptOutcome.DELIVERED else None,
         )

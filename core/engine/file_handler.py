@@ -35,7 +35,15 @@ from core.envelope_checks import (
 from core.envelope_xml import DEFAULT_MAX_BYTES as ENVELOPE_MAX_BYTES
 from core.envelope_xml import EnvelopeXml, parse_envelope_xml
 from core.errors import DocbridgeError
-from core.models import Envelope, EnvelopeDirection, EnvelopeStatus, JobRow
+from core.models import (
+    AttemptOutcome,
+    Envelope,
+    EnvelopeDirection,
+    EnvelopeStatus,
+    Job,
+    JobKind,
+    JobState,
+)
 from core.sftp.folders import (
     ERROR,
     ERROR_SUFFIX,
@@ -46,7 +54,6 @@ from core.sftp.folders import (
     write_atomically,
 )
 from core.storage import envelopes, jobs, logs
-from core.storage.jobs import Job
 
 CUSTOMER_FOLDERS = ("outbox", "coutbox")
 TAKING = ".taking"
@@ -141,19 +148,19 @@ class Settled:
     """Claims whose job already ended: ``leftovers`` were taken in, ``parked`` gave up."""
 
     leftovers: list[Claim]
-    parked: list[tuple[Claim, JobRow]]
+    parked: list[tuple[Claim, Job]]
 
 
 def enqueue_claims(conn: sqlite3.Connection, claims: list[Claim]) -> Settled:
     """Queue a job for each new claim (idempotent), in the caller's transaction."""
     settled = Settled([], [])
     for claim in claims:
-        if jobs.enqueue(conn, jobs.FILE, claim.ref, claim.mailbox_uuid, claim.payload):
+        if jobs.enqueue(conn, JobKind.FILE, claim.ref, claim.mailbox_uuid, claim.payload):
             continue
-        row = jobs.job_row(conn, jobs.FILE, claim.ref)
-        if row is None or row.state == "done":
+        row = jobs.job_row(conn, JobKind.FILE, claim.ref)
+        if row is None or row.state is JobState.DONE:
             settled.leftovers.append(claim)
-        elif row.state == "parked":
+        elif row.state is JobState.PARKED:
             settled.parked.append((claim, row))
     return settled
 
@@ -307,7 +314,7 @@ def take_in(conn: sqlite3.Connection, work: FileWork) -> str | None:
         conn,
         work.job.mailbox_uuid,
         "outbox",
-        "sent",
+        AttemptOutcome.SENT,
         envelope_uuid=envelope_uuid,
         file_name=f"{work.folder}/{work.name}",
     )

@@ -14,8 +14,8 @@ from typing import Protocol
 from core.config import SmtpConfig
 from core.mail.notification import Notification
 from core.mail.smtp import MailDeliveryError, smtp_session
+from core.models import AttemptOutcome, Job
 from core.storage import jobs, logs
-from core.storage.jobs import Job
 
 
 class Recorder(Protocol):
@@ -69,7 +69,7 @@ def record(
     if error is None:
         jobs.complete(conn, job.id)
         logs.append_activity(
-            conn, job.mailbox_uuid, "default:notify", "mailed", envelope_uuid=job.ref
+            conn, job.mailbox_uuid, "default:notify", AttemptOutcome.MAILED, envelope_uuid=job.ref
         )
     else:
         state = jobs.fail(conn, job, error, policy, permanent=permanent)

@@ -8,7 +8,7 @@ import sqlite3
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from core.models import Ban
+from core.models import Ban, JobKind
 from core.sftp.server import SftpServer
 from core.sftp.throttle import LoginThrottle
 from core.storage import bans
@@ -27,7 +27,7 @@ class EngineSftpBackend:
         return await self.engine.db.call(_login_hash, login)  # canonical: the server checked
 
     async def file_arrived(self, mailbox_uuid: str, folder: str, name: str) -> None:
-        self.engine.wake("file")
+        self.engine.wake(JobKind.FILE)
 
 
 def _login_hash(conn: sqlite3.Connection, login: str) -> str | None:

@@ -15,11 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.clock import utc_now
-from core.models import JobRow
-
-ENVELOPE = "envelope"
-FILE = "file"
-MAIL = "mail"
+from core.models import Job, JobKind, JobState
 
 MAX_ATTEMPTS = 8
 MAX_DELAY_S = 300.0
@@ -33,19 +29,9 @@ class RetryPolicy:
     max_delay_s: float = MAX_DELAY_S
 
 
-@dataclass(frozen=True)
-class Job:
-    id: int
-    kind: str
-    ref: str
-    mailbox_uuid: str
-    attempts: int
-    payload: dict[str, Any]
-
-
 def enqueue(
     conn: sqlite3.Connection,
-    kind: str,
+    kind: JobKind,
     ref: str,
     mailbox_uuid: str,
     payload: dict[str, Any] | None = None,
@@ -59,16 +45,18 @@ def enqueue(
     return cursor.rowcount > 0
 
 
-def job_row(conn: sqlite3.Connection, kind: str, ref: str) -> JobRow | None:
-    """The job with this (kind, ref), or None."""
+def job_row(conn: sqlite3.Connection, kind: JobKind, ref: str) -> Job | None:
+    """The job with this (kind, ref), or None (its payload is left out)."""
     row = conn.execute(
         f"SELECT {_JOB_ROW} FROM jobs WHERE kind = ? AND ref = ?", (kind, ref)
     ).fetchone()
-    return JobRow(*tuple(row)) if row else None
+    return _job(row) if row else None
 
 
-def claim(conn: sqlite3.Connection, kind: str, owner: str, lease_s: float, limit: int) -> list[Job]:
-    """Take up to ``limit`` due jobs of enabled integrations, oldest first."""
+def claim(
+    conn: sqlite3.Connection, kind: JobKind, owner: str, lease_s: float, limit: int
+) -> list[Job]:
+    """Take up to ``limit`` due jobs of enabled integrations, oldest first, with payloads."""
     now = time.time()
     rows = conn.execute(
         "UPDATE jobs SET state = 'running', lease_owner = ?, lease_until = ?, "
@@ -76,21 +64,10 @@ def claim(conn: sqlite3.Connection, kind: str, owner: str, lease_s: float, limit
         " SELECT j.id FROM jobs j JOIN integrations i ON i.mailbox_uuid = j.mailbox_uuid"
         " WHERE j.kind = ? AND j.state = 'ready' AND j.next_attempt_at <= ? AND i.enabled = 1"
         " ORDER BY j.id LIMIT ?) "
-        "RETURNING id, kind, ref, mailbox_uuid, attempts, payload",
+        f"RETURNING {_JOB_ROW}, payload",
         (owner, now + lease_s, utc_now(), kind, now, limit),
     ).fetchall()
-    jobs = [
-        Job(
-            id=r[0],
-            kind=r[1],
-            ref=r[2],
-            mailbox_uuid=r[3],
-            attempts=r[4],
-            payload=json.loads(r[5] or "{}"),
-        )
-        for r in rows
-    ]
-    return sorted(jobs, key=lambda job: job.id)
+    return sorted((_job(r, with_payload=True) for r in rows), key=lambda job: job.id)
 
 
 def complete(conn: sqlite3.Connection, job_id: int) -> None:
@@ -108,15 +85,15 @@ def fail(
     policy: RetryPolicy = RetryPolicy(),
     *,
     permanent: bool = False,
-) -> str:
+) -> JobState:
     """Schedule a retry with a growing delay, or park the job; returns the new state.
 
     ``permanent``: retrying cannot help (the item itself is unusable): park it now.
     """
     if permanent or job.attempts >= policy.max_attempts:
-        state, due = "parked", 0.0
+        state, due = JobState.PARKED, 0.0
     else:
-        state, due = "ready", time.time() + retry_delay(job.attempts, policy.max_delay_s)
+        state, due = JobState.READY, time.time() + retry_delay(job.attempts, policy.max_delay_s)
     conn.execute(
         "UPDATE jobs SET state = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL, "
         "last_error = ?, max_attempts = ?, updated_at = ? WHERE id = ?",
@@ -130,7 +107,7 @@ def retry_delay(attempts: int, max_delay_s: float = MAX_DELAY_S) -> float:
     return float(min(2 ** max(attempts - 1, 0), max_delay_s))
 
 
-Policies = Mapping[str, RetryPolicy]
+Policies = Mapping[JobKind, RetryPolicy]
 _STOPPED = re.compile(r"^The engine stopped (\d+) times? while handling this")
 
 
@@ -157,19 +134,19 @@ def _release(
         f"SELECT id, kind, attempts, last_error FROM jobs WHERE {where}", args
     ).fetchall()
     for job_id, kind, attempts, last_error in rows:
-        policy = policies.get(kind, RetryPolicy())
+        policy = policies.get(JobKind(kind), RetryPolicy())
         earlier = _STOPPED.match(last_error or "")
         stops = int(earlier.group(1)) + 1 if earlier else 1
         said = f"The engine stopped {stops} {'time' if stops == 1 else 'times'} while handling this"
         if attempts >= policy.max_attempts:
-            state = "parked"
+            state = JobState.PARKED
             error = (
                 f"{said} (attempt {attempts} of {policy.max_attempts}): set aside so that it "
                 "cannot stop the engine again. Look for the cause in the engine's log, then "
                 "reprocess it."
             )
         else:
-            state, error = "ready", f"{said}; it is tried again."
+            state, error = JobState.READY, f"{said}; it is tried again."
         conn.execute(
             "UPDATE jobs SET state = ?, next_attempt_at = 0, lease_owner = NULL, "
             "lease_until = NULL, last_error = ?, max_attempts = ?, updated_at = ? WHERE id = ?",
@@ -206,36 +183,55 @@ _JOB_ROW = (
 )
 
 
-def list_jobs(conn: sqlite3.Connection, states: tuple[str, ...], limit: int = 200) -> list[JobRow]:
+def _job(row: sqlite3.Row, with_payload: bool = False) -> Job:
+    """A job from its ``_JOB_ROW`` columns (and ``payload``, when selected)."""
+    return Job(
+        id=row["id"],
+        kind=JobKind(row["kind"]),
+        ref=row["ref"],
+        mailbox_uuid=row["mailbox_uuid"],
+        state=JobState(row["state"]),
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        last_error=row["last_error"],
+        updated_at=row["updated_at"],
+        max_attempts=row["max_attempts"],
+        payload=json.loads(row["payload"] or "{}") if with_payload else {},
+    )
+
+
+def list_jobs(
+    conn: sqlite3.Connection, states: tuple[JobState, ...], limit: int = 200
+) -> list[Job]:
     marks = ",".join("?" * len(states))
     rows = conn.execute(
         f"SELECT {_JOB_ROW} FROM jobs WHERE state IN ({marks}) ORDER BY id LIMIT ?",
         (*states, limit),
     ).fetchall()
-    return [JobRow(*tuple(r)) for r in rows]
+    return [_job(r) for r in rows]
 
 
-def list_troubled(conn: sqlite3.Connection, limit: int = 200) -> list[JobRow]:
+def list_troubled(conn: sqlite3.Connection, limit: int = 200) -> list[Job]:
     """Jobs a person may want to look at: parked, or not done and failed at least once."""
     rows = conn.execute(
         f"SELECT {_JOB_ROW} FROM jobs WHERE state = 'parked' "
         "OR (state IN ('ready', 'running') AND last_error IS NOT NULL) ORDER BY id LIMIT ?",
         (limit,),
     ).fetchall()
-    return [JobRow(*tuple(r)) for r in rows]
+    return [_job(r) for r in rows]
 
 
 def find_jobs(
-    conn: sqlite3.Connection, keys: set[tuple[str, str]]
-) -> dict[tuple[str, str], JobRow]:
+    conn: sqlite3.Connection, keys: set[tuple[JobKind, str]]
+) -> dict[tuple[JobKind, str], Job]:
     """The jobs with these (kind, ref) keys, by key (missing ones are left out)."""
-    found: dict[tuple[str, str], JobRow] = {}
+    found: dict[tuple[JobKind, str], Job] = {}
     ordered = sorted(keys)
     for start in range(0, len(ordered), 400):  # well under SQLite's variable limit
         chunk = ordered[start : start + 400]
         where = " OR ".join("(kind = ? AND ref = ?)" for _ in chunk)
         args = [value for key in chunk for value in key]
         for r in conn.execute(f"SELECT {_JOB_ROW} FROM jobs WHERE {where}", args).fetchall():
-            job = JobRow(*tuple(r))
+            job = _job(r)
             found[(job.kind, job.ref)] = job
     return found

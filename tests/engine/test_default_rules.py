@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from core.engine.engine import Engine, EngineBusy
-from core.models import DefaultRule, EnvelopeStatus, IntegrationForm, JobRow
+from core.models import DefaultRule, EnvelopeStatus, IntegrationForm, Job, JobKind, JobState
 from core.service import Service
 from tests.engine.conftest import FAST, SmtpServer, as2_form, enable
 
@@ -34,7 +34,7 @@ async def statuses(service: Service, mailbox: str) -> set[str]:
     return {e.status.value for e in await service.list_envelopes(mailbox)}
 
 
-async def jobs_of(service: Service, mailbox: str, kind: str, *states: str) -> list[JobRow]:
+async def jobs_of(service: Service, mailbox: str, kind: JobKind, *states: JobState) -> list[Job]:
     return [
         j for j in await service.list_jobs(states) if j.mailbox_uuid == mailbox and j.kind == kind
     ]
@@ -45,7 +45,7 @@ async def wait_until_mails_are_done(service: Service, mailbox: str, count: int) 
     server's inbox is final; no fixed pause that a dead engine would also pass."""
 
     async def done() -> bool:
-        return len(await jobs_of(service, mailbox, "mail", "done")) == count
+        return len(await jobs_of(service, mailbox, JobKind.MAIL, JobState.DONE)) == count
 
     await eventually(done)
 
@@ -161,7 +161,7 @@ async def test_smtp_outage_delays_mails_only(
     await eventually(envelopes_done)  # envelopes flow while SMTP is down
 
     async def mails_tried() -> bool:
-        mails = await jobs_of(service, notify, "mail", "ready", "running")
+        mails = await jobs_of(service, notify, JobKind.MAIL, JobState.READY, JobState.RUNNING)
         return len(mails) == len(await service.list_envelopes(notify)) and all(
             j.last_error for j in mails
         )

@@ -18,7 +18,7 @@ from core.config import SmtpConfig, load_config
 from core.engine import envelope_handler
 from core.engine.engine import Engine
 from core.mail.notification import Notification
-from core.models import DefaultRule, IntegrationForm
+from core.models import DefaultRule, IntegrationForm, JobKind
 from core.service import Service
 from core.sftp.folders import ensure_mailbox_root
 from core.storage import jobs
@@ -158,9 +158,9 @@ async def test_a_mail_that_cannot_be_built_fails_alone_and_the_others_go_out(
         with write_transaction(conn):
             for i, message_id in enumerate(good):
                 mail = Notification(message_id, "gw@example.com", "ops@example.com", "s", "b")
-                jobs.enqueue(conn, jobs.MAIL, f"good-{i}", mailbox, mail.to_payload())
+                jobs.enqueue(conn, JobKind.MAIL, f"good-{i}", mailbox, mail.to_payload())
                 if i == 2:
-                    jobs.enqueue(conn, jobs.MAIL, "bad", mailbox, {"message_id": "<bad@test>"})
+                    jobs.enqueue(conn, JobKind.MAIL, "bad", mailbox, {"message_id": "<bad@test>"})
 
     await service.db.call(queue)
     caplog.set_level(logging.ERROR, logger="docbridge.engine")
@@ -199,12 +199,12 @@ async def test_an_item_the_engine_stops_on_every_time_is_parked_after_max_attemp
 
     def engines_that_died(conn: sqlite3.Connection) -> None:
         with write_transaction(conn):
-            jobs.enqueue(conn, jobs.FILE, ref, mailbox, payload)
+            jobs.enqueue(conn, JobKind.FILE, ref, mailbox, payload)
         for stop in range(3):  # FAST allows 3 attempts per file
             with write_transaction(conn):
                 if stop:
                     jobs.release_all_running(conn)  # the next engine starts
-                assert len(jobs.claim(conn, jobs.FILE, f"dead-{stop}", 60, 10)) == 1
+                assert len(jobs.claim(conn, JobKind.FILE, f"dead-{stop}", 60, 10)) == 1
 
     await service.db.call(engines_that_died)
     await idle_engine.start()

@@ -20,7 +20,7 @@ from core.clock import unix_now, utc_now
 from core.config import load_config
 from core.engine.engine import Engine
 from core.errors import DocbridgeError
-from core.models import Ban
+from core.models import Ban, JobKind
 from core.service import Service
 from core.storage import bans, jobs, logs
 from core.storage.db import write_transaction
@@ -51,19 +51,19 @@ def write_troubles(conn: sqlite3.Connection, mailbox: str) -> None:
     now = unix_now()
     with write_transaction(conn):
         for ref in (PARKED_ENVELOPE, RETRYING_ENVELOPE):
-            jobs.enqueue(conn, jobs.ENVELOPE, ref, mailbox)
+            jobs.enqueue(conn, JobKind.ENVELOPE, ref, mailbox)
         found = jobs.find_jobs(
-            conn, {(jobs.ENVELOPE, PARKED_ENVELOPE), (jobs.ENVELOPE, RETRYING_ENVELOPE)}
+            conn, {(JobKind.ENVELOPE, PARKED_ENVELOPE), (JobKind.ENVELOPE, RETRYING_ENVELOPE)}
         )
-        parked = found[(jobs.ENVELOPE, PARKED_ENVELOPE)]
+        parked = found[(JobKind.ENVELOPE, PARKED_ENVELOPE)]
         for attempt in range(1, policy.max_attempts + 1):
-            job = jobs.Job(parked.id, parked.kind, parked.ref, mailbox, attempt, {})
+            job = dataclasses.replace(parked, attempts=attempt)
             state = jobs.fail(conn, job, PARKED_ERROR, policy)
             logs.append_activity(
                 conn, mailbox, "default:copy", state, envelope_uuid=parked.ref, error=PARKED_ERROR
             )
-        retrying = found[(jobs.ENVELOPE, RETRYING_ENVELOPE)]
-        job = jobs.Job(retrying.id, retrying.kind, retrying.ref, mailbox, 1, {})
+        retrying = found[(JobKind.ENVELOPE, RETRYING_ENVELOPE)]
+        job = dataclasses.replace(retrying, attempts=1)
         state = jobs.fail(conn, job, RETRY_ERROR, policy)
         logs.append_activity(
             conn, mailbox, "default:copy", state, envelope_uuid=retrying.ref, error=RETRY_ERROR

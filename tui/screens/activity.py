@@ -22,7 +22,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane, Tabs
 
-from core.models import ActivityView, AttemptView, BanView, ItemState, ItemView
+from core.models import ActivityView, AttemptView, BanView, ItemState, ItemView, JobKind
 from core.service import Service
 from tui.errors import guarded, report_error
 from tui.keys import bindings, key_label
@@ -223,7 +223,7 @@ class ActivityScreen(Screen[None]):
         names = self.view.mailbox_names if self.view is not None else {}
         if isinstance(selected, ItemView):
             job = selected.job
-            ref = "File" if job.kind == "file" else "Envelope"
+            ref = "File" if job.kind is JobKind.FILE else "Envelope"
             return facts(
                 ("State", f"{selected.label} · job {job.id} ({job.kind})"),
                 ("Mailbox", f"{selected.mailbox_name} ({job.mailbox_uuid})"),
