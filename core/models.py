@@ -245,6 +245,18 @@ class Envelope:
 
 
 @dataclass(frozen=True)
+class EnvelopeDelivery:
+    """An incoming envelope with what its default rule's effect needs: the XML to copy, and
+    the names a notification mail shows (None: the template or sender is not known here)."""
+
+    envelope: Envelope
+    xml: str
+    mailbox_name: str
+    template_name: str | None
+    sender_name: str | None
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     id: int
     at: str

@@ -1,12 +1,18 @@
-"""The core is the product without a screen: importing it must not load Textual."""
+"""The product's shape: the core is the product without a screen (importing it loads no
+Textual), and SQL lives in ``core/storage/`` only."""
 
 from __future__ import annotations
 
+import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
 
-CORE = Path(__file__).resolve().parents[1] / "core"
+ROOT = Path(__file__).resolve().parents[1]
+CORE = ROOT / "core"
+STORAGE = CORE / "storage"
+PRODUCT = (CORE, ROOT / "tui", ROOT / "bench")  # what ships or measures it; tests may use SQL
 
 
 def core_modules() -> list[str]:
@@ -58,3 +64,94 @@ def test_the_asyncssh_pin_is_the_range_the_upload_hook_was_checked_against() -> 
     project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     pins = [d for d in project["project"]["dependencies"] if d.startswith("asyncssh")]
     assert pins == [f"asyncssh{TESTED_ASYNCSSH}"]
+
+
+# -- one door to storage ---------------------------------------------------------------------
+
+_RUNS_SQL = {"execute", "executemany", "executescript"}
+_SQL_TEXT = re.compile(
+    r"\b(SELECT\s.+\sFROM|INSERT\s+(OR\s+\w+\s+)?INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM"
+    r"|CREATE\s+(TABLE|INDEX|VIEW|TRIGGER)|DROP\s+TABLE|ALTER\s+TABLE|PRAGMA\s+\w+"
+    r"|^BEGIN(\s+(IMMEDIATE|EXCLUSIVE|DEFERRED))?$|^COMMIT$|^ROLLBACK$)",
+    re.DOTALL,
+)
+
+
+def product_files(outside: Path) -> list[Path]:
+    return sorted(
+        path for folder in PRODUCT for path in folder.rglob("*.py") if outside not in path.parents
+    )
+
+
+def sql_offences(path: Path) -> list[str]:
+    """``line: what`` for each statement run (``.execute(``, ``.executemany(``,
+    ``.executescript(``) and each SQL text in a string literal, in line order."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in _RUNS_SQL
+        ):
+            found.append((node.lineno, f".{node.func.attr}("))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            match = _SQL_TEXT.search(node.value.strip())
+            if match:
+                found.append((node.lineno, f"SQL {match.group(0)[:25]!r}"))
+    return [f"{line}: {what}" for line, what in sorted(found)]
+
+
+def test_sql_lives_only_in_core_storage() -> None:
+    """Callers name storage operations; no statement or SQL text outside ``core/storage/``, so
+    a second backend is one new package there (docs/scale-out.md)."""
+    offences = {
+        str(path.relative_to(ROOT)): found
+        for path in product_files(outside=STORAGE)
+        if (found := sql_offences(path))
+    }
+    assert offences == {}
+
+
+def test_the_sql_check_would_notice_sql(tmp_path: Path) -> None:
+    """Guard against a check that cannot fail: SQL as it stood in the engine before issue 8."""
+    planted = tmp_path / "planted.py"
+    planted.write_text(
+        "def mailboxes(conn):\n"
+        "    return conn.execute(\n"
+        "        'SELECT mailbox_uuid FROM integrations WHERE enabled = 1'\n"
+        "    ).fetchall()\n"
+        "\n"
+        "def sent(db, rows):\n"
+        "    db.executemany('UPDATE envelopes SET sent_at = ? WHERE uuid = ?', rows)\n"
+        "\n"
+        "LABEL = 'Select a mailbox from the list'  # words, not SQL\n"
+    )
+    assert sql_offences(planted) == [
+        "2: .execute(",
+        "3: SQL 'SELECT mailbox_uuid FROM'",
+        "7: .executemany(",
+        "7: SQL 'UPDATE envelopes SET'",
+    ]
+
+
+def test_only_core_storage_imports_sqlite_utils() -> None:
+    importers = {
+        str(path.relative_to(ROOT))
+        for path in product_files(outside=STORAGE)
+        if any(name.split(".")[0] == "sqlite_utils" for name in imports_of(path))
+    }
+    assert importers == set()
+    assert "sqlite_utils" in imports_of(STORAGE / "schema.py")  # the check looks where it is
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module ``path`` imports, also inside functions and TYPE_CHECKING blocks; for
+    ``from package import name`` both ``package`` and ``package.name`` (a submodule, maybe)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found

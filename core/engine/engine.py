@@ -23,7 +23,7 @@ from core.config import Config
 from core.engine import envelope_handler, file_handler, mail_handler
 from core.errors import DocbridgeError, StoreError
 from core.models import AttemptOutcome, Job, JobKind
-from core.storage import jobs, lease
+from core.storage import integrations, jobs, lease
 from core.storage.db import Database, write_transaction
 
 log = logging.getLogger("docbridge.engine")
@@ -306,7 +306,7 @@ class Engine:
 
     async def _scan_loop(self) -> None:
         while not self._stopping.is_set():
-            mailboxes = await self.db.call(_enabled_sftp_mailboxes)
+            mailboxes = await self.db.call(integrations.enabled_sftp_mailboxes)
             for mailbox_uuid in mailboxes:
                 try:
                     await self._scan_mailbox(mailbox_uuid)
@@ -427,10 +427,3 @@ async def _wait(event: asyncio.Event, timeout_s: float) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(timeout_s):
             await event.wait()
-
-
-def _enabled_sftp_mailboxes(conn: sqlite3.Connection) -> list[str]:
-    rows = conn.execute(
-        "SELECT mailbox_uuid FROM integrations WHERE enabled = 1 AND protocol = 'sftp'"
-    ).fetchall()
-    return [str(r[0]) for r in rows]

@@ -13,7 +13,6 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.clock import utc_now
 from core.config import Config
 from core.engine.batch_writer import write_files_atomically
 from core.errors import DocbridgeError
@@ -27,7 +26,7 @@ from core.models import (
     TransferProtocol,
 )
 from core.sftp.folders import ensure_mailbox_root
-from core.storage import jobs, logs
+from core.storage import envelopes, jobs, logs
 from core.storage.integrations import get_integration
 
 
@@ -61,37 +60,30 @@ def load_work(conn: sqlite3.Connection, claimed: list[Job]) -> list[EnvelopeWork
     """Everything the effects need; a job whose envelope vanished comes back as the bare job."""
     loaded: list[EnvelopeWork | Job] = []
     for job in claimed:
-        row = conn.execute(
-            "SELECT e.uuid, e.mailbox_uuid, e.subject, e.sender_mailbox, e.received_at, e.status, "
-            "e.xml, e.template_version, m.name AS mailbox_name, t.name AS template_name, "
-            "s.name AS sender_name FROM envelopes e JOIN mailboxes m ON m.uuid = e.mailbox_uuid "
-            "LEFT JOIN templates t ON t.uuid = e.template_uuid "
-            "LEFT JOIN mailboxes s ON s.uuid = e.sender_mailbox WHERE e.uuid = ?",
-            (job.ref,),
-        ).fetchone()
-        if row is None:
+        delivery = envelopes.get_delivery(conn, job.ref)
+        if delivery is None:
             loaded.append(job)
             continue
-        integration = get_integration(conn, row["mailbox_uuid"])
-        form = integration.form
+        envelope = delivery.envelope
+        form = get_integration(conn, envelope.mailbox_uuid).form
         loaded.append(
             EnvelopeWork(
                 job=job,
-                uuid=row["uuid"],
-                mailbox_uuid=row["mailbox_uuid"],
-                mailbox_name=row["mailbox_name"],
+                uuid=envelope.uuid,
+                mailbox_uuid=envelope.mailbox_uuid,
+                mailbox_name=delivery.mailbox_name,
                 protocol=form.protocol,
                 default_rule=form.default_rule,
                 notify_email=form.notify_email,
                 reject_reason=form.reject_reason,
-                xml=row["xml"],
+                xml=delivery.xml,
                 summary={
-                    "uuid": row["uuid"],
-                    "subject": row["subject"] or "",
-                    "sender": row["sender_name"] or row["sender_mailbox"] or "unknown",
-                    "template": f"{row['template_name'] or '?'} v{row['template_version']}",
-                    "received_at": row["received_at"],
-                    "status": row["status"],
+                    "uuid": envelope.uuid,
+                    "subject": envelope.subject,
+                    "sender": delivery.sender_name or envelope.sender_mailbox or "unknown",
+                    "template": f"{delivery.template_name or '?'} v{envelope.template_version}",
+                    "received_at": envelope.received_at,
+                    "status": envelope.status.value,
                 },
             )
         )
@@ -181,7 +173,6 @@ def record(
     policy: jobs.RetryPolicy,
 ) -> None:
     """Record every outcome and end every claim, all in one transaction (the caller's)."""
-    now = utc_now()
     for job in gone:
         jobs.complete(conn, job.id)
     for outcome in outcomes:
@@ -194,11 +185,7 @@ def record(
             )
             continue
         if outcome.status is AttemptOutcome.REJECTED:
-            conn.execute(
-                "UPDATE envelopes SET status = ?, reject_reason = ?, rejected_by = 'system' "
-                "WHERE uuid = ?",
-                (EnvelopeStatus.CANCELLED.value, work.reject_reason, work.uuid),
-            )
+            envelopes.mark_rejected(conn, work.uuid, work.reject_reason)
         else:
             if outcome.status is AttemptOutcome.NOTIFIED:
                 summary = dict(work.summary, status=EnvelopeStatus.COMPLETED.value)
@@ -211,10 +198,7 @@ def record(
                 jobs.enqueue(
                     conn, JobKind.MAIL, work.uuid, work.mailbox_uuid, notification.to_payload()
                 )
-            conn.execute(
-                "UPDATE envelopes SET status = ?, sent_at = COALESCE(sent_at, ?) WHERE uuid = ?",
-                (EnvelopeStatus.COMPLETED.value, now, work.uuid),
-            )
+            envelopes.mark_completed(conn, work.uuid)
         jobs.complete(conn, work.job.id)
         logs.append_activity(
             conn,

@@ -308,7 +308,6 @@ def take_in(conn: sqlite3.Connection, work: FileWork) -> str | None:
     )
     xml = stored_xml(work.data, parsed)
     envelopes.insert_envelope(conn, envelope, xml, parsed.to_dict()["documents"])
-    conn.execute("UPDATE envelopes SET sent_at = ? WHERE uuid = ?", (now, envelope_uuid))
     jobs.complete(conn, work.job.id)
     logs.append_activity(
         conn,

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from core.models import Ban, JobKind
 from core.sftp.server import SftpServer
 from core.sftp.throttle import LoginThrottle
-from core.storage import bans
+from core.storage import bans, integrations
 from core.storage.db import write_transaction
 
 if TYPE_CHECKING:
@@ -24,19 +23,10 @@ class EngineSftpBackend:
 
     async def password_hash(self, login: str) -> str | None:
         """Only an enabled SFTP integration has a usable password."""
-        return await self.engine.db.call(_login_hash, login)  # canonical: the server checked
+        return await self.engine.db.call(integrations.login_hash, login)  # canonical: checked
 
     async def file_arrived(self, mailbox_uuid: str, folder: str, name: str) -> None:
         self.engine.wake(JobKind.FILE)
-
-
-def _login_hash(conn: sqlite3.Connection, login: str) -> str | None:
-    row = conn.execute(
-        "SELECT password_hash FROM integrations WHERE mailbox_uuid = ? AND enabled = 1 "
-        "AND protocol = 'sftp'",
-        (login,),
-    ).fetchone()
-    return str(row[0]) if row and row[0] else None
 
 
 class BanMirror:
@@ -100,7 +90,7 @@ async def enforce_sessions(engine: Engine) -> None:
     server: SftpServer = engine.sftp
     sessions = server.sessions()
     if sessions:
-        allowed = await engine.db.call(_session_rules)
+        allowed = await engine.db.call(integrations.sftp_session_rules)
         for mailbox_uuid in {s.mailbox_uuid for s in sessions}:
             rule = allowed.get(mailbox_uuid)
             started = min(s.started_at for s in sessions if s.mailbox_uuid == mailbox_uuid)
@@ -108,18 +98,3 @@ async def enforce_sessions(engine: Engine) -> None:
                 server.close_sessions(mailbox_uuid)
     if engine.ban_mirror is not None:
         await engine.ban_mirror.sync(server.throttle)
-
-
-def _session_rules(conn: sqlite3.Connection) -> dict[str, float]:
-    """Mailboxes that may keep sessions, with the time their password last changed."""
-    rows = conn.execute(
-        "SELECT mailbox_uuid, password_changed_at FROM integrations "
-        "WHERE enabled = 1 AND protocol = 'sftp' AND password_hash IS NOT NULL"
-    ).fetchall()
-    return {str(r[0]): _timestamp(r[1]) for r in rows}
-
-
-def _timestamp(iso: str | None) -> float:
-    if not iso:
-        return 0.0
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

@@ -6,7 +6,8 @@ import json
 import sqlite3
 from typing import Any
 
-from core.models import Envelope, EnvelopeDirection, EnvelopeStatus
+from core.clock import utc_now
+from core.models import Envelope, EnvelopeDelivery, EnvelopeDirection, EnvelopeStatus
 
 
 def insert_envelope(
@@ -15,8 +16,8 @@ def insert_envelope(
     """Store a new envelope; returns its arrival sequence number."""
     cursor = conn.execute(
         "INSERT INTO envelopes (uuid, mailbox_uuid, direction, template_uuid, template_version, "
-        "subject, sender_mailbox, recipient_mailbox, status, xml, documents, received_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "subject, sender_mailbox, recipient_mailbox, status, xml, documents, received_at, "
+        "sent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             envelope.uuid,
             envelope.mailbox_uuid,
@@ -30,9 +31,48 @@ def insert_envelope(
             xml,
             json.dumps(documents),
             envelope.received_at,
+            envelope.sent_at,
         ),
     )
     return int(cursor.lastrowid or 0)
+
+
+def get_delivery(conn: sqlite3.Connection, uuid: str) -> EnvelopeDelivery | None:
+    """An envelope with what delivering it needs: its XML and the names a notification shows
+    (mailbox, template, sender). None when the envelope is gone."""
+    row = conn.execute(
+        f"SELECT {_COLUMNS_OF_E}, e.xml, m.name AS mailbox_name, t.name AS template_name, "
+        "s.name AS sender_name FROM envelopes e JOIN mailboxes m ON m.uuid = e.mailbox_uuid "
+        "LEFT JOIN templates t ON t.uuid = e.template_uuid "
+        "LEFT JOIN mailboxes s ON s.uuid = e.sender_mailbox WHERE e.uuid = ?",
+        (uuid,),
+    ).fetchone()
+    if row is None:
+        return None
+    return EnvelopeDelivery(
+        envelope=_envelope(row),
+        xml=row["xml"],
+        mailbox_name=row["mailbox_name"],
+        template_name=row["template_name"],
+        sender_name=row["sender_name"],
+    )
+
+
+def mark_rejected(conn: sqlite3.Connection, uuid: str, reason: str) -> None:
+    """The default rule refused the envelope: cancelled by the system, with the reason."""
+    conn.execute(
+        "UPDATE envelopes SET status = ?, reject_reason = ?, rejected_by = 'system' WHERE uuid = ?",
+        (EnvelopeStatus.CANCELLED.value, reason, uuid),
+    )
+
+
+def mark_completed(conn: sqlite3.Connection, uuid: str) -> None:
+    """The envelope reached the customer (or its notification is queued); the first
+    completion's time stays (a repeated effect after a crash does not move it)."""
+    conn.execute(
+        "UPDATE envelopes SET status = ?, sent_at = COALESCE(sent_at, ?) WHERE uuid = ?",
+        (EnvelopeStatus.COMPLETED.value, utc_now(), uuid),
+    )
 
 
 def get_envelope(conn: sqlite3.Connection, uuid: str) -> Envelope | None:
@@ -87,6 +127,7 @@ _COLUMNS = (
     "seq, uuid, mailbox_uuid, direction, template_uuid, template_version, subject, "
     "sender_mailbox, recipient_mailbox, status, received_at, sent_at, reject_reason, rejected_by"
 )
+_COLUMNS_OF_E = ", ".join(f"e.{name.strip()}" for name in _COLUMNS.split(","))
 
 
 def _envelope(row: sqlite3.Row) -> Envelope:

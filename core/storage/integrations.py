@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime
 
 from core.clock import utc_now
 from core.models import (
@@ -123,6 +124,41 @@ def get_password_hash(conn: sqlite3.Connection, mailbox_uuid: str) -> str | None
         "SELECT password_hash FROM integrations WHERE mailbox_uuid = ?", (mailbox_uuid,)
     ).fetchone()
     return row["password_hash"] if row else None
+
+
+def enabled_sftp_mailboxes(conn: sqlite3.Connection) -> list[str]:
+    """The mailboxes whose SFTP integration is on: the folders the engine watches."""
+    rows = conn.execute(
+        "SELECT mailbox_uuid FROM integrations WHERE enabled = 1 AND protocol = 'sftp'"
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def login_hash(conn: sqlite3.Connection, login: str) -> str | None:
+    """The password hash an SFTP login (a mailbox uuid, canonical) is checked against; None
+    unless the mailbox's integration is on and SFTP: only such a login may succeed."""
+    row = conn.execute(
+        "SELECT password_hash FROM integrations WHERE mailbox_uuid = ? AND enabled = 1 "
+        "AND protocol = 'sftp'",
+        (login,),
+    ).fetchone()
+    return str(row[0]) if row and row[0] else None
+
+
+def sftp_session_rules(conn: sqlite3.Connection) -> dict[str, float]:
+    """Mailboxes that may keep SFTP sessions (on, SFTP, with a password), each with the unix
+    time its password last changed (0: unknown): a session older than that must end."""
+    rows = conn.execute(
+        "SELECT mailbox_uuid, password_changed_at FROM integrations "
+        "WHERE enabled = 1 AND protocol = 'sftp' AND password_hash IS NOT NULL"
+    ).fetchall()
+    return {str(r[0]): _timestamp(r[1]) for r in rows}
+
+
+def _timestamp(iso: str | None) -> float:
+    if not iso:
+        return 0.0
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def get_as2_identity(conn: sqlite3.Connection, mailbox_uuid: str) -> As2Identity | None:
