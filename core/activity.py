@@ -10,7 +10,6 @@ pin.
 from __future__ import annotations
 
 import math
-import sqlite3
 
 from core.clock import unix_now
 from core.models import (
@@ -26,7 +25,7 @@ from core.models import (
     JobState,
 )
 from core.storage import accounts, bans, jobs, logs
-from core.storage.db import read_transaction
+from core.storage.db import Tx
 from core.storage.engine_state import read_engine_status
 
 _DONE_OUTCOMES = {
@@ -41,19 +40,19 @@ _DONE_OUTCOMES = {
 _MAIL_PREFIX = "mail "
 
 
-def read_activity(
-    conn: sqlite3.Connection, mailbox_uuid: str | None = None, limit: int = 100
-) -> ActivityView:
-    """Engine status, items needing attention, the latest ``limit`` attempts and the bans."""
+def read_activity(tx: Tx, mailbox_uuid: str | None = None, limit: int = 100) -> ActivityView:
+    """Engine status, items needing attention, the latest ``limit`` attempts and the bans.
+
+    A unit for ``Database.read``: one snapshot, so the lines and the jobs they name agree.
+    """
     now = unix_now()
-    with read_transaction(conn):
-        status = read_engine_status(conn)
-        names = {m.uuid: m.name for m in accounts.list_mailboxes(conn)}
-        troubled = jobs.list_troubled(conn)
-        records = logs.list_activity(conn, mailbox_uuid, limit)
-        keys = {key for key in map(job_key, records) if key is not None}
-        by_key = jobs.find_jobs(conn, keys) if keys else {}
-        current = bans.list_bans(conn, now)
+    status = read_engine_status(tx)
+    names = {m.uuid: m.name for m in accounts.list_mailboxes(tx)}
+    troubled = jobs.list_troubled(tx)
+    records = logs.list_activity(tx, mailbox_uuid, limit)
+    keys = {key for key in map(job_key, records) if key is not None}
+    by_key = jobs.find_jobs(tx, keys) if keys else {}
+    current = bans.list_bans(tx, now)
     if mailbox_uuid is not None:
         troubled = [job for job in troubled if job.mailbox_uuid == mailbox_uuid]
     return ActivityView(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from core.errors import InvalidInput
 from core.models import Account, Mailbox, Template, TemplateVersion
 from core.service import RECIPIENT_ROLE, Service
 from core.storage import accounts, logs
-from core.storage.db import connect, write_transaction
+from core.storage.db import Tx, connect
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,8 @@ async def init_data_dir(data_dir: Path, with_demo: bool, actor: str) -> InitResu
         return InitResult(data_dir, created, False, 0)
     service = Service(config, actor)
     try:
-        loaded = await service.db.call(_load_demo_account, actor)
+        account = await asyncio.to_thread(demo.load_demo_account)
+        loaded = await service.db.write(_load_demo_account, actor, account)
         received = 0
         if loaded:
             for recipient, data in await asyncio.to_thread(_demo_envelopes, loaded):
@@ -61,31 +61,27 @@ def _demo_envelopes(mailbox_uuids: list[str]) -> list[tuple[str, bytes]]:
     return envelopes
 
 
-def _load_demo_account(conn: sqlite3.Connection, actor: str) -> list[str]:
+def _load_demo_account(tx: Tx, actor: str, data: demo.DemoAccount) -> list[str]:
     """Insert the demo account unless an account exists; returns the new mailbox uuids."""
-    data = demo.load_demo_account()
-    with write_transaction(conn):
-        if accounts.list_accounts(conn):
-            return []
-        account = Account(uuid=data.uuid, name=data.name)
-        accounts.insert_account(conn, account)
-        for position, mailbox in enumerate(data.mailboxes):
-            accounts.insert_mailbox(
-                conn, Mailbox(mailbox.uuid, account.uuid, mailbox.name), position
-            )
-        for template in data.templates:
-            versions = [
-                TemplateVersion(template.uuid, v.version, tuple(dict(d) for d in v.documents))
-                for v in template.versions
-            ]
-            accounts.insert_template(
-                conn,
-                Template(
-                    template.uuid, account.uuid, template.name, tuple(v.version for v in versions)
-                ),
-                versions,
-            )
-        logs.append_audit(conn, actor, "demo.loaded", details={"account": account.uuid})
+    if accounts.list_accounts(tx):
+        return []
+    account = Account(uuid=data.uuid, name=data.name)
+    accounts.insert_account(tx, account)
+    for position, mailbox in enumerate(data.mailboxes):
+        accounts.insert_mailbox(tx, Mailbox(mailbox.uuid, account.uuid, mailbox.name), position)
+    for template in data.templates:
+        versions = [
+            TemplateVersion(template.uuid, v.version, tuple(dict(d) for d in v.documents))
+            for v in template.versions
+        ]
+        accounts.insert_template(
+            tx,
+            Template(
+                template.uuid, account.uuid, template.name, tuple(v.version for v in versions)
+            ),
+            versions,
+        )
+    logs.append_audit(tx, actor, "demo.loaded", details={"account": account.uuid})
     return [m.uuid for m in data.mailboxes]
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import getpass
 import secrets
-import sqlite3
 import uuid as uuid_module
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -50,7 +49,7 @@ from core.passwords import generate_password, hash_password, verify_password
 from core.rules import clone_name, validate_rule_form
 from core.sftp.fingerprint import read_fingerprint
 from core.storage import accounts, bans, envelopes, integrations, jobs, logs, rules
-from core.storage.db import Database, read_transaction, write_transaction
+from core.storage.db import Database, Tx
 from core.storage.engine_state import read_engine_status
 from core.validation import as2_id_from_name
 
@@ -125,7 +124,7 @@ class Service:
                 "Run 'docbridge init --demo' (or pass --data-dir / set DOCBRIDGE_HOME).",
             )
         service = cls(config, actor)
-        await service.db.call(lambda conn: None)  # connect and migrate now, not on first use
+        await service.db.call(lambda tx: None)  # connect and migrate now, not on first use
         return service
 
     async def close(self) -> None:
@@ -148,46 +147,45 @@ class Service:
     async def page_state(self, mailbox_uuid: str | None = None) -> PageState:
         """Everything block (1)-(5) shows for a mailbox (the first one when none is given)."""
         await self.sftp_host_key_fingerprint()
-        state = await self.db.call(self._read_page_state, mailbox_uuid)
+        state = await self.db.read(self._read_page_state, mailbox_uuid)
         if state.integration.form.protocol is TransferProtocol.AS2 and state.as2_identity is None:
             identity = await self.ensure_as2_identity(state.mailbox.uuid)
             state = replace(state, as2_identity=identity)
         return state
 
-    def _read_page_state(self, conn: sqlite3.Connection, mailbox_uuid: str | None) -> PageState:
-        with read_transaction(conn):
-            all_mailboxes = accounts.list_mailboxes(conn)
-            if not all_mailboxes:
-                raise NotFound(
-                    "This gateway has no mailbox yet.",
-                    "Run 'docbridge init --demo' to load the demo account.",
-                )
-            mailbox = all_mailboxes[0]
-            if mailbox_uuid is not None:
-                mailbox = _require_mailbox(conn, mailbox_uuid)
-            account = accounts.get_account(conn, mailbox.account_uuid) or Account(
-                mailbox.account_uuid, ""
+    def _read_page_state(self, tx: Tx, mailbox_uuid: str | None) -> PageState:
+        all_mailboxes = accounts.list_mailboxes(tx)
+        if not all_mailboxes:
+            raise NotFound(
+                "This gateway has no mailbox yet.",
+                "Run 'docbridge init --demo' to load the demo account.",
             )
-            integration = _with_prefilled_self_id(
-                integrations.get_integration(conn, mailbox.uuid), mailbox
-            )
-            return PageState(
-                account=account,
-                mailboxes=tuple(m for m in all_mailboxes if m.account_uuid == account.uuid),
-                mailbox=mailbox,
-                integration=integration,
-                sftp=SftpDetails(
-                    host=self.config.sftp.public_host,
-                    port=self.config.sftp.port,
-                    login=mailbox.uuid,
-                    password_set=integration.password_set,
-                    host_key_fingerprint=self._host_fingerprint,
-                ),
-                as2_self_url=self.as2_self_url(mailbox.uuid),
-                as2_identity=integrations.get_as2_identity(conn, mailbox.uuid),
-                rules=tuple(rules.list_rules(conn, mailbox.uuid)),
-                templates=tuple(accounts.list_templates(conn, account.uuid)),
-            )
+        mailbox = all_mailboxes[0]
+        if mailbox_uuid is not None:
+            mailbox = _require_mailbox(tx, mailbox_uuid)
+        account = accounts.get_account(tx, mailbox.account_uuid) or Account(
+            mailbox.account_uuid, ""
+        )
+        integration = _with_prefilled_self_id(
+            integrations.get_integration(tx, mailbox.uuid), mailbox
+        )
+        return PageState(
+            account=account,
+            mailboxes=tuple(m for m in all_mailboxes if m.account_uuid == account.uuid),
+            mailbox=mailbox,
+            integration=integration,
+            sftp=SftpDetails(
+                host=self.config.sftp.public_host,
+                port=self.config.sftp.port,
+                login=mailbox.uuid,
+                password_set=integration.password_set,
+                host_key_fingerprint=self._host_fingerprint,
+            ),
+            as2_self_url=self.as2_self_url(mailbox.uuid),
+            as2_identity=integrations.get_as2_identity(tx, mailbox.uuid),
+            rules=tuple(rules.list_rules(tx, mailbox.uuid)),
+            templates=tuple(accounts.list_templates(tx, account.uuid)),
+        )
 
     async def sftp_host_key_fingerprint(self) -> str | None:
         """What customers pin; None until an engine has generated the host key."""
@@ -207,13 +205,7 @@ class Service:
         return f"{self.config.as2.public_url.rstrip('/')}/{mailbox_uuid}"
 
     async def get_integration(self, mailbox_uuid: str) -> Integration:
-        def read(conn: sqlite3.Connection) -> Integration:
-            mailbox = _require_mailbox(conn, mailbox_uuid)
-            return _with_prefilled_self_id(
-                integrations.get_integration(conn, mailbox_uuid), mailbox
-            )
-
-        return await self.db.call(read)
+        return await self.db.call(_get_integration, mailbox_uuid)
 
     async def save_integration(self, mailbox_uuid: str, form: IntegrationForm) -> SaveResult:
         """Validate every field, then persist the whole form at once (or nothing).
@@ -233,55 +225,23 @@ class Service:
         identity = None
         if form.protocol is TransferProtocol.AS2:
             identity = await self.ensure_as2_identity(mailbox_uuid)
-
-        def write(conn: sqlite3.Connection) -> tuple[Integration, bool]:
-            with write_transaction(conn):
-                # Compared with what the page showed: a pre-filled Self ID the user kept is no
-                # change of theirs, though it is stored for the first time now.
-                before = _with_prefilled_self_id(
-                    integrations.get_integration(conn, mailbox_uuid),
-                    _require_mailbox(conn, mailbox_uuid),
-                )
-                integrations.save_form(conn, mailbox_uuid, form)
-                details: dict[str, object] = {"changed": changed_fields(before.form, form)}
-                # Another process may have set a password meanwhile: never replace it silently.
-                stored_password = password_hash is not None and not before.password_set
-                if stored_password and password_hash is not None:
-                    integrations.set_password_hash(conn, mailbox_uuid, password_hash)
-                    details["password"] = "generated"
-                logs.append_audit(conn, self.actor, "integration.saved", mailbox_uuid, details)
-                return integrations.get_integration(conn, mailbox_uuid), stored_password
-
-        saved, stored = await self.db.call(write)
+        saved, stored = await self.db.write(
+            _save_integration, self.actor, mailbox_uuid, form, password_hash
+        )
         return SaveResult(
             integration=saved, new_password=password if stored else None, as2_identity=identity
         )
 
     async def set_enabled(self, mailbox_uuid: str, enabled: bool) -> Integration:
         """The kill switch: takes effect at once, independent of unsaved form changes."""
-
-        def write(conn: sqlite3.Connection) -> Integration:
-            with write_transaction(conn):
-                _require_mailbox(conn, mailbox_uuid)
-                if integrations.set_enabled(conn, mailbox_uuid, enabled):
-                    action = "integration.enabled" if enabled else "integration.disabled"
-                    logs.append_audit(conn, self.actor, action, mailbox_uuid)
-                return integrations.get_integration(conn, mailbox_uuid)
-
-        return await self.db.call(write)
+        return await self.db.write(_set_enabled, self.actor, mailbox_uuid, enabled)
 
     async def reset_password(self, mailbox_uuid: str) -> str:
         """A new SFTP password, returned in clear once; the old one stops working at once."""
         await self.get_integration(mailbox_uuid)  # clear NotFound before the slow hash
         password = generate_password()
         password_hash = await asyncio.to_thread(hash_password, password)
-
-        def write(conn: sqlite3.Connection) -> None:
-            with write_transaction(conn):
-                integrations.set_password_hash(conn, mailbox_uuid, password_hash)
-                logs.append_audit(conn, self.actor, "password.reset", mailbox_uuid)
-
-        await self.db.call(write)
+        await self.db.write(_reset_password, self.actor, mailbox_uuid, password_hash)
         return password
 
     async def check_password(self, mailbox_uuid: str, password: str) -> bool:
@@ -310,24 +270,12 @@ class Service:
             fingerprint_sha256=generated.info.fingerprint_sha256,
             not_after=generated.info.not_after.isoformat(),
         )
-
-        def write(conn: sqlite3.Connection) -> As2Identity:
-            with write_transaction(conn):
-                if integrations.insert_as2_identity(conn, identity):
-                    logs.append_audit(
-                        conn,
-                        self.actor,
-                        "as2.identity_generated",
-                        mailbox_uuid,
-                        {"fingerprint_sha256": identity.fingerprint_sha256},
-                    )
-                    return identity
-            key_path.unlink(missing_ok=True)  # another process won the race
-            stored = integrations.get_as2_identity(conn, mailbox_uuid)
-            assert stored is not None
-            return stored
-
-        return await self.db.call(write)
+        if await self.db.write(_store_as2_identity, self.actor, identity):
+            return identity
+        await asyncio.to_thread(key_path.unlink, missing_ok=True)  # another process won the race
+        stored = await self.db.call(integrations.get_as2_identity, mailbox_uuid)
+        assert stored is not None
+        return stored
 
     # -- conversion rules --------------------------------------------------------------------
 
@@ -339,92 +287,26 @@ class Service:
 
     async def create_rule(self, mailbox_uuid: str, form: RuleForm) -> ConversionRule:
         rule_uuid = str(uuid_module.uuid4())
-
-        def write(conn: sqlite3.Connection) -> ConversionRule:
-            with write_transaction(conn):
-                _require_mailbox(conn, mailbox_uuid)
-                _check_rule(conn, mailbox_uuid, form, except_uuid=None)
-                rules.insert_rule(conn, rule_uuid, mailbox_uuid, form)
-                logs.append_audit(
-                    conn, self.actor, "rule.created", mailbox_uuid, {"rule": rule_uuid}
-                )
-                return _require_rule(conn, rule_uuid)
-
-        return await self.db.call(write)
+        return await self.db.write(_create_rule, self.actor, mailbox_uuid, rule_uuid, form)
 
     async def update_rule(self, rule_uuid: str, form: RuleForm) -> ConversionRule:
-        def write(conn: sqlite3.Connection) -> ConversionRule:
-            with write_transaction(conn):
-                rule = _require_rule(conn, rule_uuid)
-                _check_rule(conn, rule.mailbox_uuid, form, except_uuid=rule_uuid)
-                rules.update_rule(conn, rule_uuid, form)
-                logs.append_audit(
-                    conn, self.actor, "rule.updated", rule.mailbox_uuid, {"rule": rule_uuid}
-                )
-                return _require_rule(conn, rule_uuid)
-
-        return await self.db.call(write)
+        return await self.db.write(_update_rule, self.actor, rule_uuid, form)
 
     async def set_rule_enabled(self, rule_uuid: str, enabled: bool) -> ConversionRule:
-        def write(conn: sqlite3.Connection) -> ConversionRule:
-            with write_transaction(conn):
-                rule = _require_rule(conn, rule_uuid)
-                if rule.enabled != enabled:
-                    rules.set_rule_enabled(conn, rule_uuid, enabled)
-                    action = "rule.enabled" if enabled else "rule.disabled"
-                    logs.append_audit(
-                        conn, self.actor, action, rule.mailbox_uuid, {"rule": rule_uuid}
-                    )
-                return _require_rule(conn, rule_uuid)
-
-        return await self.db.call(write)
+        return await self.db.write(_set_rule_enabled, self.actor, rule_uuid, enabled)
 
     async def clone_rule(self, rule_uuid: str) -> RuleForm:
         """An unsaved copy, switched off, named '<name> (copy)'; saving it is create_rule."""
-
-        def read(conn: sqlite3.Connection) -> RuleForm:
-            rule = _require_rule(conn, rule_uuid)
-            taken = {r.name for r in rules.list_rules(conn, rule.mailbox_uuid)}
-            return replace(rule.form, name=clone_name(rule.name, taken), enabled=False)
-
-        return await self.db.call(read)
+        return await self.db.call(_clone_rule, rule_uuid)
 
     async def delete_rule(self, rule_uuid: str) -> None:
-        def write(conn: sqlite3.Connection) -> None:
-            with write_transaction(conn):
-                rule = _require_rule(conn, rule_uuid)
-                rules.delete_rule(conn, rule)
-                logs.append_audit(
-                    conn,
-                    self.actor,
-                    "rule.deleted",
-                    rule.mailbox_uuid,
-                    {"rule": rule_uuid, "name": rule.name},
-                )
-
-        await self.db.call(write)
+        await self.db.write(_delete_rule, self.actor, rule_uuid)
 
     async def move_rule(self, rule_uuid: str, offset: int) -> ConversionRule:
         """Move a rule one place up (-1) or down (+1); at either end nothing changes."""
         if offset not in (-1, 1):
             raise ValueError("offset must be -1 or +1")
-
-        def write(conn: sqlite3.Connection) -> ConversionRule:
-            with write_transaction(conn):
-                rule = _require_rule(conn, rule_uuid)
-                neighbour = rules.rule_at(conn, rule.mailbox_uuid, rule.position + offset)
-                if neighbour is not None:
-                    rules.swap_positions(conn, rule, neighbour)
-                    logs.append_audit(
-                        conn,
-                        self.actor,
-                        "rule.moved",
-                        rule.mailbox_uuid,
-                        {"rule": rule_uuid, "position": neighbour.position},
-                    )
-                return _require_rule(conn, rule_uuid)
-
-        return await self.db.call(write)
+        return await self.db.write(_move_rule, self.actor, rule_uuid, offset)
 
     # -- envelopes ---------------------------------------------------------------------------
 
@@ -436,44 +318,11 @@ class Service:
         this mailbox (no envelope lands in a mailbox it was not sent to). Nothing is stored on
         error.
         """
-        from core.envelope_checks import check_envelope_against_template, stored_xml
         from core.envelope_xml import parse_envelope_xml
 
         parsed = await asyncio.to_thread(parse_envelope_xml, data)
         envelope_uuid = parsed.uuid or str(uuid_module.uuid4())
-
-        def write(conn: sqlite3.Connection) -> Envelope:
-            with write_transaction(conn):
-                mailbox = _require_mailbox(conn, mailbox_uuid)
-                _check_recipient_is(parsed, mailbox)
-                check_envelope_against_template(conn, parsed)
-                existing = envelopes.get_envelope(conn, envelope_uuid)
-                if existing is not None:
-                    raise InvalidInput(
-                        f"Envelope {envelope_uuid} was already received "
-                        f"(mailbox {existing.mailbox_uuid}, status {existing.display_status}).",
-                        "Each envelope is received once; give a new envelope a new uuid.",
-                    )
-                envelope = Envelope(
-                    uuid=envelope_uuid,
-                    mailbox_uuid=mailbox.uuid,
-                    direction=EnvelopeDirection.INCOMING,
-                    template_uuid=parsed.template_uuid,
-                    template_version=parsed.template_version,
-                    subject=parsed.subject,
-                    sender_mailbox=_sender_of(parsed, mailbox),
-                    recipient_mailbox=mailbox.uuid,
-                    status=EnvelopeStatus.WAITING,
-                    received_at=utc_now(),
-                )
-                envelope_xml = stored_xml(data, parsed)
-                documents = parsed.to_dict()["documents"]
-                sequence = envelopes.insert_envelope(conn, envelope, envelope_xml, documents)
-                # Queued in the same transaction: an acknowledged envelope is never forgotten.
-                jobs.enqueue(conn, JobKind.ENVELOPE, envelope_uuid, mailbox.uuid)
-                return replace(envelope, sequence=sequence)
-
-        return await self.db.call(write)
+        return await self.db.write(_receive_envelope, mailbox_uuid, envelope_uuid, parsed, data)
 
     async def list_envelopes(
         self,
@@ -494,15 +343,7 @@ class Service:
     ) -> EnvelopePage:
         """Newest first, ``limit`` envelopes after skipping ``offset``, with how many match in
         all, read in one snapshot so that the total and the page agree."""
-
-        def read(conn: sqlite3.Connection) -> EnvelopePage:
-            total = envelopes.count_envelopes(conn, mailbox_uuid, status)
-            items = envelopes.list_envelopes(
-                conn, mailbox_uuid, status, limit, offset, newest_first=True
-            )
-            return EnvelopePage(total=total, limit=limit, offset=offset, items=tuple(items))
-
-        return await self.db.read(read)
+        return await self.db.read(_envelope_page, mailbox_uuid, status, limit, offset)
 
     # -- engine ------------------------------------------------------------------------------
 
@@ -520,29 +361,14 @@ class Service:
         """Put parked items back in the queue, due now, with fresh attempts."""
         if not job_ids:
             return 0
-
-        def write(conn: sqlite3.Connection) -> int:
-            with write_transaction(conn):
-                count = jobs.reprocess(conn, job_ids)
-                logs.append_audit(conn, self.actor, "queue.reprocess", None, {"jobs": job_ids})
-                return count
-
-        return await self.db.call(write)
+        return await self.db.write(_reprocess, self.actor, job_ids)
 
     async def list_bans(self) -> list[Ban]:
         return await self.db.call(bans.list_bans)
 
     async def unban(self, address: str) -> bool:
         """Lift an SFTP ban at once (the engine drops it within a second)."""
-
-        def write(conn: sqlite3.Connection) -> bool:
-            with write_transaction(conn):
-                lifted = bans.delete_ban(conn, address)
-                if lifted:
-                    logs.append_audit(conn, self.actor, "sftp.unban", None, {"address": address})
-                return lifted
-
-        return await self.db.call(write)
+        return await self.db.write(_unban, self.actor, address)
 
     # -- logs --------------------------------------------------------------------------------
 
@@ -563,7 +389,7 @@ class Service:
         reads ("retrying 3/8 in 40 s", "parked after 8/8") derived here, not in the screen."""
         from core.activity import read_activity
 
-        return await self.db.call(read_activity, mailbox_uuid, limit)
+        return await self.db.read(read_activity, mailbox_uuid, limit)
 
     # -- form checks, certificates and files for the user interfaces --------------------------
 
@@ -659,18 +485,178 @@ class Service:
         return engine
 
 
-def _require_mailbox(conn: sqlite3.Connection, mailbox_uuid: str) -> Mailbox:
-    mailbox = accounts.get_mailbox(conn, mailbox_uuid)
+# -- units of work: each runs in one transaction (Database.write or read) or alone (call) ------
+
+
+def _get_integration(tx: Tx, mailbox_uuid: str) -> Integration:
+    mailbox = _require_mailbox(tx, mailbox_uuid)
+    return _with_prefilled_self_id(integrations.get_integration(tx, mailbox_uuid), mailbox)
+
+
+def _save_integration(
+    tx: Tx, actor: str, mailbox_uuid: str, form: IntegrationForm, password_hash: str | None
+) -> tuple[Integration, bool]:
+    """The whole form, audited; the generated password's hash too, unless another process
+    set a password meanwhile (never replaced silently). Returns the integration and whether
+    the password was stored."""
+    # Compared with what the page showed: a pre-filled Self ID the user kept is no change of
+    # theirs, though it is stored for the first time now.
+    before = _get_integration(tx, mailbox_uuid)
+    integrations.save_form(tx, mailbox_uuid, form)
+    details: dict[str, object] = {"changed": changed_fields(before.form, form)}
+    stored_password = password_hash is not None and not before.password_set
+    if stored_password and password_hash is not None:
+        integrations.set_password_hash(tx, mailbox_uuid, password_hash)
+        details["password"] = "generated"
+    logs.append_audit(tx, actor, "integration.saved", mailbox_uuid, details)
+    return integrations.get_integration(tx, mailbox_uuid), stored_password
+
+
+def _set_enabled(tx: Tx, actor: str, mailbox_uuid: str, enabled: bool) -> Integration:
+    _require_mailbox(tx, mailbox_uuid)
+    if integrations.set_enabled(tx, mailbox_uuid, enabled):
+        action = "integration.enabled" if enabled else "integration.disabled"
+        logs.append_audit(tx, actor, action, mailbox_uuid)
+    return integrations.get_integration(tx, mailbox_uuid)
+
+
+def _reset_password(tx: Tx, actor: str, mailbox_uuid: str, password_hash: str) -> None:
+    integrations.set_password_hash(tx, mailbox_uuid, password_hash)
+    logs.append_audit(tx, actor, "password.reset", mailbox_uuid)
+
+
+def _store_as2_identity(tx: Tx, actor: str, identity: As2Identity) -> bool:
+    """Store a generated identity, audited; False when another process stored one first."""
+    if not integrations.insert_as2_identity(tx, identity):
+        return False
+    logs.append_audit(
+        tx,
+        actor,
+        "as2.identity_generated",
+        identity.mailbox_uuid,
+        {"fingerprint_sha256": identity.fingerprint_sha256},
+    )
+    return True
+
+
+def _create_rule(
+    tx: Tx, actor: str, mailbox_uuid: str, rule_uuid: str, form: RuleForm
+) -> ConversionRule:
+    _require_mailbox(tx, mailbox_uuid)
+    _check_rule(tx, mailbox_uuid, form, except_uuid=None)
+    rules.insert_rule(tx, rule_uuid, mailbox_uuid, form)
+    logs.append_audit(tx, actor, "rule.created", mailbox_uuid, {"rule": rule_uuid})
+    return _require_rule(tx, rule_uuid)
+
+
+def _update_rule(tx: Tx, actor: str, rule_uuid: str, form: RuleForm) -> ConversionRule:
+    rule = _require_rule(tx, rule_uuid)
+    _check_rule(tx, rule.mailbox_uuid, form, except_uuid=rule_uuid)
+    rules.update_rule(tx, rule_uuid, form)
+    logs.append_audit(tx, actor, "rule.updated", rule.mailbox_uuid, {"rule": rule_uuid})
+    return _require_rule(tx, rule_uuid)
+
+
+def _set_rule_enabled(tx: Tx, actor: str, rule_uuid: str, enabled: bool) -> ConversionRule:
+    rule = _require_rule(tx, rule_uuid)
+    if rule.enabled != enabled:
+        rules.set_rule_enabled(tx, rule_uuid, enabled)
+        action = "rule.enabled" if enabled else "rule.disabled"
+        logs.append_audit(tx, actor, action, rule.mailbox_uuid, {"rule": rule_uuid})
+    return _require_rule(tx, rule_uuid)
+
+
+def _clone_rule(tx: Tx, rule_uuid: str) -> RuleForm:
+    rule = _require_rule(tx, rule_uuid)
+    taken = {r.name for r in rules.list_rules(tx, rule.mailbox_uuid)}
+    return replace(rule.form, name=clone_name(rule.name, taken), enabled=False)
+
+
+def _delete_rule(tx: Tx, actor: str, rule_uuid: str) -> None:
+    rule = _require_rule(tx, rule_uuid)
+    rules.delete_rule(tx, rule)
+    details = {"rule": rule_uuid, "name": rule.name}
+    logs.append_audit(tx, actor, "rule.deleted", rule.mailbox_uuid, details)
+
+
+def _move_rule(tx: Tx, actor: str, rule_uuid: str, offset: int) -> ConversionRule:
+    rule = _require_rule(tx, rule_uuid)
+    neighbour = rules.rule_at(tx, rule.mailbox_uuid, rule.position + offset)
+    if neighbour is not None:
+        rules.swap_positions(tx, rule, neighbour)
+        details = {"rule": rule_uuid, "position": neighbour.position}
+        logs.append_audit(tx, actor, "rule.moved", rule.mailbox_uuid, details)
+    return _require_rule(tx, rule_uuid)
+
+
+def _receive_envelope(
+    tx: Tx, mailbox_uuid: str, envelope_uuid: str, parsed: EnvelopeXml, data: bytes
+) -> Envelope:
+    """Check and store an incoming envelope, and queue its job in the same transaction: an
+    acknowledged envelope is never forgotten."""
+    from core.envelope_checks import check_envelope_against_template, stored_xml
+
+    mailbox = _require_mailbox(tx, mailbox_uuid)
+    _check_recipient_is(parsed, mailbox)
+    check_envelope_against_template(tx, parsed)
+    existing = envelopes.get_envelope(tx, envelope_uuid)
+    if existing is not None:
+        raise InvalidInput(
+            f"Envelope {envelope_uuid} was already received "
+            f"(mailbox {existing.mailbox_uuid}, status {existing.display_status}).",
+            "Each envelope is received once; give a new envelope a new uuid.",
+        )
+    envelope = Envelope(
+        uuid=envelope_uuid,
+        mailbox_uuid=mailbox.uuid,
+        direction=EnvelopeDirection.INCOMING,
+        template_uuid=parsed.template_uuid,
+        template_version=parsed.template_version,
+        subject=parsed.subject,
+        sender_mailbox=_sender_of(parsed, mailbox),
+        recipient_mailbox=mailbox.uuid,
+        status=EnvelopeStatus.WAITING,
+        received_at=utc_now(),
+    )
+    documents = parsed.to_dict()["documents"]
+    sequence = envelopes.insert_envelope(tx, envelope, stored_xml(data, parsed), documents)
+    jobs.enqueue(tx, JobKind.ENVELOPE, envelope_uuid, mailbox.uuid)
+    return replace(envelope, sequence=sequence)
+
+
+def _envelope_page(
+    tx: Tx, mailbox_uuid: str | None, status: EnvelopeStatus | None, limit: int, offset: int
+) -> EnvelopePage:
+    total = envelopes.count_envelopes(tx, mailbox_uuid, status)
+    items = envelopes.list_envelopes(tx, mailbox_uuid, status, limit, offset, newest_first=True)
+    return EnvelopePage(total=total, limit=limit, offset=offset, items=tuple(items))
+
+
+def _reprocess(tx: Tx, actor: str, job_ids: list[int]) -> int:
+    count = jobs.reprocess(tx, job_ids)
+    logs.append_audit(tx, actor, "queue.reprocess", None, {"jobs": job_ids})
+    return count
+
+
+def _unban(tx: Tx, actor: str, address: str) -> bool:
+    lifted = bans.delete_ban(tx, address)
+    if lifted:
+        logs.append_audit(tx, actor, "sftp.unban", None, {"address": address})
+    return lifted
+
+
+def _require_mailbox(tx: Tx, mailbox_uuid: str) -> Mailbox:
+    mailbox = accounts.get_mailbox(tx, mailbox_uuid)
     if mailbox is None:
         raise NotFound(f"No mailbox {mailbox_uuid}.", "Run 'docbridge mailbox list' to see them.")
     return mailbox
 
 
-def _resolve_mailbox(conn: sqlite3.Connection, reference: str) -> Mailbox:
-    mailbox = accounts.get_mailbox(conn, reference.strip().lower())
+def _resolve_mailbox(tx: Tx, reference: str) -> Mailbox:
+    mailbox = accounts.get_mailbox(tx, reference.strip().lower())
     if mailbox is not None:
         return mailbox
-    matches = accounts.find_mailboxes_by_name(conn, reference.strip())
+    matches = accounts.find_mailboxes_by_name(tx, reference.strip())
     if len(matches) == 1:
         return matches[0]
     if matches:
@@ -683,24 +669,20 @@ def _resolve_mailbox(conn: sqlite3.Connection, reference: str) -> Mailbox:
     )
 
 
-def _require_rule(conn: sqlite3.Connection, rule_uuid: str) -> ConversionRule:
-    rule = rules.get_rule(conn, rule_uuid)
+def _require_rule(tx: Tx, rule_uuid: str) -> ConversionRule:
+    rule = rules.get_rule(tx, rule_uuid)
     if rule is None:
         raise NotFound(f"No conversion rule {rule_uuid}.", "It may have been deleted meanwhile.")
     return rule
 
 
-def _check_rule(
-    conn: sqlite3.Connection, mailbox_uuid: str, form: RuleForm, except_uuid: str | None
-) -> None:
-    template = accounts.get_template(conn, form.template_uuid) if form.template_uuid else None
-    mailbox = _require_mailbox(conn, mailbox_uuid)
+def _check_rule(tx: Tx, mailbox_uuid: str, form: RuleForm, except_uuid: str | None) -> None:
+    template = accounts.get_template(tx, form.template_uuid) if form.template_uuid else None
+    mailbox = _require_mailbox(tx, mailbox_uuid)
     if template is not None and template.account_uuid != mailbox.account_uuid:
         template = None
     errors = validate_rule_form(form, template)
-    if "name" not in errors and rules.name_taken(
-        conn, mailbox_uuid, form.name.strip(), except_uuid
-    ):
+    if "name" not in errors and rules.name_taken(tx, mailbox_uuid, form.name.strip(), except_uuid):
         errors["name"] = f"This mailbox already has a rule named '{form.name.strip()}'."
     if errors:
         raise FieldErrors(errors)

@@ -24,7 +24,7 @@ from core.engine import envelope_handler, file_handler, mail_handler
 from core.errors import DocbridgeError, StoreError
 from core.models import AttemptOutcome, Job, JobKind
 from core.storage import integrations, jobs, lease
-from core.storage.db import Database, write_transaction
+from core.storage.db import Database, Tx
 
 log = logging.getLogger("docbridge.engine")
 
@@ -56,6 +56,14 @@ class EngineSettings:
     )
     run_sftp: bool = True
 
+    @property
+    def policies(self) -> dict[JobKind, jobs.RetryPolicy]:
+        return {
+            JobKind.ENVELOPE: self.envelope_retry,
+            JobKind.FILE: self.file_retry,
+            JobKind.MAIL: self.mail_retry,
+        }
+
 
 class Engine:
     def __init__(self, config: Config, settings: EngineSettings | None = None) -> None:
@@ -79,14 +87,18 @@ class Engine:
 
     async def start(self) -> None:
         """Take the lease (or raise EngineBusy), recover a crashed engine's claims, start."""
-        holder = await self.db.call(self._acquire)
+        holder, released = await self.db.write(
+            _acquire, self.owner, self.settings.lease_s, self.settings.policies
+        )
         if holder is not None:
             await self.db.close()
             raise EngineBusy(holder)
+        if released:
+            log.info("recovered %d claims of a previous engine", released)
         try:
             if self.settings.run_sftp:
                 await self._start_sftp()
-            await self.db.call(self._publish)
+            await self._publish()
         except BaseException:
             # e.g. the SFTP port is taken: give the lease back so another engine can run.
             await self.stop()
@@ -119,7 +131,7 @@ class Engine:
         # A store that cannot be written (busy, full, gone) must not stop the shutdown: the
         # claims and the lease then simply expire.
         with contextlib.suppress(sqlite3.Error, StoreError):
-            await self.db.call(self._give_back)
+            await self.db.write(_give_back, self.owner)
         await self.db.close()
 
     def wake(self, kind: JobKind | None = None) -> None:
@@ -130,50 +142,23 @@ class Engine:
         if kind in (None, JobKind.FILE):
             self._scan_now.set()
 
-    def _give_back(self, conn: sqlite3.Connection) -> None:
-        with write_transaction(conn):
-            jobs.give_back(conn, self.owner)
-            lease.release(conn, self.owner)
-
-    @property
-    def _policies(self) -> dict[JobKind, jobs.RetryPolicy]:
-        return {
-            JobKind.ENVELOPE: self.settings.envelope_retry,
-            JobKind.FILE: self.settings.file_retry,
-            JobKind.MAIL: self.settings.mail_retry,
-        }
-
-    def _acquire(self, conn: sqlite3.Connection) -> lease.LeaseHolder | None:
-        with write_transaction(conn):
-            holder = lease.try_acquire(
-                conn, self.owner, os.getpid(), socket.gethostname(), self.settings.lease_s
-            )
-            if holder is None:
-                released = jobs.release_all_running(conn, self._policies)
-                if released:
-                    log.info("recovered %d claims of a previous engine", released)
-            return holder
-
-    def _publish(self, conn: sqlite3.Connection) -> None:
-        sessions: list[dict[str, str]] = []
-        if self.sftp is not None:
-            sessions = [
-                {
-                    "mailbox": s.mailbox_uuid,
-                    "address": s.address,
-                    "since": datetime.fromtimestamp(s.started_at, UTC).isoformat(
-                        timespec="seconds"
-                    ),
-                }
-                for s in self.sftp.sessions()
-            ]
-        with write_transaction(conn):
-            lease.publish(conn, self.owner, self.listeners, sessions)
-
     async def _start_sftp(self) -> None:
         from core.engine.sftp_backend import start_sftp_server
 
         self.sftp = await start_sftp_server(self)
+
+    # -- loops -------------------------------------------------------------------------------
+
+    async def _publish(self) -> None:
+        sessions = [
+            {
+                "mailbox": s.mailbox_uuid,
+                "address": s.address,
+                "since": datetime.fromtimestamp(s.started_at, UTC).isoformat(timespec="seconds"),
+            }
+            for s in (self.sftp.sessions() if self.sftp is not None else [])
+        ]
+        await self.db.write(lease.publish, self.owner, self.listeners, sessions)
 
     async def _guard(self, loop: Callable[[], Awaitable[None]]) -> None:
         """Keep a loop alive: an unexpected error is logged and the loop restarts.
@@ -197,11 +182,15 @@ class Engine:
         await _wait(event, self.settings.idle_poll_s)
         event.clear()
 
-    # -- loops -------------------------------------------------------------------------------
+    async def _claim(self, kind: JobKind) -> list[Job]:
+        limit = self.settings.batch_size if kind is not JobKind.MAIL else 10
+        return await self.db.write(jobs.claim, kind, self.owner, self.settings.claim_lease_s, limit)
 
     async def _heartbeat_loop(self) -> None:
         while not self._stopping.is_set():
-            renewed = await self.db.call(self._renew)
+            renewed = await self.db.write(
+                _renew, self.owner, self.settings.lease_s, self.settings.policies
+            )
             if not renewed:
                 log.error("engine lease lost to another engine; stopping")
                 self.lost_lease.set()
@@ -210,21 +199,16 @@ class Engine:
                 await self.sftp_maintenance()
             await asyncio.sleep(self.settings.heartbeat_s)
 
-    def _renew(self, conn: sqlite3.Connection) -> bool:
-        with write_transaction(conn):
-            jobs.release_expired(conn, self._policies)
-            return lease.renew(conn, self.owner, self.settings.lease_s)
-
     async def sftp_maintenance(self) -> None:
         """Close sessions the kill switch or a password reset ended; publish sessions."""
         from core.engine.sftp_backend import enforce_sessions
 
         await enforce_sessions(self)
-        await self.db.call(self._publish)
+        await self._publish()
 
     async def _envelope_loop(self) -> None:
         while not self._stopping.is_set():
-            claimed = await self.db.call(self._claim, JobKind.ENVELOPE)
+            claimed = await self._claim(JobKind.ENVELOPE)
             if not claimed:
                 await self._idle(JobKind.ENVELOPE)
                 continue
@@ -244,7 +228,13 @@ class Engine:
         work = [w for w in loaded if isinstance(w, envelope_handler.EnvelopeWork)]
         gone = [w for w in loaded if isinstance(w, Job)]
         outcomes = await envelope_handler.perform(self.config, work)
-        await self.db.call(self._record_envelopes, outcomes, gone)
+        await self.db.write(
+            envelope_handler.record,
+            outcomes,
+            gone,
+            self.config.smtp.sender,
+            self.settings.envelope_retry,
+        )
         return any(o.status is AttemptOutcome.NOTIFIED for o in outcomes)
 
     async def _handle_envelopes_alone(self, claimed: list[Job]) -> bool:
@@ -254,28 +244,12 @@ class Engine:
                 notified |= await self._handle_envelopes([job])
             except Exception as exc:
                 log.exception("envelope %s failed", job.ref)
-                await self.db.call(self._fail_job, job, f"Internal error: {exc}")
+                await self._fail_job(job, f"Internal error: {exc}")
         return notified
-
-    def _claim(self, conn: sqlite3.Connection, kind: JobKind) -> list[Job]:
-        limit = self.settings.batch_size if kind is not JobKind.MAIL else 10
-        with write_transaction(conn):
-            return jobs.claim(conn, kind, self.owner, self.settings.claim_lease_s, limit)
-
-    def _record_envelopes(
-        self,
-        conn: sqlite3.Connection,
-        outcomes: list[envelope_handler.Outcome],
-        gone: list[Job],
-    ) -> None:
-        with write_transaction(conn):
-            envelope_handler.record(
-                conn, outcomes, gone, self.config.smtp.sender, self.settings.envelope_retry
-            )
 
     async def _mail_loop(self) -> None:
         while not self._stopping.is_set():
-            claimed = await self.db.call(self._claim, JobKind.MAIL)
+            claimed = await self._claim(JobKind.MAIL)
             if not claimed:
                 await self._idle(JobKind.MAIL)
                 continue
@@ -283,9 +257,10 @@ class Engine:
 
     async def _deliver_mails(self, claimed: list[Job]) -> None:
         recorded: set[int] = set()
+        retry = self.settings.mail_retry
 
         async def done(job: Job, error: str | None, permanent: bool = False) -> None:
-            await self.db.call(self._record_mail, job, error, permanent)
+            await self.db.write(mail_handler.record, job, error, retry, permanent=permanent)
             recorded.add(job.id)
 
         try:
@@ -296,13 +271,7 @@ class Engine:
             log.exception("mail batch failed")
             for job in claimed:
                 if job.id not in recorded:
-                    await self.db.call(self._record_mail, job, f"Internal error: {exc}")
-
-    def _record_mail(
-        self, conn: sqlite3.Connection, job: Job, error: str | None, permanent: bool = False
-    ) -> None:
-        with write_transaction(conn):
-            mail_handler.record(conn, job, error, self.settings.mail_retry, permanent=permanent)
+                    await self.db.write(mail_handler.record, job, f"Internal error: {exc}", retry)
 
     async def _scan_loop(self) -> None:
         while not self._stopping.is_set():
@@ -324,7 +293,7 @@ class Engine:
         claims = await asyncio.to_thread(file_handler.scan, self.config.mailboxes_dir, mailbox_uuid)
         if not claims:
             return
-        settled = await self.db.call(self._enqueue_claims, claims)
+        settled = await self.db.write(file_handler.enqueue_claims, claims)
         for claim in settled.leftovers:
             path = file_handler.claim_path(
                 self.config.mailboxes_dir, mailbox_uuid, claim.folder, claim.token, claim.name
@@ -333,12 +302,6 @@ class Engine:
         for claim, row in settled.parked:
             await self._hand_back(claim, row)
         self._wake[JobKind.FILE].set()
-
-    def _enqueue_claims(
-        self, conn: sqlite3.Connection, claims: list[file_handler.Claim]
-    ) -> file_handler.Settled:
-        with write_transaction(conn):
-            return file_handler.enqueue_claims(conn, claims)
 
     async def _hand_back(self, claim: file_handler.Claim, row: Job) -> None:
         """A file whose job gave up goes back to the customer, in error/ with the reason."""
@@ -355,11 +318,11 @@ class Engine:
                 log.exception("cannot move %s to error/; it stays parked", row.ref)
             self._hand_back_failures.add(row.id)
             return
-        await self.db.call(self._record_file_error, work, reason)
+        await self.db.write(file_handler.record_error, work, reason)
 
     async def _file_loop(self) -> None:
         while not self._stopping.is_set():
-            claimed = await self.db.call(self._claim, JobKind.FILE)
+            claimed = await self._claim(JobKind.FILE)
             if not claimed:
                 await self._idle(JobKind.FILE)
                 continue
@@ -368,7 +331,7 @@ class Engine:
                     await self._handle_file(job)
                 except Exception as exc:
                     log.exception("customer file %s failed", job.ref)
-                    await self.db.call(self._fail_job, job, f"Internal error: {exc}")
+                    await self._fail_job(job, f"Internal error: {exc}")
                     self._scan_now.set()  # if it was parked, hand it back now
 
     async def _handle_file(self, job: Job) -> None:
@@ -379,45 +342,25 @@ class Engine:
             self.config.sftp.max_file_size,
         )
         if work.gone:
-            await self.db.call(self._complete, job)
+            await self.db.write(jobs.complete, job.id)
             return
         reason = work.error
         if reason is None:
-            reason = await self.db.call(self._take_in, work)
+            reason = await self.db.write(file_handler.take_in, work)
             if reason is None:
                 await asyncio.to_thread(file_handler.remove_taken, work)
                 return
         try:
             await asyncio.to_thread(file_handler.send_to_error, work, reason)
         except OSError as exc:
-            await self.db.call(self._fail_job, job, f"Cannot move the file to error/: {exc}")
+            await self._fail_job(job, f"Cannot move the file to error/: {exc}")
             self._scan_now.set()
             return
-        await self.db.call(self._record_file_error, work, reason)
+        await self.db.write(file_handler.record_error, work, reason)
 
-    def _complete(self, conn: sqlite3.Connection, job: Job) -> None:
-        with write_transaction(conn):
-            jobs.complete(conn, job.id)
-
-    def _take_in(self, conn: sqlite3.Connection, work: file_handler.FileWork) -> str | None:
-        with write_transaction(conn):
-            return file_handler.take_in(conn, work)
-
-    def _record_file_error(
-        self, conn: sqlite3.Connection, work: file_handler.FileWork, reason: str
-    ) -> None:
-        with write_transaction(conn):
-            file_handler.record_error(conn, work, reason)
-
-    def _fail_job(self, conn: sqlite3.Connection, job: Job, error: str) -> None:
+    async def _fail_job(self, job: Job, error: str) -> None:
         """Fail one job with its own error, on record in the activity log."""
-        with write_transaction(conn):
-            if job.kind is JobKind.ENVELOPE:
-                envelope_handler.fail(conn, job, error, self.settings.envelope_retry)
-            elif job.kind is JobKind.FILE:
-                file_handler.fail(conn, job, error, self.settings.file_retry)
-            else:
-                mail_handler.record(conn, job, error, self.settings.mail_retry)
+        await self.db.write(_fail_job, job, error, self.settings)
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:
@@ -427,3 +370,37 @@ async def _wait(event: asyncio.Event, timeout_s: float) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(timeout_s):
             await event.wait()
+
+
+# -- units of work: each runs in one transaction (Database.write) -------------------------------
+
+
+def _acquire(
+    tx: Tx, owner: str, lease_s: float, policies: jobs.Policies
+) -> tuple[lease.LeaseHolder | None, int]:
+    """Take the lease and recover a previous engine's claims; or the live holder, and 0."""
+    holder = lease.try_acquire(tx, owner, os.getpid(), socket.gethostname(), lease_s)
+    if holder is not None:
+        return holder, 0
+    return None, jobs.release_all_running(tx, policies)
+
+
+def _renew(tx: Tx, owner: str, lease_s: float, policies: jobs.Policies) -> bool:
+    """Hand back claims whose lease ran out and extend ours; False: another engine took it."""
+    jobs.release_expired(tx, policies)
+    return lease.renew(tx, owner, lease_s)
+
+
+def _give_back(tx: Tx, owner: str) -> None:
+    """A clean stop: our claims back in the queue at once, and the lease free."""
+    jobs.give_back(tx, owner)
+    lease.release(tx, owner)
+
+
+def _fail_job(tx: Tx, job: Job, error: str, settings: EngineSettings) -> None:
+    if job.kind is JobKind.ENVELOPE:
+        envelope_handler.fail(tx, job, error, settings.envelope_retry)
+    elif job.kind is JobKind.FILE:
+        file_handler.fail(tx, job, error, settings.file_retry)
+    else:
+        mail_handler.record(tx, job, error, settings.mail_retry)

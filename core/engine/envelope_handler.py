@@ -9,7 +9,6 @@ repeats the effect, which lands on the same file or the same queued mail.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from core.models import (
 )
 from core.sftp.folders import ensure_mailbox_root
 from core.storage import envelopes, jobs, logs
+from core.storage.db import Tx
 from core.storage.integrations import get_integration
 
 
@@ -56,16 +56,16 @@ class Outcome:
     detail: str = ""
 
 
-def load_work(conn: sqlite3.Connection, claimed: list[Job]) -> list[EnvelopeWork | Job]:
+def load_work(tx: Tx, claimed: list[Job]) -> list[EnvelopeWork | Job]:
     """Everything the effects need; a job whose envelope vanished comes back as the bare job."""
     loaded: list[EnvelopeWork | Job] = []
     for job in claimed:
-        delivery = envelopes.get_delivery(conn, job.ref)
+        delivery = envelopes.get_delivery(tx, job.ref)
         if delivery is None:
             loaded.append(job)
             continue
         envelope = delivery.envelope
-        form = get_integration(conn, envelope.mailbox_uuid).form
+        form = get_integration(tx, envelope.mailbox_uuid).form
         loaded.append(
             EnvelopeWork(
                 job=job,
@@ -155,37 +155,38 @@ def _inbox_file(work: EnvelopeWork) -> tuple[str, str, bytes]:
     return ("inbox", f"{work.uuid}.xml", work.xml.encode("utf-8"))
 
 
-def fail(conn: sqlite3.Connection, job: Job, error: str, policy: jobs.RetryPolicy) -> None:
+def fail(tx: Tx, job: Job, error: str, policy: jobs.RetryPolicy) -> None:
     """An envelope job failed outside the normal outcomes (a defect): its own error, on record."""
-    state = jobs.fail(conn, job, error, policy)
+    state = jobs.fail(tx, job, error, policy)
     try:
-        rule = f"default:{get_integration(conn, job.mailbox_uuid).form.default_rule.value}"
+        rule = f"default:{get_integration(tx, job.mailbox_uuid).form.default_rule.value}"
     except Exception:  # the integration itself may be what is broken
         rule = "engine"
-    logs.append_activity(conn, job.mailbox_uuid, rule, state, envelope_uuid=job.ref, error=error)
+    logs.append_activity(tx, job.mailbox_uuid, rule, state, envelope_uuid=job.ref, error=error)
 
 
 def record(
-    conn: sqlite3.Connection,
+    tx: Tx,
     outcomes: list[Outcome],
     gone: list[Job],
     mail_sender: str,
     policy: jobs.RetryPolicy,
 ) -> None:
-    """Record every outcome and end every claim, all in one transaction (the caller's)."""
+    """Record every outcome and end every claim: a unit for ``Database.write`` (one
+    transaction for the whole batch)."""
     for job in gone:
-        jobs.complete(conn, job.id)
+        jobs.complete(tx, job.id)
     for outcome in outcomes:
         work = outcome.work
         rule = f"default:{work.default_rule.value}"
         if outcome.status not in EFFECTS:
-            state = jobs.fail(conn, work.job, outcome.detail, policy)
+            state = jobs.fail(tx, work.job, outcome.detail, policy)
             logs.append_activity(
-                conn, work.mailbox_uuid, rule, state, envelope_uuid=work.uuid, error=outcome.detail
+                tx, work.mailbox_uuid, rule, state, envelope_uuid=work.uuid, error=outcome.detail
             )
             continue
         if outcome.status is AttemptOutcome.REJECTED:
-            envelopes.mark_rejected(conn, work.uuid, work.reject_reason)
+            envelopes.mark_rejected(tx, work.uuid, work.reject_reason)
         else:
             if outcome.status is AttemptOutcome.NOTIFIED:
                 summary = dict(work.summary, status=EnvelopeStatus.COMPLETED.value)
@@ -196,12 +197,12 @@ def record(
                     sender=mail_sender,
                 )
                 jobs.enqueue(
-                    conn, JobKind.MAIL, work.uuid, work.mailbox_uuid, notification.to_payload()
+                    tx, JobKind.MAIL, work.uuid, work.mailbox_uuid, notification.to_payload()
                 )
-            envelopes.mark_completed(conn, work.uuid)
-        jobs.complete(conn, work.job.id)
+            envelopes.mark_completed(tx, work.uuid)
+        jobs.complete(tx, work.job.id)
         logs.append_activity(
-            conn,
+            tx,
             work.mailbox_uuid,
             rule,
             outcome.status,

@@ -19,7 +19,6 @@ import contextlib
 import errno
 import os
 import secrets
-import sqlite3
 import stat
 import uuid as uuid_module
 from dataclasses import dataclass
@@ -54,6 +53,7 @@ from core.sftp.folders import (
     write_atomically,
 )
 from core.storage import envelopes, jobs, logs
+from core.storage.db import Tx
 
 CUSTOMER_FOLDERS = ("outbox", "coutbox")
 TAKING = ".taking"
@@ -151,13 +151,13 @@ class Settled:
     parked: list[tuple[Claim, Job]]
 
 
-def enqueue_claims(conn: sqlite3.Connection, claims: list[Claim]) -> Settled:
+def enqueue_claims(tx: Tx, claims: list[Claim]) -> Settled:
     """Queue a job for each new claim (idempotent), in the caller's transaction."""
     settled = Settled([], [])
     for claim in claims:
-        if jobs.enqueue(conn, JobKind.FILE, claim.ref, claim.mailbox_uuid, claim.payload):
+        if jobs.enqueue(tx, JobKind.FILE, claim.ref, claim.mailbox_uuid, claim.payload):
             continue
-        row = jobs.job_row(conn, JobKind.FILE, claim.ref)
+        row = jobs.job_row(tx, JobKind.FILE, claim.ref)
         if row is None or row.state is JobState.DONE:
             settled.leftovers.append(claim)
         elif row.state is JobState.PARKED:
@@ -273,7 +273,7 @@ def _amount(size: int) -> str:
     return f"{size} bytes"
 
 
-def take_in(conn: sqlite3.Connection, work: FileWork) -> str | None:
+def take_in(tx: Tx, work: FileWork) -> str | None:
     """Record the outgoing envelope and end the claim, in the caller's transaction.
 
     Returns an error for error/ when the envelope cannot be accepted (nothing recorded then).
@@ -283,11 +283,11 @@ def take_in(conn: sqlite3.Connection, work: FileWork) -> str | None:
     try:
         # The sender is the mailbox that uploaded it: it never sends as another mailbox.
         check_sender_is(parsed, work.job.mailbox_uuid)
-        check_envelope_against_template(conn, parsed)
+        check_envelope_against_template(tx, parsed)
     except DocbridgeError as exc:
         return str(exc)
     envelope_uuid = parsed.uuid or str(uuid_module.uuid5(_NAMESPACE, work.job.ref))
-    if envelopes.get_envelope(conn, envelope_uuid) is not None:
+    if envelopes.get_envelope(tx, envelope_uuid) is not None:
         return f"An envelope with uuid {envelope_uuid} already exists. Give it a new uuid."
     recipient = parsed.role_mailbox(RECIPIENT_ROLE)
     others = [r.mailbox_uuid for r in parsed.roles if r.mailbox_uuid != work.job.mailbox_uuid]
@@ -307,10 +307,10 @@ def take_in(conn: sqlite3.Connection, work: FileWork) -> str | None:
         sent_at=now,
     )
     xml = stored_xml(work.data, parsed)
-    envelopes.insert_envelope(conn, envelope, xml, parsed.to_dict()["documents"])
-    jobs.complete(conn, work.job.id)
+    envelopes.insert_envelope(tx, envelope, xml, parsed.to_dict()["documents"])
+    jobs.complete(tx, work.job.id)
     logs.append_activity(
-        conn,
+        tx,
         work.job.mailbox_uuid,
         "outbox",
         AttemptOutcome.SENT,
@@ -368,10 +368,10 @@ def send_to_error(work: FileWork, reason: str) -> str:
     return final
 
 
-def record_error(conn: sqlite3.Connection, work: FileWork, reason: str) -> None:
-    jobs.complete(conn, work.job.id)
+def record_error(tx: Tx, work: FileWork, reason: str) -> None:
+    jobs.complete(tx, work.job.id)
     logs.append_activity(
-        conn,
+        tx,
         work.job.mailbox_uuid,
         work.folder,
         "error",
@@ -380,11 +380,11 @@ def record_error(conn: sqlite3.Connection, work: FileWork, reason: str) -> None:
     )
 
 
-def fail(conn: sqlite3.Connection, job: Job, error: str, policy: jobs.RetryPolicy) -> None:
+def fail(tx: Tx, job: Job, error: str, policy: jobs.RetryPolicy) -> None:
     """A file job failed outside the normal outcomes (a defect, error/ not writable): its own
     error, on record. Once parked, the scan hands the file back in error/."""
-    state = jobs.fail(conn, job, error, policy)
+    state = jobs.fail(tx, job, error, policy)
     folder, name = job.payload.get("folder", "?"), job.payload.get("name", "?")
     logs.append_activity(
-        conn, job.mailbox_uuid, str(folder), state, file_name=f"{folder}/{name}", error=error
+        tx, job.mailbox_uuid, str(folder), state, file_name=f"{folder}/{name}", error=error
     )

@@ -8,7 +8,6 @@ Message-ID is fixed when the mail is queued, so a resend after a crash (between 
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Protocol
 
 from core.config import SmtpConfig
@@ -16,6 +15,7 @@ from core.mail.notification import Notification
 from core.mail.smtp import MailDeliveryError, smtp_session
 from core.models import AttemptOutcome, Job
 from core.storage import jobs, logs
+from core.storage.db import Tx
 
 
 class Recorder(Protocol):
@@ -59,22 +59,24 @@ def _connection_lost(exc: MailDeliveryError) -> bool:
 
 
 def record(
-    conn: sqlite3.Connection,
+    tx: Tx,
     job: Job,
     error: str | None,
     policy: jobs.RetryPolicy,
     *,
     permanent: bool = False,
 ) -> None:
+    """A unit for ``Database.write``: the mail's outcome (``error`` None: the server accepted
+    it) and the end of its claim, in one transaction."""
     if error is None:
-        jobs.complete(conn, job.id)
+        jobs.complete(tx, job.id)
         logs.append_activity(
-            conn, job.mailbox_uuid, "default:notify", AttemptOutcome.MAILED, envelope_uuid=job.ref
+            tx, job.mailbox_uuid, "default:notify", AttemptOutcome.MAILED, envelope_uuid=job.ref
         )
     else:
-        state = jobs.fail(conn, job, error, policy, permanent=permanent)
+        state = jobs.fail(tx, job, error, policy, permanent=permanent)
         logs.append_activity(
-            conn,
+            tx,
             job.mailbox_uuid,
             "default:notify",
             f"mail {state}",

@@ -4,14 +4,13 @@ the queue, sessions ended by the kill switch or a password reset, bans shared th
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from typing import TYPE_CHECKING
 
 from core.models import Ban, JobKind
 from core.sftp.server import SftpServer
 from core.sftp.throttle import LoginThrottle
 from core.storage import bans, integrations
-from core.storage.db import write_transaction
+from core.storage.db import Tx
 
 if TYPE_CHECKING:
     from core.engine.engine import Engine
@@ -43,26 +42,21 @@ class BanMirror:
         task.add_done_callback(self._writes.discard)
 
     async def _store(self, ban: Ban) -> None:
-        def write(conn: sqlite3.Connection) -> None:
-            with write_transaction(conn):
-                bans.upsert_ban(conn, ban)
-
-        await self.engine.db.call(write)
+        await self.engine.db.write(bans.upsert_ban, ban)
         self.persisted.add(ban.address)
 
     async def sync(self, throttle: LoginThrottle) -> None:
         """Bans lifted in the TUI (rows deleted) end here too; expired rows are purged."""
-
-        def read(conn: sqlite3.Connection) -> set[str]:
-            with write_transaction(conn):
-                bans.purge_expired(conn)
-                return {ban.address for ban in bans.list_bans(conn)}
-
-        stored = await self.engine.db.call(read)
+        stored = await self.engine.db.write(_purge_and_list_bans)
         for ban in throttle.bans():
             if ban.address in self.persisted and ban.address not in stored:
                 throttle.unban(ban.address)
                 self.persisted.discard(ban.address)
+
+
+def _purge_and_list_bans(tx: Tx) -> set[str]:
+    bans.purge_expired(tx)
+    return {ban.address for ban in bans.list_bans(tx)}
 
 
 async def start_sftp_server(engine: Engine) -> SftpServer:

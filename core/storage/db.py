@@ -17,13 +17,19 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Concatenate, ParamSpec, TypeAlias, TypeVar
 
 from core.errors import StoreBusy, StoreError, StoreFull, StoreProblem, StoreUnavailable
 from core.storage.schema import migrate
 
 T = TypeVar("T")
 P = ParamSpec("P")
+
+Tx: TypeAlias = sqlite3.Connection
+"""What a unit of work receives: the transaction :meth:`Database.write` or :meth:`Database.read`
+opened for it. Units outside ``core/storage/`` only hand it on to storage functions (they never
+run SQL); today it is the SQLite connection, a second backend makes it a ``Protocol``
+(docs/scale-out.md)."""
 
 BUSY_TIMEOUT_MS = 30_000
 
