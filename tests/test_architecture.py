@@ -1,5 +1,5 @@
 """The product's shape: the core is the product without a screen (importing it loads no
-Textual), and SQL lives in ``core/storage/`` only."""
+Textual), SQL lives in ``core/storage/`` only, and the core has no import circles."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.test_tui_structure import find_cycle
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "core"
@@ -27,7 +29,7 @@ def core_modules() -> list[str]:
 
 def test_the_module_list_is_derived_from_the_files() -> None:
     modules = core_modules()
-    assert {"core", "core.engine.sftp_backend", "core.storage.jobs", "core.sftp.server"} <= set(
+    assert {"core", "core.engine.sftp_component", "core.storage.jobs", "core.sftp.server"} <= set(
         modules
     )
     assert len(modules) == len(set(modules))
@@ -144,6 +146,9 @@ def test_only_core_storage_imports_sqlite_utils() -> None:
     assert "sqlite_utils" in imports_of(STORAGE / "schema.py")  # the check looks where it is
 
 
+# -- no import circles in the core ---------------------------------------------------------------
+
+
 def imports_of(path: Path) -> set[str]:
     """Every module ``path`` imports, also inside functions and TYPE_CHECKING blocks; for
     ``from package import name`` both ``package`` and ``package.name`` (a submodule, maybe)."""
@@ -155,3 +160,28 @@ def imports_of(path: Path) -> set[str]:
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
     return found
+
+
+def core_graph() -> dict[str, set[str]]:
+    modules = set(core_modules())
+    graph: dict[str, set[str]] = {}
+    for path in CORE.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        graph[name] = {dep for dep in imports_of(path) if dep in modules and dep != name}
+    return graph
+
+
+def test_the_core_has_no_import_circle() -> None:
+    """Such as the engine and its SFTP side importing each other (one under TYPE_CHECKING, one
+    inside a function) before issue 8: each component gets what it needs handed in."""
+    assert find_cycle(core_graph()) is None
+
+
+def test_the_core_graph_sees_imports_of_every_kind() -> None:
+    """Guard against a graph that misses edges: ``from package import module`` and imports
+    inside functions count."""
+    graph = core_graph()
+    assert "core.engine.sftp_component" in graph["core.engine.engine"]
+    assert "core.engine.envelope_handler" in graph["core.engine.engine"]  # from core.engine import
+    assert "core.engine.engine" in graph["core.service"]  # imported inside start_engine()

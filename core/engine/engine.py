@@ -17,10 +17,10 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
 
 from core.config import Config
 from core.engine import envelope_handler, file_handler, mail_handler
+from core.engine.sftp_component import SftpComponent
 from core.errors import DocbridgeError, StoreError
 from core.models import AttemptOutcome, Job, JobKind
 from core.storage import integrations, jobs, lease
@@ -72,8 +72,7 @@ class Engine:
         self.db = Database(config.database_path)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.listeners: dict[str, str] = {}
-        self.sftp: Any = None  # core.sftp.server.SftpServer once started
-        self.ban_mirror: Any = None  # core.engine.sftp_backend.BanMirror with the SFTP server
+        self.sftp: SftpComponent | None = None  # while the SFTP listener runs
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = {kind: asyncio.Event() for kind in JobKind}
         self._scan_now = asyncio.Event()
@@ -97,7 +96,9 @@ class Engine:
             log.info("recovered %d claims of a previous engine", released)
         try:
             if self.settings.run_sftp:
-                await self._start_sftp()
+                sftp = SftpComponent(self.db, self.config, self._upload_arrived)
+                self.listeners.update(await sftp.start())
+                self.sftp = sftp
             await self._publish()
         except BaseException:
             # e.g. the SFTP port is taken: give the lease back so another engine can run.
@@ -142,10 +143,8 @@ class Engine:
         if kind in (None, JobKind.FILE):
             self._scan_now.set()
 
-    async def _start_sftp(self) -> None:
-        from core.engine.sftp_backend import start_sftp_server
-
-        self.sftp = await start_sftp_server(self)
+    def _upload_arrived(self) -> None:
+        self.wake(JobKind.FILE)
 
     # -- loops -------------------------------------------------------------------------------
 
@@ -196,15 +195,10 @@ class Engine:
                 self.lost_lease.set()
                 return
             if self.sftp is not None:
-                await self.sftp_maintenance()
+                # Sessions the kill switch or a password reset ended close; sessions published.
+                await self.sftp.maintain()
+                await self._publish()
             await asyncio.sleep(self.settings.heartbeat_s)
-
-    async def sftp_maintenance(self) -> None:
-        """Close sessions the kill switch or a password reset ended; publish sessions."""
-        from core.engine.sftp_backend import enforce_sessions
-
-        await enforce_sessions(self)
-        await self._publish()
 
     async def _envelope_loop(self) -> None:
         while not self._stopping.is_set():

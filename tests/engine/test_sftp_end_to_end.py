@@ -151,7 +151,8 @@ async def test_a_login_in_another_spelling_is_refused_and_makes_no_folder(
         with pytest.raises(asyncssh.PermissionDenied):
             async with connect(sftp_engine, login, password):
                 pass
-        sftp_engine.sftp.throttle.unban("127.0.0.1")  # type: ignore[union-attr]
+        assert sftp_engine.sftp is not None
+        sftp_engine.sftp.throttle.unban("127.0.0.1")
     assert set(roots()) - set(before) <= {mailbox}  # the engine's own inbox writes only
     async with connect(sftp_engine, mailbox, password) as conn, conn.start_sftp_client() as sftp:
         assert "inbox" in await sftp.listdir(".")
