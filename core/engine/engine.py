@@ -17,6 +17,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from core.config import Config
 from core.engine import envelope_handler, file_handler, mail_handler
@@ -39,6 +40,15 @@ class EngineBusy(DocbridgeError):
             "Stop it first, or use this process as a client of it.",
         )
         self.holder = holder
+
+
+class EngineLoop(StrEnum):
+    """The engine's working loops, whose passes :meth:`Engine.wait_for_cycles` counts."""
+
+    ENVELOPE = "envelope"
+    FILE = "file"
+    MAIL = "mail"
+    SCAN = "scan"  # the customer folders of enabled SFTP mailboxes
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,8 @@ class Engine:
         self._stopping = asyncio.Event()
         self._closed = False
         self.lost_lease = asyncio.Event()
+        self._cycles = dict.fromkeys(EngineLoop, 0)
+        self._cycle_done = asyncio.Condition()
         self._scan_failures: dict[str, str] = {}  # mailbox -> last error, logged once
         self._hand_back_failures: set[int] = set()  # parked file jobs error/ refused, logged once
 
@@ -146,6 +158,28 @@ class Engine:
     def _upload_arrived(self) -> None:
         self.wake(JobKind.FILE)
 
+    # -- cycle counts: what tests wait on instead of sleeping -------------------------------
+
+    def cycles(self, loop: EngineLoop) -> int:
+        """How many passes ``loop`` has finished since the engine started."""
+        return self._cycles[loop]
+
+    async def wait_for_cycles(self, loop: EngineLoop, n: int = 2, timeout_s: float = 10.0) -> None:
+        """Until ``loop`` finishes ``n`` more passes (TimeoutError after ``timeout_s``).
+
+        To know the engine has seen a change, wait for two: the pass running now may have
+        started before the change. A dead engine finishes none, so "nothing happened" after
+        this is a finding, not a pause that a stopped engine passes too.
+        """
+        target = self._cycles[loop] + n
+        async with asyncio.timeout(timeout_s), self._cycle_done:
+            await self._cycle_done.wait_for(lambda: self._cycles[loop] >= target)
+
+    async def _passed(self, loop: EngineLoop) -> None:
+        async with self._cycle_done:
+            self._cycles[loop] += 1
+            self._cycle_done.notify_all()
+
     # -- loops -------------------------------------------------------------------------------
 
     async def _publish(self) -> None:
@@ -203,18 +237,20 @@ class Engine:
     async def _envelope_loop(self) -> None:
         while not self._stopping.is_set():
             claimed = await self._claim(JobKind.ENVELOPE)
+            if claimed:
+                try:
+                    notified = await self._handle_envelopes(claimed)
+                except Exception:
+                    # A defect somewhere in the batch: each item again on its own, so only the
+                    # culprit fails, with its own error (effects are idempotent: repeating is
+                    # safe).
+                    log.exception("envelope batch failed; handling its items one by one")
+                    notified = await self._handle_envelopes_alone(claimed)
+                if notified:
+                    self._wake[JobKind.MAIL].set()
+            await self._passed(EngineLoop.ENVELOPE)
             if not claimed:
                 await self._idle(JobKind.ENVELOPE)
-                continue
-            try:
-                notified = await self._handle_envelopes(claimed)
-            except Exception:
-                # A defect somewhere in the batch: each item again on its own, so only the
-                # culprit fails, with its own error (effects are idempotent: repeating is safe).
-                log.exception("envelope batch failed; handling its items one by one")
-                notified = await self._handle_envelopes_alone(claimed)
-            if notified:
-                self._wake[JobKind.MAIL].set()
 
     async def _handle_envelopes(self, claimed: list[Job]) -> bool:
         """Load, perform and record a batch; True if a mail was queued."""
@@ -244,10 +280,11 @@ class Engine:
     async def _mail_loop(self) -> None:
         while not self._stopping.is_set():
             claimed = await self._claim(JobKind.MAIL)
+            if claimed:
+                await self._deliver_mails(claimed)
+            await self._passed(EngineLoop.MAIL)
             if not claimed:
                 await self._idle(JobKind.MAIL)
-                continue
-            await self._deliver_mails(claimed)
 
     async def _deliver_mails(self, claimed: list[Job]) -> None:
         recorded: set[int] = set()
@@ -280,6 +317,7 @@ class Engine:
                     self._scan_failures[mailbox_uuid] = str(exc)
                 else:
                     self._scan_failures.pop(mailbox_uuid, None)
+            await self._passed(EngineLoop.SCAN)
             await _wait(self._scan_now, self.settings.scan_interval_s)
             self._scan_now.clear()
 
@@ -317,9 +355,6 @@ class Engine:
     async def _file_loop(self) -> None:
         while not self._stopping.is_set():
             claimed = await self._claim(JobKind.FILE)
-            if not claimed:
-                await self._idle(JobKind.FILE)
-                continue
             for job in claimed:
                 try:
                     await self._handle_file(job)
@@ -327,6 +362,9 @@ class Engine:
                     log.exception("customer file %s failed", job.ref)
                     await self._fail_job(job, f"Internal error: {exc}")
                     self._scan_now.set()  # if it was parked, hand it back now
+            await self._passed(EngineLoop.FILE)
+            if not claimed:
+                await self._idle(JobKind.FILE)
 
     async def _handle_file(self, job: Job) -> None:
         work = await asyncio.to_thread(

@@ -100,7 +100,12 @@ async def test_ban_is_visible_through_the_service_and_can_be_lifted(
     with pytest.raises((asyncssh.PermissionDenied, asyncssh.DisconnectError)):
         await connect(sftp_engine, mailbox, password)  # even the right password
     assert await service.unban("127.0.0.1")
-    await asyncio.sleep(0.5)  # the engine picks the unban up within a heartbeat
+    assert sftp_engine.sftp is not None
+
+    async def lifted() -> bool:  # the engine picks the unban up within a heartbeat
+        return sftp_engine.sftp is not None and not sftp_engine.sftp.throttle.is_banned("127.0.0.1")
+
+    await eventually(lifted)
     async with connect(sftp_engine, mailbox, password):
         pass
 
