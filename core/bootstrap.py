@@ -8,9 +8,10 @@ from pathlib import Path
 
 from core import demo
 from core.config import Config, load_config, write_default_config
+from core.envelope_checks import RECIPIENT_ROLE
 from core.errors import InvalidInput
 from core.models import Account, Mailbox, Template, TemplateVersion
-from core.service import RECIPIENT_ROLE, Service
+from core.service import Service
 from core.storage import accounts, logs
 from core.storage.db import Tx, connect
 

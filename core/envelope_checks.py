@@ -20,13 +20,15 @@ def check_sender_is(parsed: EnvelopeXml, mailbox_uuid: str) -> None:
     _check_role(parsed, SENDER_ROLE, mailbox_uuid, "sent by")
 
 
-def check_recipient_is(parsed: EnvelopeXml, mailbox_uuid: str) -> None:
+def check_recipient_is(parsed: EnvelopeXml, mailbox_uuid: str, name: str = "") -> None:
     """An envelope a mailbox receives must name that mailbox in its ``recipient`` role, or an
     envelope could be planted in a mailbox it was not sent to."""
-    _check_role(parsed, RECIPIENT_ROLE, mailbox_uuid, "addressed to")
+    _check_role(parsed, RECIPIENT_ROLE, mailbox_uuid, "addressed to", name)
 
 
-def _check_role(parsed: EnvelopeXml, role_id: str, mailbox_uuid: str, meaning: str) -> None:
+def _check_role(
+    parsed: EnvelopeXml, role_id: str, mailbox_uuid: str, meaning: str, name: str = ""
+) -> None:
     expected = mailbox_uuid.lower()
     if parsed.role_mailbox(role_id) == expected:
         return
@@ -34,7 +36,7 @@ def _check_role(parsed: EnvelopeXml, role_id: str, mailbox_uuid: str, meaning: s
     if len(parsed.roles) > 6:
         shown += f" and {len(parsed.roles) - 6} more"
     raise InvalidInput(
-        f"This envelope is not {meaning} mailbox {expected}: its roles are {shown}.",
+        f"This envelope is not {meaning} mailbox {_shown(expected, name)}: its roles are {shown}.",
         f"Name this mailbox in the {role_id} role: "
         f'<role id="{role_id}" mailboxUuid="{expected}"/>.',
     )
@@ -83,3 +85,7 @@ def stored_xml(data: bytes, parsed: EnvelopeXml) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return serialize_envelope_xml(parsed).decode("utf-8")
+
+
+def _shown(mailbox_uuid: str, name: str) -> str:
+    return f"{name} ({mailbox_uuid})" if name else mailbox_uuid

@@ -594,10 +594,14 @@ def _receive_envelope(
 ) -> Envelope:
     """Check and store an incoming envelope, and queue its job in the same transaction: an
     acknowledged envelope is never forgotten."""
-    from core.envelope_checks import check_envelope_against_template, stored_xml
+    from core.envelope_checks import (
+        check_envelope_against_template,
+        check_recipient_is,
+        stored_xml,
+    )
 
     mailbox = _require_mailbox(tx, mailbox_uuid)
-    _check_recipient_is(parsed, mailbox)
+    check_recipient_is(parsed, mailbox.uuid, mailbox.name)
     check_envelope_against_template(tx, parsed)
     existing = envelopes.get_envelope(tx, envelope_uuid)
     if existing is not None:
@@ -696,28 +700,10 @@ def _with_prefilled_self_id(integration: Integration, mailbox: Mailbox) -> Integ
     return replace(integration, form=replace(integration.form, as2=as2))
 
 
-RECIPIENT_ROLE = "recipient"
-SENDER_ROLE = "sender"
-
-
-def _check_recipient_is(parsed: EnvelopeXml, mailbox: Mailbox) -> None:
-    """A mailbox only receives what names it as recipient (SPEC §9): otherwise one mailbox's
-    envelope could be injected into another's inbox, or an envelope it supposedly sent."""
-    if parsed.role_mailbox(RECIPIENT_ROLE) == mailbox.uuid:
-        return
-    shown = ", ".join(f"{role.id}={role.mailbox_uuid}" for role in parsed.roles[:6])
-    if len(parsed.roles) > 6:
-        shown += f" and {len(parsed.roles) - 6} more"
-    raise InvalidInput(
-        f"This envelope is not addressed to mailbox {mailbox.name} ({mailbox.uuid}): "
-        f"its roles are {shown}.",
-        f"An envelope received for it must name it as recipient: "
-        f'<role id="{RECIPIENT_ROLE}" mailboxUuid="{mailbox.uuid}"/>.',
-    )
-
-
 def _sender_of(parsed: EnvelopeXml, mailbox: Mailbox) -> str:
     """The sending mailbox: the ``sender`` role, else the first role that is not the mailbox."""
+    from core.envelope_checks import SENDER_ROLE
+
     sender = parsed.role_mailbox(SENDER_ROLE)
     if sender is not None:
         return sender
