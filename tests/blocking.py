@@ -64,45 +64,5 @@ TEXTUAL: dict[str, Places] = {
     "io.TextIOWrapper.read": [("textual/css/stylesheet.py", {"read"})],
 }
 
-# TODO(issue 8): move to a thread. Tests that call a blocking product helper (load_config,
-# ensure_mailbox_root, write_atomically, move_to_error, scan_usage) on their own loop.
-_HELPER_CALLS = (
-    "os.stat",
-    "os.mkdir",
-    "os.write",
-    "os.rename",
-    "os.scandir",
-    "io.TextIOWrapper.read",
-)
-_TESTS_CALLING_HELPERS: Places = [
-    ("tests/engine/conftest.py", {"engine", "sftp_engine"}),
-    (
-        "tests/engine/test_customer_files.py",
-        {
-            "test_coutbox_files_wait_for_conversion_rules_in_error",
-            "test_files_of_a_disabled_integration_wait",
-            "test_invalid_file_goes_to_error_with_reason_and_retry_from_error_works",
-            "test_outbox_xml_becomes_one_outgoing_envelope_and_leaves_outbox",
-        },
-    ),
-    (
-        "tests/engine/test_same_name_uploads.py",
-        {"test_a_newer_upload_of_a_name_is_never_deleted_by_the_engine"},
-    ),
-    (
-        "tests/engine/test_sftp_end_to_end.py",
-        {"test_an_engine_that_cannot_listen_gives_its_lease_back"},
-    ),
-]
-TESTS: dict[str, Places] = {name: _TESTS_CALLING_HELPERS for name in _HELPER_CALLS}
 
-
-def _merge(*tables: dict[str, Places]) -> dict[str, Places]:
-    merged: dict[str, Places] = {}
-    for table in tables:
-        for name, places in table.items():
-            merged.setdefault(name, []).extend(places)
-    return merged
-
-
-ALLOWED = _merge(TEXTUAL, TESTS)
+ALLOWED = TEXTUAL

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -79,7 +80,7 @@ FAST = EngineSettings(
 
 @pytest.fixture
 async def engine(data_dir: Path, smtp_server: SmtpServer) -> AsyncIterator[Engine]:
-    config = load_config(data_dir)
+    config = await asyncio.to_thread(load_config, data_dir)
     config = replace(config, smtp=SmtpConfig(host="127.0.0.1", port=smtp_server.port))
     running = Engine(config, FAST)
     await running.start()
@@ -90,7 +91,7 @@ async def engine(data_dir: Path, smtp_server: SmtpServer) -> AsyncIterator[Engin
 @pytest.fixture
 async def sftp_engine(data_dir: Path) -> AsyncIterator[Engine]:
     """An engine with its SFTP listener on a free port."""
-    config = load_config(data_dir)
+    config = await asyncio.to_thread(load_config, data_dir)
     config = replace(config, sftp=replace(config.sftp, port=0))
     engine = Engine(config, replace(FAST, run_sftp=True))
     await engine.start()

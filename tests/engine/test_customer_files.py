@@ -65,7 +65,7 @@ async def test_outbox_xml_becomes_one_outgoing_envelope_and_leaves_outbox(
     service: Service, engine: Engine, data_dir: Path
 ) -> None:
     mailbox = await enable(service, "Purchasing", IntegrationForm())
-    root = ensure_mailbox_root(data_dir / "mailboxes", mailbox)
+    root = await asyncio.to_thread(ensure_mailbox_root, data_dir / "mailboxes", mailbox)
     placed = drop(root, "outbox", "order.xml", outgoing_xml(mailbox))
     engine.wake("file")
 
@@ -82,7 +82,7 @@ async def test_invalid_file_goes_to_error_with_reason_and_retry_from_error_works
     service: Service, engine: Engine, data_dir: Path
 ) -> None:
     mailbox = await enable(service, "Purchasing", IntegrationForm())
-    root = ensure_mailbox_root(data_dir / "mailboxes", mailbox)
+    root = await asyncio.to_thread(ensure_mailbox_root, data_dir / "mailboxes", mailbox)
     # Another mailbox as the sender: not something this mailbox may send.
     broken = outgoing_xml(mailbox, sender="11111111-1111-4111-8111-111111111111")
     drop(root, "outbox", "order.xml", broken)
@@ -120,7 +120,7 @@ async def test_coutbox_files_wait_for_conversion_rules_in_error(
     service: Service, engine: Engine, data_dir: Path
 ) -> None:
     mailbox = await enable(service, "Purchasing", IntegrationForm())
-    root = ensure_mailbox_root(data_dir / "mailboxes", mailbox)
+    root = await asyncio.to_thread(ensure_mailbox_root, data_dir / "mailboxes", mailbox)
     drop(root, "coutbox", "orders.csv", b"po;qty\n1;2\n")
     engine.wake("file")
 

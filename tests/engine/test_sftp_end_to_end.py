@@ -129,13 +129,13 @@ async def test_an_engine_that_cannot_listen_gives_its_lease_back(
     with socket.socket() as taken:
         taken.bind((host, port))
         taken.listen()
-        config = load_config(data_dir)
+        config = await asyncio.to_thread(load_config, data_dir)
         config = replace(config, sftp=replace(config.sftp, port=taken.getsockname()[1]))
         blocked = Engine(config, replace(FAST, run_sftp=True))
         with pytest.raises(OSError):
             await blocked.start()
     assert not (await service.engine_status()).running
-    replacement = Engine(load_config(data_dir), FAST)
+    replacement = Engine(await asyncio.to_thread(load_config, data_dir), FAST)
     await replacement.start()  # the lease is free again
     await replacement.stop()
 
