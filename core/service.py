@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import importlib
 import secrets
 import uuid as uuid_module
 from dataclasses import dataclass, replace
@@ -473,8 +474,10 @@ class Service:
 
         None when another process already runs the engine of this data directory: this process
         is then its client, and :meth:`engine_status` names it. The engine is imported here so
-        that opening the page does not pay for it.
+        that opening the page does not pay for it, and in a thread: the first import loads
+        asyncssh and the crypto libraries (a quarter of a second of disk reads).
         """
+        await asyncio.to_thread(importlib.import_module, "core.engine.engine")
         from core.engine.engine import Engine, EngineBusy
 
         engine = Engine(self.config)
