@@ -137,6 +137,56 @@ def replace_file_durably(temp: Path, target: Path, data: bytes) -> None:
     fsync_dir(target.parent)
 
 
+def replace_files_durably(files: list[tuple[Path, Path, bytes]]) -> None:
+    """:func:`replace_file_durably` for many ``(temp, target, data)`` files, with one flush.
+
+    Each file is written to its temp name; then the whole file system is flushed once
+    (``syncfs``), every file renamed into place and each target folder fsync'd once. The same
+    guarantee as one file at a time (complete or absent, durable on return) for one journal
+    commit per batch instead of two per file. All temps share the first target's file system.
+    """
+    written: list[Path] = []
+    try:
+        for temp, _, data in files:
+            fd = os.open(temp, NEW_FILE_FLAGS, 0o600)
+            written.append(temp)
+            _write_all(fd, data, sync=_syncfs is None)
+        if files and _syncfs is not None:
+            _flush_file_system(files[0][1].parent)
+        for temp, target, _ in files:
+            os.rename(temp, target)
+    except BaseException:
+        for temp in written:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+        raise
+    for folder in dict.fromkeys(target.parent for _, target, _ in files):
+        fsync_dir(folder)
+
+
+def _write_all(fd: int, data: bytes, *, sync: bool) -> None:
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _flush_file_system(directory: Path) -> None:
+    syncfs = _syncfs
+    assert syncfs is not None
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if syncfs(fd) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code), str(directory))
+    finally:
+        os.close(fd)
+
+
 def fill_new_file(fd: int, path: Path, data: bytes, mode: int | None = None) -> None:
     """Write all of ``data`` to the just-created ``path`` (open as ``fd``) and fsync it; on any
     failure the file is removed, so no half-written file is ever left. Closes ``fd``."""
@@ -195,6 +245,7 @@ def _write_error(path: Path, exc: OSError) -> InvalidInput:
 _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
 _libc = ctypes.CDLL(None, use_errno=True)
+_syncfs = getattr(_libc, "syncfs", None)
 _renameat2 = getattr(_libc, "renameat2", None)
 
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import Config
-from core.engine.batch_writer import write_files_atomically
 from core.errors import DocbridgeError
 from core.mail.notification import build_notification
 from core.models import (
@@ -24,7 +23,7 @@ from core.models import (
     JobKind,
     TransferProtocol,
 )
-from core.sftp.folders import ensure_mailbox_root
+from core.sftp.folders import ensure_mailbox_root, write_files_atomically
 from core.storage import envelopes, jobs, logs
 from core.storage.db import Tx
 from core.storage.integrations import get_integration

@@ -24,7 +24,7 @@ from typing import Final
 from core.clock import timestamp
 from core.errors import InvalidInput
 from core.files import fsync_dir as fsync_dir  # re-exported: SFTP and engine code use it
-from core.files import replace_file_durably
+from core.files import replace_file_durably, replace_files_durably
 
 INBOX: Final = "inbox"
 CINBOX: Final = "cinbox"
@@ -114,6 +114,17 @@ def write_atomically(root: Path, folder: str, name: str, data: bytes) -> Path:
     target = root / validate_folder(folder) / validate_name(name)
     replace_file_durably(staging_path(root), target, data)
     return target
+
+
+def write_files_atomically(root: Path, files: list[tuple[str, str, bytes]]) -> list[Path]:
+    """:func:`write_atomically` for many ``(folder, name, data)`` files under ``root`` at once
+    (one flush for the batch); returns their final paths."""
+    staged = [
+        (staging_path(root), root / validate_folder(folder) / validate_name(name), data)
+        for folder, name, data in files
+    ]
+    replace_files_durably(staged)
+    return [target for _, target, _ in staged]
 
 
 def _numbered(name: str, counter: int) -> str:
