@@ -34,6 +34,7 @@ from core.envelope_checks import (
 from core.envelope_xml import DEFAULT_MAX_BYTES as ENVELOPE_MAX_BYTES
 from core.envelope_xml import EnvelopeXml, parse_envelope_xml
 from core.errors import DocbridgeError
+from core.files import rename_no_replace
 from core.models import (
     AttemptOutcome,
     Envelope,
@@ -215,6 +216,13 @@ def read_file(mailboxes_dir: Path, job: Job, max_file_size: int) -> FileWork:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             return refused("This is not a regular file: docbridge takes regular files only.")
+        if info.st_nlink > 1:
+            # Planted on the server (SFTP cannot make links): its content may live outside
+            # the mailbox, so it is neither read nor sent; error/ keeps it out of sight.
+            return refused(
+                "This file has another name on disk (a hard link), so docbridge does not read "
+                "it: ask the gateway's operator to remove it."
+            )
         limit, too_big = _limit(folder, max_file_size, info.st_size)
         if too_big:
             return refused(too_big)
@@ -356,8 +364,9 @@ def send_to_error(work: FileWork, reason: str) -> str:
         final = free_name(error_dir, fitting, ERROR_SUFFIX)
         write_atomically(root, ERROR, f"{final}{ERROR_SUFFIX}", text.encode("utf-8"))
         try:
-            # No-replace, unlike rename; and the link itself, never what a link points to.
-            os.link(work.path, error_dir / final, follow_symlinks=False)
+            # Never over a file in error/; the file itself moves (a link is never followed),
+            # and it never has two names, even for a moment.
+            rename_no_replace(str(work.path), str(error_dir / final))
         except FileExistsError:
             continue  # the customer renamed a file to that name meanwhile
         break

@@ -19,7 +19,7 @@ from core.models import IntegrationForm
 from core.service import Service
 from core.sftp.folders import ensure_mailbox_root
 from tests.engine.conftest import FAST, SmtpServer, enable
-from tests.engine.test_customer_files import outgoing
+from tests.engine.test_customer_files import outgoing, outgoing_xml
 from tests.engine.test_default_rules import eventually
 from tests.engine.test_file_identity import taken
 
@@ -126,4 +126,20 @@ async def test_a_link_left_in_the_engines_area_is_not_followed(
     moved = root / "error" / "order.xml"
     assert await asyncio.to_thread(moved.is_symlink)  # the link itself, for what it is worth
     assert (await asyncio.to_thread(os.stat, secret)).st_nlink == 1  # never hard-linked
+    assert await outgoing(service, mailbox) == []
+
+
+async def test_a_hard_link_planted_in_outbox_is_not_read_nor_sent(
+    service: Service, engine: Engine, data_dir: Path, tmp_path: Path
+) -> None:
+    """A file with a second name on disk may be anyone's file (SFTP cannot make links): the
+    engine does not read it, sends nothing, and says why in error/."""
+    mailbox = await enable(service, "Purchasing", IntegrationForm())
+    root = await asyncio.to_thread(ensure_mailbox_root, data_dir / "mailboxes", mailbox)
+    outside = tmp_path / "someone-elses.xml"
+    await asyncio.to_thread(outside.write_bytes, outgoing_xml(mailbox))
+    await asyncio.to_thread(os.link, outside, root / "outbox" / "order.xml")
+    engine.wake("file")
+    note = await note_of(root, "order.xml")
+    assert "hard link" in note
     assert await outgoing(service, mailbox) == []
