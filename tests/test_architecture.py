@@ -185,3 +185,21 @@ def test_the_core_graph_sees_imports_of_every_kind() -> None:
     assert "core.engine.sftp_component" in graph["core.engine.engine"]
     assert "core.engine.envelope_handler" in graph["core.engine.engine"]  # from core.engine import
     assert "core.engine.engine" in graph["core.service"]  # imported inside start_engine()
+
+
+def test_one_clock_tells_the_time() -> None:
+    """Times come from core/clock.py only (record times pinnable for snapshots, scheduling
+    times never pinned): nothing else reads the wall clock directly."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    wall_clock = re.compile(r"\btime\.time\(\)|\bdatetime\.now\(|\bdatetime\.utcnow\(")
+    offenders = [
+        f"{path.relative_to(root)}:{number}"
+        for package in ("core", "tui")
+        for path in sorted((root / package).rglob("*.py"))
+        if path != root / "core" / "clock.py"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if wall_clock.search(line)
+    ]
+    assert offenders == []

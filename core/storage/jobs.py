@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from core.clock import utc_now
+from core.clock import timestamp, utc_now
 from core.models import Job, JobKind, JobState
 
 MAX_ATTEMPTS = 8
@@ -57,7 +56,7 @@ def claim(
     conn: sqlite3.Connection, kind: JobKind, owner: str, lease_s: float, limit: int
 ) -> list[Job]:
     """Take up to ``limit`` due jobs of enabled integrations, oldest first, with payloads."""
-    now = time.time()
+    now = timestamp()
     rows = conn.execute(
         "UPDATE jobs SET state = 'running', lease_owner = ?, lease_until = ?, "
         "attempts = attempts + 1, updated_at = ? WHERE id IN ("
@@ -93,7 +92,7 @@ def fail(
     if permanent or job.attempts >= policy.max_attempts:
         state, due = JobState.PARKED, 0.0
     else:
-        state, due = JobState.READY, time.time() + retry_delay(job.attempts, policy.max_delay_s)
+        state, due = JobState.READY, timestamp() + retry_delay(job.attempts, policy.max_delay_s)
     conn.execute(
         "UPDATE jobs SET state = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL, "
         "last_error = ?, max_attempts = ?, updated_at = ? WHERE id = ?",
@@ -124,7 +123,7 @@ def release_all_running(conn: sqlite3.Connection, policies: Policies | None = No
 def release_expired(conn: sqlite3.Connection, policies: Policies | None = None) -> int:
     """Hand back claims whose lease ran out (the engine stalled on them); counted as for
     :func:`release_all_running`."""
-    return _release(conn, "state = 'running' AND lease_until < ?", (time.time(),), policies or {})
+    return _release(conn, "state = 'running' AND lease_until < ?", (timestamp(),), policies or {})
 
 
 def _release(
