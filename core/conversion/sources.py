@@ -1,0 +1,480 @@
+"""The XML view of an OUT rule's source file (SPEC §7, issue 9 "Sources other than XML").
+
+An OUT rule's XSLT always reads XML. A customer's file may be XML already, or a workbook (XLSX,
+XLSM, XLS) or a CSV; :func:`source_view` turns each into the view the original platform
+documented, so stylesheets written for the platform run unchanged::
+
+    <xml>
+      <sheet index="0" name="Sheet1">
+        <row index="0"><col index="0">Name</col><col index="2">42</col></row>
+      </sheet>
+    </xml>
+
+Contract of the workbook view (XLSX, XLSM, XLS and CSV alike):
+
+- ``index`` attributes are 0-based and always the cell's real position in the sheet; empty cells
+  and empty rows are *omitted* (a sparse sheet stays small), so select by ``@index``, not by
+  ``position()``.
+- Dates are ``YYYY-MM-DD``, date-times ``YYYY-MM-DDTHH:MM:SS`` (ISO 8601; milliseconds only when
+  the cell has them), times ``HH:MM:SS``, durations ISO 8601 (``PT1H30M``). Numbers are written as
+  the sheet shows them in its general format: an integer-valued number as ``42``, never ``42.0``;
+  other numbers in their shortest round-trip form (``0.1``). Booleans are ``true``/``false``
+  (the XML Schema spelling, like the dates).
+- A CSV is a one-sheet workbook whose sheet is named ``Sheet1`` (not the file's name): a stylesheet
+  that selects ``sheet[@name='Sheet1']`` or ``sheet[@index=0]`` serves a CSV and an XLSX of the
+  same layout alike, whatever the files are called.
+
+XML sources are returned byte for byte after a check that they parse as untrusted XML (no DTD, no
+entities, no network). Anything that cannot be read raises :class:`~core.errors.InvalidInput`
+naming the format and where the problem is (line, row and column, sheet, or zip member).
+
+Everything here is blocking CPU and memory work: callers on an event loop run it in a thread or in
+the conversion worker pool.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import io
+import re
+import zipfile
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import PurePath
+from typing import Any
+
+import python_calamine
+from lxml import etree
+
+from core.envelope_xml import _DoctypeFound, _PrologEnd, _PrologGuard, _safe_parser
+from core.errors import InvalidInput
+
+__all__ = ["SourceKind", "SourceView", "source_view"]
+
+
+class SourceKind(StrEnum):
+    """What a source file was read as (compares equal to its lower-case name)."""
+
+    XML = "xml"
+    CSV = "csv"
+    XLSX = "xlsx"
+    XLSM = "xlsm"
+    XLS = "xls"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceView:
+    """A source file as the XSLT sees it.
+
+    ``xml`` is the XML view (UTF-8 with a declaration, except an XML source, kept as it came);
+    ``details`` says in words what was detected, for the rule form and the CLI
+    (``"CSV, delimiter ';', encoding cp1252"``).
+    """
+
+    xml: bytes
+    kind: SourceKind
+    details: str
+
+
+CSV_SHEET_NAME = "Sheet1"
+CSV_DELIMITERS = (",", ";", "\t", "|")
+# Enough lines for the sniffer to see the layout; it is quadratic-ish in the sample's size.
+_SNIFF_CHARS = 64 * 1024
+_SNIFF_LINES = 20
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_WORKBOOK_MEMBER = "xl/workbook.xml"
+_WORKBOOK_SUFFIXES = {".xlsx": SourceKind.XLSX, ".xlsm": SourceKind.XLSM, ".xls": SourceKind.XLS}
+# XML 1.0 cannot hold these characters, not even escaped.
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+_Cell = int | float | str | bool | dt.date | dt.datetime | dt.time | dt.timedelta
+
+
+def source_view(data: bytes, file_name: str) -> SourceView:
+    """Return the XML view of ``data``, a source file called ``file_name``.
+
+    The content decides the kind (a zip holding ``xl/workbook.xml`` is XLSX/XLSM, the OLE2
+    signature is XLS, a leading ``<`` is XML, anything else is CSV): customers' systems often
+    name a CSV ``.xls``. The extension only tells XLSM from XLSX and makes the error clearer when
+    a file named as a workbook holds no workbook.
+    """
+    suffix = PurePath(file_name).suffix.lower()
+    if data.startswith(_ZIP_MAGIC) or (suffix in (".xlsx", ".xlsm") and data[:2] == b"PK"):
+        return _workbook_view(data, _zip_kind(data, suffix))
+    if data.startswith(_OLE2_MAGIC):
+        return _workbook_view(data, SourceKind.XLS)
+    if _looks_like_xml(data):
+        _check_xml(data)
+        return SourceView(xml=data, kind=SourceKind.XML, details="XML")
+    if suffix in _WORKBOOK_SUFFIXES and b"\x00" in data:
+        expected = _WORKBOOK_SUFFIXES[suffix].name
+        raise InvalidInput(
+            f"{file_name} is not a readable {expected} workbook: it starts with neither the zip "
+            "nor the OLE2 signature",
+            "The file is damaged or truncated; export it again from the spreadsheet program.",
+        )
+    return _csv_view(data, suffix)
+
+
+# --- XML --------------------------------------------------------------------------------------
+
+
+def _looks_like_xml(data: bytes) -> bool:
+    for bom, codec in ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
+        if data.startswith(bom):
+            head = data[len(bom) : len(bom) + 256].decode(codec, errors="ignore")
+            return head.lstrip().startswith("<")
+    return data.removeprefix(codecs.BOM_UTF8).lstrip(b" \t\r\n").startswith(b"<")
+
+
+def _check_xml(data: bytes) -> None:
+    """Parse ``data`` as untrusted XML; raise :class:`InvalidInput` if it is not acceptable."""
+    try:
+        etree.fromstring(data, _safe_parser(_PrologGuard()))
+    except _DoctypeFound:
+        raise _xml_doctype() from None
+    except _PrologEnd:
+        pass
+    except etree.XMLSyntaxError as error:
+        raise _xml_syntax(error) from None
+    try:
+        root = etree.fromstring(data, _safe_parser())
+    except etree.XMLSyntaxError as error:
+        raise _xml_syntax(error) from None
+    docinfo: Any = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
+        raise _xml_doctype()
+
+
+def _xml_doctype() -> InvalidInput:
+    return InvalidInput(
+        "XML source must not contain a DOCTYPE or entity declarations",
+        "Remove the <!DOCTYPE ...> block; DTDs and entities are not read from untrusted files.",
+    )
+
+
+def _xml_syntax(error: etree.XMLSyntaxError) -> InvalidInput:
+    log: Any = error.error_log
+    entry: Any = log.last_error if log else None
+    message = str(entry.message if entry is not None else error.msg) or str(error)
+    line = entry.line if entry is not None else error.lineno
+    message = re.sub(r",? line \d+(, column \d+)?$", "", message.strip().rstrip("."))
+    return InvalidInput(
+        f"XML source is not well-formed: {message} (line {line})",
+        "Fix the XML at that line, or send the file again if it was cut short.",
+    )
+
+
+# --- workbooks --------------------------------------------------------------------------------
+
+
+def _zip_kind(data: bytes, suffix: str) -> SourceKind:
+    """XLSX or XLSM, after checking the zip is a workbook at all (else a clear error)."""
+    what = "XLSM" if suffix == ".xlsm" else "XLSX"
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = set(archive.namelist())
+            content_types = (
+                archive.read("[Content_Types].xml") if "[Content_Types].xml" in names else b""
+            )
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as error:
+        raise InvalidInput(
+            f"{what} workbook cannot be read: the zip's central directory at the end of the file "
+            f"is missing or damaged ({error})",
+            "The file is truncated or not a workbook; export it again from the spreadsheet "
+            "program.",
+        ) from None
+    if _WORKBOOK_MEMBER not in names:
+        raise InvalidInput(
+            f"Zip file is not an XLSX/XLSM workbook: it has no {_WORKBOOK_MEMBER} member",
+            "Only Excel workbooks (.xlsx, .xlsm, .xls), CSV and XML can be converted.",
+        )
+    if suffix == ".xlsm" or b"macroEnabled" in content_types:
+        return SourceKind.XLSM
+    return SourceKind.XLSX
+
+
+def _workbook_view(data: bytes, kind: SourceKind) -> SourceView:
+    what = kind.name
+    try:
+        workbook = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
+    except Exception as error:  # python-calamine raises its own classes and plain ones
+        raise _workbook_error(what, data, None, error) from None
+    names = workbook.sheet_names
+    sheets = _workbook_sheets(workbook, what, data, names)
+    xml = _write_view(sheets)
+    count = len(names)
+    return SourceView(
+        xml=xml, kind=kind, details=f"{what}, {count} sheet{'s' if count != 1 else ''}"
+    )
+
+
+def _workbook_sheets(
+    workbook: python_calamine.CalamineWorkbook, what: str, data: bytes, names: Sequence[str]
+) -> Iterator[tuple[str, Iterable[tuple[int, int, Sequence[_Cell]]]]]:
+    for index, name in enumerate(names):
+        try:
+            sheet = workbook.get_sheet_by_index(index)
+        except Exception as error:
+            raise _workbook_error(what, data, name, error) from None
+        yield name, _sheet_rows(sheet, what, name)
+
+
+def _sheet_rows(
+    sheet: python_calamine.CalamineSheet, what: str, name: str
+) -> Iterator[tuple[int, int, Sequence[_Cell]]]:
+    """``(row index, index of the first column, cells)`` per row.
+
+    python-calamine's ``iter_rows`` yields every row from the sheet's first row (row 0), but the
+    cells of each row only from the first used column (``sheet.start``); the test of a sheet
+    whose data starts at B2 holds this to account if a release changes it.
+    """
+    start = sheet.start
+    first_column = start[1] if start is not None else 0
+    try:
+        yield from ((row, first_column, cells) for row, cells in enumerate(sheet.iter_rows()))
+    except Exception as error:
+        raise InvalidInput(
+            f"{what} workbook cannot be read: sheet {name!r} is damaged ({error})",
+            "Export the workbook again from the spreadsheet program.",
+        ) from None
+
+
+def _workbook_error(what: str, data: bytes, sheet: str | None, error: Exception) -> InvalidInput:
+    where = f"sheet {sheet!r}" if sheet is not None else ""
+    note = ""
+    if what == "XLS":
+        where = where or "its OLE2 container"
+        note = _ole2_truncation(data)
+    else:
+        member = _damaged_member(data)
+        if member:
+            where = f"zip member {member}" + (f" ({where})" if where else "")
+    place = f" in {where}" if where else ""
+    return InvalidInput(
+        f"{what} workbook cannot be read{place}: {error}{note}",
+        "The file is damaged, truncated or password-protected; export it again from the "
+        "spreadsheet program.",
+    )
+
+
+def _ole2_truncation(data: bytes) -> str:
+    """A note when an OLE2 file is not a whole number of sectors long: it was cut short."""
+    # The header (512 bytes) holds the sector size as a power of two at offset 30.
+    if len(data) < 512:
+        return f" (the file has only {len(data)} bytes, less than an OLE2 header: it is truncated)"
+    sector = (
+        1 << int.from_bytes(data[30:32], "little")
+        if data[30:32] in (b"\x09\x00", b"\x0c\x00")
+        else 512
+    )
+    if (len(data) - 512) % sector:
+        return (
+            f" (the file ends in the middle of a {sector}-byte sector at byte {len(data):,}: "
+            "it is truncated)"
+        )
+    return ""
+
+
+def _damaged_member(data: bytes) -> str | None:
+    """The first zip member whose data fails its check, to say where a workbook is broken."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            for info in archive.infolist():
+                try:
+                    with archive.open(info) as member:
+                        while member.read(1 << 20):
+                            pass
+                except (
+                    zipfile.BadZipFile,
+                    zlib.error,
+                    EOFError,
+                    OSError,
+                    ValueError,
+                    NotImplementedError,
+                ):
+                    return info.filename
+    except (zipfile.BadZipFile, EOFError, OSError):
+        return None
+    return None
+
+
+# --- CSV --------------------------------------------------------------------------------------
+
+
+def _csv_view(data: bytes, suffix: str) -> SourceView:
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise InvalidInput(
+            f"CSV source contains binary data: a NUL byte at line {_line_of(data, nul)}",
+            "This is not a text file in UTF-8 or cp1252 (UTF-16 text and binary files are "
+            "not read as CSV); export it again as CSV.",
+        )
+    text, encoding = _decode(data)
+    delimiter = _detect_delimiter(text)
+    shown = "tab" if delimiter == "\t" else repr(delimiter)
+    details = f"CSV, delimiter {shown}, encoding {encoding}"
+    if suffix in _WORKBOOK_SUFFIXES:
+        details += f" (named {suffix}, but its content is CSV text)"
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
+    xml = _write_view([(CSV_SHEET_NAME, _csv_rows(reader))])
+    return SourceView(xml=xml, kind=SourceKind.CSV, details=details)
+
+
+def _line_of(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+def _decode(data: bytes) -> tuple[str, str]:
+    if data.startswith(codecs.BOM_UTF8):
+        try:
+            return data[len(codecs.BOM_UTF8) :].decode("utf-8"), "UTF-8 with BOM"
+        except UnicodeDecodeError as error:
+            offset = error.start + len(codecs.BOM_UTF8)
+            raise InvalidInput(
+                f"CSV source starts with a UTF-8 byte order mark but is not UTF-8: byte "
+                f"0x{data[offset]:02X} at line {_line_of(data, offset)}",
+                "Export the file again as CSV UTF-8.",
+            ) from None
+    try:
+        return data.decode("utf-8"), "UTF-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252"), "cp1252"
+    except UnicodeDecodeError as error:
+        raise InvalidInput(
+            f"CSV source is neither UTF-8 nor cp1252 text: byte 0x{data[error.start]:02X} at "
+            f"line {_line_of(data, error.start)}",
+            "Export the file again as CSV UTF-8.",
+        ) from None
+
+
+def _detect_delimiter(text: str) -> str:
+    """One of ``, ; tab |``: csv.Sniffer first, then counting in the first lines, else ``,``."""
+    sample = text[:_SNIFF_CHARS]
+    if len(text) > _SNIFF_CHARS and "\n" in sample:
+        sample = sample[: sample.rindex("\n")]
+    try:
+        dialect = csv.Sniffer().sniff(sample, delimiters="".join(CSV_DELIMITERS))
+        if dialect.delimiter in CSV_DELIMITERS:
+            return str(dialect.delimiter)
+    except csv.Error:
+        pass
+    lines = [line for line in sample.splitlines()[:_SNIFF_LINES] if line.strip()]
+    best, best_score = ",", (0, 0)
+    for delimiter in CSV_DELIMITERS:
+        counts = [line.count(delimiter) for line in lines]
+        if not any(counts):
+            continue
+        # Prefer a delimiter found the same number of times on every line, then the commonest.
+        consistent = sum(1 for count in counts if count == counts[0] and count > 0)
+        score = (consistent, sum(counts))
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
+
+
+def _csv_rows(reader: Any) -> Iterator[tuple[int, int, Sequence[_Cell]]]:
+    """Each record of ``reader`` (a ``csv.reader``; its type is private to the csv module)."""
+    row_index = 0
+    try:
+        for cells in reader:
+            yield row_index, 0, cells
+            row_index += 1
+    except csv.Error as error:
+        raise InvalidInput(
+            f"CSV source cannot be read at line {reader.line_num}: {error}",
+            "Check the quoting on that line, or export the file again as CSV.",
+        ) from None
+
+
+# --- the view ---------------------------------------------------------------------------------
+
+
+def _write_view(
+    sheets: Iterable[tuple[str, Iterable[tuple[int, int, Sequence[_Cell]]]]],
+) -> bytes:
+    """Stream the rows into ``<xml><sheet><row><col>``: one row's elements in memory at a time."""
+    out = io.BytesIO()
+    with etree.xmlfile(out, encoding="UTF-8") as xf:
+        xf.write_declaration()
+        with xf.element("xml"):
+            for sheet_index, (name, rows) in enumerate(sheets):
+                safe_name = _xml_text(name, f"the name of sheet index {sheet_index}")
+                with xf.element("sheet", index=str(sheet_index), name=safe_name):
+                    for row_index, first_column, cells in rows:
+                        row = _row_element(name, row_index, first_column, cells)
+                        if row is not None:
+                            xf.write(row)
+    return out.getvalue()
+
+
+def _row_element(
+    sheet: str, row_index: int, first_column: int, cells: Sequence[_Cell]
+) -> etree._Element | None:
+    row: etree._Element | None = None
+    for offset, value in enumerate(cells):
+        text = _cell_text(value)
+        if text == "":
+            continue
+        if row is None:
+            row = etree.Element("row", index=str(row_index))
+        column = first_column + offset
+        col = etree.SubElement(row, "col", index=str(column))
+        col.text = _xml_text(text, f"sheet {sheet!r}, row index {row_index}, col index {column}")
+    return row
+
+
+def _xml_text(text: str, where: str) -> str:
+    bad = _XML_ILLEGAL.search(text)
+    if bad is None:
+        return text
+    raise InvalidInput(
+        f"Source holds a character XML cannot carry: U+{ord(bad.group()):04X} at {where}",
+        "Remove the control character from the file (or the cell) and send it again.",
+    )
+
+
+def _cell_text(value: _Cell) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value.is_integer():
+            return str(int(value))
+        return repr(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat(timespec="milliseconds" if value.microsecond else "seconds")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, dt.time):
+        return value.isoformat(timespec="milliseconds" if value.microsecond else "seconds")
+    return _duration(value)
+
+
+def _duration(value: dt.timedelta) -> str:
+    """ISO 8601 duration (``PT1H30M``, ``-P1DT2H``): days, then hours, minutes, seconds."""
+    sign = "-" if value < dt.timedelta(0) else ""
+    value = abs(value)
+    hours, rest = divmod(value.seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    date_part = f"{value.days}D" if value.days else ""
+    time_part = ""
+    if hours:
+        time_part += f"{hours}H"
+    if minutes:
+        time_part += f"{minutes}M"
+    if seconds or value.microseconds or not (date_part or time_part):
+        fraction = f".{value.microseconds:06d}".rstrip("0") if value.microseconds else ""
+        time_part += f"{seconds}{fraction}S"
+    return f"{sign}P{date_part}" + (f"T{time_part}" if time_part else "")
