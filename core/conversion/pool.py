@@ -1,0 +1,249 @@
+"""A pool of worker processes that run conversion maps, each under a time limit.
+
+Why not ``concurrent.futures.ProcessPoolExecutor``: killing one of its workers breaks the whole
+pool (``BrokenProcessPool``) and fails every transform in flight. Here each job slot owns one
+process and a pipe; a transform that overruns its time limit gets its process killed (SIGKILL),
+the caller gets :class:`XsltTimeLimit`, and the slot starts a fresh process for the next job.
+Nothing else waits: the other slots keep running.
+
+Processes are started with ``spawn`` (no copy of the caller's threads, locks or event loop) and
+lazily, on the first job a slot needs them for. Blocking pipe I/O and process start/stop happen
+on the pool's own threads, never on the event loop. Each worker caches compiled stylesheets by
+the hash of their text, so one rule revision compiles once per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import resource
+import signal
+import tempfile
+from collections import OrderedDict
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from core.conversion.errors import (
+    Wire,
+    XsltError,
+    XsltRuntimeError,
+    XsltTimeLimit,
+    from_wire,
+    to_wire,
+)
+from core.conversion.xslt import (
+    CompiledStylesheet,
+    XsltOutput,
+    clear_error_stream,
+    compile_stylesheet,
+    set_error_stream,
+    stylesheet_key,
+    transform,
+)
+
+DEFAULT_TIME_LIMIT = 10.0
+DEFAULT_MAX_OUTPUT = 50 * 1024 * 1024
+STARTUP_TIMEOUT = 60.0
+CACHE_SIZE = 32
+
+Job = tuple[bytes | str, bytes, dict[str, str], int]
+
+
+class TransformPool:
+    """Runs transforms in up to ``workers`` processes (default: one per CPU).
+
+    Use as ``async with TransformPool() as pool: await pool.run_transform(...)``, or call
+    :meth:`close` when done; an unclosed pool's processes are daemons and die with this one.
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        time_limit: float = DEFAULT_TIME_LIMIT,
+        max_output: int = DEFAULT_MAX_OUTPUT,
+    ) -> None:
+        self.size = workers or os.cpu_count() or 1
+        self.time_limit = time_limit
+        self.max_output = max_output
+        self._context = multiprocessing.get_context("spawn")
+        self._threads = ThreadPoolExecutor(self.size * 2, thread_name_prefix="docbridge-xslt")
+        self._slots = asyncio.Semaphore(self.size)
+        self._idle: list[_Worker] = []
+        self._workers: set[_Worker] = set()
+        self._closed = False
+        self.started = 0  # processes started so far: a killed one is replaced by a new one
+
+    async def __aenter__(self) -> TransformPool:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def run_transform(
+        self,
+        stylesheet: bytes | str,
+        source: bytes,
+        parameters: Mapping[str, str],
+        *,
+        time_limit: float | None = None,
+        max_output: int | None = None,
+    ) -> XsltOutput:
+        """Transform ``source`` with ``stylesheet``; every parameter is passed as a string.
+
+        Raises an :class:`~core.conversion.errors.XsltError`: refused construct, compile error,
+        runtime error, output over ``max_output`` bytes, or ``time_limit`` seconds exceeded
+        (the worker is killed; the time counts from handing the job to a running worker).
+        """
+        if self._closed:
+            raise RuntimeError("the transform pool is closed")
+        limit = self.time_limit if time_limit is None else time_limit
+        cap = self.max_output if max_output is None else max_output
+        job: Job = (stylesheet, source, {k: str(v) for k, v in parameters.items()}, cap)
+        loop = asyncio.get_running_loop()
+        async with self._slots:
+            worker = self._idle.pop() if self._idle else await self._start_worker()
+            try:
+                reply = await asyncio.wait_for(
+                    loop.run_in_executor(self._threads, worker.call, job), limit
+                )
+            except TimeoutError:
+                await self._discard(worker)
+                raise XsltTimeLimit(
+                    f"The conversion map ran longer than {limit:g} s",
+                    "It was stopped. Check it for an endless recursion or loop; a map that is "
+                    "just slow needs a higher time limit.",
+                ) from None
+            except (EOFError, OSError):
+                await self._discard(worker)
+                raise XsltRuntimeError(
+                    "The conversion map's worker process ended unexpectedly",
+                    "It may have run out of memory; check the map for a runaway recursion.",
+                ) from None
+            except BaseException:
+                await asyncio.shield(self._discard(worker))  # its job may still be running
+                raise
+            self._idle.append(worker)
+        if reply[0] == "ok":
+            _, content, method, media_type, encoding = reply
+            return XsltOutput(content, method, media_type, encoding)
+        raise from_wire(reply[1])
+
+    async def close(self) -> None:
+        """Stop every worker process (a running transform is killed)."""
+        self._closed = True
+        workers, self._workers, self._idle = list(self._workers), set(), []
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(self._threads, w.stop) for w in workers))
+        self._threads.shutdown(wait=False)
+
+    async def _start_worker(self) -> _Worker:
+        worker = _Worker(self._context)
+        self._workers.add(worker)
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(
+                loop.run_in_executor(self._threads, worker.start), STARTUP_TIMEOUT
+            )
+        except BaseException:
+            await asyncio.shield(self._discard(worker))
+            raise
+        self.started += 1
+        return worker
+
+    async def _discard(self, worker: _Worker) -> None:
+        self._workers.discard(worker)
+        await asyncio.get_running_loop().run_in_executor(self._threads, worker.kill)
+
+
+class _Worker:
+    """One process and the parent's end of its pipe; methods block (run them on a thread)."""
+
+    def __init__(self, context: Any) -> None:
+        self.connection, child = context.Pipe()
+        self._child: Connection | None = child
+        self.process: BaseProcess = context.Process(
+            target=worker_main, args=(child,), name="docbridge-xslt", daemon=True
+        )
+
+    def start(self) -> None:
+        self.process.start()
+        if self._child is not None:
+            self._child.close()
+            self._child = None
+        ready = self.connection.recv()
+        if ready != "ready":
+            raise RuntimeError(f"unexpected greeting from an XSLT worker: {ready!r}")
+
+    def call(self, job: Job) -> Any:
+        self.connection.send(job)
+        return self.connection.recv()
+
+    def kill(self) -> None:
+        if self.process.pid is not None:
+            self.process.kill()
+            self.process.join()
+            self.process.close()
+        self.connection.close()
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.connection.send(None)
+        if self.process.pid is not None:
+            self.process.join(5)
+        self.kill()
+
+
+def worker_main(connection: Connection) -> None:
+    """The loop of one worker process: run jobs until the pipe closes or ``None`` arrives."""
+    # Saxon reports errors (with their line) on stderr: keep them in a file to read back.
+    report = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process)
+    os.dup2(report.fileno(), 2)
+    set_error_stream(2)
+    # Over the output cap, Saxon's write fails with EFBIG instead of the process dying.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # ctrl+c in a terminal is the parent's
+    _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    cache: OrderedDict[str, CompiledStylesheet] = OrderedDict()
+    connection.send("ready")
+    while True:
+        try:
+            job = connection.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        connection.send(_run(job, cache, hard))
+
+
+def _run(job: Job, cache: OrderedDict[str, CompiledStylesheet], hard: int) -> Any:
+    stylesheet, source, parameters, max_output = job
+    try:
+        clear_error_stream()
+        key = stylesheet_key(stylesheet)
+        compiled = cache.get(key)
+        if compiled is None:
+            compiled = compile_stylesheet(stylesheet)
+            cache[key] = compiled
+            while len(cache) > CACHE_SIZE:
+                cache.popitem(last=False)
+        cache.move_to_end(key)
+        limit = max_output + 1 if hard == resource.RLIM_INFINITY else min(max_output + 1, hard)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+        try:
+            output = transform(compiled, source, parameters, max_output=max_output)
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+    except XsltError as error:
+        return ("error", to_wire(error))
+    except Exception as error:  # a library failure must not end the worker
+        wire: Wire = to_wire(
+            XsltRuntimeError("The conversion map failed", f"{type(error).__name__}: {error}")
+        )
+        return ("error", wire)
+    return ("ok", output.content, output.method, output.media_type, output.encoding)

@@ -1,0 +1,190 @@
+"""Untrusted XML in, nothing out: safe parsing and the static check of a stylesheet.
+
+A conversion map is written by whoever may edit rules, and its source documents come from
+partners, so neither may reach a file, the network or the environment of the process. Parsing
+never loads a DTD, expands an entity or opens a URL. Before a stylesheet is compiled, every
+construct that reads or writes outside it is refused with its line; lxml's access control and
+Saxon's ``allowedProtocols`` are a second line behind this check, not the only one.
+
+The check is deliberately wider than needed: a function *named* like a refused one in any
+namespace but a user prefix, or such a name inside a string literal, is refused too. A false
+refusal costs a rename; a missed one leaks a file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any, cast
+
+from lxml import etree
+
+from core.conversion.errors import XsltCompileError, XsltRefused, XsltRuntimeError
+
+XSL = "http://www.w3.org/1999/XSL/Transform"
+FN = "http://www.w3.org/2005/xpath-functions"
+
+# XSL instructions and declarations that read or write other resources, or evaluate XPath built
+# at run time (which no static check can see).
+REFUSED_INSTRUCTIONS: dict[str, str] = {
+    "include": "it reads another file",
+    "import": "it reads another file",
+    "import-schema": "it reads another file",
+    "use-package": "it reads another package",
+    "result-document": "it writes another file",
+    "document": "it writes another file",
+    "source-document": "it reads another file",
+    "evaluate": "it runs an XPath expression built at run time",
+}
+
+# Extension elements (EXSLT, libxslt, Saxon, XT) that write or read files.
+REFUSED_EXTENSION_NAMESPACES: dict[str, str] = {
+    "http://exslt.org/common": "document",
+    "http://icl.com/saxon": "",
+    "http://saxon.sf.net/": "",
+    "http://xmlsoft.org/XSLT/namespace": "",
+    "http://www.jclark.com/xt": "",
+}
+
+REFUSED_FUNCTIONS: dict[str, str] = {
+    "document": "it reads another file",
+    "doc": "it reads another file",
+    "doc-available": "it probes another file",
+    "unparsed-text": "it reads another file",
+    "unparsed-text-lines": "it reads another file",
+    "unparsed-text-available": "it probes another file",
+    "collection": "it reads other files",
+    "uri-collection": "it lists other files",
+    "json-doc": "it reads another file",
+    "environment-variable": "it reads the process environment",
+    "available-environment-variables": "it reads the process environment",
+    "transform": "it runs another stylesheet",
+    "load-xquery-module": "it reads another file",
+    "function-lookup": "it can call any function by a name built at run time",
+}
+
+_NAMES = "|".join(re.escape(name) for name in sorted(REFUSED_FUNCTIONS, key=len, reverse=True))
+# A call ``name(`` or a function reference ``name#1``, with an optional prefix or EQName.
+_FUNCTION = re.compile(
+    r"(?<![\w.\-:}$])"
+    r"(?:Q\{(?P<uri>[^}]*)\}|(?P<prefix>[A-Za-z_][\w.\-]*):)?"
+    rf"(?P<name>{_NAMES})\s*(?:\(|#\s*\d)"
+)
+
+_HINT = "Conversion maps may not read or write files, the network or the environment; "
+
+
+def safe_parser() -> etree.XMLParser:
+    """A parser that loads no DTD, expands no entity and opens no URL."""
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+    )
+
+
+def parse_stylesheet(text: bytes | str) -> etree._ElementTree:
+    """Parse a stylesheet as untrusted XML; a DOCTYPE is refused (a stylesheet needs none)."""
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    try:
+        tree = etree.ElementTree(etree.fromstring(data, safe_parser()))
+    except etree.XMLSyntaxError as error:
+        line = error.lineno or None
+        raise XsltCompileError(
+            "The conversion map is not well-formed XML" + (f" (line {line})" if line else ""),
+            f"{error.msg}. Correct the XSLT and run it again.",
+            line=line,
+        ) from error
+    docinfo = cast(Any, tree.docinfo)  # lxml-stubs lack DocInfo.doctype
+    if docinfo.doctype or docinfo.internalDTD is not None:
+        raise XsltRefused(
+            "The conversion map has a DOCTYPE",
+            _HINT + "remove the DOCTYPE (a DTD can pull in files and entities).",
+            line=1,
+        )
+    return tree
+
+
+def parse_source(source: bytes) -> etree._ElementTree:
+    """Parse a source document as untrusted XML: its DTD is ignored, entities are refused."""
+    try:
+        root = etree.fromstring(source, safe_parser())
+    except etree.XMLSyntaxError as error:
+        raise XsltRuntimeError(
+            "The source document is not well-formed XML",
+            f"{error.msg} (line {error.lineno}).",
+        ) from error
+    for found in root.iter(etree.Entity):
+        entity = cast(Any, found)
+        raise XsltRuntimeError(
+            "The source document uses an entity reference",
+            f"&{entity.name}; on line {entity.sourceline} is not expanded in untrusted XML; "
+            "write the character itself.",
+        )
+    return etree.ElementTree(root)
+
+
+def check_stylesheet(tree: etree._ElementTree) -> None:
+    """Refuse every construct that reaches outside the stylesheet, naming it and its line."""
+    for element in tree.getroot().iter(etree.Element):
+        qname = etree.QName(element)
+        line = source_line(element)
+        if qname.namespace == XSL and qname.localname in REFUSED_INSTRUCTIONS:
+            _refuse(f"xsl:{qname.localname}", REFUSED_INSTRUCTIONS[qname.localname], line)
+        merge = qname.namespace == XSL and qname.localname == "merge-source"
+        if merge and element.get("for-each-source") is not None:
+            _refuse("xsl:merge-source/@for-each-source", "it reads other files", line)
+        if qname.namespace in REFUSED_EXTENSION_NAMESPACES:
+            only = REFUSED_EXTENSION_NAMESPACES[qname.namespace]
+            if not only or only == qname.localname:
+                _refuse(
+                    f"the extension element {{{qname.namespace}}}{qname.localname}",
+                    "it can read or write files",
+                    line,
+                )
+        for text, nsmap in _expressions(element, qname.namespace == XSL):
+            _check_expression(text, nsmap, line)
+
+
+def source_line(element: etree._Element) -> int | None:
+    line = element.sourceline
+    return line if isinstance(line, int) else None
+
+
+def _expressions(
+    element: etree._Element, is_xsl: bool
+) -> Iterator[tuple[str, dict[str | None, str]]]:
+    """Every string of the element that XSLT may evaluate as XPath."""
+    nsmap = dict(element.nsmap)
+    for name, value in element.attrib.items():
+        text = str(value)
+        if is_xsl or etree.QName(name).namespace == XSL or "{" in text:
+            yield text, nsmap
+    # Text value templates (3.0 expand-text) hold XPath between braces.
+    if element.text and "{" in element.text:
+        yield element.text, nsmap
+    if element.tail and "{" in element.tail:
+        parent = element.getparent()
+        yield element.tail, dict(parent.nsmap) if parent is not None else nsmap
+
+
+def _check_expression(text: str, nsmap: dict[str | None, str], line: int | None) -> None:
+    for match in _FUNCTION.finditer(text):
+        uri, prefix, name = match.group("uri"), match.group("prefix"), match.group("name")
+        if uri is not None and uri != FN:
+            continue
+        if prefix is not None and nsmap.get(prefix) not in (FN, None):
+            continue
+        _refuse(f"{name}()", REFUSED_FUNCTIONS[name], line)
+
+
+def _refuse(construct: str, why: str, line: int | None) -> None:
+    where = f" (line {line})" if line else ""
+    raise XsltRefused(
+        f"The conversion map uses {construct}{where}",
+        _HINT + f"{construct} is refused because {why}. Put what it needs into the source "
+        "document or the stylesheet itself.",
+        line=line,
+    )

@@ -1,0 +1,312 @@
+"""Compile and run one conversion map (XSLT) in this process.
+
+XSLT 1.0 runs on lxml (libxslt), 2.0 and 3.0 on saxonche (SaxonC-HE), chosen by the stylesheet's
+``version`` attribute. The output is the bytes ``xsl:output`` asks for (method, encoding,
+declaration), so a text map declaring ISO-8859-5 yields ISO-8859-5 bytes.
+
+This module has no time limit and no process isolation: call it through
+:class:`core.conversion.pool.TransformPool`, which runs it in worker processes that can be
+killed. The worker sets the output cap for Saxon as a file-size limit (``RLIMIT_FSIZE``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, cast
+
+from lxml import etree
+
+from core.conversion.errors import (
+    XsltCompileError,
+    XsltError,
+    XsltOutputTooLarge,
+    XsltRuntimeError,
+)
+from core.conversion.sandbox import (
+    XSL,
+    check_stylesheet,
+    parse_source,
+    parse_stylesheet,
+    source_line,
+)
+
+PARAMETER_NAMES = ("SENDER_MAILBOX", "TEMPLATE_UUID", "TEMPLATE_VERSION")
+
+MEDIA_TYPES = {
+    "xml": "application/xml",
+    "html": "text/html",
+    "xhtml": "application/xhtml+xml",
+    "text": "text/plain",
+    "json": "application/json",
+    "adaptive": "text/plain",
+}
+
+
+@dataclass(frozen=True)
+class XsltOutput:
+    """The serialized result of a transform, as ``xsl:output`` describes it."""
+
+    content: bytes
+    method: str
+    media_type: str
+    encoding: str
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """The unnamed ``xsl:output`` of a stylesheet (method ``None``: decided by the result)."""
+
+    method: str | None
+    encoding: str
+    media_type: str | None
+
+
+@dataclass
+class CompiledStylesheet:
+    """A stylesheet ready to run; ``key`` is the hash of its text (one rule revision)."""
+
+    key: str
+    version: Decimal
+    output: OutputSpec
+    engine: Any  # etree.XSLT (1.0) or saxonche.PyXsltExecutable (2.0, 3.0)
+
+
+def stylesheet_key(text: bytes | str) -> str:
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    return hashlib.sha256(data).hexdigest()
+
+
+def compile_stylesheet(text: bytes | str) -> CompiledStylesheet:
+    """Check and compile a stylesheet; refused constructs and XSLT errors name their line."""
+    tree = parse_stylesheet(text)
+    check_stylesheet(tree)
+    version = _version(tree.getroot())
+    output = _output_spec(tree.getroot())
+    key = stylesheet_key(text)
+    if version < 2:
+        return CompiledStylesheet(key, version, output, _compile_lxml(tree))
+    source = text if isinstance(text, str) else etree.tostring(tree, encoding="unicode")
+    return CompiledStylesheet(key, version, output, _compile_saxon(source))
+
+
+def transform(
+    compiled: CompiledStylesheet,
+    source: bytes,
+    parameters: Mapping[str, str],
+    *,
+    max_output: int,
+) -> XsltOutput:
+    """Run a compiled stylesheet on a source document; every parameter is passed as a string."""
+    document = parse_source(source)
+    if compiled.version < 2:
+        content, root_is_html = _transform_lxml(compiled.engine, document, parameters)
+    else:
+        content = _transform_saxon(compiled, document, parameters, max_output)
+        root_is_html = bool(re.match(rb"\s*(<\?xml[^>]*>\s*)?<html[\s>]", content, re.I))
+    if len(content) > max_output:
+        raise _too_large(max_output)
+    spec = compiled.output
+    method = spec.method or ("html" if root_is_html else "xml")
+    media_type = spec.media_type or MEDIA_TYPES.get(method, "application/octet-stream")
+    return XsltOutput(content, method, media_type, spec.encoding)
+
+
+def _too_large(max_output: int) -> XsltOutputTooLarge:
+    return XsltOutputTooLarge(
+        f"The conversion map produced more than {max_output:,} bytes",
+        "Its output is capped; check the map for a loop that repeats output, or raise the cap.",
+    )
+
+
+def _version(root: etree._Element) -> Decimal:
+    qname = etree.QName(root)
+    if qname.namespace == XSL and qname.localname in ("stylesheet", "transform", "package"):
+        raw = root.get("version")
+    else:  # a literal result element used as the stylesheet
+        raw = root.get(f"{{{XSL}}}version")
+    if raw is None:
+        raise XsltCompileError(
+            "The conversion map has no XSLT version",
+            'Its root must be xsl:stylesheet with version="1.0", "2.0" or "3.0".',
+            line=source_line(root),
+        )
+    try:
+        return Decimal(raw.strip())
+    except InvalidOperation:
+        raise XsltCompileError(
+            f"The conversion map's version {raw!r} is not a number",
+            'Use version="1.0", "2.0" or "3.0".',
+            line=source_line(root),
+        ) from None
+
+
+def _output_spec(root: etree._Element) -> OutputSpec:
+    method: str | None = None
+    encoding = "UTF-8"
+    media_type: str | None = None
+    for output in root.iterchildren(f"{{{XSL}}}output"):
+        if output.get("name"):
+            continue
+        method = output.get("method", method)
+        encoding = output.get("encoding", encoding)
+        media_type = output.get("media-type", media_type)
+    if method is not None and ":" in method:
+        method = method.split(":", 1)[1]
+    return OutputSpec(method, encoding, media_type)
+
+
+# --- XSLT 1.0: lxml ---------------------------------------------------------------------------
+
+
+def _compile_lxml(tree: etree._ElementTree) -> etree.XSLT:
+    try:
+        return etree.XSLT(tree, access_control=cast(Any, etree.XSLTAccessControl).DENY_ALL)
+    except etree.XSLTParseError as error:
+        title, hint, line = _lxml_message("does not compile", error)
+        raise XsltCompileError(title, hint, line=line) from error
+
+
+def _transform_lxml(
+    engine: etree.XSLT, document: etree._ElementTree, parameters: Mapping[str, str]
+) -> tuple[bytes, bool]:
+    params = {name: etree.XSLT.strparam(value) for name, value in parameters.items()}
+    try:
+        result = cast(Any, engine)(document, **params)
+    except etree.XSLTApplyError as error:
+        title, hint, line = _lxml_message("stopped", error)
+        raise XsltRuntimeError(title, hint, line=line) from error
+    root = result.getroot()
+    root_is_html = root is not None and root.tag.lower() == "html"
+    return bytes(result), root_is_html
+
+
+def _lxml_message(what: str, error: etree.Error) -> tuple[str, str, int | None]:
+    entries = list(error.error_log) if hasattr(error, "error_log") else []
+    line = next((entry.line for entry in entries if entry.line > 0), None)
+    messages = [entry.message for entry in entries if entry.message] or [str(error)]
+    where = f" (line {line})" if line else ""
+    return (
+        f"The conversion map {what}{where}",
+        "; ".join(dict.fromkeys(messages)) + ". Correct the XSLT and run it again.",
+        line,
+    )
+
+
+# --- XSLT 2.0 / 3.0: saxonche -----------------------------------------------------------------
+
+_processor: Any = None
+_LINE = re.compile(r"\bline (\d+)")
+
+
+def _saxon() -> Any:
+    """One Saxon processor per process; ``allowedProtocols`` stops http(s) and other schemes.
+
+    ``file`` must stay allowed: Saxon writes the serialized result to a file (its string API
+    decodes as UTF-8 only, and the bytes must keep the declared encoding). Reading files is
+    refused by :func:`core.conversion.sandbox.check_stylesheet` before compiling.
+    """
+    global _processor
+    if _processor is None:
+        from saxonche import PySaxonProcessor  # type: ignore[import-not-found,unused-ignore]
+
+        processor = PySaxonProcessor(license=False)
+        processor.set_configuration_property("http://saxon.sf.net/feature/allowedProtocols", "file")
+        _processor = processor
+    return _processor
+
+
+def _compile_saxon(text: str) -> Any:
+    from saxonche import PySaxonApiError
+
+    compiler = _saxon().new_xslt30_processor()
+    try:
+        executable = compiler.compile_stylesheet(stylesheet_text=text)
+    except PySaxonApiError as error:
+        raise _saxon_error(XsltCompileError, "does not compile", str(error)) from error
+    if executable is None:
+        raise _saxon_error(XsltCompileError, "does not compile", "")
+    executable.set_save_xsl_message(True)
+    return executable
+
+
+def _transform_saxon(
+    compiled: CompiledStylesheet,
+    document: etree._ElementTree,
+    parameters: Mapping[str, str],
+    max_output: int,
+) -> bytes:
+    from saxonche import PySaxonApiError
+
+    processor = _saxon()
+    executable = compiled.engine
+    executable.clear_parameters()
+    executable.clear_xsl_messages()
+    for name, value in parameters.items():
+        executable.set_parameter(name, processor.make_string_value(value))
+    node = processor.parse_xml(xml_text=etree.tostring(document.getroot(), encoding="unicode"))
+    with tempfile.TemporaryDirectory(prefix="docbridge-xslt-") as folder:
+        target = Path(folder) / "result"
+        try:
+            executable.transform_to_file(xdm_node=node, output_file=str(target))
+        except PySaxonApiError as error:
+            if target.exists() and target.stat().st_size >= max_output:
+                raise _too_large(max_output) from error
+            message = str(error).strip()
+            terminated = _xsl_messages(executable)
+            if terminated:
+                message = f"{terminated} ({message})"
+            raise _saxon_error(XsltRuntimeError, "stopped", message) from error
+        return target.read_bytes() if target.exists() else b""
+
+
+def _xsl_messages(executable: Any) -> str:
+    messages = executable.get_xsl_messages()
+    if messages is None:
+        return ""
+    return "; ".join(str(item.string_value).strip() for item in messages)
+
+
+def _saxon_error(kind: type[XsltError], what: str, message: str) -> XsltError:
+    """Saxon's exception text often lacks the line; its stderr report (captured by the pool's
+    worker, see :func:`set_error_stream`) has it."""
+    report = _read_error_stream()
+    match = _LINE.search(message) or _LINE.search(report)
+    line = int(match.group(1)) if match else None
+    text = " ".join((message or report).split()) or "Saxon gave no message"
+    where = f" (line {line})" if line else ""
+    return kind(
+        f"The conversion map {what}{where}",
+        f"{text}. Correct the XSLT and run it again.",
+        line=line,
+    )
+
+
+_error_stream: int | None = None
+
+
+def set_error_stream(fd: int | None) -> None:
+    """Name the file descriptor that stderr was redirected to (a regular file), so Saxon's
+    error reports can be read back for their line numbers; the pool's worker sets it."""
+    global _error_stream
+    _error_stream = fd
+
+
+def clear_error_stream() -> None:
+    if _error_stream is not None:
+        os.ftruncate(_error_stream, 0)
+        os.lseek(_error_stream, 0, os.SEEK_SET)
+
+
+def _read_error_stream() -> str:
+    if _error_stream is None:
+        return ""
+    size = os.lseek(_error_stream, 0, os.SEEK_END)
+    data = os.pread(_error_stream, min(size, 65536), 0)
+    return data.decode("utf-8", "replace")
