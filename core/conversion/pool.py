@@ -48,6 +48,7 @@ from core.conversion.xslt import (
 
 DEFAULT_TIME_LIMIT = 10.0
 DEFAULT_MAX_OUTPUT = 50 * 1024 * 1024
+DEFAULT_MAX_MEMORY = 2 * 1024 * 1024 * 1024
 STARTUP_TIMEOUT = 60.0
 CACHE_SIZE = 32
 
@@ -59,6 +60,8 @@ class TransformPool:
 
     Use as ``async with TransformPool() as pool: await pool.run_transform(...)``, or call
     :meth:`close` when done; an unclosed pool's processes are daemons and die with this one.
+    ``time_limit`` (seconds) and ``max_output`` (bytes) are defaults for each transform;
+    ``max_memory`` (bytes, ``None``: no cap) caps each worker process.
     """
 
     def __init__(
@@ -67,10 +70,12 @@ class TransformPool:
         *,
         time_limit: float = DEFAULT_TIME_LIMIT,
         max_output: int = DEFAULT_MAX_OUTPUT,
+        max_memory: int | None = DEFAULT_MAX_MEMORY,
     ) -> None:
         self.size = workers or os.cpu_count() or 1
         self.time_limit = time_limit
         self.max_output = max_output
+        self.max_memory = max_memory
         self._context = multiprocessing.get_context("spawn")
         self._threads = ThreadPoolExecutor(self.size * 2, thread_name_prefix="docbridge-xslt")
         self._slots = asyncio.Semaphore(self.size)
@@ -143,7 +148,7 @@ class TransformPool:
         self._threads.shutdown(wait=False)
 
     async def _start_worker(self) -> _Worker:
-        worker = _Worker(self._context)
+        worker = _Worker(self._context, self.max_memory)
         self._workers.add(worker)
         loop = asyncio.get_running_loop()
         try:
@@ -164,11 +169,11 @@ class TransformPool:
 class _Worker:
     """One process and the parent's end of its pipe; methods block (run them on a thread)."""
 
-    def __init__(self, context: Any) -> None:
+    def __init__(self, context: Any, max_memory: int | None) -> None:
         self.connection, child = context.Pipe()
         self._child: Connection | None = child
         self.process: BaseProcess = context.Process(
-            target=worker_main, args=(child,), name="docbridge-xslt", daemon=True
+            target=worker_main, args=(child, max_memory), name="docbridge-xslt", daemon=True
         )
 
     def start(self) -> None:
@@ -199,8 +204,18 @@ class _Worker:
         self.kill()
 
 
-def worker_main(connection: Connection) -> None:
-    """The loop of one worker process: run jobs until the pipe closes or ``None`` arrives."""
+def worker_main(connection: Connection, max_memory: int | None = None) -> None:
+    """The loop of one worker process: run jobs until the pipe closes or ``None`` arrives.
+
+    ``max_memory`` caps the process's data segment (``RLIMIT_DATA``; ``RLIMIT_AS`` would stop
+    Saxon's GraalVM isolate from reserving its address space): a map that builds a huge value
+    ends its own process, and the caller gets an error instead of the machine swapping.
+    """
+    if max_memory is not None:
+        _, hard_data = resource.getrlimit(resource.RLIMIT_DATA)
+        if hard_data != resource.RLIM_INFINITY:
+            max_memory = min(max_memory, hard_data)
+        resource.setrlimit(resource.RLIMIT_DATA, (max_memory, hard_data))
     # Saxon reports errors (with their line) on stderr: keep them in a file to read back.
     report = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process)
     os.dup2(report.fileno(), 2)
@@ -218,10 +233,15 @@ def worker_main(connection: Connection) -> None:
             return
         if job is None:
             return
-        connection.send(_run(job, cache, hard))
+        connection.send(run_job(job, cache, hard))
 
 
-def _run(job: Job, cache: OrderedDict[str, CompiledStylesheet], hard: int) -> Any:
+def run_job(job: Job, cache: OrderedDict[str, CompiledStylesheet], hard: int) -> Any:
+    """Run one job in this process and return the reply for the pipe (never raises).
+
+    ``cache`` maps a stylesheet's hash to its compiled form, least recently used first;
+    ``hard`` is the process's hard ``RLIMIT_FSIZE``, restored after the job's output cap.
+    """
     stylesheet, source, parameters, max_output = job
     try:
         clear_error_stream()

@@ -202,11 +202,18 @@ def _lxml_message(what: str, error: etree.Error) -> tuple[str, str, int | None]:
 # --- XSLT 2.0 / 3.0: saxonche -----------------------------------------------------------------
 
 _processor: Any = None
+_PARSER_FEATURES = {
+    "http%3A//apache.org/xml/features/disallow-doctype-decl": "true",
+    "http%3A//xml.org/sax/features/external-general-entities": "false",
+    "http%3A//xml.org/sax/features/external-parameter-entities": "false",
+    "http%3A//apache.org/xml/features/nonvalidating/load-external-dtd": "false",
+}
 _LINE = re.compile(r"\bline (\d+)")
 
 
 def _saxon() -> Any:
-    """One Saxon processor per process; ``allowedProtocols`` stops http(s) and other schemes.
+    """One Saxon processor per process; ``allowedProtocols`` stops http(s) and other schemes,
+    and its XML parser refuses any DOCTYPE (``parse-xml()`` gets untrusted strings too).
 
     ``file`` must stay allowed: Saxon writes the serialized result to a file (its string API
     decodes as UTF-8 only, and the bytes must keep the declared encoding). Reading files is
@@ -218,6 +225,11 @@ def _saxon() -> Any:
 
         processor = PySaxonProcessor(license=False)
         processor.set_configuration_property("http://saxon.sf.net/feature/allowedProtocols", "file")
+        # parse-xml() on a string with a DOCTYPE would read files through external entities.
+        for feature, value in _PARSER_FEATURES.items():
+            processor.set_configuration_property(
+                f"http://saxon.sf.net/feature/parserFeature?uri={feature}", value
+            )
         _processor = processor
     return _processor
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import resource
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 
 import pytest
 from lxml import etree
 
 from core.conversion import (
+    CompiledStylesheet,
     TransformPool,
     XsltCompileError,
     XsltOutputTooLarge,
@@ -18,6 +21,8 @@ from core.conversion import (
     compile_stylesheet,
     transform,
 )
+from core.conversion.pool import run_job
+from core.conversion.xslt import stylesheet_key
 
 XSL = 'xmlns:xsl="http://www.w3.org/1999/XSL/Transform"'
 PARAMETERS = {
@@ -156,6 +161,33 @@ def test_prefixed_and_referenced_forms_are_refused(expression: str) -> None:
         compile_stylesheet(stylesheet)
 
 
+def test_extension_functions_that_evaluate_or_reach_outside_are_refused() -> None:
+    stylesheet = sheet(
+        "1.0",
+        "\n<xsl:value-of select=\"dyn:evaluate(concat('docu', 'ment(1)'))\"/>",
+        extra_ns='xmlns:dyn="http://exslt.org/dynamic"',
+    )
+    with pytest.raises(XsltRefused, match=r"dyn:evaluate\(\) \(line 4\)"):
+        compile_stylesheet(stylesheet)
+
+
+def test_shadow_attributes_are_refused() -> None:
+    body = "\n<xsl:value-of _select=\"{'do' || 'c'}('file:///etc/hostname')\"/>"
+    with pytest.raises(XsltRefused, match=r"shadow attribute _select \(line 4\)"):
+        compile_stylesheet(sheet("3.0", body))
+
+
+async def test_parse_xml_reads_no_file_through_a_doctype(pool: TransformPool) -> None:
+    entity = '<!DOCTYPE a [<!ENTITY e SYSTEM "file:///etc/hostname">]><a>&e;</a>'
+    escaped = entity.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;")
+    stylesheet = sheet("3.0", f"\n<xsl:value-of select=\"parse-xml('{escaped}')\"/>")
+    with pytest.raises(XsltRuntimeError, match="DOCTYPE is disallowed") as caught:
+        await pool.run_transform(stylesheet, b"<a/>", PARAMETERS)
+    assert caught.value.line == 4
+    plain = sheet("3.0", "<xsl:value-of select=\"parse-xml('&lt;a&gt;x&lt;/a&gt;')\"/>")
+    assert (await pool.run_transform(plain, b"<a/>", PARAMETERS)).content.endswith(b"x")
+
+
 def test_names_that_only_look_alike_are_allowed() -> None:
     stylesheet = sheet(
         "2.0",
@@ -240,14 +272,15 @@ async def test_a_runaway_is_stopped_while_others_complete_and_its_worker_is_repl
     pool: TransformPool, version: str
 ) -> None:
     quick = sheet("1.0", "<ok/>")
+    # Both workers up first, so that the race below measures transforms, not process starts.
+    await asyncio.gather(*(pool.run_transform(quick, b"<a/>", PARAMETERS) for _ in range(2)))
     runaway = asyncio.create_task(
         pool.run_transform(RUNAWAY[version], b"<a/>", PARAMETERS, time_limit=1.0)
     )
-    # The other slot keeps serving while the runaway spins.
-    for _ in range(3):
-        done = await pool.run_transform(quick, b"<a/>", PARAMETERS)
-        assert b"<ok/>" in done.content
-    assert not runaway.done()
+    other = asyncio.create_task(pool.run_transform(quick, b"<a/>", PARAMETERS))
+    done, _ = await asyncio.wait({runaway, other}, return_when=asyncio.FIRST_COMPLETED)
+    assert done == {other}, "the other slot kept serving while the runaway spun"
+    assert b"<ok/>" in other.result().content
     with pytest.raises(XsltTimeLimit, match="longer than 1 s"):
         await runaway
     started = pool.started
@@ -276,3 +309,32 @@ async def test_output_is_capped(pool: TransformPool, version: str) -> None:
         await pool.run_transform(stylesheet, b"<a/>", PARAMETERS, max_output=1000)
     result = await pool.run_transform(stylesheet, b"<a/>", PARAMETERS, max_output=100_000)
     assert len(result.content) == 200 * 36
+
+
+async def test_a_worker_that_runs_out_of_memory_is_replaced() -> None:
+    bomb = sheet(
+        "3.0",
+        "<xsl:value-of select=\"string-length(string-join((1 to 100000000) ! 'xxxxxxxxxxxx'))\"/>",
+    )
+    async with TransformPool(workers=1, max_memory=300 * 1024 * 1024) as pool:
+        with pytest.raises(XsltRuntimeError, match="ended unexpectedly"):
+            await pool.run_transform(bomb, b"<a/>", PARAMETERS)
+        result = await pool.run_transform(sheet("2.0", "<ok/>"), b"<a/>", PARAMETERS)
+        assert b"<ok/>" in result.content
+        assert pool.started == 2
+
+
+def test_a_worker_compiles_each_stylesheet_revision_once() -> None:
+    cache: OrderedDict[str, CompiledStylesheet] = OrderedDict()
+    first = sheet("2.0", "<one/>")
+    second = sheet("2.0", "<two/>")
+    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+    replies = [
+        run_job((text, b"<a/>", PARAMETERS, 100_000), cache, hard)
+        for text in (first, second, first)
+    ]
+    assert [reply[0] for reply in replies] == ["ok", "ok", "ok"]
+    assert list(cache) == [stylesheet_key(second), stylesheet_key(first)]
+    compiled = cache[stylesheet_key(first)]
+    run_job((first, b"<a/>", PARAMETERS, 100_000), cache, hard)
+    assert cache[stylesheet_key(first)] is compiled
