@@ -103,7 +103,9 @@ def transform(
     *,
     max_output: int,
 ) -> XsltOutput:
-    """Run a compiled stylesheet on a source document; every parameter is passed as a string."""
+    """Run a compiled stylesheet on a source document; every parameter is passed as a string
+    (on Saxon as ``xs:untypedAtomic``, so a parameter declared ``as="xs:integer"`` accepts it).
+    """
     document = parse_source(source)
     if compiled.version < 2:
         content, root_is_html = _transform_lxml(compiled.engine, document, parameters)
@@ -261,7 +263,9 @@ def _transform_saxon(
     executable.clear_parameters()
     executable.clear_xsl_messages()
     for name, value in parameters.items():
-        executable.set_parameter(name, processor.make_string_value(value))
+        # Untyped, as Saxon's JAXP passes a Java string: a parameter declared as="xs:integer"
+        # (TEMPLATE_VERSION) accepts it, one declared as="xs:string" too.
+        executable.set_parameter(name, processor.make_atomic_value("untypedAtomic", value))
     node = processor.parse_xml(xml_text=etree.tostring(document.getroot(), encoding="unicode"))
     with tempfile.TemporaryDirectory(prefix="docbridge-xslt-") as folder:
         target = Path(folder) / "result"

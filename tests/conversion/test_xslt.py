@@ -85,6 +85,18 @@ async def test_xslt_2_groups_formats_dates_and_tokenizes_on_saxon(pool: Transfor
     assert (result.method, result.media_type) == ("text", "text/plain")
 
 
+def test_typed_parameters_accept_the_strings_passed_in() -> None:
+    stylesheet = (
+        f'<xsl:stylesheet version="2.0" {XSL} xmlns:xs="http://www.w3.org/2001/XMLSchema">'
+        '<xsl:output method="text"/><xsl:param name="TEMPLATE_VERSION" as="xs:integer"/>'
+        '<xsl:param name="SENDER_MAILBOX" as="xs:string"/><xsl:template match="/">'
+        '<xsl:value-of select="$TEMPLATE_VERSION + 1, $SENDER_MAILBOX"/></xsl:template>'
+        "</xsl:stylesheet>"
+    )
+    result = transform(compile_stylesheet(stylesheet), b"<a/>", PARAMETERS, max_output=100)
+    assert result.content == b"4 shop@example"
+
+
 @pytest.mark.parametrize("version", ["1.0", "2.0", "3.0"])
 def test_text_output_is_exactly_the_declared_encoding(version: str) -> None:
     stylesheet = sheet(
