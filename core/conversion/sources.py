@@ -401,41 +401,64 @@ def _csv_rows(reader: Any) -> Iterator[tuple[int, int, Sequence[_Cell]]]:
 def _write_view(
     sheets: Iterable[tuple[str, Iterable[tuple[int, int, Sequence[_Cell]]]]],
 ) -> bytes:
-    """Stream the rows into ``<xml><sheet><row><col>``: one row's elements in memory at a time."""
+    """Stream the rows into ``<xml><sheet><row><col>``, one row's text in memory at a time.
+
+    Written as escaped text rather than through lxml elements: an element per cell made a 20 MB
+    CSV take five times as long (measured), and this markup has only four names.
+    """
     out = io.BytesIO()
-    with etree.xmlfile(out, encoding="UTF-8") as xf:
-        xf.write_declaration()
-        with xf.element("xml"):
-            for sheet_index, (name, rows) in enumerate(sheets):
-                safe_name = _xml_text(name, f"the name of sheet index {sheet_index}")
-                with xf.element("sheet", index=str(sheet_index), name=safe_name):
-                    for row_index, first_column, cells in rows:
-                        row = _row_element(name, row_index, first_column, cells)
-                        if row is not None:
-                            xf.write(row)
+    out.write(b"<?xml version='1.0' encoding='UTF-8'?>\n<xml>")
+    for sheet_index, (name, rows) in enumerate(sheets):
+        _check_text(name, f"the name of sheet index {sheet_index}")
+        out.write(f'<sheet index="{sheet_index}" name="{_escape_attribute(name)}">'.encode())
+        for row_index, first_column, cells in rows:
+            row = _row_markup(name, row_index, first_column, cells)
+            if row:
+                out.write(row.encode())
+        out.write(b"</sheet>")
+    out.write(b"</xml>")
     return out.getvalue()
 
 
-def _row_element(
-    sheet: str, row_index: int, first_column: int, cells: Sequence[_Cell]
-) -> etree._Element | None:
-    row: etree._Element | None = None
+def _row_markup(sheet: str, row_index: int, first_column: int, cells: Sequence[_Cell]) -> str:
+    """``<row index>`` with a ``<col index>`` per non-empty cell, or ``""`` for an empty row."""
+    parts: list[str] = []
     for offset, value in enumerate(cells):
-        text = _cell_text(value)
+        text = value if isinstance(value, str) else _cell_text(value)
         if text == "":
             continue
-        if row is None:
-            row = etree.Element("row", index=str(row_index))
-        column = first_column + offset
-        col = etree.SubElement(row, "col", index=str(column))
-        col.text = _xml_text(text, f"sheet {sheet!r}, row index {row_index}, col index {column}")
-    return row
+        if _XML_ILLEGAL.search(text):
+            column = first_column + offset
+            _check_text(text, f"sheet {sheet!r}, row index {row_index}, col index {column}")
+        parts.append(f'<col index="{first_column + offset}">{_escape_text(text)}</col>')
+    if not parts:
+        return ""
+    return f'<row index="{row_index}">{"".join(parts)}</row>'
 
 
-def _xml_text(text: str, where: str) -> str:
+def _escape_text(text: str) -> str:
+    # A carriage return is kept as a reference: a parser would turn a literal one into "\n".
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    if "\r" in text:
+        text = text.replace("\r", "&#13;")
+    return text
+
+
+def _escape_attribute(text: str) -> str:
+    # Tabs and line breaks too: attribute-value normalisation would turn them into spaces.
+    text = _escape_text(text).replace('"', "&quot;")
+    return text.replace("\t", "&#9;").replace("\n", "&#10;")
+
+
+def _check_text(text: str, where: str) -> None:
     bad = _XML_ILLEGAL.search(text)
     if bad is None:
-        return text
+        return
     raise InvalidInput(
         f"Source holds a character XML cannot carry: U+{ord(bad.group()):04X} at {where}",
         "Remove the control character from the file (or the cell) and send it again.",

@@ -9,6 +9,7 @@ import zipfile
 import openpyxl
 import pytest
 import xlwt
+from lxml import etree
 
 from core.conversion.sources import SourceKind, source_view
 from core.errors import InvalidInput
@@ -44,6 +45,8 @@ def xlsx_bytes() -> bytes:
     first["D3"] = 0.1
     first["E3"] = True
     first["F3"] = -7
+    first["G3"] = dt.time(8, 30)
+    first["H3"] = "a & b <c>"
     second = workbook.create_sheet("Leer")
     second["A1"] = "only"
     buffer = io.BytesIO()
@@ -55,7 +58,8 @@ XLSX_VIEW = view(
     b'<sheet index="0" name="Orders">'
     b'<row index="1"><col index="1">M\xc3\xbcller</col><col index="3">42</col></row>'
     b'<row index="2"><col index="1">2024-03-05</col><col index="2">2024-03-05T13:04:05</col>'
-    b'<col index="3">0.1</col><col index="4">true</col><col index="5">-7</col></row>'
+    b'<col index="3">0.1</col><col index="4">true</col><col index="5">-7</col>'
+    b'<col index="6">08:30:00</col><col index="7">a &amp; b &lt;c&gt;</col></row>'
     b"</sheet>",
     b'<sheet index="1" name="Leer"><row index="0"><col index="0">only</col></row></sheet>',
 )
@@ -206,6 +210,35 @@ def test_csv_quotes_empty_cells_and_blank_lines() -> None:
         b'<row index="0"><col index="0">a</col><col index="1">b;c</col></row>'
         b'<row index="2"><col index="1">x "y"</col></row>'
     )
+
+
+def test_csv_markup_characters_are_escaped_and_survive_a_parse() -> None:
+    data = b'id,text\r\n1,"a & b <c> \'d\' ""e"" line\r\nnext"\r\n'
+    result = source_view(data, "t.csv")
+    assert result.xml == csv_view(
+        b'<row index="0"><col index="0">id</col><col index="1">text</col></row>'
+        b'<row index="1"><col index="0">1</col>'
+        b'<col index="1">a &amp; b &lt;c&gt; \'d\' "e" line&#13;\nnext</col></row>'
+    )
+    col = etree.fromstring(result.xml).find("sheet/row[@index='1']/col[@index='1']")
+    assert col is not None
+    assert col.text == "a & b <c> 'd' \"e\" line\r\nnext"
+
+
+def test_sheet_names_with_quotes_survive_a_parse() -> None:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.title = 'Q"1 & <2>'
+    sheet["A1"] = 1
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    result = source_view(buffer.getvalue(), "q.xlsx")
+    assert result.xml == view(
+        b'<sheet index="0" name="Q&quot;1 &amp; &lt;2&gt;">'
+        b'<row index="0"><col index="0">1</col></row></sheet>'
+    )
+    assert etree.fromstring(result.xml).find("sheet").get("name") == 'Q"1 & <2>'
 
 
 def test_csv_single_column_falls_back_to_comma() -> None:
