@@ -322,8 +322,11 @@ def _csv_view(data: bytes, suffix: str) -> SourceView:
     details = f"CSV, delimiter {shown}, encoding {encoding}"
     if suffix in _WORKBOOK_SUFFIXES:
         details += f" (named {suffix}, but its content is CSV text)"
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
-    xml = _write_view([(CSV_SHEET_NAME, _csv_rows(reader))])
+    try:
+        xml = _write_view([(CSV_SHEET_NAME, _csv_rows(text, delimiter, strict=True))])
+    except _QuotingIrregular:
+        # Text after a closing quote ("ab"c) is common in exports; read it as Excel does.
+        xml = _write_view([(CSV_SHEET_NAME, _csv_rows(text, delimiter, strict=False))])
     return SourceView(xml=xml, kind=SourceKind.CSV, details=details)
 
 
@@ -381,14 +384,36 @@ def _detect_delimiter(text: str) -> str:
     return best
 
 
-def _csv_rows(reader: Any) -> Iterator[tuple[int, int, Sequence[_Cell]]]:
-    """Each record of ``reader`` (a ``csv.reader``; its type is private to the csv module)."""
+class _QuotingIrregular(Exception):
+    """A strict read met a quote the lenient read accepts; read the file again leniently."""
+
+
+def _csv_rows(
+    text: str, delimiter: str, *, strict: bool
+) -> Iterator[tuple[int, int, Sequence[_Cell]]]:
+    """Each record of ``text``, as ``(row index, 0, cells)``.
+
+    The strict read is there to notice a file that ends inside a quoted field, the usual sign of
+    a CSV cut short; a lenient reader would silently make the rest of the file one cell.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=strict)
     row_index = 0
+    record_line = 1
     try:
         for cells in reader:
             yield row_index, 0, cells
             row_index += 1
+            record_line = reader.line_num + 1
     except csv.Error as error:
+        if strict and "end of data" in str(error):
+            raise InvalidInput(
+                f"CSV source ends inside a quoted field: the record that starts at line "
+                f"{record_line} (row index {row_index}) has no closing quote",
+                "The file is cut short, or a quote on that line is not closed; send the "
+                "complete file.",
+            ) from None
+        if strict:
+            raise _QuotingIrregular from None
         raise InvalidInput(
             f"CSV source cannot be read at line {reader.line_num}: {error}",
             "Check the quoting on that line, or export the file again as CSV.",

@@ -258,6 +258,23 @@ def test_csv_named_as_xls_is_read_as_csv() -> None:
     )
 
 
+def test_csv_cut_inside_a_quoted_field() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        source_view(b'id;text\n1;"complete"\n2;"cut\nshort', "orders.csv")
+    assert caught.value.title == (
+        "CSV source ends inside a quoted field: the record that starts at line 3 "
+        "(row index 2) has no closing quote"
+    )
+
+
+def test_csv_text_after_a_closing_quote_is_read_as_excel_does() -> None:
+    result = source_view(b'a;b\n"ab"c;d\n', "odd.csv")
+    assert result.xml == csv_view(
+        b'<row index="0"><col index="0">a</col><col index="1">b</col></row>'
+        b'<row index="1"><col index="0">abc</col><col index="1">d</col></row>'
+    )
+
+
 def test_csv_binary_junk_names_the_line() -> None:
     with pytest.raises(InvalidInput) as caught:
         source_view(b"a;b\n1;2\n\x89\x00\x13\xff", "orders.csv")
