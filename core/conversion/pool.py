@@ -140,11 +140,15 @@ class TransformPool:
         raise from_wire(reply[1])
 
     async def close(self) -> None:
-        """Stop every worker process (a running transform is killed)."""
+        """Stop every worker process: idle ones are asked to exit, busy ones are killed (their
+        callers get an error)."""
         self._closed = True
+        idle = set(self._idle)
         workers, self._workers, self._idle = list(self._workers), set(), []
         loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(self._threads, w.stop) for w in workers))
+        await asyncio.gather(
+            *(loop.run_in_executor(self._threads, w.stop if w in idle else w.kill) for w in workers)
+        )
         self._threads.shutdown(wait=False)
 
     async def _start_worker(self) -> _Worker:
@@ -162,6 +166,8 @@ class TransformPool:
         return worker
 
     async def _discard(self, worker: _Worker) -> None:
+        if worker not in self._workers:
+            return  # close() has killed it already
         self._workers.discard(worker)
         await asyncio.get_running_loop().run_in_executor(self._threads, worker.kill)
 

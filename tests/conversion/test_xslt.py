@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import resource
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -350,3 +351,28 @@ def test_a_worker_compiles_each_stylesheet_revision_once() -> None:
     compiled = cache[stylesheet_key(first)]
     run_job((first, b"<a/>", PARAMETERS, 100_000), cache, hard)
     assert cache[stylesheet_key(first)] is compiled
+
+
+async def test_a_cancelled_transform_frees_its_slot_and_close_ends_every_worker() -> None:
+    quick = sheet("1.0", "<ok/>")
+    async with TransformPool(workers=2) as pool:
+        runaway = asyncio.create_task(
+            pool.run_transform(RUNAWAY["2.0"], b"<a/>", PARAMETERS, time_limit=60)
+        )
+        await pool.run_transform(quick, b"<a/>", PARAMETERS)
+        runaway.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runaway
+        results = await asyncio.gather(
+            *(pool.run_transform(quick, b"<a/>", PARAMETERS) for _ in range(2))
+        )
+        assert all(b"<ok/>" in result.content for result in results)
+        busy = asyncio.create_task(
+            pool.run_transform(RUNAWAY["2.0"], b"<a/>", PARAMETERS, time_limit=60)
+        )
+        await pool.run_transform(quick, b"<a/>", PARAMETERS)
+    # Closing killed the busy worker: its caller hears of it at once, not after 60 s.
+    with pytest.raises(XsltRuntimeError, match="ended unexpectedly"):
+        await busy
+    names = [child.name for child in multiprocessing.active_children()]
+    assert "docbridge-xslt" not in names
