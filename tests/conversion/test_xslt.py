@@ -21,8 +21,10 @@ from core.conversion import (
     XsltTimeLimit,
     compile_stylesheet,
     transform,
+    xslt,
 )
 from core.conversion.pool import run_job
+from core.conversion.sandbox import parse_source, parse_stylesheet
 from core.conversion.xslt import stylesheet_key
 
 XSL = 'xmlns:xsl="http://www.w3.org/1999/XSL/Transform"'
@@ -376,3 +378,11 @@ async def test_a_cancelled_transform_frees_its_slot_and_close_ends_every_worker(
         await busy
     names = [child.name for child in multiprocessing.active_children()]
     assert "docbridge-xslt" not in names
+
+
+def test_lxml_reads_no_file_even_past_the_static_check() -> None:
+    """The second line of defence: libxslt's access control, should the static check miss."""
+    text = sheet("1.0", "\n<xsl:value-of select=\"document('file:///etc/hostname')\"/>")
+    engine = xslt._compile_lxml(parse_stylesheet(text))
+    with pytest.raises(XsltRuntimeError, match="read rights for file:///etc/hostname denied"):
+        xslt._transform_lxml(engine, parse_source(b"<a/>"), {})
