@@ -25,7 +25,7 @@ Contract of the workbook view (XLSX, XLSM, XLS and CSV alike):
   same layout alike, whatever the files are called.
 
 XML sources are returned byte for byte after a check that they parse as untrusted XML (no DTD, no
-entities, no network). Anything that cannot be read raises :class:`~core.errors.InvalidInput`
+entities, no network). An empty file, and anything that cannot be read, raises :class:`~core.errors.InvalidInput`
 naming the format and where the problem is (line, row and column, sheet, or zip member).
 
 Everything here is blocking CPU and memory work: callers on an event loop run it in a thread or in
@@ -105,6 +105,11 @@ def source_view(data: bytes, file_name: str) -> SourceView:
     a file named as a workbook holds no workbook.
     """
     suffix = PurePath(file_name).suffix.lower()
+    if not data.removeprefix(codecs.BOM_UTF8).strip():
+        raise InvalidInput(
+            f"{file_name} is empty",
+            "There is nothing to convert; send the file again with its content.",
+        )
     if data.startswith(_ZIP_MAGIC) or (suffix in (".xlsx", ".xlsm") and data[:2] == b"PK"):
         return _workbook_view(data, _zip_kind(data, suffix))
     if data.startswith(_OLE2_MAGIC):

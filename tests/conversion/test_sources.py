@@ -275,6 +275,13 @@ def test_csv_text_after_a_closing_quote_is_read_as_excel_does() -> None:
     )
 
 
+@pytest.mark.parametrize("data", [b"", b"\xef\xbb\xbf", b" \r\n\t"])
+def test_empty_source_is_refused(data: bytes) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        source_view(data, "orders.csv")
+    assert caught.value.title == "orders.csv is empty"
+
+
 def test_csv_binary_junk_names_the_line() -> None:
     with pytest.raises(InvalidInput) as caught:
         source_view(b"a;b\n1;2\n\x89\x00\x13\xff", "orders.csv")
