@@ -25,8 +25,9 @@ Contract of the workbook view (XLSX, XLSM, XLS and CSV alike):
   same layout alike, whatever the files are called.
 
 XML sources are returned byte for byte after a check that they parse as untrusted XML (no DTD, no
-entities, no network). An empty file, and anything that cannot be read, raises :class:`~core.errors.InvalidInput`
-naming the format and where the problem is (line, row and column, sheet, or zip member).
+entities, no network). An empty file, and anything that cannot be read, raises
+:class:`~core.errors.InvalidInput` naming the format and where the problem is (line, row and
+column, sheet, or zip member).
 
 Everything here is blocking CPU and memory work: callers on an event loop run it in a thread or in
 the conversion worker pool.
