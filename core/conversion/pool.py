@@ -7,9 +7,11 @@ the caller gets :class:`XsltTimeLimit`, and the slot starts a fresh process for 
 Nothing else waits: the other slots keep running.
 
 Processes are started with ``spawn`` (no copy of the caller's threads, locks or event loop) and
-lazily, on the first job a slot needs them for. Blocking pipe I/O and process start/stop happen
-on the pool's own threads, never on the event loop. Each worker caches compiled stylesheets by
-the hash of their text, so one rule revision compiles once per process.
+lazily, on the first job a slot needs them for. As with any spawn pool, the program's main module
+must be importable without side effects (a console script or ``python -m``; not ``<stdin>``).
+Blocking pipe I/O and process start/stop happen on the pool's own threads, never on the event
+loop. Each worker caches compiled stylesheets by the hash of their text, so one rule revision
+compiles once per process.
 """
 
 from __future__ import annotations

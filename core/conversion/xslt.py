@@ -211,6 +211,7 @@ _PARSER_FEATURES = {
     "http%3A//apache.org/xml/features/nonvalidating/load-external-dtd": "false",
 }
 _LINE = re.compile(r"\bline (\d+)")
+_BASE_URI = re.compile(r" (?:of|in) file:[^\s:)]*")
 
 
 def _saxon() -> Any:
@@ -296,6 +297,7 @@ def _saxon_error(kind: type[XsltError], what: str, message: str) -> XsltError:
     match = _LINE.search(message) or _LINE.search(report)
     line = int(match.group(1)) if match else None
     text = " ".join((message or report).split()) or "Saxon gave no message"
+    text = _BASE_URI.sub("", text)  # the worker's folder, which says nothing to a user
     where = f" (line {line})" if line else ""
     return kind(
         f"The conversion map {what}{where}",
