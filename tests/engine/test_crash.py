@@ -19,7 +19,7 @@ from tests.conftest import DOCBRIDGE
 from tests.engine.conftest import SmtpServer, free_port
 from tests.engine.test_customer_files import outgoing_xml
 from tests.engine.test_default_rules import eventually
-from tests.engine.test_file_identity import publish, taken
+from tests.engine.test_file_identity import place, taken
 
 DEMO = Path(__file__).resolve().parents[2] / "data" / "demo" / "envelopes"
 TOTAL = 1000
@@ -156,7 +156,7 @@ async def test_kill_9_while_files_are_taken_in_takes_each_exactly_once(
         for i in range(FILES):
             envelope_uuid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
             data = outgoing_xml(mailbox, envelope_uuid)
-            await asyncio.to_thread(publish, root, f"order-{i}.xml", data)
+            await asyncio.to_thread(place, root, f"order-{i}.xml", data)
             uploaded.add(envelope_uuid)
             if i % 10 == 0:
                 await asyncio.sleep(0.05)

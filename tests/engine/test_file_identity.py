@@ -31,6 +31,11 @@ def stage(root: Path, data: bytes) -> Path:
     return temp
 
 
+def place(root: Path, name: str, data: bytes) -> None:
+    """A clean close of an upload whose name is free: staged, then renamed without replacing."""
+    rename_no_replace(str(stage(root, data)), str(root / "outbox" / name))
+
+
 async def publish(engine: Engine, root: Path, name: str, data: bytes) -> None:
     """What the SFTP session does on a clean close: the complete file from staging renamed into
     outbox/ without replacing a waiting file of that name; while the name is taken, the engine
@@ -50,8 +55,18 @@ async def publish(engine: Engine, root: Path, name: str, data: bytes) -> None:
 
 def taken(root: Path) -> list[Path]:
     """Files the engine has claimed and not yet finished with (its private area)."""
-    taking = root / ".taking"
-    return [*taking.glob("*/*")] if taking.exists() else []
+    # The engine removes claim folders while this looks: a folder gone meanwhile holds nothing.
+    found: list[Path] = []
+    try:
+        holders = list(os.scandir(root / ".taking"))
+    except FileNotFoundError:
+        return found
+    for holder in holders:
+        try:
+            found += [Path(entry.path) for entry in os.scandir(holder.path)]
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return found
 
 
 async def test_a_newer_upload_of_a_name_is_never_deleted_by_the_engine(
