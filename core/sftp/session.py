@@ -379,14 +379,36 @@ class MailboxSftpSession(asyncssh.SFTPServer):
         return os.fstat(self._file(file_obj).fd)
 
     async def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
-        """Accepted and ignored: clients that preserve times or modes must not fail uploads."""
-        await asyncio.to_thread(self._lstat, parse_path(path))
+        """Times and modes are accepted and ignored (clients that preserve them must not fail
+        uploads); a size change of a stored file is refused, never acknowledged and ignored."""
+        virtual = parse_path(path)
+        await asyncio.to_thread(self._lstat, virtual)
+        if attrs.size is not None:
+            raise asyncssh.SFTPOpUnsupported(
+                f"{virtual}: the size of a stored file cannot be changed; upload it again"
+            )
 
     async def lsetstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
-        await asyncio.to_thread(self._lstat, parse_path(path))
+        await self.setstat(path, attrs)
 
-    def fsetstat(self, file_obj: object, attrs: asyncssh.SFTPAttrs) -> None:
-        self._file(file_obj)
+    async def fsetstat(self, file_obj: object, attrs: asyncssh.SFTPAttrs) -> None:
+        """An upload in progress may be cut short (truncate); the stored file is then exactly
+        that long. Growing it would leave a hole of zeros, so it is refused: write the bytes."""
+        handle = self._file(file_obj)
+        if attrs.size is None:
+            return
+        if not isinstance(handle, _Upload):
+            raise asyncssh.SFTPPermissionDenied("Downloads are opened for reading only")
+        if handle.refused is not None:
+            raise asyncssh.SFTPFailure(handle.refused)
+        if attrs.size > handle.size:
+            raise asyncssh.SFTPOpUnsupported(
+                f"An upload can be shortened but not grown by a size change "
+                f"(it has {handle.size} bytes): write the bytes instead"
+            )
+        await asyncio.to_thread(os.ftruncate, handle.fd, attrs.size)
+        self._context.usage.release(handle.size - attrs.size)
+        handle.size = attrs.size
 
     def statvfs(self, path: bytes) -> os.statvfs_result:
         raise asyncssh.SFTPOpUnsupported("statvfs is not supported")

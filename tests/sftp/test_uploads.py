@@ -252,3 +252,30 @@ async def test_a_retry_from_error_never_replaces_a_waiting_file(harness: Harness
             await sftp.posix_rename("/error/order.xml", "/outbox/order.xml")
     assert await asyncio.to_thread((root / "outbox" / "order.xml").read_bytes) == b"<waiting/>"
     assert await asyncio.to_thread((root / "error" / "order.xml").read_bytes) == b"<old/>"
+
+
+async def test_an_upload_cut_short_by_truncate_is_stored_that_long(harness: Harness) -> None:
+    """A client that truncates its upload (rewrites, trims trailing junk) gets exactly those
+    bytes stored; before, the request was acknowledged and ignored."""
+    good = b"<order>1</order>"
+    async with (
+        await harness.connect() as conn,
+        conn.start_sftp_client() as sftp,
+        sftp.open("/outbox/shrink.xml", "wb") as remote,
+    ):
+        await remote.write(good + b"GARBAGE" * 10)
+        await remote.truncate(len(good))
+    stored = harness.root() / "outbox" / "shrink.xml"
+    assert await asyncio.to_thread(stored.read_bytes) == good
+
+
+async def test_size_changes_that_cannot_be_honoured_are_refused(harness: Harness) -> None:
+    async with await harness.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open("/outbox/grow.xml", "wb") as remote:
+            await remote.write(b"<a/>")
+            with pytest.raises(asyncssh.SFTPError, match="shortened but not grown"):
+                await remote.truncate(10**12)
+        with pytest.raises(asyncssh.SFTPError, match="cannot be changed"):
+            await sftp.truncate("/outbox/grow.xml", 1)
+    stored = harness.root() / "outbox" / "grow.xml"
+    assert await asyncio.to_thread(stored.read_bytes) == b"<a/>"
