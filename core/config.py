@@ -31,6 +31,8 @@ public_host = "127.0.0.1"
 # Largest single upload and per-mailbox quota, in bytes.
 max_file_size = 104857600
 mailbox_quota = 1073741824
+# SSH sessions one mailbox may have open at once (each may hold up to 64 files).
+max_sessions_per_mailbox = 10
 
 [as2]
 listen_host = "127.0.0.1"
@@ -60,6 +62,7 @@ class SftpConfig:
     public_host: str = "127.0.0.1"
     max_file_size: int = 100 * 1024 * 1024
     mailbox_quota: int = 1024 * 1024 * 1024
+    max_sessions_per_mailbox: int = 10
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import re
+import resource
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from core.sftp.backend import SftpBackend
 from core.sftp.folders import ensure_mailbox_root, sweep_mailboxes, validate_name
 from core.sftp.host_key import RSA, fingerprint, load_or_create_host_key
 from core.sftp.quota import MailboxUsage
-from core.sftp.session import MailboxContext, MailboxSftpSession, require_close_hook
+from core.sftp.session import FileBudget, MailboxContext, MailboxSftpSession, require_close_hook
 from core.sftp.throttle import LoginThrottle
 
 log = logging.getLogger("docbridge.sftp")
@@ -94,6 +95,20 @@ def is_canonical_login(login: str) -> bool:
     return CANONICAL_LOGIN.fullmatch(login) is not None
 
 
+def open_file_budget() -> int:
+    """How many files SFTP sessions may hold open together: half the process's descriptor
+    limit (raised to its hard limit first), so sessions can never starve the store, the engine
+    and new logins of descriptors."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 20
+    return max(16, soft // 2)
+
+
 class _Connection(asyncssh.SSHServer):
     """asyncssh's per-connection callbacks, handed over to the :class:`SftpServer`."""
 
@@ -126,6 +141,20 @@ class _Connection(asyncssh.SSHServer):
             self._address, username, password
         ):
             self._tell_if_banned()  # banned by this attempt, or while it waited its turn
+            return False
+        open_sessions = self._server.session_count(username)
+        if open_sessions >= self._server.config.max_sessions_per_mailbox:
+            log.warning(
+                "SFTP login for mailbox %s from %s refused: %d sessions already open",
+                username,
+                self._address,
+                open_sessions,
+            )
+            with contextlib.suppress(Exception):
+                self._conn.send_auth_banner(
+                    f"This mailbox already has {open_sessions} open sessions, the most allowed: "
+                    "close one, then try again.\r\n"
+                )
             return False
         # Registered before anything else can run, so a close_sessions() for a password reset
         # that lands from here on finds this session.
@@ -174,6 +203,7 @@ class SftpServer:
         self._sessions: dict[asyncssh.SSHServerConnection, _Session] = {}  # logged in
         self._connections: set[asyncssh.SSHServerConnection] = set()  # all, for stop()
         self._usage: dict[str, MailboxUsage] = {}
+        self._files = FileBudget(capacity=open_file_budget())
         self._staging_in_use: set[str] = set()  # temp names of uploads open in any session
         self._sweeper: asyncio.Task[None] | None = None
         self._port = 0
@@ -260,6 +290,9 @@ class SftpServer:
         self._forget_ended()
         return sorted((s.info for s in self._sessions.values()), key=lambda i: i.started_at)
 
+    def session_count(self, mailbox_uuid: str) -> int:
+        return sum(1 for s in self._sessions.values() if s.info.mailbox_uuid == mailbox_uuid)
+
     def close_sessions(self, mailbox_uuid: str) -> int:
         """End every open session of one mailbox; return how many.
 
@@ -301,7 +334,13 @@ class SftpServer:
         if usage is None:
             usage = self._usage[mailbox] = MailboxUsage(root, self.config.mailbox_quota)
         context = MailboxContext(
-            mailbox, root, self.backend, usage, self.config.max_file_size, self._staging_in_use
+            mailbox,
+            root,
+            self.backend,
+            usage,
+            self.config.max_file_size,
+            self._staging_in_use,
+            self._files,
         )
         channel = MailboxSftpSession(chan, context)
         session.channels.add(channel)

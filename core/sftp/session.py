@@ -81,6 +81,25 @@ MAX_OPEN_FILES = 64
 NAME_BUSY_WAIT_S = 5.0
 
 
+@dataclass
+class FileBudget:
+    """Files all sessions together may hold open. One customer opening many sessions, each
+    with many files, must not use up the process's descriptors: the store, the engine and the
+    other mailboxes need them too."""
+
+    capacity: int
+    in_use: int = 0
+
+    def available(self) -> bool:
+        return self.in_use < self.capacity
+
+    def take(self) -> None:
+        self.in_use += 1
+
+    def give_back(self) -> None:
+        self.in_use = max(0, self.in_use - 1)
+
+
 @dataclass(frozen=True)
 class MailboxContext:
     """What a session needs from the server: whose mailbox, where, and the shared limits."""
@@ -93,6 +112,7 @@ class MailboxContext:
     # Names of the upload temp files open in any session of the server: its staging sweep
     # (core.sftp.folders.sweep_staging) must leave them alone however idle their client is.
     staging_in_use: set[str]
+    files: FileBudget = field(default_factory=lambda: FileBudget(capacity=1024))
 
 
 @dataclass(frozen=True)
@@ -479,9 +499,17 @@ class MailboxSftpSession(asyncssh.SFTPServer):
         folder, name = _require_file(path)
         if self._open_files >= MAX_OPEN_FILES:
             raise asyncssh.SFTPFailure(f"At most {MAX_OPEN_FILES} files can be open at once")
+        if not self._context.files.available():
+            log.warning(
+                "SFTP open refused for mailbox %s: the server's file budget is used up",
+                self.mailbox_uuid,
+            )
+            raise asyncssh.SFTPFailure(
+                "The gateway has too many files open right now: close some, or try again later"
+            )
         if not write:
             download = self._open_download(path, folder, name)
-            self._open_files += 1
+            self._opened()
             return download
         if folder not in UPLOAD_FOLDERS:
             raise asyncssh.SFTPPermissionDenied(
@@ -502,7 +530,7 @@ class MailboxSftpSession(asyncssh.SFTPServer):
         self._staged += 1
         upload = _Upload(fd, temp, folder, name)
         self._uploads.add(upload)
-        self._open_files += 1
+        self._opened()
         return upload
 
     def _create_staging(self) -> tuple[int, Path]:
@@ -609,7 +637,7 @@ class MailboxSftpSession(asyncssh.SFTPServer):
     async def _close(self, file_obj: object, *, clean: bool) -> None:
         if isinstance(file_obj, _Download):
             os.close(file_obj.fd)
-            self._open_files -= 1
+            self._closed()
             return
         if not isinstance(file_obj, _Upload):
             return
@@ -629,13 +657,21 @@ class MailboxSftpSession(asyncssh.SFTPServer):
             raise asyncssh.SFTPFailure(file_obj.refused)
         await self._commit(file_obj)
 
+    def _opened(self) -> None:
+        self._open_files += 1
+        self._context.files.take()
+
+    def _closed(self) -> None:
+        self._open_files -= 1
+        self._context.files.give_back()
+
     def _release_handle(self, upload: _Upload) -> bool:
         """Mark an upload closed exactly once (caller holds its lock); False if it already was."""
         if upload.closed:
             return False
         upload.closed = True
         self._uploads.discard(upload)
-        self._open_files -= 1
+        self._closed()
         return True
 
     def _unstage(self, upload: _Upload) -> None:
