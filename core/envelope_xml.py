@@ -20,6 +20,7 @@ from lxml import etree
 
 from core.demo import SHIPPED_DATA_DIR
 from core.errors import EngineUnavailable, InvalidInput
+from core.safe_xml import DoctypeFound, PrologEnd, PrologGuard, safe_parser
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -277,57 +278,6 @@ def check_field_name(name: str) -> str | None:
 # --- parsing ----------------------------------------------------------------------------------
 
 
-class _DoctypeFound(Exception):
-    """Raised by the prolog guard when the document declares a DOCTYPE."""
-
-
-class _PrologEnd(Exception):
-    """Raised by the prolog guard at the root element: the prolog had no DOCTYPE."""
-
-
-class _PrologGuard:
-    """Parser target that only looks at the prolog.
-
-    libxml2 reports ``<!DOCTYPE`` before it reads the internal subset, so stopping there means no
-    entity declaration (bomb or external) is ever processed. libxml2 does the decoding, so a
-    UTF-16 document cannot hide its DOCTYPE the way it would from a byte search.
-    """
-
-    def doctype(self, name: str | None, pubid: str | None, system: str | None) -> None:
-        raise _DoctypeFound
-
-    def start(self, tag: str | bytes, attrib: dict[str | bytes, str | bytes]) -> None:
-        raise _PrologEnd
-
-    def end(self, tag: str | bytes) -> None:
-        return None
-
-    def data(self, data: str | bytes) -> None:
-        return None
-
-    def comment(self, text: str | bytes) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
-
-
-def _safe_parser(target: etree.ParserTarget | None = None) -> etree.XMLParser:
-    # A fresh parser per call: lxml parsers are not meant to be shared between threads, and the
-    # engine parses in worker threads.
-    return etree.XMLParser(
-        target=target,
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-        strip_cdata=True,
-    )
-
-
 def _refuse_doctype() -> InvalidInput:
     return InvalidInput(
         "Envelope XML must not contain a DOCTYPE or entity declarations",
@@ -365,15 +315,15 @@ def _parse_tree(data: bytes, max_bytes: int) -> etree._Element:
     if not data.strip():
         raise InvalidInput("Envelope XML is empty", "Send a file that contains an <envelope>.")
     try:
-        etree.fromstring(data, _safe_parser(_PrologGuard()))
-    except _DoctypeFound:
+        etree.fromstring(data, safe_parser(PrologGuard()))
+    except DoctypeFound:
         raise _refuse_doctype() from None
-    except _PrologEnd:
+    except PrologEnd:
         pass
     except etree.XMLSyntaxError as error:
         raise _not_well_formed(error) from None
     try:
-        root = etree.fromstring(data, _safe_parser())
+        root = etree.fromstring(data, safe_parser())
     except etree.XMLSyntaxError as error:
         raise _not_well_formed(error) from None
     docinfo: Any = root.getroottree().docinfo
@@ -400,7 +350,7 @@ def _schema() -> etree.XMLSchema:
                 f"The envelope schema is missing: {ENVELOPE_XSD_PATH} does not exist.",
                 "Reinstall docbridge: the package carries it (core/data/ when installed).",
             )
-        schema_doc = etree.parse(str(ENVELOPE_XSD_PATH), _safe_parser())
+        schema_doc = etree.parse(str(ENVELOPE_XSD_PATH), safe_parser())
         schema = etree.XMLSchema(schema_doc)
         _schemas.schema = schema
     return schema

@@ -51,8 +51,8 @@ from typing import Any
 import python_calamine
 from lxml import etree
 
-from core.envelope_xml import _DoctypeFound, _PrologEnd, _PrologGuard, _safe_parser
 from core.errors import InvalidInput
+from core.safe_xml import DoctypeFound, PrologEnd, PrologGuard, safe_parser
 
 __all__ = ["SourceKind", "SourceView", "source_view"]
 
@@ -142,15 +142,15 @@ def _looks_like_xml(data: bytes) -> bool:
 def _check_xml(data: bytes) -> None:
     """Parse ``data`` as untrusted XML; raise :class:`InvalidInput` if it is not acceptable."""
     try:
-        etree.fromstring(data, _safe_parser(_PrologGuard()))
-    except _DoctypeFound:
+        etree.fromstring(data, safe_parser(PrologGuard()))
+    except DoctypeFound:
         raise _xml_doctype() from None
-    except _PrologEnd:
+    except PrologEnd:
         pass
     except etree.XMLSyntaxError as error:
         raise _xml_syntax(error) from None
     try:
-        root = etree.fromstring(data, _safe_parser())
+        root = etree.fromstring(data, safe_parser())
     except etree.XMLSyntaxError as error:
         raise _xml_syntax(error) from None
     docinfo: Any = root.getroottree().docinfo
