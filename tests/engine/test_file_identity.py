@@ -12,9 +12,9 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from core.engine.engine import Engine
+from core.engine.engine import Engine, EngineLoop
 from core.files import rename_no_replace
-from core.models import IntegrationForm
+from core.models import IntegrationForm, JobKind
 from core.service import Service
 from core.sftp.folders import ensure_mailbox_root
 from tests.engine.conftest import enable, enable_sftp
@@ -46,8 +46,8 @@ async def publish(engine: Engine, root: Path, name: str, data: bytes) -> None:
         try:
             await asyncio.to_thread(rename_no_replace, str(temp), target)
         except FileExistsError:
-            engine.wake("file")
-            await asyncio.sleep(0.01)
+            engine.wake(JobKind.FILE)  # its next scan claims the waiting file, freeing the name
+            await engine.wait_for_cycles(EngineLoop.SCAN, 1)
         else:
             engine.wake("file")  # as the session's file_arrived does
             return

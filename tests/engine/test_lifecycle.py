@@ -12,7 +12,7 @@ import pytest
 
 from core.config import load_config
 from core.engine import mail_handler
-from core.engine.engine import Engine
+from core.engine.engine import Engine, EngineLoop
 from core.models import DefaultRule, IntegrationForm
 from core.service import Service
 from tests.engine.conftest import FAST, enable
@@ -26,8 +26,10 @@ async def test_stop_right_after_a_wake_returns(data_dir: Path) -> None:
     for _ in range(5):
         engine = Engine(config, replace(FAST, idle_poll_s=5, scan_interval_s=5))
         await engine.start()
-        # Idle: every loop waits for its wake-up (long polls, so they are surely waiting).
-        await asyncio.sleep(0.3)
+        # Idle: every loop has finished its first pass and waits for its wake-up (long polls).
+        for loop in EngineLoop:
+            if engine.cycles(loop) < 1:
+                await engine.wait_for_cycles(loop, 1)
         engine.wake()
         async with asyncio.timeout(10):
             await engine.stop()
