@@ -66,6 +66,19 @@ class DictBackend:
         self.arrived.append((mailbox_uuid, folder, name))
 
 
+# A throwaway server: no host key to check or remember, password only, quiet.
+OPENSSH_OPTIONS = (
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "PubkeyAuthentication=no",
+    "-o",
+    "LogLevel=ERROR",
+)
+
+
 @dataclass
 class Harness:
     server: SftpServer
@@ -128,14 +141,7 @@ class Harness:
             "sftp",
             "-o",
             "BatchMode=no",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "PubkeyAuthentication=no",
-            "-o",
-            "LogLevel=ERROR",
+            *OPENSSH_OPTIONS,
             *extra,
             "-b",
             str(batch),

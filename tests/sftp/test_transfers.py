@@ -10,7 +10,7 @@ import asyncssh
 import pytest
 
 from core.sftp.folders import ensure_mailbox_root, move_to_error, write_atomically
-from tests.sftp.conftest import MAILBOX_A, PASSWORDS, Harness, needs_openssh
+from tests.sftp.conftest import MAILBOX_A, OPENSSH_OPTIONS, PASSWORDS, Harness, needs_openssh
 
 
 async def test_root_lists_the_five_folders_and_hides_staging(harness: Harness) -> None:
@@ -139,14 +139,7 @@ async def _scp(harness: Harness, *args: str) -> subprocess.CompletedProcess[str]
         "sshpass",
         "-e",
         "scp",
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "PubkeyAuthentication=no",
-        "-o",
-        "LogLevel=ERROR",
+        *OPENSSH_OPTIONS,
         "-P",
         str(harness.port),
         *args,
