@@ -61,7 +61,7 @@ def test_the_asyncssh_pin_is_the_range_the_upload_hook_was_checked_against() -> 
     dependency must not let pip install a release outside it."""
     import tomllib
 
-    from core.sftp.session import TESTED_ASYNCSSH
+    from core.sftp.close_hook import TESTED_ASYNCSSH
 
     project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     pins = [d for d in project["project"]["dependencies"] if d.startswith("asyncssh")]

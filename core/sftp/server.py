@@ -31,10 +31,11 @@ from core.config import SftpConfig
 from core.errors import InvalidInput
 from core.sftp.auth import PasswordVerifier, VerifierBusy
 from core.sftp.backend import SftpBackend
+from core.sftp.close_hook import require_close_hook
 from core.sftp.folders import ensure_mailbox_root, sweep_mailboxes, validate_name
 from core.sftp.host_key import RSA, fingerprint, load_or_create_host_key
 from core.sftp.quota import MailboxUsage
-from core.sftp.session import FileBudget, MailboxContext, MailboxSftpSession, require_close_hook
+from core.sftp.session import FileBudget, MailboxContext, MailboxSftpSession
 from core.sftp.throttle import LoginThrottle
 
 log = logging.getLogger("docbridge.sftp")

@@ -25,15 +25,13 @@ import contextlib
 import errno
 import functools
 import grp
-import inspect
 import logging
 import os
 import pwd
 import stat
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import CodeType
 from typing import NoReturn
 
 import asyncssh
@@ -48,13 +46,12 @@ from asyncssh.constants import (
     FXF_EXCL,
     FXF_READ,
     FXF_WRITE,
-    FXP_CLOSE,
 )
-from asyncssh.sftp import SFTPServerHandler
 
-from core.errors import EngineUnavailable, InvalidInput
+from core.errors import InvalidInput
 from core.files import rename_no_replace
 from core.sftp.backend import SftpBackend
+from core.sftp.close_hook import called_for_client_close
 from core.sftp.folders import (
     DOWNLOAD_FOLDERS,
     ERROR,
@@ -173,73 +170,11 @@ def _symlink_refused(path: VirtualPath) -> asyncssh.SFTPError:
     return asyncssh.SFTPPermissionDenied(f"{path} is a link; links are not followed")
 
 
-# asyncssh versions whose SFTP close handling was read and tested against this module.
-TESTED_ASYNCSSH = ">=2.17,<2.25"
-
-
-class UnsupportedAsyncssh(EngineUnavailable):
-    """The installed asyncssh no longer closes files the way :func:`_called_for_client_close`
-    relies on; the SFTP server does not start."""
-
-
-def _client_close_code() -> CodeType | None:
-    """The code of asyncssh's FXP_CLOSE request handler, if it still calls ``close()`` itself.
-
-    Found through the handler's dispatch table by protocol number, not by method name, so a
-    rename of the private method changes nothing. None when the table or the entry is gone, or
-    when the handler no longer calls ``close`` in its own body.
-    """
-    handlers = getattr(SFTPServerHandler, "_packet_handlers", None)
-    handler = handlers.get(FXP_CLOSE) if isinstance(handlers, Mapping) else None
-    code = getattr(handler, "__code__", None)
-    if isinstance(code, CodeType) and "close" in code.co_names:
-        return code
-    return None
-
-
-def require_close_hook() -> None:
-    """Raise :class:`UnsupportedAsyncssh` unless finished uploads can be told from cut-off ones.
-
-    Run when the SFTP server starts. Without the hook, :func:`_called_for_client_close` would
-    answer False for every close and every upload would be discarded after the client was told
-    it succeeded.
-    """
-    if _client_close_code() is None:
-        raise UnsupportedAsyncssh(
-            f"asyncssh {asyncssh.__version__} closes SFTP files in a way docbridge does not "
-            "know: it cannot tell a finished upload from one cut off, so the SFTP server does "
-            "not start.",
-            f"Install a tested asyncssh (pip install 'asyncssh{TESTED_ASYNCSSH}') and start again.",
-        )
-
-
 def _hard_link_refused(path: VirtualPath) -> asyncssh.SFTPError:
     return asyncssh.SFTPPermissionDenied(
         f"{path} has another name on disk (a hard link), so it is not served: ask the "
         "gateway's operator to remove it"
     )
-
-
-def _called_for_client_close() -> bool:
-    """True when asyncssh is closing a handle because the client sent FXP_CLOSE.
-
-    asyncssh calls ``SFTPServer.close()`` from exactly two places in ``SFTPServerHandler``: its
-    FXP_CLOSE request handler (the client's close, after all its earlier writes were processed:
-    requests are handled one at a time, in order) and its clean-up when the session ends with
-    the handle still open (connection dropped, channel closed, input ended, bad packet). Nothing
-    in the public API tells them apart, and the channel's state does not either (when only the
-    client's input ended, the channel is still open). So look at the call stack: a client's
-    close runs inside the FXP_CLOSE handler, a clean-up close never does. The check fails
-    safe: if the handler cannot be found, every upload is discarded, never accepted half done;
-    :func:`require_close_hook` keeps the server from starting in that case.
-    """
-    code = _client_close_code()
-    frame = inspect.currentframe()
-    while frame is not None:
-        if frame.f_code is code:
-            return True
-        frame = frame.f_back
-    return False
 
 
 @dataclass(eq=False)
@@ -632,7 +567,7 @@ class MailboxSftpSession(asyncssh.SFTPServer):
 
     def close(self, file_obj: object) -> Awaitable[None]:
         # Decided here, synchronously: the caller's frame is only on the stack now.
-        return self._close(file_obj, clean=_called_for_client_close())
+        return self._close(file_obj, clean=called_for_client_close())
 
     async def _close(self, file_obj: object, *, clean: bool) -> None:
         if isinstance(file_obj, _Download):

@@ -30,7 +30,7 @@ from asyncssh.constants import (
 from asyncssh.sftp import SFTPServerHandler
 
 import core.sftp.session
-from core.sftp.session import UnsupportedAsyncssh
+from core.sftp.close_hook import UnsupportedAsyncssh
 from tests.sftp.conftest import MAILBOX_A, Harness, HarnessFactory
 
 
