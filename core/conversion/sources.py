@@ -51,6 +51,7 @@ from typing import Any
 import python_calamine
 from lxml import etree
 
+from core.conversion.edifact import EDIFACT_SUFFIXES, edifact_view, is_edifact
 from core.errors import InvalidInput
 from core.safe_xml import DoctypeFound, PrologEnd, PrologGuard, safe_parser
 
@@ -65,6 +66,7 @@ class SourceKind(StrEnum):
     XLSX = "xlsx"
     XLSM = "xlsm"
     XLS = "xls"
+    EDIFACT = "edifact"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +120,9 @@ def source_view(data: bytes, file_name: str) -> SourceView:
     if _looks_like_xml(data):
         _check_xml(data)
         return SourceView(xml=data, kind=SourceKind.XML, details="XML")
+    if is_edifact(data) or suffix in EDIFACT_SUFFIXES:
+        edifact = edifact_view(data)
+        return SourceView(xml=edifact.xml, kind=SourceKind.EDIFACT, details=edifact.details)
     if suffix in _WORKBOOK_SUFFIXES and b"\x00" in data:
         expected = _WORKBOOK_SUFFIXES[suffix].name
         raise InvalidInput(
