@@ -38,6 +38,7 @@ from core.conversion.errors import (
     from_wire,
     to_wire,
 )
+from core.conversion.extensions import LookupContext, use_lookup_context
 from core.conversion.xslt import (
     CompiledStylesheet,
     XsltOutput,
@@ -54,7 +55,11 @@ DEFAULT_MAX_MEMORY = 2 * 1024 * 1024 * 1024
 STARTUP_TIMEOUT = 60.0
 CACHE_SIZE = 32
 
-Job = tuple[bytes | str, bytes, dict[str, str], int]
+# stylesheet, source, parameters, output cap and, optionally, where look-ups are answered from
+Job = (
+    tuple[bytes | str, bytes, dict[str, str], int]
+    | tuple[bytes | str, bytes, dict[str, str], int, LookupContext | None]
+)
 
 
 class TransformPool:
@@ -100,8 +105,13 @@ class TransformPool:
         *,
         time_limit: float | None = None,
         max_output: int | None = None,
+        lookups: LookupContext | None = None,
     ) -> XsltOutput:
         """Transform ``source`` with ``stylesheet``; every parameter is passed as a string.
+
+        ``lookups`` (database file and account) answers the platform's look-up functions
+        (:mod:`core.conversion.extensions`); without it a map that calls one stops with an
+        error saying it needs the mailbox's account.
 
         Raises an :class:`~core.conversion.errors.XsltError`: refused construct, compile error,
         runtime error, output over ``max_output`` bytes, or ``time_limit`` seconds exceeded
@@ -111,7 +121,7 @@ class TransformPool:
             raise RuntimeError("the transform pool is closed")
         limit = self.time_limit if time_limit is None else time_limit
         cap = self.max_output if max_output is None else max_output
-        job: Job = (stylesheet, source, {k: str(v) for k, v in parameters.items()}, cap)
+        job: Job = (stylesheet, source, {k: str(v) for k, v in parameters.items()}, cap, lookups)
         loop = asyncio.get_running_loop()
         async with self._slots:
             worker = self._idle.pop() if self._idle else await self._start_worker()
@@ -250,7 +260,8 @@ def run_job(job: Job, cache: OrderedDict[str, CompiledStylesheet], hard: int) ->
     ``cache`` maps a stylesheet's hash to its compiled form, least recently used first;
     ``hard`` is the process's hard ``RLIMIT_FSIZE``, restored after the job's output cap.
     """
-    stylesheet, source, parameters, max_output = job
+    stylesheet, source, parameters, max_output = job[:4]
+    use_lookup_context(job[4] if len(job) > 4 else None)
     try:
         clear_error_stream()
         key = stylesheet_key(stylesheet)

@@ -20,6 +20,7 @@ from typing import Any, cast
 from lxml import etree
 
 from core.conversion.errors import XsltCompileError, XsltRefused, XsltRuntimeError
+from core.conversion.extensions import PROVIDED_FUNCTIONS, WD_FUNCTIONS, WD_NAMESPACE
 
 XSL = "http://www.w3.org/1999/XSL/Transform"
 FN = "http://www.w3.org/2005/xpath-functions"
@@ -196,9 +197,25 @@ def _check_expression(text: str, nsmap: dict[str | None, str], line: int | None)
         shown = f"{prefix}:{name}()" if prefix else f"{name}()"
         if namespace in REFUSED_FUNCTION_NAMESPACES:
             _refuse(shown, REFUSED_FUNCTION_NAMESPACES[namespace], line)
+        if namespace is not None and namespace.startswith("java:"):
+            _check_java_function(namespace, name, shown, line)
         # An undeclared prefix (None) fails to compile anyway; refuse rather than guess.
         if namespace in (FN, None) and name in REFUSED_FUNCTIONS:
             _refuse(shown, REFUSED_FUNCTIONS[name], line)
+
+
+def _check_java_function(namespace: str, name: str, shown: str, line: int | None) -> None:
+    """Of Java extension functions, only the platform's that docbridge provides
+    (:mod:`core.conversion.extensions`) can run; any other is named before compiling."""
+    if namespace == WD_NAMESPACE and name in WD_FUNCTIONS:
+        return
+    where = f" (line {line})" if line else ""
+    if namespace == WD_NAMESPACE:
+        hint = f"{shown} is not one of the platform's functions that work here; "
+    else:
+        hint = f"Java extension functions ({namespace}) cannot run here; "
+    hint += PROVIDED_FUNCTIONS
+    raise XsltCompileError(f"The conversion map calls {shown}{where}", hint, line=line)
 
 
 def _refuse(construct: str, why: str, line: int | None) -> None:

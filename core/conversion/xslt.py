@@ -29,6 +29,17 @@ from core.conversion.errors import (
     XsltOutputTooLarge,
     XsltRuntimeError,
 )
+from core.conversion.extensions import (
+    LOOKUPS_PARAMETER,
+    MAX_LOOKUP_ROUNDS,
+    add_saxon_functions,
+    answer_key,
+    answers_document,
+    calls_wd_functions,
+    is_lookup_message,
+    lookup_questions,
+    lxml_extensions,
+)
 from core.conversion.sandbox import (
     XSL,
     check_stylesheet,
@@ -76,6 +87,7 @@ class CompiledStylesheet:
     version: Decimal
     output: OutputSpec
     engine: Any  # etree.XSLT (1.0) or saxonche.PyXsltExecutable (2.0, 3.0)
+    looks_up: bool = False  # Saxon: calls the platform's look-up functions (extensions.py)
 
 
 def stylesheet_key(text: bytes | str) -> str:
@@ -92,8 +104,14 @@ def compile_stylesheet(text: bytes | str) -> CompiledStylesheet:
     key = stylesheet_key(text)
     if version < 2:
         return CompiledStylesheet(key, version, output, _compile_lxml(tree))
-    source = text if isinstance(text, str) else etree.tostring(tree, encoding="unicode")
-    return CompiledStylesheet(key, version, output, _compile_saxon(source))
+    looks_up = calls_wd_functions(tree)
+    if looks_up:
+        add_saxon_functions(tree)
+    if isinstance(text, str) and not looks_up:
+        source = text
+    else:
+        source = etree.tostring(tree, encoding="unicode")
+    return CompiledStylesheet(key, version, output, _compile_saxon(source), looks_up)
 
 
 def transform(
@@ -169,7 +187,11 @@ def _output_spec(root: etree._Element) -> OutputSpec:
 
 def _compile_lxml(tree: etree._ElementTree) -> etree.XSLT:
     try:
-        return etree.XSLT(tree, access_control=cast(Any, etree.XSLTAccessControl).DENY_ALL)
+        return etree.XSLT(
+            tree,
+            access_control=cast(Any, etree.XSLTAccessControl).DENY_ALL,
+            extensions=cast(Any, lxml_extensions()),
+        )
     except etree.XSLTParseError as error:
         title, hint, line = _lxml_message("does not compile", error)
         raise XsltCompileError(title, hint, line=line) from error
@@ -257,17 +279,40 @@ def _transform_saxon(
     parameters: Mapping[str, str],
     max_output: int,
 ) -> bytes:
-    from saxonche import PySaxonApiError
-
+    """Run once; a map that looks up values runs again with the answers to what it asked
+    (see :mod:`core.conversion.extensions`) until it asks nothing new."""
     processor = _saxon()
     executable = compiled.engine
     executable.clear_parameters()
-    executable.clear_xsl_messages()
     for name, value in parameters.items():
         # Untyped, as Saxon's JAXP passes a Java string: a parameter declared as="xs:integer"
         # (TEMPLATE_VERSION) accepts it, one declared as="xs:string" too.
         executable.set_parameter(name, processor.make_atomic_value("untypedAtomic", value))
     node = processor.parse_xml(xml_text=etree.tostring(document.getroot(), encoding="unicode"))
+    answers: dict[str, str] = {}
+    for _ in range(MAX_LOOKUP_ROUNDS):
+        content, error = _run_saxon(executable, node, max_output)
+        questions = [key for key in lookup_questions(_messages(executable)) if key not in answers]
+        if not compiled.looks_up or not questions:
+            if error is not None:
+                raise error
+            return content
+        for key in questions:
+            answers[key] = answer_key(key)
+        document_node = processor.parse_xml(xml_text=answers_document(answers))
+        executable.set_parameter(LOOKUPS_PARAMETER, document_node)
+    raise XsltRuntimeError(
+        f"The conversion map kept looking up new values after {MAX_LOOKUP_ROUNDS} runs",
+        "Each look-up that depends on the result of another costs a run; look up fewer values "
+        "that depend on each other.",
+    )
+
+
+def _run_saxon(executable: Any, node: Any, max_output: int) -> tuple[bytes, XsltError | None]:
+    from saxonche import PySaxonApiError
+
+    executable.clear_xsl_messages()
+    clear_error_stream()  # the report read back for a line is this run's
     with tempfile.TemporaryDirectory(prefix="docbridge-xslt-") as folder:
         target = Path(folder) / "result"
         try:
@@ -276,18 +321,18 @@ def _transform_saxon(
             if target.exists() and target.stat().st_size >= max_output:
                 raise _too_large(max_output) from error
             message = str(error).strip()
-            terminated = _xsl_messages(executable)
+            terminated = "; ".join(m for m in _messages(executable) if not is_lookup_message(m))
             if terminated:
                 message = f"{terminated} ({message})"
-            raise _saxon_error(XsltRuntimeError, "stopped", message) from error
-        return target.read_bytes() if target.exists() else b""
+            return b"", _saxon_error(XsltRuntimeError, "stopped", message)
+        return (target.read_bytes() if target.exists() else b""), None
 
 
-def _xsl_messages(executable: Any) -> str:
+def _messages(executable: Any) -> list[str]:
     messages = executable.get_xsl_messages()
     if messages is None:
-        return ""
-    return "; ".join(str(item.string_value).strip() for item in messages)
+        return []
+    return [str(item.string_value).strip() for item in messages]
 
 
 def _saxon_error(kind: type[XsltError], what: str, message: str) -> XsltError:
