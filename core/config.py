@@ -49,6 +49,15 @@ tls_mode = "none"
 username = ""
 sender = "docbridge@localhost"
 
+[conversion]
+# Longest one conversion map (XSLT) may run, in seconds, and the most it may write, in bytes.
+time_limit_seconds = 10
+max_output = 52428800
+# The conversion log keeps each attempt's input and output for inspection up to this size
+# (bytes, each) and for this many days.
+keep_bytes = 1048576
+keep_days = 30
+
 [tui]
 # Seconds a revealed password stays readable on screen before it is masked again (5 to 3600).
 password_reveal_seconds = 60
@@ -82,6 +91,14 @@ class SmtpConfig:
 
 
 @dataclass(frozen=True)
+class ConversionConfig:
+    time_limit_seconds: int = 10
+    max_output: int = 50 * 1024 * 1024
+    keep_bytes: int = 1024 * 1024
+    keep_days: int = 30
+
+
+@dataclass(frozen=True)
 class TuiConfig:
     """How the terminal interface behaves; the core only carries these to it."""
 
@@ -92,6 +109,10 @@ _KINDS: dict[type, str] = {int: "an integer", str: "a quoted string", bool: "tru
 # Inclusive bounds of integer settings: a value outside is refused when the file is read.
 _RANGES: dict[tuple[str, str], tuple[int, int]] = {
     ("tui", "password_reveal_seconds"): (5, 3600),
+    ("conversion", "time_limit_seconds"): (1, 3600),
+    ("conversion", "max_output"): (1024, 2**40),
+    ("conversion", "keep_bytes"): (0, 2**31),
+    ("conversion", "keep_days"): (0, 36500),
 }
 
 
@@ -101,6 +122,7 @@ class Config:
     sftp: SftpConfig = field(default_factory=SftpConfig)
     as2: As2Config = field(default_factory=As2Config)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    conversion: ConversionConfig = field(default_factory=ConversionConfig)
     tui: TuiConfig = field(default_factory=TuiConfig)
 
     @property
@@ -157,6 +179,7 @@ def load_config(data_dir: Path) -> Config:
         sftp=_section(SftpConfig, raw, "sftp", path),
         as2=_section(As2Config, raw, "as2", path),
         smtp=_section(SmtpConfig, raw, "smtp", path),
+        conversion=_section(ConversionConfig, raw, "conversion", path),
         tui=_section(TuiConfig, raw, "tui", path),
     )
 

@@ -431,3 +431,56 @@ class CertificateInfo:
     """Upper-case hex with colons, the form partners read out to each other to compare."""
     not_before: datetime
     not_after: datetime
+
+
+class ConversionStatus(StrEnum):
+    """How one conversion attempt ended (the conversion log, SPEC §6)."""
+
+    PROCESSED = "PROCESSED"
+    REPROCESSED = "REPROCESSED"  # a reprocess of an earlier record succeeded
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True)
+class ConversionRecord:
+    """One attempt to convert: an envelope into a file (IN) or a file into envelopes (OUT).
+
+    ``rule_uuid`` is None when no rule matched (the default rule took the envelope, or the
+    file went to error/); ``rule_name`` is kept as it was, so a renamed or deleted rule's
+    records still read right.
+    """
+
+    id: int
+    at: str
+    mailbox_uuid: str
+    direction: Direction
+    rule_uuid: str | None
+    rule_name: str
+    envelope_uuid: str
+    file_name: str
+    subject: str
+    status: ConversionStatus
+    error: str
+    input_size: int | None = None  # None: nothing kept
+    output_size: int | None = None
+
+
+@dataclass(frozen=True)
+class ConversionFilter:
+    mailbox_uuid: str | None = None
+    rule_uuid: str | None = None
+    status: ConversionStatus | None = None
+    keyword: str = ""  # in the file name, subject, envelope uuid or rule name
+    limit: int = 200
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class ConversionPayload:
+    """What a conversion read and wrote, as kept (empty when over the keep bound)."""
+
+    input_name: str
+    input: bytes
+    input_size: int
+    output: bytes
+    output_size: int

@@ -39,7 +39,9 @@ def validate_rule_form(form: RuleForm, template: Template | None) -> dict[str, s
             parse_naming_pattern(form.naming_pattern)
         except NamingPatternError as exc:
             errors["naming_pattern"] = str(exc)
-    if form.conversion_map.strip():
+    if not form.conversion_map.strip():
+        errors["conversion_map"] = "Write the conversion map (XSLT) that converts the files."
+    else:
         message = check_stylesheet(form.conversion_map)
         if message:
             errors["conversion_map"] = message

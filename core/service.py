@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from core.clock import utc_now
 from core.config import Config, load_config
+from core.conversion_desk import ConversionDesk
 from core.errors import DocbridgeError, FieldErrors, InvalidInput, NotFound
 from core.files import read_example_file, write_public_file
 from core.integration import changed_fields, validate_integration_form
@@ -114,6 +115,8 @@ class Service:
         self.actor = actor
         self.db = Database(config.database_path)
         self._host_fingerprint: str | None = None
+        # Run, examples, rules as JSON, the conversion log and its reprocess.
+        self.conversions = ConversionDesk(self.db, config, actor)
 
     @classmethod
     async def open(cls, data_dir: Path, actor: str) -> Service:
@@ -129,6 +132,7 @@ class Service:
         return service
 
     async def close(self) -> None:
+        await self.conversions.close()
         await self.db.close()
 
     # -- account and mailboxes -------------------------------------------------------------

@@ -21,7 +21,8 @@ async def main(data_dir, tag, count):
     template = (await service.list_templates(mailbox.account_uuid))[0]
     for i in range(count):
         form = RuleForm(name=f"{tag}-{i}", direction=Direction.IN,
-                        template_uuid=template.uuid, naming_pattern="{envelopeUuid}.xml")
+                        template_uuid=template.uuid, naming_pattern="{envelopeUuid}.xml",
+                        conversion_map='<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform"/>')
         await service.create_rule(mailbox.uuid, form)
         await service.set_enabled(mailbox.uuid, i % 2 == 0)
     await service.close()

@@ -21,6 +21,7 @@ from core.models import (
     TransferProtocol,
 )
 from core.service import Service
+from tests.rules.samples import IDENTITY_MAP
 
 
 async def first_mailbox(service: Service) -> str:
@@ -152,6 +153,7 @@ def rule_form(template_uuid: str, name: str = "Orders to CSV", **changes: object
         direction=Direction.IN,
         template_uuid=template_uuid,
         naming_pattern='{date yyyy-MM-dd}_{"order":"orderNumber"}.csv',
+        conversion_map=IDENTITY_MAP,
     )
     return replace(form, **changes)  # type: ignore[arg-type]
 

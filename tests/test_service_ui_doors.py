@@ -23,6 +23,7 @@ from core.models import (
     TransferProtocol,
 )
 from core.service import CertificateInfo, Service
+from tests.rules.samples import IDENTITY_MAP
 
 MENDELSON = Path(__file__).resolve().parents[1].parent / "shared" / "interop" / "mendelson"
 PARTNER_PEM = MENDELSON / "cert_mecas2_public.pem"
@@ -82,7 +83,14 @@ async def test_rule_form_errors_name_each_field(service: Service) -> None:
     assert service.validate_rule_form(form, None)["template_uuid"] == (
         "Choose a template of this account."
     )
-    good = replace(form, name="POs out", template_version=None, match_pattern=r"^po_\d+\.csv$")
+    assert "conversion_map" in errors  # an empty map can no longer be saved
+    good = replace(
+        form,
+        name="POs out",
+        template_version=None,
+        match_pattern=r"^po_\d+\.csv$",
+        conversion_map=IDENTITY_MAP,
+    )
     assert service.validate_rule_form(good, template) == {}
 
 

@@ -27,6 +27,7 @@ from core.errors import (
 from core.models import Direction, RuleForm
 from core.service import Service
 from core.storage.db import Database, write_transaction
+from tests.rules.samples import IDENTITY_MAP
 
 BLOB = 1024 * 1024
 
@@ -245,6 +246,7 @@ async def test_the_service_reports_a_busy_store_and_creates_no_rule(
         direction=Direction.IN,
         template_uuid=state.templates[0].uuid,
         naming_pattern="{envelopeUuid}.xml",
+        conversion_map=IDENTITY_MAP,
     )
     before = await service.list_rules(mailbox)
     await service.db.call(lambda conn: conn.execute("PRAGMA busy_timeout = 20"))

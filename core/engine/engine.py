@@ -20,7 +20,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from core.config import Config
-from core.engine import envelope_handler, file_handler, mail_handler
+from core.conversion.apply import Limits
+from core.conversion.pool import TransformPool
+from core.engine import envelope_handler, file_handler, mail_handler, out_conversion
 from core.engine.sftp_component import SftpComponent
 from core.errors import DocbridgeError, StoreError
 from core.models import AttemptOutcome, Job, JobKind
@@ -83,6 +85,12 @@ class Engine:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.listeners: dict[str, str] = {}
         self.sftp: SftpComponent | None = None  # while the SFTP listener runs
+        # Conversion maps run in worker processes, started on the first conversion.
+        self.transforms = TransformPool(
+            time_limit=float(config.conversion.time_limit_seconds),
+            max_output=config.conversion.max_output,
+        )
+        self.limits = Limits()  # the pool's own bounds, from the config
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = {kind: asyncio.Event() for kind in JobKind}
         self._scan_now = asyncio.Event()
@@ -141,6 +149,7 @@ class Engine:
         if self.sftp is not None:
             await self.sftp.stop()
             self.sftp = None
+        await self.transforms.close()
         # A store that cannot be written (busy, full, gone) must not stop the shutdown: the
         # claims and the lease then simply expire.
         with contextlib.suppress(sqlite3.Error, StoreError):
@@ -376,6 +385,9 @@ class Engine:
         if work.gone:
             await self.db.write(jobs.complete, job.id)
             return
+        if work.error is None and work.folder == "coutbox":
+            await self._convert_file(work)
+            return
         reason = work.error
         if reason is None:
             reason = await self.db.write(file_handler.take_in, work)
@@ -389,6 +401,28 @@ class Engine:
             self._scan_now.set()
             return
         await self.db.write(file_handler.record_error, work, reason)
+
+    async def _convert_file(self, work: file_handler.FileWork) -> None:
+        """A coutbox/ file through the OUT rules: its envelopes recorded, or error/ and why."""
+        keep = self.config.conversion.keep_bytes
+        rules = await self.db.read(out_conversion.load_rules, work.job.mailbox_uuid)
+        attempt = await out_conversion.convert(self.transforms, self.limits, rules, work)
+        reason = attempt.error
+        if reason is None:
+            try:
+                await self.db.write(out_conversion.take_in, attempt, keep)
+            except out_conversion.EnvelopeRefused as exc:
+                reason = str(exc)
+            else:
+                await asyncio.to_thread(file_handler.remove_taken, work)
+                return
+        try:
+            await asyncio.to_thread(file_handler.send_to_error, work, reason)
+        except OSError as exc:
+            await self._fail_job(work.job, f"Cannot move the file to error/: {exc}")
+            self._scan_now.set()
+            return
+        await self.db.write(out_conversion.record_failure, attempt, reason, keep)
 
     async def _fail_job(self, job: Job, error: str) -> None:
         """Fail one job with its own error, on record in the activity log."""

@@ -34,7 +34,7 @@ from core.envelope_checks import (
 from core.envelope_xml import DEFAULT_MAX_BYTES as ENVELOPE_MAX_BYTES
 from core.envelope_xml import EnvelopeXml, parse_envelope_xml
 from core.errors import DocbridgeError
-from core.files import rename_no_replace
+from core.files import rename_no_replace, replace_file_durably
 from core.models import (
     AttemptOutcome,
     Envelope,
@@ -51,6 +51,7 @@ from core.sftp.folders import (
     free_name,
     fsync_dir,
     shorten,
+    validate_name,
     write_atomically,
 )
 from core.storage import envelopes, jobs, logs
@@ -117,6 +118,21 @@ def scan(mailboxes_dir: Path, mailbox_uuid: str) -> list[Claim]:
     return _claims(taking, mailbox_uuid)
 
 
+def stage_claim(mailboxes_dir: Path, mailbox_uuid: str, name: str, data: bytes) -> Claim:
+    """Put ``data`` into a new claim of a ``coutbox/`` file called ``name``, durably (blocking):
+    a kept input handed to the OUT rules again (reprocess). If its job is never queued, the
+    next scan queues it like any other claim."""
+    root = mailboxes_dir / mailbox_uuid
+    _ensure_private_dir(root / TAKING)
+    token = secrets.token_hex(8)
+    holder = root / TAKING / f"coutbox-{token}"
+    holder.mkdir(mode=0o700)
+    staged = holder / f".{token}.part"
+    replace_file_durably(staged, holder / validate_name(name), data)
+    fsync_dir(root / TAKING)
+    return Claim(mailbox_uuid, "coutbox", name, token)
+
+
 def _ensure_private_dir(directory: Path) -> None:
     with contextlib.suppress(FileExistsError):
         directory.mkdir(mode=0o700)
@@ -133,7 +149,8 @@ def _claims(taking: Path, mailbox_uuid: str) -> list[Claim]:
         if folder not in CUSTOMER_FOLDERS or not entry.is_dir(follow_symlinks=False):
             continue
         try:
-            names = os.listdir(entry.path)
+            # Dot names are never customer files (the scan skips them): a reprocess's staging.
+            names = [n for n in os.listdir(entry.path) if not n.startswith(".")]
         except FileNotFoundError:  # taken in and removed meanwhile by the file loop
             continue
         if not names:  # a crash between mkdir and rename, or after the file was removed
@@ -226,13 +243,13 @@ def read_file(mailboxes_dir: Path, job: Job, max_file_size: int) -> FileWork:
         limit, too_big = _limit(folder, max_file_size, info.st_size)
         if too_big:
             return refused(too_big)
-        if folder == "coutbox":
-            return refused("No conversion rule matches this file.")
         data = _read_at_most(fd, limit + 1)
     finally:
         os.close(fd)
     if len(data) > limit:  # it grew after the check
         return refused(_limit(folder, max_file_size, len(data))[1] or "This file is too large.")
+    if folder == "coutbox":  # a source for the OUT rules: the conversion reads it
+        return FileWork(job, path, folder, name, data=data)
     try:
         parsed = parse_envelope_xml(data, max_bytes=limit)
     except DocbridgeError as exc:
@@ -287,35 +304,10 @@ def take_in(tx: Tx, work: FileWork) -> str | None:
     Returns an error for error/ when the envelope cannot be accepted (nothing recorded then).
     """
     assert work.parsed is not None
-    parsed = work.parsed
-    try:
-        # The sender is the mailbox that uploaded it: it never sends as another mailbox.
-        check_sender_is(parsed, work.job.mailbox_uuid)
-        check_envelope_against_template(tx, parsed)
-    except DocbridgeError as exc:
-        return str(exc)
-    envelope_uuid = parsed.uuid or str(uuid_module.uuid5(_NAMESPACE, work.job.ref))
-    if envelopes.get_envelope(tx, envelope_uuid) is not None:
-        return f"An envelope with uuid {envelope_uuid} already exists. Give it a new uuid."
-    recipient = parsed.role_mailbox(RECIPIENT_ROLE)
-    others = [r.mailbox_uuid for r in parsed.roles if r.mailbox_uuid != work.job.mailbox_uuid]
-    recipients = [recipient] if recipient else others
-    now = utc_now()
-    envelope = Envelope(
-        uuid=envelope_uuid,
-        mailbox_uuid=work.job.mailbox_uuid,
-        direction=EnvelopeDirection.OUTGOING,
-        template_uuid=parsed.template_uuid,
-        template_version=parsed.template_version,
-        subject=parsed.subject,
-        sender_mailbox=work.job.mailbox_uuid,
-        recipient_mailbox=recipients[0] if recipients else "",
-        status=EnvelopeStatus.SENT,
-        received_at=now,
-        sent_at=now,
-    )
-    xml = stored_xml(work.data, parsed)
-    envelopes.insert_envelope(tx, envelope, xml, parsed.to_dict()["documents"])
+    envelope_uuid = work.parsed.uuid or str(uuid_module.uuid5(_NAMESPACE, work.job.ref))
+    error = accept_outgoing(tx, work.job.mailbox_uuid, work.parsed, work.data, envelope_uuid)
+    if error is not None:
+        return error
     jobs.complete(tx, work.job.id)
     logs.append_activity(
         tx,
@@ -325,6 +317,41 @@ def take_in(tx: Tx, work: FileWork) -> str | None:
         envelope_uuid=envelope_uuid,
         file_name=f"{work.folder}/{work.name}",
     )
+    return None
+
+
+def accept_outgoing(
+    tx: Tx, mailbox_uuid: str, parsed: EnvelopeXml, data: bytes, envelope_uuid: str
+) -> str | None:
+    """Check an envelope a mailbox sends and store it as sent; or the reason it cannot be
+    (nothing stored then). Shared by ``outbox/`` files and OUT rules' output."""
+    try:
+        # The sender is the mailbox that uploaded it: it never sends as another mailbox.
+        check_sender_is(parsed, mailbox_uuid)
+        check_envelope_against_template(tx, parsed)
+    except DocbridgeError as exc:
+        return str(exc)
+    if envelopes.get_envelope(tx, envelope_uuid) is not None:
+        return f"An envelope with uuid {envelope_uuid} already exists. Give it a new uuid."
+    recipient = parsed.role_mailbox(RECIPIENT_ROLE)
+    others = [r.mailbox_uuid for r in parsed.roles if r.mailbox_uuid != mailbox_uuid]
+    recipients = [recipient] if recipient else others
+    now = utc_now()
+    envelope = Envelope(
+        uuid=envelope_uuid,
+        mailbox_uuid=mailbox_uuid,
+        direction=EnvelopeDirection.OUTGOING,
+        template_uuid=parsed.template_uuid,
+        template_version=parsed.template_version,
+        subject=parsed.subject,
+        sender_mailbox=mailbox_uuid,
+        recipient_mailbox=recipients[0] if recipients else "",
+        status=EnvelopeStatus.SENT,
+        received_at=now,
+        sent_at=now,
+    )
+    xml = stored_xml(data, parsed)
+    envelopes.insert_envelope(tx, envelope, xml, parsed.to_dict()["documents"])
     return None
 
 

@@ -234,3 +234,31 @@ def find_jobs(
             job = _job(r)
             found[(job.kind, job.ref)] = job
     return found
+
+
+def requeue(
+    conn: sqlite3.Connection, kind: JobKind, ref: str, payload_update: Mapping[str, Any]
+) -> bool:
+    """Queue a job again whatever its state (done, parked, waiting), due now with fresh
+    attempts and ``payload_update`` merged into its payload; False if it is running (or gone)."""
+    row = conn.execute(
+        "SELECT id, payload FROM jobs WHERE kind = ? AND ref = ? AND state != 'running'",
+        (kind, ref),
+    ).fetchone()
+    if row is None:
+        return False
+    payload = dict(json.loads(row["payload"] or "{}"), **payload_update)
+    conn.execute(
+        "UPDATE jobs SET state = 'ready', attempts = 0, next_attempt_at = 0, payload = ?, "
+        "last_error = NULL, updated_at = ? WHERE id = ?",
+        (json.dumps(payload), utc_now(), row["id"]),
+    )
+    return True
+
+
+def set_payloads(conn: sqlite3.Connection, payloads: Mapping[int, Mapping[str, Any]]) -> None:
+    """Replace the payloads of jobs (what a retry must reuse, e.g. the file name chosen)."""
+    conn.executemany(
+        "UPDATE jobs SET payload = ? WHERE id = ?",
+        [(json.dumps(dict(payload)), job_id) for job_id, payload in payloads.items()],
+    )

@@ -134,3 +134,15 @@ def _rule(row: sqlite3.Row) -> ConversionRule:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
+
+
+def find_rules_by_name(
+    conn: sqlite3.Connection, name: str, mailbox_uuid: str | None = None
+) -> list[ConversionRule]:
+    if mailbox_uuid:
+        rows = conn.execute(
+            "SELECT * FROM rules WHERE name = ? AND mailbox_uuid = ?", (name, mailbox_uuid)
+        ).fetchall()
+    else:
+        rows = conn.execute("SELECT * FROM rules WHERE name = ?", (name,)).fetchall()
+    return [_rule(r) for r in rows]

@@ -214,10 +214,49 @@ def _v3_job_policy(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN max_attempts INTEGER")
 
 
+def _v4_conversion_log(db: sqlite_utils.Database) -> None:
+    # Every attempt to convert (IN: envelope -> file, OUT: file -> envelopes), with or without
+    # a rule; the rules table's counters are kept in step in the same transaction.
+    db.table("conversions").create(
+        {
+            "id": int,
+            "at": str,
+            "mailbox_uuid": str,
+            "direction": str,
+            "rule_uuid": str,
+            "rule_name": str,
+            "envelope_uuid": str,
+            "file_name": str,
+            "subject": str,
+            "status": str,
+            "error": str,
+            "job_ref": str,
+        },
+        pk="id",
+        not_null={"at", "mailbox_uuid", "direction", "status"},
+    )
+    db.table("conversions").create_index(["mailbox_uuid", "id"])
+    db.table("conversions").create_index(["rule_uuid", "id"])
+    # Input and output kept for inspection, apart so that listing the log stays light.
+    db.table("conversion_payloads").create(
+        {
+            "conversion_id": int,
+            "input_name": str,
+            "input": bytes,
+            "input_size": int,
+            "output": bytes,
+            "output_size": int,
+        },
+        pk="conversion_id",
+        foreign_keys=[("conversion_id", "conversions", "id")],
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_initial,
     _v2_engine,
     _v3_job_policy,
+    _v4_conversion_log,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,0 +1,136 @@
+"""OUT rules end to end: a file dropped in coutbox/ becomes envelopes through the first
+matching rule, or goes to error/ with a note that says what failed and where."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from core.engine.engine import Engine
+from core.models import (
+    ConversionFilter,
+    ConversionStatus,
+    EnvelopeDirection,
+    IntegrationForm,
+)
+from core.service import Service
+from core.sftp.folders import ensure_mailbox_root
+from tests.engine.conftest import enable
+from tests.engine.test_customer_files import drop
+from tests.engine.test_default_rules import eventually
+from tests.rules.samples import (
+    BROKEN_AT_LINE_4,
+    CSV_TO_ORDERS_1_0,
+    CSV_TO_ORDERS_2_0,
+    ORDERS_CSV,
+    out_rule,
+)
+
+
+async def setup(service: Service, data_dir: Path) -> tuple[str, Path]:
+    mailbox = await enable(service, "Purchasing", IntegrationForm())
+    root = await asyncio.to_thread(ensure_mailbox_root, data_dir / "mailboxes", mailbox)
+    return mailbox, root
+
+
+async def sent_subjects(service: Service, mailbox: str) -> list[str]:
+    return sorted(
+        e.subject
+        for e in await service.list_envelopes(mailbox)
+        if e.direction is EnvelopeDirection.OUTGOING
+    )
+
+
+async def error_files(root: Path) -> dict[str, str]:
+    def read() -> dict[str, str]:
+        return {
+            p.name: p.read_text(encoding="utf-8", errors="replace")
+            for p in (root / "error").iterdir()
+        }
+
+    return await asyncio.to_thread(read)
+
+
+async def test_a_csv_becomes_one_envelope_per_row_through_an_xslt_1_0_rule(
+    service: Service, engine: Engine, data_dir: Path
+) -> None:
+    mailbox, root = await setup(service, data_dir)
+    rule = await service.create_rule(mailbox, out_rule("Orders CSV", CSV_TO_ORDERS_1_0))
+    await asyncio.to_thread(drop, root, "coutbox", "orders.csv", ORDERS_CSV)
+    engine.wake()
+
+    async def two_sent() -> bool:
+        return len(await sent_subjects(service, mailbox)) == 2
+
+    await eventually(two_sent)
+    assert await sent_subjects(service, mailbox) == ["Order PO-1", "Order PO-2"]
+    assert await asyncio.to_thread(lambda: list((root / "coutbox").iterdir())) == []
+    assert (await service.get_rule(rule.uuid)).success_count == 1
+    [record] = await service.conversions.records(ConversionFilter(mailbox_uuid=mailbox))
+    assert (record.status, record.rule_name, record.file_name) == (
+        ConversionStatus.PROCESSED,
+        "Orders CSV",
+        "coutbox/orders.csv",
+    )
+    payload = await service.conversions.payload(record.id)
+    assert payload is not None and payload.input == ORDERS_CSV
+    assert payload.output.count(b"<envelope") == 2
+
+
+async def test_xslt_2_0_grouping_and_the_first_enabled_match_wins(
+    service: Service, engine: Engine, data_dir: Path
+) -> None:
+    mailbox, root = await setup(service, data_dir)
+    off = out_rule("Off", CSV_TO_ORDERS_1_0, enabled=False)
+    await service.create_rule(mailbox, off)
+    other = await service.create_rule(mailbox, out_rule("Other files", CSV_TO_ORDERS_1_0, r"^x"))
+    grouped = await service.create_rule(mailbox, out_rule("Grouped", CSV_TO_ORDERS_2_0))
+    data = ORDERS_CSV + b"PO-2;2026-11-02;EUR;C-300;3;1.00\n"
+    await asyncio.to_thread(drop, root, "coutbox", "orders.csv", data)
+    engine.wake()
+
+    async def two_sent() -> bool:
+        return len(await sent_subjects(service, mailbox)) == 2
+
+    await eventually(two_sent)
+    assert (await service.get_rule(grouped.uuid)).success_count == 1
+    assert (await service.get_rule(other.uuid)).success_count == 0
+
+
+async def test_failures_go_to_error_with_what_and_where_and_the_others_flow(
+    service: Service, engine: Engine, data_dir: Path
+) -> None:
+    mailbox, root = await setup(service, data_dir)
+    broken = await service.create_rule(mailbox, out_rule("Broken", BROKEN_AT_LINE_4, r"^broken"))
+    not_envelope = (
+        CSV_TO_ORDERS_1_0.replace("<envelopes>", "<orders>")
+        .replace("</envelopes>", "</orders>")
+        .replace("<envelope ", "<order ")
+        .replace("</envelope>", "</order>")
+    )
+    await service.create_rule(mailbox, out_rule("Wrong output", not_envelope, r"^wrong"))
+    await service.create_rule(mailbox, out_rule("Good", CSV_TO_ORDERS_1_0, r"^good"))
+    for name in ("broken.csv", "wrong.csv", "nomatch.txt", "good.csv"):
+        await asyncio.to_thread(drop, root, "coutbox", name, ORDERS_CSV)
+    engine.wake()
+
+    async def all_handled() -> bool:
+        return len(await error_files(root)) == 6 and len(await sent_subjects(service, mailbox)) == 2
+
+    await eventually(all_handled)
+    notes = await error_files(root)
+    assert "Rule 'Broken' failed" in notes["broken.csv.error.txt"]
+    assert "line 4" in notes["broken.csv.error.txt"]
+    assert "no <envelope> in it" in notes["wrong.csv.error.txt"]
+    assert "No conversion rule matches this file" in notes["nomatch.txt.error.txt"]
+    assert notes["broken.csv"] == ORDERS_CSV.decode()  # the file itself, untouched
+    assert (await service.get_rule(broken.uuid)).failure_count == 1
+    failed = await service.conversions.records(
+        ConversionFilter(mailbox_uuid=mailbox, status=ConversionStatus.FAILED)
+    )
+    assert sorted(r.file_name for r in failed) == [
+        "coutbox/broken.csv",
+        "coutbox/nomatch.txt",
+        "coutbox/wrong.csv",
+    ]
+    assert [r.rule_uuid for r in failed if r.file_name == "coutbox/nomatch.txt"] == [None]
