@@ -139,6 +139,7 @@ def parse_source(source: bytes) -> etree._ElementTree:
 
 def check_stylesheet(tree: etree._ElementTree) -> None:
     """Refuse every construct that reaches outside the stylesheet, naming it and its line."""
+    declared = _declared_function_namespaces(tree)
     for element in tree.getroot().iter(etree.Element):
         qname = etree.QName(element)
         line = source_line(element)
@@ -165,7 +166,7 @@ def check_stylesheet(tree: etree._ElementTree) -> None:
                         line,
                     )
         for text, nsmap in _expressions(element, qname.namespace == XSL):
-            _check_expression(text, nsmap, line)
+            _check_expression(text, nsmap, line, declared)
 
 
 def source_line(element: etree._Element) -> int | None:
@@ -190,7 +191,9 @@ def _expressions(
         yield element.tail, dict(parent.nsmap) if parent is not None else nsmap
 
 
-def _check_expression(text: str, nsmap: dict[str | None, str], line: int | None) -> None:
+def _check_expression(
+    text: str, nsmap: dict[str | None, str], line: int | None, declared: frozenset[str]
+) -> None:
     for match in _FUNCTION.finditer(text):
         uri, prefix, name = match.group("uri"), match.group("prefix"), match.group("name")
         namespace = uri if uri is not None else (FN if prefix is None else nsmap.get(prefix))
@@ -199,9 +202,51 @@ def _check_expression(text: str, nsmap: dict[str | None, str], line: int | None)
             _refuse(shown, REFUSED_FUNCTION_NAMESPACES[namespace], line)
         if namespace is not None and namespace.startswith("java:"):
             _check_java_function(namespace, name, shown, line)
+        elif namespace is not None and not _provided(namespace, declared):
+            _unavailable(namespace, shown, line)
         # An undeclared prefix (None) fails to compile anyway; refuse rather than guess.
         if namespace in (FN, None) and name in REFUSED_FUNCTIONS:
             _refuse(shown, REFUSED_FUNCTIONS[name], line)
+
+
+# Namespaces whose functions the engines provide: XPath's, XSLT's, type constructors, EXSLT.
+_PROVIDED_NAMESPACE_PREFIXES = (
+    FN,
+    XSL,
+    "http://www.w3.org/2001/XMLSchema",
+    "http://exslt.org/",
+)
+_FUNCTION_DECLARATIONS = (f"{{{XSL}}}function", "{http://exslt.org/functions}function")
+
+
+def _declared_function_namespaces(tree: etree._ElementTree) -> frozenset[str]:
+    """The namespaces of functions the stylesheet declares itself (xsl:function in 2.0/3.0,
+    EXSLT func:function in 1.0)."""
+    found: set[str] = set()
+    for element in tree.getroot().iter(*_FUNCTION_DECLARATIONS):
+        name = (element.get("name") or "").strip()
+        if name.startswith("Q{") and "}" in name:
+            found.add(name[2 : name.index("}")])
+        elif ":" in name:
+            namespace = element.nsmap.get(name.split(":", 1)[0])
+            if namespace is not None:
+                found.add(namespace)
+    return frozenset(found)
+
+
+def _provided(namespace: str, declared: frozenset[str]) -> bool:
+    return namespace in declared or namespace.startswith(_PROVIDED_NAMESPACE_PREFIXES)
+
+
+def _unavailable(namespace: str, shown: str, line: int | None) -> None:
+    where = f" (line {line})" if line else ""
+    raise XsltCompileError(
+        f"The conversion map calls {shown}{where}",
+        f"{shown} is an extension function ({namespace}) that is not available here. Declare "
+        "it in the stylesheet (xsl:function, or EXSLT func:function in XSLT 1.0) or compute "
+        "the value another way.",
+        line=line,
+    )
 
 
 def _check_java_function(namespace: str, name: str, shown: str, line: int | None) -> None:

@@ -170,3 +170,38 @@ async def test_other_java_extension_functions_are_named_before_running(
     with pytest.raises(XsltCompileError, match=r"rt:exec\(\)") as error:
         await pool.run_transform(stylesheet, SOURCE, {})
     assert "Java extension functions" in error.value.hint
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_functions_of_an_unknown_namespace_are_named_before_running(
+    pool: TransformPool, version: str
+) -> None:
+    stylesheet = sheet(version, {"x": "foo:bar(1)"}).replace(
+        'xmlns:wd="', 'xmlns:foo="http://example.com/foo" xmlns:wd="'
+    )
+    with pytest.raises(XsltCompileError, match=r"foo:bar\(\) \(line 2\)") as error:
+        await pool.run_transform(stylesheet, SOURCE, {})
+    assert "http://example.com/foo" in error.value.hint
+
+
+async def test_functions_the_stylesheet_declares_itself_still_run(pool: TransformPool) -> None:
+    declared = {
+        "1.0": '<func:function xmlns:func="http://exslt.org/functions" name="my:twice">'
+        '<xsl:param name="n"/><func:result select="$n * 2"/></func:function>',
+        "2.0": '<xsl:function name="my:twice"><xsl:param name="n"/>'
+        '<xsl:sequence select="$n * 2"/></xsl:function>',
+    }
+    for version, function in declared.items():
+        stylesheet = (
+            sheet(version, {"x": "my:twice(21)", "y": "math:sqrt(16)" if version == "2.0" else "4"})
+            .replace('xmlns:wd="', 'xmlns:my="urn:my" xmlns:wd="')
+            .replace(
+                'xmlns:wd="',
+                'xmlns:math="http://www.w3.org/2005/xpath-functions/math" '
+                'extension-element-prefixes="func" xmlns:func="http://exslt.org/functions" '
+                'xmlns:wd="',
+            )
+            .replace("</xsl:stylesheet>", function + "</xsl:stylesheet>")
+        )
+        output = await pool.run_transform(stylesheet, SOURCE, {})
+        assert values(output.content) == {"x": "42", "y": "4"}
