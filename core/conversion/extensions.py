@@ -167,7 +167,11 @@ _PARAMETER = (
 
 
 def calls_wd_functions(tree: etree._ElementTree) -> bool:
-    """Whether the stylesheet mentions the platform's namespace (declared or as an EQName)."""
+    """Whether the stylesheet mentions the platform's namespace (declared or as an EQName)
+    and can declare functions: a simplified stylesheet (a literal result element) cannot."""
+    root = etree.QName(tree.getroot())
+    if root.namespace != _XSL or root.localname not in ("stylesheet", "transform", "package"):
+        return False
     for element in tree.getroot().iter(etree.Element):
         if WD_NAMESPACE in element.nsmap.values():
             return True

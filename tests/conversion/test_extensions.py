@@ -13,6 +13,8 @@ from lxml import etree
 from core.config import load_config
 from core.conversion import TransformPool, XsltCompileError, XsltRuntimeError
 from core.conversion.extensions import LookupContext
+from core.demo import demo_envelope_files
+from core.service import Service
 
 WD = "java:com.whitedoc.xslt.extensions.WdExtensions"
 ACCOUNT = "4081180a-0ee2-4aea-a82e-f1208774a596"  # data/demo/account.json
@@ -205,3 +207,25 @@ async def test_functions_the_stylesheet_declares_itself_still_run(pool: Transfor
         )
         output = await pool.run_transform(stylesheet, SOURCE, {})
         assert values(output.content) == {"x": "42", "y": "4"}
+
+
+async def test_an_envelope_received_later_is_found_by_the_same_worker(
+    pool: TransformPool, lookups: LookupContext, service: Service
+) -> None:
+    """The worker keeps its read-only connection open; it still sees what arrives after."""
+    stylesheet = sheet(
+        "2.0", {"order": f"wd:findEnvelopeUuidByField('{ORDER_TEMPLATE}', 'orderNumber', 'PO-9')"}
+    )
+    before = await pool.run_transform(stylesheet, SOURCE, {}, lookups=lookups)
+    assert values(before.content) == {"order": ""}
+
+    first_order = sorted(await asyncio.to_thread(demo_envelope_files))[0]
+    data = (
+        (await asyncio.to_thread(first_order.read_bytes))
+        .replace(ORDER_PO_2024_0117.encode(), b"11111111-2222-4333-8444-555555555555")
+        .replace(b">PO-2024-0117<", b">PO-9<")
+    )
+    await service.receive_envelope(PURCHASING, data)
+
+    after = await pool.run_transform(stylesheet, SOURCE, {}, lookups=lookups)
+    assert values(after.content) == {"order": "11111111-2222-4333-8444-555555555555"}
