@@ -40,13 +40,25 @@ class GroupSpec:
     number: int
     max_repeat: int
     children: tuple[SegmentSpec | GroupSpec, ...]
+    trigger: str = field(init=False)
+    # Tag -> indexes of the children it can be (a segment) or start (a group), for the walk.
+    slots_of: dict[str, tuple[int, ...]] = field(init=False, repr=False, compare=False)
 
-    @property
-    def trigger(self) -> str:
+    def __post_init__(self) -> None:
         first = self.children[0]
-        return first.tag if isinstance(first, SegmentSpec) else first.trigger
+        object.__setattr__(
+            self, "trigger", first.tag if isinstance(first, SegmentSpec) else first.trigger
+        )
+        slots: dict[str, list[int]] = {}
+        for index, child in enumerate(self.children):
+            tag = child.tag if isinstance(child, SegmentSpec) else child.trigger
+            slots.setdefault(tag, []).append(index)
+        object.__setattr__(
+            self, "slots_of", {tag: tuple(indexes) for tag, indexes in slots.items()}
+        )
 
 
+@lru_cache(maxsize=64)
 def message_structure(release: str, message_type: str) -> GroupSpec | None:
     """The structure of ``message_type`` in ``release`` (``"D96A"``), or None when not shipped."""
     messages = _release_table(release)
@@ -127,14 +139,16 @@ class GroupWalker:
 
 def _find(frame: _Frame, tag: str) -> tuple[int, SegmentSpec | GroupSpec] | None:
     """The first child at or after the frame's position that ``tag`` may be (or start)."""
-    children = frame.group.children
-    for index in range(frame.index, len(children)):
-        child = children[index]
-        if isinstance(child, SegmentSpec):
-            if child.tag == tag and not (
-                index == frame.index and frame.repeats >= child.max_repeat
-            ):
-                return index, child
-        elif child.trigger == tag:
-            return index, child
+    group = frame.group
+    for index in group.slots_of.get(tag, ()):
+        if index < frame.index:
+            continue
+        child = group.children[index]
+        if (
+            isinstance(child, SegmentSpec)
+            and index == frame.index
+            and frame.repeats >= child.max_repeat
+        ):
+            continue
+        return index, child
     return None
