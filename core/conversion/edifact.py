@@ -76,6 +76,8 @@ SYNTAX_ENCODINGS = {
 _HINT_RESEND = "The interchange is cut short or damaged; ask the partner to send it again."
 _TAG = re.compile(r"[A-Z][A-Z0-9]{2}")
 _MESSAGE_TYPE = re.compile(r"[A-Z][A-Z0-9]{0,5}")
+# Blanks, and the DOS end-of-file mark some old EDI systems still write, may end a file.
+_TRAILING_BLANKS = " \t\r\n\x1a"
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
@@ -236,6 +238,8 @@ class _Reader:
             end = text.find(terminator, position)
             while end >= 0 and release and _released(text, end, position, release):
                 end = text.find(terminator, end + 1)
+            if end < 0 and not text[position:].strip(_TRAILING_BLANKS):
+                return
             number += 1
             if end < 0:
                 raise InvalidInput(

@@ -175,6 +175,17 @@ def test_an_unknown_syntax_identifier_is_refused() -> None:
     assert message.startswith("EDIFACT source has an unknown syntax identifier 'IATB' in UNB")
 
 
+def test_functional_groups_sit_beside_the_messages_and_blanks_may_end_the_file() -> None:
+    text = (
+        "UNB+UNOC:3+SENDER+RECEIVER+240101:1200+R1'\r\n"
+        "UNG+ORDERS+SENDER+RECEIVER+240101:1200+G1+UN+D:96A'\r\n"
+        "UNH+1+ORDERS:D:96A:UN'BGM+220+PO1+9'UNT+3+1'\r\n"
+        "UNE+1+G1'\r\nUNZ+1+R1'\r\n  \x1a"
+    )
+    root = view_of(text.encode())
+    assert [child.tag for child in root] == ["UNB", "UNG", "ORDERS", "UNE", "UNZ"]
+
+
 # --- segments the directory does not expect -------------------------------------------------
 
 
