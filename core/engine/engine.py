@@ -14,15 +14,16 @@ import os
 import secrets
 import socket
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from core.config import Config
 from core.conversion.apply import Limits
 from core.conversion.pool import TransformPool
-from core.engine import envelope_handler, file_handler, mail_handler, out_conversion
+from core.engine import envelope_handler, file_handler, in_conversion, mail_handler, out_conversion
 from core.engine.sftp_component import SftpComponent
 from core.errors import DocbridgeError, StoreError
 from core.models import AttemptOutcome, Job, JobKind
@@ -266,15 +267,24 @@ class Engine:
         loaded = await self.db.call(envelope_handler.load_work, claimed)
         work = [w for w in loaded if isinstance(w, envelope_handler.EnvelopeWork)]
         gone = [w for w in loaded if isinstance(w, Job)]
-        outcomes = await envelope_handler.perform(self.config, work)
+        outcomes = await envelope_handler.perform(self.config, [w for w in work if not w.rule])
+        ruled = [w for w in work if w.rule]
+        if ruled:
+            outcomes += await in_conversion.perform(
+                self.transforms, self.limits, self.config.mailboxes_dir, ruled, self._save_payloads
+            )
         await self.db.write(
             envelope_handler.record,
             outcomes,
             gone,
             self.config.smtp.sender,
             self.settings.envelope_retry,
+            self.config.conversion.keep_bytes,
         )
         return any(o.status is AttemptOutcome.NOTIFIED for o in outcomes)
+
+    async def _save_payloads(self, payloads: Mapping[int, Mapping[str, Any]]) -> None:
+        await self.db.write(jobs.set_payloads, payloads)
 
     async def _handle_envelopes_alone(self, claimed: list[Job]) -> bool:
         notified = False

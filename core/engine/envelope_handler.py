@@ -13,18 +13,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import Config
+from core.conversion.apply import in_rule_for
 from core.errors import DocbridgeError
 from core.mail.notification import build_notification
 from core.models import (
     AttemptOutcome,
+    ConversionRule,
+    ConversionStatus,
     DefaultRule,
+    Direction,
     EnvelopeStatus,
     Job,
     JobKind,
     TransferProtocol,
 )
 from core.sftp.folders import ensure_mailbox_root, write_files_atomically
-from core.storage import envelopes, jobs, logs
+from core.storage import conversions, envelopes, jobs, logs
+from core.storage import rules as rules_store
 from core.storage.db import Tx
 from core.storage.integrations import get_integration
 
@@ -41,6 +46,17 @@ class EnvelopeWork:
     reject_reason: str
     xml: str
     summary: dict[str, str]
+    received_at: str = ""
+    rule: ConversionRule | None = None  # the IN rule that takes it; None: the default rule
+
+    @property
+    def rule_label(self) -> str:
+        """How the activity log names what handled it."""
+        return f"rule:{self.rule.name}" if self.rule else f"default:{self.default_rule.value}"
+
+    @property
+    def reprocess(self) -> bool:
+        return bool(self.job.payload.get("reprocess"))
 
 
 EFFECTS = (AttemptOutcome.DELIVERED, AttemptOutcome.NOTIFIED, AttemptOutcome.REJECTED)
@@ -53,11 +69,14 @@ class Outcome:
     work: EnvelopeWork
     status: AttemptOutcome
     detail: str = ""
+    permanent: bool = False  # retrying cannot help (the rule's map fails on this envelope)
+    conversion: conversions.NewConversion | None = None  # what the conversion log records
 
 
 def load_work(tx: Tx, claimed: list[Job]) -> list[EnvelopeWork | Job]:
     """Everything the effects need; a job whose envelope vanished comes back as the bare job."""
     loaded: list[EnvelopeWork | Job] = []
+    in_rules: dict[str, list[ConversionRule]] = {}
     for job in claimed:
         delivery = envelopes.get_delivery(tx, job.ref)
         if delivery is None:
@@ -65,6 +84,15 @@ def load_work(tx: Tx, claimed: list[Job]) -> list[EnvelopeWork | Job]:
             continue
         envelope = delivery.envelope
         form = get_integration(tx, envelope.mailbox_uuid).form
+        if envelope.mailbox_uuid not in in_rules:
+            in_rules[envelope.mailbox_uuid] = [
+                rule
+                for rule in rules_store.list_rules(tx, envelope.mailbox_uuid)
+                if rule.form.enabled and rule.form.direction is Direction.IN
+            ]
+        rule = in_rule_for(
+            in_rules[envelope.mailbox_uuid], envelope.template_uuid, envelope.template_version
+        )
         loaded.append(
             EnvelopeWork(
                 job=job,
@@ -84,6 +112,8 @@ def load_work(tx: Tx, claimed: list[Job]) -> list[EnvelopeWork | Job]:
                     "received_at": envelope.received_at,
                     "status": envelope.status.value,
                 },
+                received_at=envelope.received_at,
+                rule=rule,
             )
         )
     return loaded
@@ -159,7 +189,7 @@ def fail(tx: Tx, job: Job, error: str, policy: jobs.RetryPolicy) -> None:
     state = jobs.fail(tx, job, error, policy)
     try:
         rule = f"default:{get_integration(tx, job.mailbox_uuid).form.default_rule.value}"
-    except Exception:  # the integration itself may be what is broken
+    except Exception:  # the integration itself may be what is broken (or the rule's load)
         rule = "engine"
     logs.append_activity(tx, job.mailbox_uuid, rule, state, envelope_uuid=job.ref, error=error)
 
@@ -170,18 +200,24 @@ def record(
     gone: list[Job],
     mail_sender: str,
     policy: jobs.RetryPolicy,
+    keep_bytes: int,
 ) -> None:
     """Record every outcome and end every claim: a unit for ``Database.write`` (one
-    transaction for the whole batch)."""
+    transaction for the whole batch, the conversion log's entries included)."""
     for job in gone:
         jobs.complete(tx, job.id)
     for outcome in outcomes:
         work = outcome.work
-        rule = f"default:{work.default_rule.value}"
+        conversions.record(tx, outcome.conversion or _default_entry(outcome), keep_bytes)
         if outcome.status not in EFFECTS:
-            state = jobs.fail(tx, work.job, outcome.detail, policy)
+            state = jobs.fail(tx, work.job, outcome.detail, policy, permanent=outcome.permanent)
             logs.append_activity(
-                tx, work.mailbox_uuid, rule, state, envelope_uuid=work.uuid, error=outcome.detail
+                tx,
+                work.mailbox_uuid,
+                work.rule_label,
+                state,
+                envelope_uuid=work.uuid,
+                error=outcome.detail,
             )
             continue
         if outcome.status is AttemptOutcome.REJECTED:
@@ -203,8 +239,30 @@ def record(
         logs.append_activity(
             tx,
             work.mailbox_uuid,
-            rule,
+            work.rule_label,
             outcome.status,
             envelope_uuid=work.uuid,
             file_name=outcome.detail if outcome.status is AttemptOutcome.DELIVERED else None,
         )
+
+
+def _default_entry(outcome: Outcome) -> conversions.NewConversion:
+    """The conversion log's entry for an envelope no IN rule took (the default rule)."""
+    work = outcome.work
+    failed = outcome.status not in EFFECTS
+    if failed:
+        status = ConversionStatus.FAILED
+    else:
+        status = ConversionStatus.REPROCESSED if work.reprocess else ConversionStatus.PROCESSED
+    return conversions.NewConversion(
+        mailbox_uuid=work.mailbox_uuid,
+        direction=Direction.IN,
+        rule_uuid=None,
+        rule_name=work.rule_label,
+        status=status,
+        envelope_uuid=work.uuid,
+        file_name=outcome.detail if outcome.status is AttemptOutcome.DELIVERED else "",
+        subject=work.summary.get("subject", ""),
+        error=outcome.detail if failed else "",
+        job_ref=work.job.ref,
+    )

@@ -10,6 +10,7 @@ from core.engine.engine import Engine
 from core.models import (
     ConversionFilter,
     ConversionStatus,
+    Direction,
     EnvelopeDirection,
     IntegrationForm,
 )
@@ -66,7 +67,8 @@ async def test_a_csv_becomes_one_envelope_per_row_through_an_xslt_1_0_rule(
     assert await sent_subjects(service, mailbox) == ["Order PO-1", "Order PO-2"]
     assert await asyncio.to_thread(lambda: list((root / "coutbox").iterdir())) == []
     assert (await service.get_rule(rule.uuid)).success_count == 1
-    [record] = await service.conversions.records(ConversionFilter(mailbox_uuid=mailbox))
+    records = await service.conversions.records(ConversionFilter(mailbox_uuid=mailbox))
+    [record] = [r for r in records if r.direction is Direction.OUT]
     assert (record.status, record.rule_name, record.file_name) == (
         ConversionStatus.PROCESSED,
         "Orders CSV",
@@ -128,6 +130,7 @@ async def test_failures_go_to_error_with_what_and_where_and_the_others_flow(
     failed = await service.conversions.records(
         ConversionFilter(mailbox_uuid=mailbox, status=ConversionStatus.FAILED)
     )
+    failed = [r for r in failed if r.direction is Direction.OUT]
     assert sorted(r.file_name for r in failed) == [
         "coutbox/broken.csv",
         "coutbox/nomatch.txt",
