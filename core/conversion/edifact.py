@@ -36,8 +36,8 @@ Contract:
   :class:`~core.errors.InvalidInput` naming EDIFACT, the segment number (UNB is segment 1) and
   the byte offset in the file.
 
-The view is written as escaped text, a segment at a time, without a DOM: its size is about eight
-times the interchange's.
+The view is written as escaped text, a segment at a time, without a DOM: its size is about four
+times the interchange's (measured).
 """
 
 from __future__ import annotations
@@ -74,6 +74,9 @@ SYNTAX_ENCODINGS = {
 }
 
 _HINT_RESEND = "The interchange is cut short or damaged; ask the partner to send it again."
+# UNA and its first two separators, or UNB and a syntax identifier: a CSV whose first cell reads
+# "UNAVAILABLE" or "UNB" stays a CSV.
+_START = re.compile(rb"UNA[^A-Za-z0-9\s]{2}|UNB[^A-Za-z0-9\s][A-Z]{4}[^A-Za-z0-9\s]")
 _TAG = re.compile(r"[A-Z][A-Z0-9]{2}")
 _MESSAGE_TYPE = re.compile(r"[A-Z][A-Z0-9]{0,5}")
 # Blanks, and the DOS end-of-file mark some old EDI systems still write, may end a file.
@@ -111,8 +114,8 @@ class _Segment:
 
 def is_edifact(data: bytes) -> bool:
     """Whether ``data`` starts like an interchange (``UNA`` or ``UNB``, after BOM or blanks)."""
-    head = data.removeprefix(codecs.BOM_UTF8).lstrip(b" \t\r\n")[:4]
-    return head[:3] == b"UNA" or (head[:3] == b"UNB" and not head[3:].isalnum())
+    head = data.removeprefix(codecs.BOM_UTF8).lstrip(b" \t\r\n")[:16]
+    return _START.match(head) is not None
 
 
 def edifact_view(data: bytes) -> EdifactView:

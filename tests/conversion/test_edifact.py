@@ -203,6 +203,11 @@ def test_a_segment_out_of_place_is_kept_where_it_stood_and_counted() -> None:
     assert [child.tag for child in line] == ["LIN", "BGM", "ZZZ", "QTY"]
 
 
+def test_a_csv_whose_first_cell_starts_with_una_or_unb_stays_a_csv() -> None:
+    for text in (b"UNAVAILABLE;Qty\nPump;2\n", b"UNB,Qty\nPump,2\n"):
+        assert source_view(text, "stock.csv").kind is SourceKind.CSV
+
+
 # --- broken interchanges ----------------------------------------------------------------------
 
 
