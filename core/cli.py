@@ -11,17 +11,23 @@ import argparse
 import asyncio
 import contextlib
 import importlib.metadata
-import json
 import os
 import sys
 import tomllib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NoReturn
 
 from core.as2.certificates import load_certificate_text
 from core.bootstrap import init_data_dir
+from core.cli_output import Handler
+from core.cli_output import page_limit as _page_limit
+from core.cli_output import page_offset as _page_offset
+from core.cli_output import print_json as _print_json
+from core.cli_output import say as _say
+from core.cli_rules import HANDLERS as RULE_HANDLERS
+from core.cli_rules import add_rule_commands
 from core.config import resolve_data_dir
 from core.errors import DocbridgeError, FieldErrors
 from core.files import read_regular_file
@@ -171,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     activity.add_argument("--mailbox", metavar="MAILBOX")
     activity.add_argument("--limit", type=int, default=50)
     activity.add_argument("--json", action="store_true")
+    add_rule_commands(commands, common)
     return parser
 
 
@@ -369,28 +376,6 @@ def _page_summary(page: EnvelopePage) -> str:
     return f"{summary}."
 
 
-MAX_PAGE = 1_000_000
-
-
-def _page_limit(text: str) -> int:
-    return _whole_number(text, 0, MAX_PAGE, f"from 0 to {MAX_PAGE:,}")
-
-
-def _page_offset(text: str) -> int:
-    return _whole_number(text, 0, 2**62, "of 0 or more")
-
-
-def _whole_number(text: str, low: int, high: int, range_text: str) -> int:
-    """argparse type: an integer in ``low..high``; argparse names the flag in its error."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or not low <= value <= high:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number {range_text}")
-    return value
-
-
 async def _status(service: Service, args: argparse.Namespace) -> int:
     status = await service.engine_status()
     if args.json:
@@ -479,18 +464,6 @@ def _print_integration(data: dict[str, Any]) -> None:
         _say(f"AS2 partner:    {as2['partner_id'] or '-'} at {as2['partner_url'] or '-'}")
 
 
-def _say(text: str, *, err: bool = False) -> None:
-    """One line of output (stdout, or stderr with ``err``): whatever values it carries are
-    shown escaped (:func:`printable`), so a name, a subject or a path can never forge a line."""
-    print(printable(text), file=sys.stderr if err else sys.stdout)
-
-
-def _print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, default=str)
-    sys.stdout.write("\n")
-
-
-Handler = Callable[[Service, argparse.Namespace], Awaitable[int]]
 _HANDLERS: dict[tuple[str, str | None], Handler] = {
     ("mailbox", "list"): _mailbox_list,
     ("integration", "show"): _integration_show,
@@ -500,4 +473,5 @@ _HANDLERS: dict[tuple[str, str | None], Handler] = {
     ("envelope", "list"): _envelope_list,
     ("status", None): _status,
     ("activity", None): _activity,
+    **RULE_HANDLERS,
 }

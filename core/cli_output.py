@@ -1,0 +1,54 @@
+"""What every ``docbridge`` subcommand module shares: one escaped line of output, JSON on
+stdout, the paging arguments and the handler type.
+
+Kept apart from :mod:`core.cli` so that subcommand modules (:mod:`core.cli_rules`) use the same
+helpers without importing the dispatcher that imports them (the core has no import circle).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from core.text import printable
+
+if TYPE_CHECKING:
+    from core.service import Service
+
+Handler = Callable[["Service", argparse.Namespace], Awaitable[int]]
+
+
+def say(text: str, *, err: bool = False) -> None:
+    """One line of output (stdout, or stderr with ``err``): whatever values it carries are
+    shown escaped (:func:`printable`), so a name, a subject or a path can never forge a line."""
+    print(printable(text), file=sys.stderr if err else sys.stdout)
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+MAX_PAGE = 1_000_000
+
+
+def page_limit(text: str) -> int:
+    return whole_number(text, 0, MAX_PAGE, f"from 0 to {MAX_PAGE:,}")
+
+
+def page_offset(text: str) -> int:
+    return whole_number(text, 0, 2**62, "of 0 or more")
+
+
+def whole_number(text: str, low: int, high: int, range_text: str) -> int:
+    """argparse type: an integer in ``low..high``; argparse names the flag in its error."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number {range_text}")
+    return value
