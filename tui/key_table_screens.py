@@ -15,6 +15,9 @@ from tui.key_spec import (
     KeySpec,
 )
 
+CONVERSIONS = "Conversion log (F4)"
+CONVERSION_VIEW = "A conversion's input and output"
+
 SCREEN_KEYS: tuple[KeySpec, ...] = (
     # -- rule form -----------------------------------------------------------------------------
     KeySpec(
@@ -23,6 +26,15 @@ SCREEN_KEYS: tuple[KeySpec, ...] = (
         "save",
         "Save",
         "Validate and save the rule",
+        RULE_FORM,
+        priority=True,
+    ),
+    KeySpec(
+        "rule.run",
+        "ctrl+r",
+        "run",
+        "Run",
+        "Run the rule on its example and show the Result (Save needs a successful run)",
         RULE_FORM,
         priority=True,
     ),
@@ -114,6 +126,68 @@ SCREEN_KEYS: tuple[KeySpec, ...] = (
         "Banned SFTP addresses",
         ACTIVITY,
         show=False,
+    ),
+    KeySpec(
+        "activity.conversions",
+        "c",
+        "app.conversions",
+        "Conversions",
+        "Switch to the conversion log",
+        ACTIVITY,
+    ),
+    # -- conversion log ------------------------------------------------------------------------
+    KeySpec("conversions.back", "escape", "back", "Back", "Back to the page", CONVERSIONS),
+    KeySpec(
+        "conversions.view",
+        "v",
+        "view",
+        "View",
+        "Input and output of the selected record (enter too)",
+        CONVERSIONS,
+    ),
+    KeySpec(
+        "conversions.mark",
+        "space",
+        "mark",
+        "Mark",
+        "Mark or unmark the selected record for reprocessing",
+        CONVERSIONS,
+    ),
+    KeySpec(
+        "conversions.reprocess",
+        "r",
+        "reprocess",
+        "Reprocess",
+        "Run the marked records (else the selected one) through the rules again (asks first)",
+        CONVERSIONS,
+    ),
+    KeySpec(
+        "conversions.more", "m", "more", "More", "Show the next records of a long log", CONVERSIONS
+    ),
+    KeySpec(
+        "conversions.filters",
+        "f",
+        "filters",
+        "Filters",
+        "Go to the filters (rule, mailbox, status, keyword)",
+        CONVERSIONS,
+    ),
+    KeySpec(
+        "conversions.refresh",
+        "g",
+        "refresh",
+        "Refresh",
+        "Read the log again",
+        CONVERSIONS,
+        show=False,
+    ),
+    KeySpec(
+        "conversion_view.close",
+        "escape",
+        "close",
+        "Close",
+        "Back to the conversion log",
+        CONVERSION_VIEW,
     ),
     # -- dialogs -------------------------------------------------------------------------------
     KeySpec("confirm.yes", "y", "answer(True)", "Yes", "Confirm", CONFIRM),

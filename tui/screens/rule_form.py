@@ -1,10 +1,16 @@
-"""The conversion rule form (SPEC §7): every field, validated, with Save / Clone / Delete / Back.
+"""The conversion rule form (SPEC §7): every field, validated, Run on an example with its Result,
+and Save / Clone / Delete / Back.
 
-Run and Result come with the conversion engine; until then Save validates the fields only.
+Save is gated by Run: it is enabled only while the form's *run key* (every field but the name and
+the on/off switch) equals the key of the last successful Run. An opened saved rule starts with
+its stored key trusted (nothing changed, nothing to prove); a new rule and a clone start with
+none. A second ctrl+r while a Run is in progress is ignored (with a notice): the Run in flight
+finishes and its result applies to the state it ran on.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -16,13 +22,16 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Footer, Input, Select, Static, TextArea
 
-from core.errors import DocbridgeError
+from core.conversion.templates import example_envelope_xml
+from core.conversion_desk import RunResult
 from core.models import ConversionRule, Direction, Mailbox, MatchTarget, RuleForm, Template
 from tui.errors import guarded, run_guarded
 from tui.forms import FormScreen
 from tui.keys import bindings, key_label
 from tui.modals.choice import SaveDiscardCancelModal
 from tui.modals.confirm import ConfirmModal
+from tui.subprocesses import prepare_worker_processes
+from tui.widgets.example_source import ExampleSource
 from tui.widgets.header import FormHeader
 from tui.widgets.rule_fields import (
     LATEST,
@@ -31,6 +40,7 @@ from tui.widgets.rule_fields import (
     rule_fields,
     version_options,
 )
+from tui.widgets.rule_result import RuleResult, readable_text
 
 if TYPE_CHECKING:
     from core.service import Service
@@ -46,6 +56,12 @@ FIELD_LABELS = {
 }
 
 
+def run_key(form: RuleForm) -> RuleForm:
+    """What a Run proves: the form without its name and on/off switch (changing those keeps
+    Save enabled; anything else needs a new Run)."""
+    return replace(form, name="", enabled=False)
+
+
 @dataclass(frozen=True)
 class RuleFormResult:
     """How the form was left: the rule to select afterwards, or a clone to open next."""
@@ -57,7 +73,7 @@ class RuleFormResult:
 class RuleFormScreen(FormScreen[RuleFormResult | None]):
     FIELD_LABELS = FIELD_LABELS
     SUMMARY_ID = "rule-summary"
-    BINDINGS = bindings("rule.save", "rule.clone", "rule.delete", "rule.back")
+    BINDINGS = bindings("rule.save", "rule.run", "rule.clone", "rule.delete", "rule.back")
 
     def __init__(
         self,
@@ -67,7 +83,7 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
         rule: ConversionRule | None,
         initial: RuleForm | None = None,
     ) -> None:
-        super().__init__(id="rule-form")
+        super().__init__()  # no fixed id: a clone opens while this form is still closing
         self.service = service
         self.mailbox = mailbox
         self.templates = {t.uuid: t for t in templates}
@@ -86,8 +102,12 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
         # An unsaved clone counts as a change from the start; otherwise the form as first shown.
         self.is_clone = initial is not None
         self.baseline: RuleForm | None = None
-        self.example_source = self.initial.example_source
         self.template_shown = self.initial.template_uuid
+        # Save gating: the run key of the last successful Run, and the stored rule's own key.
+        self.ran_key: RuleForm | None = None
+        self.trusted_key: RuleForm | None = None
+        self.running = False
+        self.generated_example: str | None = None  # the IN example as last generated
 
     # -- layout ---------------------------------------------------------------------------------
 
@@ -96,10 +116,14 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
         with VerticalScroll(id="rule-page"):
             with Vertical(classes="block", id="rule-fields") as block:
                 block.border_title = "Conversion rule"
-                yield from rule_fields(self.initial, self.templates)
+                yield from rule_fields(
+                    self.initial, self.templates, self.service, self.mailbox.uuid
+                )
             yield Static(id="rule-summary")
+            yield Static(id="rule-save-hint")
             with Horizontal(classes="form-buttons"):
                 key = lambda binding_id: key_label(self.app, binding_id)  # noqa: E731
+                yield Button(f"Run ({key('rule.run')})", id="rule-run", compact=True)
                 yield Button(
                     f"Save ({key('rule.save')})", id="rule-save", variant="primary", compact=True
                 )
@@ -114,7 +138,8 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(TextArea).cursor_blink = getattr(self.app, "cursor_blink", True)
+        blink = getattr(self.app, "cursor_blink", True)
+        self.query_one("#rule-conversion_map", TextArea).cursor_blink = blink
         self._render_direction()
         # Selects report their first value after mounting: start once they have settled.
         self.call_after_refresh(self._start)
@@ -123,8 +148,11 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
         self.loaded = True
         if not self.is_clone:
             self.baseline = self.current_form()
+            if self.rule is not None:
+                self.trusted_key = run_key(self.baseline)
         self.refresh_form()
         self.set_focus(self.query_one("#rule-name", Input))
+        self._example_envelope(initial=True)
 
     def _version_options(self, template_uuid: str, current: int | None) -> list[tuple[str, str]]:
         return version_options(self.templates.get(template_uuid), current)
@@ -146,6 +174,8 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
 
         version = self._value("rule-version")
         target = self._value("rule-match_target")
+        direction = Direction(self._value("rule-direction") or Direction.IN.value)
+        name, example = self._example(direction)
         multiple = next(
             (box.value for box in self.query("#rule-multiple").results(Checkbox)),
             initial.multiple_envelopes,
@@ -154,17 +184,33 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
             initial,
             name=text("name", initial.name),
             enabled=self.query_one("#rule-enabled", Checkbox).value,
-            direction=Direction(self._value("rule-direction") or Direction.IN.value),
+            direction=direction,
             template_uuid=self._value("rule-template"),
             template_version=int(version) if version and version != LATEST else None,
             naming_pattern=text("naming_pattern", initial.naming_pattern),
             match_pattern=text("match_pattern", initial.match_pattern),
             match_target=MatchTarget(target) if target else initial.match_target,
-            example_source_name=text("example_source", initial.example_source_name).strip(),
-            example_source=self.example_source,
+            example_source_name=name,
+            example_source=example,
             multiple_envelopes=multiple,
             conversion_map=self.query_one("#rule-conversion_map", TextArea).text,
         )
+
+    def _example(self, direction: Direction) -> tuple[str, bytes]:
+        """The example of the chosen direction: the OUT source as loaded (with the path typed,
+        so a path not loaded yet differs from the last Run), or the IN envelope as edited."""
+        initial = self.initial
+        same = initial.direction is direction
+        if direction is Direction.OUT:
+            source = next(iter(self.query(ExampleSource)), None)
+            if source is None:
+                return (initial.example_source_name, initial.example_source) if same else ("", b"")
+            return source.typed_name, source.example.data
+        area = next(iter(self.query("#rule-example_envelope").results(TextArea)), None)
+        name = initial.example_source_name if same else ""
+        if area is None:
+            return name, initial.example_source if same else b""
+        return name, area.text.encode("utf-8")
 
     def errors_of(self, form: RuleForm) -> dict[str, str]:
         errors = self.service.validate_rule_form(form, self.templates.get(form.template_uuid))
@@ -177,8 +223,35 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
 
     def form_errors(self) -> dict[str, str]:
         errors = self.errors_of(self.current_form())
-        errors.pop("example_source", None)  # checked when the file is read at Save
+        errors.pop("example_source", None)  # an example is Run's business, not a field's
         return errors
+
+    @property
+    def can_save(self) -> bool:
+        """A successful Run of the current state (or the stored rule, unchanged) is shown."""
+        key = run_key(self.current_form())
+        return key in (self.ran_key, self.trusted_key)
+
+    def refresh_form(self) -> None:
+        super().refresh_form()
+        if self.loaded:
+            self._render_save_state()
+
+    def _render_save_state(self) -> None:
+        allowed = self.can_save
+        self.query_one("#rule-save", Button).disabled = not allowed
+        hint = self.query_one("#rule-save-hint", Static)
+        if allowed:
+            hint.update("")
+        else:
+            hint.update(
+                Text(
+                    f"Run the rule ({key_label(self.app, 'rule.run')}) to enable Save: "
+                    "Save needs a successful run of the form as it is now.",
+                    style="bold",
+                )
+            )
+            self.query_one(RuleResult).stale()
 
     @property
     def dirty(self) -> bool:
@@ -196,9 +269,15 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
             self.field_edited(getattr(event.input, "field_key", None))
 
     @on(TextArea.Changed)
-    def _map_changed(self) -> None:
+    def _text_changed(self, event: TextArea.Changed) -> None:
+        keys = {"rule-conversion_map": "conversion_map", "rule-example_envelope": None}
+        if self.loaded and event.text_area.id in keys:
+            self.field_edited(keys[event.text_area.id])
+
+    @on(ExampleSource.Loaded)
+    def _example_loaded(self) -> None:
         if self.loaded:
-            self.field_edited("conversion_map")
+            self.field_edited("example_source")
 
     @on(Checkbox.Changed)
     def _checkbox_changed(self) -> None:
@@ -223,12 +302,17 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
             self._render_direction()
         if self.loaded:
             self.refresh_form()
+            if event.select.id in ("rule-template", "rule-version", "rule-direction"):
+                self.call_after_refresh(self._example_envelope)
 
     @on(Button.Pressed)
     def _button(self, event: Button.Pressed) -> None:
         event.stop()
         actions = {
             "rule-save": self.action_save,
+            "rule-run": self.action_run,
+            "rule-skeleton": self.action_skeleton,
+            "rule-new-example": lambda: self._example_envelope(replace_text=True),
             "rule-clone": self.action_clone,
             "rule-delete": self.action_delete,
             "rule-back": self.action_back,
@@ -244,7 +328,11 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
         group_out.display = not is_in
         shown = group_in if is_in else group_out
         if not shown.children:  # first time this direction is chosen: build its fields
-            shown.mount_all(in_fields(self.initial) if is_in else out_fields(self.initial))
+            shown.mount_all(
+                in_fields(self.initial)
+                if is_in
+                else out_fields(self.initial, self.service, self.mailbox.uuid)
+            )
 
     def header_text(self) -> Text:
         header = Text()
@@ -278,27 +366,23 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
         await self.save()
 
     async def save(self, leaving: bool = False) -> bool:
-        """Validate every field of the chosen direction, read a new example file, then store.
+        """Validate every field of the chosen direction; store only what a Run proved.
 
         ``leaving`` (quit): stay on the screen after saving instead of going back to the page.
         """
         form = self.current_form()
         errors = self.errors_of(form)
-        new_example = form.example_source_name != self.initial.example_source_name
-        if form.direction is Direction.OUT and new_example:
-            if form.example_source_name:
-                try:
-                    data = await self.service.read_example_source(form.example_source_name)
-                except DocbridgeError as exc:
-                    errors["example_source"] = str(exc)
-                else:
-                    self.example_source = data
-                    form = replace(form, example_source=data)
-            else:
-                self.example_source = b""
-                form = replace(form, example_source=b"")
         if errors:
             self.show_save_errors(errors)
+            return False
+        if not self.can_save:
+            self._render_save_state()
+            self.say(
+                f"Run the rule ({key_label(self.app, 'rule.run')}) first: Save is enabled once "
+                "a run of the form as it is now succeeded.",
+                title="Nothing saved",
+                severity="warning",
+            )
             return False
         rule = self.rule
         saved = await self.persist(
@@ -313,10 +397,134 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
         self.rule = saved
         self.initial = saved.form
         self.baseline = saved.form
+        self.trusted_key = run_key(saved.form)
         self.say(f"Rule '{saved.name}' saved.", title="Saved")
         if not leaving:
             self.dismiss(RuleFormResult(rule_uuid=saved.uuid))
         return True
+
+    # -- Run, examples, skeleton ----------------------------------------------------------------
+
+    def action_run(self) -> None:
+        if self.running:  # the Run in flight finishes; its result applies to what it ran on
+            self.say("A run is in progress; its Result shows when it ends.", title="Run")
+            return
+        self.running = True
+        self.query_one(RuleResult).running()
+        self._run_worker()
+
+    @work(group="rule-run", exclusive=True, exit_on_error=False)
+    @guarded
+    async def _run_worker(self) -> None:
+        try:
+            result = await self._run_once()
+        finally:
+            self.running = False
+        panel = self.query_one(RuleResult)
+        panel.show(result, await asyncio.to_thread(readable_text, result))
+        self.refresh_form()
+        self.query_one("#rule-page", VerticalScroll).scroll_to_widget(
+            panel, animate=False, top=True
+        )
+
+    async def _run_once(self) -> RunResult:
+        form = self.current_form()
+        source = next(iter(self.query(ExampleSource)), None)
+        if form.direction is Direction.OUT and source is not None and source.needs_loading:
+            if not await source.load_path():
+                message = f"Could not read the example source: {source.typed_name}"
+                return RunResult(False, form.direction, error=message)
+            form = self.current_form()
+        await prepare_worker_processes()
+        result = await self.service.conversions.run(self.mailbox.uuid, form)
+        if result.ok:
+            self.ran_key = run_key(form)
+        return result
+
+    @guarded
+    def action_skeleton(self) -> None:
+        form = self.current_form()
+        if form.direction is not Direction.OUT:
+            self.say("A skeleton map is for OUT rules (file to envelope).", severity="warning")
+            return
+        if not form.template_uuid:
+            self.say("Choose a template first: the skeleton fills its fields.", severity="warning")
+            return
+
+        async def write() -> None:
+            text = await self.service.conversions.skeleton(
+                form.template_uuid, form.template_version
+            )
+            area = self.query_one("#rule-conversion_map", TextArea)
+            area.replace(text, area.document.start, area.document.end)  # undo brings it back
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                run_guarded(self, write(), group="rule-skeleton")
+
+        if not form.conversion_map.strip():
+            answered(True)
+            return
+        self.app.push_screen(
+            ConfirmModal(
+                "Replace the conversion map with a skeleton?",
+                "The map written so far is replaced (ctrl+z in the editor brings it back).",
+                "Replace",
+            ),
+            answered,
+        )
+
+    def _example_envelope(self, initial: bool = False, replace_text: bool = False) -> None:
+        """IN: fill the example envelope from the template version when there is none, or
+        the one shown is as generated (a template change makes a new one); ``replace_text``
+        (New example) asks before replacing an edited one."""
+        area = next(iter(self.query("#rule-example_envelope").results(TextArea)), None)
+        form = self.current_form()
+        if area is None or form.direction is not Direction.IN or not form.template_uuid:
+            return
+
+        def edited() -> bool:
+            return bool(area.text.strip()) and area.text != self.generated_example
+
+        if edited() and not replace_text:
+            return
+
+        async def fill() -> None:
+            text = await self._generate_example(form.template_uuid, form.template_version)
+            if edited() and not replace_text:
+                return  # typed meanwhile
+            self.generated_example = text
+            area.replace(text, area.document.start, area.document.end)
+            if initial and self.baseline is not None and not self.baseline.example_source:
+                # A stored rule without an example: the generated one is how it opens.
+                self.baseline = replace(self.baseline, example_source=text.encode("utf-8"))
+                if self.trusted_key is not None:
+                    self.trusted_key = run_key(self.baseline)
+                self.refresh_form()
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                run_guarded(self, fill(), group="rule-example")
+
+        if not edited():
+            answered(True)
+            return
+        question = "Replace the example envelope?"
+        detail = "A new one is generated from the template version's fields."
+        self.app.push_screen(ConfirmModal(question, detail, "Replace"), answered)
+
+    async def _generate_example(self, template_uuid: str, version: int | None) -> str:
+        """``ConversionDesk.example_envelope`` serializes (and loads the envelope schema, once
+        per thread) on the event loop; until the core moves that to a thread, do it here."""
+        desk = self.service.conversions
+        template_version = await desk._template_version(template_uuid, version)
+        template = self.templates.get(template_uuid)
+        return await asyncio.to_thread(
+            example_envelope_xml,
+            template_version,
+            template.name if template else "document",
+            self.mailbox.uuid,
+        )
 
     def action_back(self) -> None:
         if not self.dirty:
@@ -380,7 +588,11 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
     def palette_commands(self) -> list[SystemCommand]:
         key = lambda binding_id: key_label(self.app, binding_id)  # noqa: E731
         commands = [
+            SystemCommand("Run rule", f"Run on the example ({key('rule.run')})", self.action_run),
             SystemCommand("Save rule", f"Validate and save ({key('rule.save')})", self.action_save),
+            SystemCommand(
+                "Generate skeleton", "OUT: a map filling every field", self.action_skeleton
+            ),
             SystemCommand(
                 "Back", f"To the Integrations page ({key('rule.back')})", self.action_back
             ),

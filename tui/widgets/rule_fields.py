@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
-from textual.widgets import Select, Static, TextArea
+from textual.widgets import Button, Select, Static, TextArea
 
 from core.models import Direction, MatchTarget, RuleForm, Template
+from tui.widgets.example_source import ExampleSource, xml_language
 from tui.widgets.fields import FieldError, FieldRow, FormInput
 from tui.widgets.marks import MarkedCheckbox
+from tui.widgets.rule_result import RuleResult
+
+if TYPE_CHECKING:
+    from core.service import Service
 
 LATEST = "latest"
 NAMING_HELP = (
@@ -29,7 +35,9 @@ def version_options(template: Template | None, current: int | None) -> list[tupl
     return [(latest, LATEST)] + [(f"version {v}", str(v)) for v in sorted(versions)]
 
 
-def rule_fields(form: RuleForm, templates: Mapping[str, Template]) -> Iterator[Widget]:
+def rule_fields(
+    form: RuleForm, templates: Mapping[str, Template], service: Service, mailbox_uuid: str
+) -> Iterator[Widget]:
     template_options: list[tuple[Text, str]] = [(Text(t.name), t.uuid) for t in templates.values()]
     if form.template_uuid and form.template_uuid not in templates:
         template_options.append(
@@ -80,17 +88,17 @@ def rule_fields(form: RuleForm, templates: Mapping[str, Template]) -> Iterator[W
     # Only the chosen direction's fields are built; the other group fills when it is chosen.
     is_in = form.direction is Direction.IN
     yield Vertical(*(in_fields(form) if is_in else ()), id="rule-in")
-    yield Vertical(*(() if is_in else out_fields(form)), id="rule-out")
+    yield Vertical(*(() if is_in else out_fields(form, service, mailbox_uuid)), id="rule-out")
     yield Static(Text("Conversion map (XSLT)"), classes="field-title")
-    yield TextArea(form.conversion_map, id="rule-conversion_map", language=None, soft_wrap=False)
-    yield FieldError("conversion_map", id="err-conversion_map")
-    yield Static(
-        Text(
-            "Run and Result arrive with the conversion engine; Save checks the fields only.",
-            style="dim",
-        ),
-        classes="under-field",
+    yield TextArea(
+        form.conversion_map,
+        id="rule-conversion_map",
+        language=xml_language(),
+        soft_wrap=False,
+        show_line_numbers=True,
     )
+    yield FieldError("conversion_map", id="err-conversion_map")
+    yield RuleResult()
 
 
 def in_fields(form: RuleForm) -> list[Widget]:
@@ -107,10 +115,23 @@ def in_fields(form: RuleForm) -> list[Widget]:
         ),
         Static(Text(NAMING_HELP, style="dim"), classes="under-field"),
         FieldError("naming_pattern", id="err-naming_pattern"),
+        Horizontal(
+            Static(Text("Example envelope (the Run's input; editable)"), classes="field-title"),
+            Button("New example", id="rule-new-example", compact=True),
+            classes="title-row",
+        ),
+        TextArea(
+            form.example_source.decode("utf-8", errors="replace")
+            if form.direction is Direction.IN
+            else "",
+            id="rule-example_envelope",
+            language=xml_language(),
+            soft_wrap=False,
+        ),
     ]
 
 
-def out_fields(form: RuleForm) -> list[Widget]:
+def out_fields(form: RuleForm, service: Service, mailbox_uuid: str) -> list[Widget]:
     """OUT (file -> envelope): which files the rule takes, an example, one or many envelopes."""
     return [
         FieldRow(
@@ -137,16 +158,6 @@ def out_fields(form: RuleForm) -> list[Widget]:
             ),
         ),
         FieldRow(
-            "Example source",
-            FormInput(
-                "example_source",
-                form.example_source_name,
-                id="rule-example_source",
-                placeholder="path of an example file (optional)",
-            ),
-        ),
-        FieldError("example_source", id="err-example_source"),
-        FieldRow(
             "Envelopes",
             MarkedCheckbox(
                 "Rule can produce multiple envelopes",
@@ -154,5 +165,15 @@ def out_fields(form: RuleForm) -> list[Widget]:
                 id="rule-multiple",
                 compact=True,
             ),
+        ),
+        ExampleSource(
+            service,
+            mailbox_uuid,
+            form.example_source_name if form.direction is Direction.OUT else "",
+            form.example_source if form.direction is Direction.OUT else b"",
+        ),
+        FieldRow(
+            "Map",
+            Button("Generate skeleton", id="rule-skeleton", compact=True),
         ),
     ]

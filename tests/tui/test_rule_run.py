@@ -1,0 +1,216 @@
+"""The rule form's Run (ctrl+r), its Result, and Save gated by a successful run (issue 9)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from textual.widgets import Button, Checkbox, Input, Select, TextArea
+
+from core.models import Direction
+from core.service import Service
+from tests.rules.samples import (
+    BROKEN_AT_LINE_4,
+    CSV_TO_ORDERS_2_0,
+    ORDER_TO_CSV_1_0,
+    ORDERS_CSV,
+    PURCHASE_ORDER,
+    in_rule,
+)
+from tests.tui.conftest import make_app, settle, until, wait_for_page
+from tui.screens.integrations import IntegrationsScreen
+from tui.screens.rule_form import RuleFormScreen
+from tui.widgets.rule_result import RuleResult
+
+
+async def new_form(pilot) -> RuleFormScreen:  # type: ignore[no-untyped-def]
+    await wait_for_page(pilot)
+    await pilot.press("ctrl+n")
+    await settle(pilot)
+    form = pilot.app.screen
+    assert isinstance(form, RuleFormScreen)
+    return form
+
+
+def save_enabled(form: RuleFormScreen) -> bool:
+    return not form.query_one("#rule-save", Button).disabled
+
+
+def hint(form: RuleFormScreen) -> str:
+    return str(form.query_one("#rule-save-hint").render())
+
+
+async def run(pilot, form: RuleFormScreen) -> RuleResult:  # type: ignore[no-untyped-def]
+    await pilot.press("ctrl+r")
+    panel = form.query_one(RuleResult)
+    await until(pilot, lambda: panel.result is not None and not form.running, within_s=60)
+    await settle(pilot)
+    return panel
+
+
+async def test_out_rule_runs_on_a_csv_loaded_by_path_then_saves(
+    data_dir: Path, service: Service, tmp_path: Path
+) -> None:
+    mailbox = (await service.list_mailboxes())[0]
+    source = tmp_path / "orders_2026.csv"
+    source.write_bytes(ORDERS_CSV)
+    app = make_app(data_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = await new_form(pilot)
+        form.query_one("#rule-name", Input).value = "Orders from ERP"
+        form.query_one("#rule-direction", Select).value = Direction.OUT.value
+        await settle(pilot)
+        form.query_one("#rule-template", Select).value = PURCHASE_ORDER
+        form.query_one("#rule-match_pattern", Input).value = r"\.csv$"
+        form.query_one("#rule-multiple", Checkbox).value = True
+        form.query_one("#rule-conversion_map", TextArea).text = CSV_TO_ORDERS_2_0
+        await settle(pilot)
+        assert not save_enabled(form)
+        assert "Run the rule (ctrl+r) to enable Save" in hint(form)
+
+        # The path typed with completion: the folder's only file is suggested, → accepts it.
+        form.query_one("#rule-example_source", Input).focus()
+        await pilot.press(*f"{tmp_path}/ord")
+        await settle(pilot)
+        await pilot.press("right", "enter")
+        view = form.query_one("#rule-source_view", TextArea)
+        await until(pilot, lambda: "<xml>" in view.text)
+        assert form.query_one("#rule-example_source", Input).value == str(source)
+        assert "delimiter ';'" in str(form.query_one("#rule-source_details").render())
+
+        await pilot.press("ctrl+s")  # not run yet: says so, stores nothing
+        await settle(pilot)
+        assert app.screen is form and await service.list_rules(mailbox.uuid) == []
+        assert any("Run the rule" in n.message for n in app._notifications)
+
+        panel = await run(pilot, form)
+        assert "✓ 2 envelopes" in panel.status_text and "delimiter ';'" in panel.status_text
+        assert panel.output_text.count("<envelope ") == 2 and "PO-2" in panel.output_text
+        assert save_enabled(form) and hint(form) == ""
+
+        area = form.query_one("#rule-conversion_map", TextArea)
+        area.focus()
+        area.move_cursor(area.document.end)
+        await pilot.press("enter")  # any edit of the map needs a new run
+        await settle(pilot)
+        assert not save_enabled(form) and "to enable Save" in hint(form)
+        assert "Run again" in panel.status_text
+        await pilot.press("ctrl+z")  # back to the state that ran
+        await settle(pilot)
+        assert save_enabled(form)
+
+        form.query_one("#rule-name", Input).value = "Orders from the ERP"  # renaming keeps it
+        form.query_one("#rule-enabled", Checkbox).value = True  # so does switching it on
+        await settle(pilot)
+        assert save_enabled(form)
+        form.query_one("#rule-match_pattern", Input).value = r"^orders_.*\.csv$"
+        await settle(pilot)
+        assert not save_enabled(form)
+        await run(pilot, form)
+        assert save_enabled(form)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, IntegrationsScreen)
+    [rule] = await service.list_rules(mailbox.uuid)
+    assert rule.name == "Orders from the ERP" and rule.enabled
+    assert rule.form.conversion_map == CSV_TO_ORDERS_2_0
+    assert rule.form.example_source == ORDERS_CSV
+    assert rule.form.example_source_name == str(source)
+
+
+async def test_in_rule_runs_on_the_generated_example_envelope(
+    data_dir: Path, service: Service
+) -> None:
+    mailbox = (await service.list_mailboxes())[0]
+    app = make_app(data_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = await new_form(pilot)
+        form.query_one("#rule-name", Input).value = "Orders to CSV"
+        form.query_one("#rule-template", Select).value = PURCHASE_ORDER
+        form.query_one("#rule-naming_pattern", Input).value = "{envelopeUuid}.csv"
+        form.query_one("#rule-conversion_map", TextArea).text = ORDER_TO_CSV_1_0
+        example = form.query_one("#rule-example_envelope", TextArea)
+        # Generated for the first template, then again for the one chosen (not edited yet).
+        await until(pilot, lambda: f'templateUuid="{PURCHASE_ORDER}"' in example.text)
+        envelope_uuid = re.search(r' uuid="([0-9a-f-]{36})"', example.text)
+        assert envelope_uuid is not None
+
+        panel = await run(pilot, form)
+        assert f"File name: {envelope_uuid[1]}.csv" in panel.status_text
+        assert panel.output_text == "orderNumber example;currency example;1\n"
+        assert save_enabled(form)
+
+        # The example is editable; an edit needs a new run.
+        example.focus()
+        example.move_cursor((0, 0))
+        await pilot.press("end", "enter")
+        await settle(pilot)
+        assert not save_enabled(form)
+        await run(pilot, form)
+        assert save_enabled(form)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, IntegrationsScreen)
+    [rule] = await service.list_rules(mailbox.uuid)
+    assert rule.form.direction is Direction.IN
+    assert rule.form.example_source.decode().startswith("<?xml")
+    assert b"orderNumber example" in rule.form.example_source
+
+
+async def test_a_broken_map_shows_its_line_and_keeps_save_disabled(
+    data_dir: Path, service: Service
+) -> None:
+    mailbox = (await service.list_mailboxes())[0]
+    app = make_app(data_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = await new_form(pilot)
+        form.query_one("#rule-name", Input).value = "Broken"
+        form.query_one("#rule-template", Select).value = PURCHASE_ORDER
+        form.query_one("#rule-conversion_map", TextArea).text = BROKEN_AT_LINE_4
+        example = form.query_one("#rule-example_envelope", TextArea)
+        await until(pilot, lambda: bool(example.text))
+        panel = await run(pilot, form)
+        assert panel.status_text.startswith("✗") and "line 4" in panel.status_text
+        assert panel.query_one("#rule-result-status").has_class("-error")
+        assert not panel.query_one("#rule-result-text").display
+        assert not save_enabled(form)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert app.screen is form
+    assert await service.list_rules(mailbox.uuid) == []
+
+
+async def test_an_opened_rule_saves_unchanged_and_its_clone_needs_a_run(
+    data_dir: Path, service: Service
+) -> None:
+    mailbox = (await service.list_mailboxes())[0]
+    await service.create_rule(mailbox.uuid, in_rule("Stored", enabled=False))
+    app = make_app(data_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for_page(pilot)
+        await pilot.press("5", "enter")
+        await settle(pilot)
+        form = app.screen
+        assert isinstance(form, RuleFormScreen)
+        example = form.query_one("#rule-example_envelope", TextArea)
+        await until(pilot, lambda: bool(example.text))  # the stored rule had no example
+        assert save_enabled(form) and not form.dirty  # nothing changed: nothing to prove
+        form.query_one("#rule-naming_pattern", Input).value = "{envelopeUuid}.txt"
+        await settle(pilot)
+        assert not save_enabled(form)
+        form.query_one("#rule-naming_pattern", Input).value = "{envelopeUuid}.csv"
+        await settle(pilot)
+        assert save_enabled(form)
+
+        await pilot.press("f5")  # the clone is a new rule: Run first
+        await settle(pilot)
+        clone = app.screen
+        assert isinstance(clone, RuleFormScreen) and clone is not form
+        assert not save_enabled(clone)
+        await run(pilot, clone)
+        assert save_enabled(clone)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, IntegrationsScreen)
+    names = [r.name for r in await service.list_rules(mailbox.uuid)]
+    assert names == ["Stored", "Stored (copy)"]

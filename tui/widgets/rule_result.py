@@ -1,0 +1,114 @@
+"""The Result of a Run in the rule form: the envelopes an OUT rule made, the file an IN rule
+writes (with the name its naming pattern gives), or the error with its line."""
+
+from __future__ import annotations
+
+from lxml import etree
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Static, TextArea
+
+from core.conversion_desk import RunResult
+from core.models import Direction
+from tui.widgets.example_source import xml_language
+
+
+def readable_text(result: RunResult) -> str:
+    """The result's text to show: each envelope indented (the map's output is often one long
+    line). Blocking for large outputs: call it in a thread."""
+    if result.direction is not Direction.OUT or not result.envelopes:
+        return result.text
+    parser = etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, remove_blank_text=True
+    )
+    shown = []
+    for envelope in result.envelopes:
+        try:
+            root = etree.fromstring(envelope.encode("utf-8"), parser)
+        except etree.XMLSyntaxError:
+            shown.append(envelope)
+            continue
+        etree.indent(root, space="  ")
+        shown.append(etree.tostring(root, encoding="unicode"))
+    return "\n\n".join(shown)
+
+
+class RuleResult(Vertical):
+    """Hidden until the first Run; then "Running…", and what the run gave."""
+
+    DEFAULT_CSS = """
+    RuleResult { height: auto; display: none; }
+    RuleResult.-shown { display: block; }
+    RuleResult #rule-result-status { height: auto; }
+    RuleResult #rule-result-status.-error { color: $text-error; }
+    RuleResult #rule-result-text { height: 12; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__(id="rule-result", classes="block")
+        self.border_title = "Result"
+        self.result: RunResult | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="rule-result-status")
+        yield TextArea("", id="rule-result-text", read_only=True, soft_wrap=False, compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one(TextArea).cursor_blink = False
+
+    @property
+    def status_text(self) -> str:
+        return str(self.query_one("#rule-result-status", Static).render())
+
+    @property
+    def output_text(self) -> str:
+        return self.query_one("#rule-result-text", TextArea).text
+
+    def running(self) -> None:
+        self.add_class("-shown")
+        status = self.query_one("#rule-result-status", Static)
+        status.remove_class("-error")
+        status.update(Text("Running…", style="bold"))
+
+    def stale(self) -> None:
+        """The form changed since this result: say so (the result itself stays readable)."""
+        if self.result is not None and self.result.ok:
+            self.query_one("#rule-result-status", Static).update(
+                self._heading(self.result).append(
+                    "  (the form changed since: Run again)", style="dim"
+                )
+            )
+
+    def show(self, result: RunResult, text: str | None = None) -> None:
+        self.result = result
+        self.add_class("-shown")
+        status = self.query_one("#rule-result-status", Static)
+        area = self.query_one("#rule-result-text", TextArea)
+        status.set_class(not result.ok, "-error")
+        status.update(self._heading(result))
+        if not result.ok:
+            area.display = False
+            area.load_text("")
+            return
+        area.display = True
+        area.language = xml_language() if result.direction is Direction.OUT else None
+        area.load_text(result.text if text is None else text)
+        area.scroll_home(animate=False)
+
+    @staticmethod
+    def _heading(result: RunResult) -> Text:
+        if not result.ok:
+            said = result.line is None or f"line {result.line}" in result.error
+            where = "" if said else f" at line {result.line}"
+            return Text(f"✗ Run failed{where}: {result.error}")
+        heading = Text("✓ ", style="bold")
+        if result.direction is Direction.IN:
+            heading.append("File name: ", style="bold")
+            heading.append(result.file_name)
+            return heading
+        count = len(result.envelopes)
+        heading.append(f"{count} envelope{'s' if count != 1 else ''}", style="bold")
+        if result.source_details:
+            heading.append(f"  from {result.source_details}")
+        return heading
