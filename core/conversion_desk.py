@@ -118,7 +118,8 @@ class ConversionDesk:
 
     async def _run_in(self, mailbox_uuid: str, form: RuleForm) -> RunResult:
         parsed = await asyncio.to_thread(parse_envelope_xml, form.example_source)
-        converted = await convert_envelope(self.pool, form, form.example_source, parsed, Limits())
+        limits = await self._limits(mailbox_uuid)
+        converted = await convert_envelope(self.pool, form, form.example_source, parsed, limits)
         context = NamingContext.for_envelope(
             parsed, mailbox_uuid=mailbox_uuid, received_at=utc_datetime()
         )
@@ -135,7 +136,7 @@ class ConversionDesk:
             view.xml,
             mailbox_uuid=mailbox_uuid,
             template_version=version,
-            limits=Limits(),
+            limits=await self._limits(mailbox_uuid),
         )
         for index, envelope in enumerate(made):
             try:
@@ -153,6 +154,13 @@ class ConversionDesk:
             envelopes=texts,
             source_details=view.details,
         )
+
+    async def _limits(self, mailbox_uuid: str) -> Limits:
+        """Look-up functions answer from the account of the mailbox the rule runs for."""
+        mailbox = await self.db.read(accounts.get_mailbox, mailbox_uuid)
+        if mailbox is None:
+            raise NotFound(f"No mailbox {mailbox_uuid}.")
+        return Limits().for_account(str(self.config.database_path), mailbox.account_uuid)
 
     async def view_source(self, data: bytes, file_name: str) -> SourceView:
         """The XML view an OUT rule's map reads (raises InvalidInput naming format and place)."""

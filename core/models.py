@@ -254,6 +254,7 @@ class EnvelopeDelivery:
     mailbox_name: str
     template_name: str | None
     sender_name: str | None
+    account_uuid: str = ""
 
 
 @dataclass(frozen=True)

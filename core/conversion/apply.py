@@ -20,10 +20,11 @@ import codecs
 import re
 import uuid as uuid_module
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lxml import etree
 
+from core.conversion.extensions import LookupContext
 from core.conversion.pool import TransformPool
 from core.conversion.sources import SourceKind, SourceView
 from core.envelope_checks import check_sender_is
@@ -125,10 +126,15 @@ class ConvertedEnvelope:
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-transform bounds (config ``[conversion]``); None: the pool's own defaults."""
+    """Per-transform bounds (config ``[conversion]``; None: the pool's own defaults) and
+    where the platform's look-up functions find the account's data."""
 
     time_limit: float | None = None
     max_output: int | None = None
+    lookups: LookupContext | None = None
+
+    def for_account(self, database: str, account_uuid: str) -> Limits:
+        return replace(self, lookups=LookupContext(database, account_uuid))
 
 
 async def convert_envelope(
@@ -143,6 +149,7 @@ async def convert_envelope(
         parameters,
         time_limit=limits.time_limit,
         max_output=limits.max_output,
+        lookups=limits.lookups,
     )
     return ConvertedFile(output.content, output.encoding, output.method)
 
@@ -164,6 +171,7 @@ async def convert_source(
         parameters,
         time_limit=limits.time_limit,
         max_output=limits.max_output,
+        lookups=limits.lookups,
     )
     # Parsing and schema checks are CPU work: off the event loop.
     return await asyncio.to_thread(envelopes_from_output, output.content, form, mailbox_uuid)

@@ -271,7 +271,7 @@ class Engine:
         ruled = [w for w in work if w.rule]
         if ruled:
             outcomes += await in_conversion.perform(
-                self.transforms, self.limits, self.config.mailboxes_dir, ruled, self._save_payloads
+                self.transforms, self.limits, self.config, ruled, self._save_payloads
             )
         await self.db.write(
             envelope_handler.record,
@@ -416,7 +416,8 @@ class Engine:
         """A coutbox/ file through the OUT rules: its envelopes recorded, or error/ and why."""
         keep = self.config.conversion.keep_bytes
         rules = await self.db.read(out_conversion.load_rules, work.job.mailbox_uuid)
-        attempt = await out_conversion.convert(self.transforms, self.limits, rules, work)
+        limits = self.limits.for_account(str(self.config.database_path), rules.account_uuid)
+        attempt = await out_conversion.convert(self.transforms, limits, rules, work)
         reason = attempt.error
         if reason is None:
             try:

@@ -47,6 +47,7 @@ class EnvelopeWork:
     xml: str
     summary: dict[str, str]
     received_at: str = ""
+    account_uuid: str = ""
     rule: ConversionRule | None = None  # the IN rule that takes it; None: the default rule
 
     @property
@@ -113,6 +114,7 @@ def load_work(tx: Tx, claimed: list[Job]) -> list[EnvelopeWork | Job]:
                     "status": envelope.status.value,
                 },
                 received_at=envelope.received_at,
+                account_uuid=delivery.account_uuid,
                 rule=rule,
             )
         )

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from core.clock import utc_datetime
+from core.config import Config
 from core.conversion.apply import ConvertedFile, Limits, convert_envelope
 from core.conversion.pool import TransformPool
 from core.engine.envelope_handler import EnvelopeWork, Outcome
@@ -42,12 +43,14 @@ class Converted:
 async def perform(
     pool: TransformPool,
     limits: Limits,
-    mailboxes_dir: Path,
+    config: Config,
     batch: list[EnvelopeWork],
     save_payloads: SavePayloads,
 ) -> list[Outcome]:
     """Convert and deliver every envelope of ``batch`` (each has an IN rule)."""
-    results = await asyncio.gather(*(_convert(pool, limits, work) for work in batch))
+    mailboxes_dir = config.mailboxes_dir
+    database = str(config.database_path)
+    results = await asyncio.gather(*(_convert(pool, limits, database, w) for w in batch))
     failed = [r for r in results if isinstance(r, Outcome)]
     converted = [r for r in results if isinstance(r, Converted)]
     names = await _final_names(mailboxes_dir, converted, save_payloads)
@@ -55,14 +58,17 @@ async def perform(
     return failed + written
 
 
-async def _convert(pool: TransformPool, limits: Limits, work: EnvelopeWork) -> Outcome | Converted:
+async def _convert(
+    pool: TransformPool, limits: Limits, database: str, work: EnvelopeWork
+) -> Outcome | Converted:
     assert work.rule is not None
     if work.protocol is TransferProtocol.AS2:
         return Outcome(work, AttemptOutcome.FAILED, AS2_NOT_YET)
     data = work.xml.encode("utf-8")
     try:
         parsed = await asyncio.to_thread(parse_envelope_xml, data)
-        file = await convert_envelope(pool, work.rule.form, data, parsed, limits)
+        account = limits.for_account(database, work.account_uuid)
+        file = await convert_envelope(pool, work.rule.form, data, parsed, account)
         context = NamingContext.for_envelope(
             parsed, mailbox_uuid=work.mailbox_uuid, received_at=work.received_at
         )

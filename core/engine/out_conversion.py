@@ -75,6 +75,7 @@ class OutRules:
 
     rules: list[ConversionRule]
     latest: dict[str, int]
+    account_uuid: str = ""
 
     def version_for(self, rule: ConversionRule) -> int:
         pinned = rule.form.template_version
@@ -92,7 +93,8 @@ def load_rules(tx: Tx, mailbox_uuid: str) -> OutRules:
         template = accounts.get_template(tx, rule.form.template_uuid)
         if template is not None:
             latest[template.uuid] = template.latest_version
-    return OutRules(found, latest)
+    mailbox = accounts.get_mailbox(tx, mailbox_uuid)
+    return OutRules(found, latest, mailbox.account_uuid if mailbox else "")
 
 
 async def convert(

@@ -42,7 +42,8 @@ def get_delivery(conn: sqlite3.Connection, uuid: str) -> EnvelopeDelivery | None
     (mailbox, template, sender). None when the envelope is gone."""
     row = conn.execute(
         f"SELECT {_COLUMNS_OF_E}, e.xml, m.name AS mailbox_name, t.name AS template_name, "
-        "s.name AS sender_name FROM envelopes e JOIN mailboxes m ON m.uuid = e.mailbox_uuid "
+        "s.name AS sender_name, m.account_uuid AS account_uuid "
+        "FROM envelopes e JOIN mailboxes m ON m.uuid = e.mailbox_uuid "
         "LEFT JOIN templates t ON t.uuid = e.template_uuid "
         "LEFT JOIN mailboxes s ON s.uuid = e.sender_mailbox WHERE e.uuid = ?",
         (uuid,),
@@ -55,6 +56,7 @@ def get_delivery(conn: sqlite3.Connection, uuid: str) -> EnvelopeDelivery | None
         mailbox_name=row["mailbox_name"],
         template_name=row["template_name"],
         sender_name=row["sender_name"],
+        account_uuid=row["account_uuid"],
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import signal
 import subprocess
 import uuid
@@ -20,6 +21,7 @@ from tests.engine.conftest import SmtpServer, free_port
 from tests.engine.test_customer_files import outgoing_xml
 from tests.engine.test_default_rules import eventually
 from tests.engine.test_file_identity import place, taken
+from tests.rules.samples import CSV_TO_ORDERS_1_0, ORDERS_CSV, in_rule, out_rule
 
 DEMO = Path(__file__).resolve().parents[2] / "data" / "demo" / "envelopes"
 TOTAL = 1000
@@ -190,3 +192,93 @@ async def test_kill_9_while_files_are_taken_in_takes_each_exactly_once(
     assert list((root / "error").iterdir()) == []
     text = log.read_text()
     assert "Traceback" not in text, text[-3000:]
+
+
+CONVERSIONS = 240
+CONVERSION_KILLS = 8
+
+
+async def test_kill_9_during_in_and_out_conversions_makes_each_file_and_envelope_once(
+    service: Service, data_dir: Path, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    """IN: envelopes through a rule whose pattern gives them all the same name, so every file
+    after the first needs the clash suffix: a retry that chose a new name would leave a second
+    file. OUT: CSV files of two rows each through a rule whose map gives no uuids: a retry
+    that did not reuse the derived uuids would record a second envelope."""
+    configure(data_dir, smtp_server.port)
+    rng = random.Random(9_4_1)
+    mailbox = (await service.resolve_mailbox("Purchasing")).uuid
+    await service.create_rule(mailbox, in_rule("Orders", naming_pattern="order.csv"))
+    await service.create_rule(mailbox, out_rule("CSV orders", CSV_TO_ORDERS_1_0))
+    await service.save_integration(mailbox, IntegrationForm())
+    await service.set_enabled(mailbox, True)
+    root = await asyncio.to_thread(ensure_mailbox_root, data_dir / "mailboxes", mailbox)
+    template = (DEMO / "01-purchase-order-acme.xml").read_text(encoding="utf-8")
+    header = ORDERS_CSV.splitlines(keepends=True)[0]
+    expected_subjects: set[str] = set()
+
+    async def arrive() -> None:
+        for i in range(CONVERSIONS):
+            await service.receive_envelope(mailbox, with_new_uuid(template)[1])
+            rows = b"".join(
+                f"PO-{i}-{n};2026-11-0{n};EUR;A-{n};{n};1.00\n".encode() for n in (1, 2)
+            )
+            await asyncio.to_thread(place_in_coutbox, root, f"orders-{i}.csv", header + rows)
+            expected_subjects.update({f"Order PO-{i}-1", f"Order PO-{i}-2"})
+            if i % 10 == 0:
+                await asyncio.sleep(0.05)
+
+    log = tmp_path / "serve.log"
+    arrivals = asyncio.create_task(arrive())
+    process = start_engine(data_dir, log)
+    for _ in range(CONVERSION_KILLS):
+        await asyncio.sleep(rng.uniform(0.3, 1.2))
+        os.kill(process.pid, signal.SIGKILL)
+        await asyncio.to_thread(process.wait)
+        process = start_engine(data_dir, log)
+    await arrivals
+
+    async def settled() -> bool:
+        pending = await service.list_jobs(("ready", "running", "parked"), limit=5000)
+        left = await asyncio.to_thread(lambda: [*(root / "coutbox").iterdir(), *taken(root)])
+        return not [j for j in pending if j.mailbox_uuid == mailbox] and not left
+
+    try:
+        await eventually(settled, within_s=90)
+    except AssertionError:
+        pending = await service.list_jobs(("ready", "running", "parked"), limit=5000)
+        pending = [j for j in pending if j.mailbox_uuid == mailbox]
+        left = await asyncio.to_thread(lambda: [*(root / "coutbox").iterdir(), *taken(root)])
+        raise AssertionError(f"not settled: {pending[:5]} {left[:5]}") from None
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(process.wait, 20)
+    envelopes = await service.list_envelopes(mailbox, limit=5000)
+    incoming = [e for e in envelopes if e.direction is EnvelopeDirection.INCOMING]
+    assert {e.status.value for e in incoming} == {"COMPLETED"}
+    cinbox = await asyncio.to_thread(lambda: sorted(p.name for p in (root / "cinbox").iterdir()))
+    assert len(cinbox) == len(incoming)  # one file per envelope: none lost, none twice
+    assert await asyncio.to_thread(lambda: list((root / "inbox").iterdir())) == []
+    subjects = [e.subject for e in envelopes if e.direction is EnvelopeDirection.OUTGOING]
+    assert sorted(subjects) == sorted(expected_subjects)
+    assert await asyncio.to_thread(lambda: list((root / "error").iterdir())) == []
+    text = without_orphaned_spawns(log.read_text())
+    assert "Traceback" not in text, text[-3000:]
+
+
+# A conversion worker still starting when its engine is killed finds its parent gone: Python's
+# own spawn bootstrap prints this, before any docbridge code runs, and the worker exits.
+_ORPHANED_SPAWN = re.compile(
+    r"Traceback \(most recent call last\):\n(?:  .*\n)*?.*spawn\.py.*\n(?:  .*\n)*"
+    r"EOFError: Ran out of input\n"
+)
+
+
+def without_orphaned_spawns(text: str) -> str:
+    return _ORPHANED_SPAWN.sub("", text)
+
+
+def place_in_coutbox(root: Path, name: str, data: bytes) -> None:
+    temp = root / ".staging" / f"{name}.part"
+    temp.write_bytes(data)
+    os.replace(temp, root / "coutbox" / name)

@@ -124,3 +124,29 @@ async def test_a_failing_map_parks_the_envelope_and_reprocess_after_the_fix_deli
     )
     assert sorted(r.envelope_uuid for r in again) == sorted(r.envelope_uuid for r in failed)
     assert await statuses(service, mailbox) == {"COMPLETED"}
+
+
+LOOKUP_MAP = """<?xml version="1.0"?>
+<xsl:stylesheet version="2.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform"
+    xmlns:wd="java:com.whitedoc.xslt.extensions.WdExtensions">
+  <xsl:output method="text"/>
+  <xsl:template match="/">
+    <xsl:value-of select="wd:getMailboxUuidByAlias('Logistics')"/>
+  </xsl:template>
+</xsl:stylesheet>
+"""
+
+
+async def test_the_platform_s_look_up_functions_answer_from_the_mailbox_s_account(
+    service: Service, engine: Engine, data_dir: Path
+) -> None:
+    await service.create_rule(PURCHASING, in_rule("Look-up", LOOKUP_MAP, template_version=1))
+    mailbox = await enable(service, "Purchasing", IntegrationForm())
+    engine.wake()
+
+    async def delivered() -> bool:
+        return len(await folder(data_dir, mailbox, "cinbox")) == 2
+
+    await eventually(delivered)
+    logistics = (await service.resolve_mailbox("Logistics")).uuid
+    assert set((await folder(data_dir, mailbox, "cinbox")).values()) == {logistics}
