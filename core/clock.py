@@ -42,3 +42,9 @@ def utc_datetime() -> datetime:
 def iso_from_timestamp(seconds: float) -> str:
     """A scheduling time written the way record times are (ISO 8601 UTC, seconds)."""
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def utc_days_ago(days: float) -> str:
+    """A record time (as :func:`utc_now` writes them) ``days`` before now: a retention cutoff."""
+    moment = datetime.fromtimestamp(unix_now() - days * 86400, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
-from core.clock import utc_datetime
+from core.clock import utc_datetime, utc_days_ago
 from core.config import Config
 from core.conversion.apply import (
     ConversionFailed,
@@ -284,11 +283,8 @@ class ConversionDesk:
 
     async def prune(self) -> int:
         """Drop kept inputs and outputs older than ``conversion.keep_days``."""
-        cutoff = utc_datetime() - timedelta(days=self.config.conversion.keep_days)
-        return await self.db.write(
-            conversions.prune_payloads,
-            cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        )
+        cutoff = utc_days_ago(self.config.conversion.keep_days)
+        return await self.db.write(conversions.prune_payloads, cutoff)
 
 
 def _codec(encoding: str) -> str:

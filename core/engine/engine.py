@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from core.clock import timestamp, utc_days_ago
 from core.config import Config
 from core.conversion.apply import Limits
 from core.conversion.pool import TransformPool
@@ -27,10 +28,11 @@ from core.engine import envelope_handler, file_handler, in_conversion, mail_hand
 from core.engine.sftp_component import SftpComponent
 from core.errors import DocbridgeError, StoreError
 from core.models import AttemptOutcome, Job, JobKind
-from core.storage import integrations, jobs, lease
+from core.storage import conversions, integrations, jobs, lease
 from core.storage.db import Database, Tx
 
 log = logging.getLogger("docbridge.engine")
+PRUNE_INTERVAL_S = 600.0
 
 
 class EngineBusy(DocbridgeError):
@@ -102,6 +104,7 @@ class Engine:
         self._cycle_done = asyncio.Condition()
         self._scan_failures: dict[str, str] = {}  # mailbox -> last error, logged once
         self._hand_back_failures: set[int] = set()  # parked file jobs error/ refused, logged once
+        self._next_prune = 0.0  # when kept conversion payloads are next pruned
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -238,6 +241,11 @@ class Engine:
                 log.error("engine lease lost to another engine; stopping")
                 self.lost_lease.set()
                 return
+            if timestamp() >= self._next_prune:
+                # Kept conversion inputs and outputs are bounded by age (conversion.keep_days).
+                cutoff = utc_days_ago(self.config.conversion.keep_days)
+                await self.db.write(conversions.prune_payloads, cutoff)
+                self._next_prune = timestamp() + PRUNE_INTERVAL_S
             if self.sftp is not None:
                 # Sessions the kill switch or a password reset ended close; sessions published.
                 await self.sftp.maintain()
@@ -426,6 +434,8 @@ class Engine:
                 reason = str(exc)
             else:
                 await asyncio.to_thread(file_handler.remove_taken, work)
+                if work.job.payload.get("reprocess"):
+                    await asyncio.to_thread(file_handler.clear_resolved_error, work)
                 return
         try:
             await asyncio.to_thread(file_handler.send_to_error, work, reason)

@@ -369,6 +369,23 @@ def remove_taken(work: FileWork) -> None:
         (error_dir / f"{work.name}{ERROR_SUFFIX}").unlink(missing_ok=True)
 
 
+def clear_resolved_error(work: FileWork) -> None:
+    """After a reprocess of a failed file succeeded: its copy in ``error/`` (same name, same
+    bytes) and its note go, so the customer no longer sees a failure that was mended. Another
+    file of that name, or a note without its file, stays."""
+    error_dir = work.path.parent.parent.parent / ERROR
+    copy = error_dir / work.name
+    try:
+        with open(copy, "rb") as handle:
+            same = handle.read(len(work.data) + 1) == work.data
+    except (FileNotFoundError, IsADirectoryError):
+        return
+    if same:
+        (error_dir / f"{work.name}{ERROR_SUFFIX}").unlink(missing_ok=True)
+        copy.unlink(missing_ok=True)
+        fsync_dir(error_dir)
+
+
 def remove_claim(path: Path) -> None:
     """Remove a claimed file and its claim folder (blocking)."""
     path.unlink(missing_ok=True)

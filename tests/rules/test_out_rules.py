@@ -4,19 +4,24 @@ matching rule, or goes to error/ with a note that says what failed and where."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
+from core.config import load_config
 from core.engine.engine import Engine
 from core.models import (
     ConversionFilter,
+    ConversionRecord,
     ConversionStatus,
     Direction,
     EnvelopeDirection,
     IntegrationForm,
+    MatchTarget,
 )
 from core.service import Service
 from core.sftp.folders import ensure_mailbox_root
-from tests.engine.conftest import enable
+from core.storage import conversions
+from tests.engine.conftest import FAST, enable
 from tests.engine.test_customer_files import drop
 from tests.engine.test_default_rules import eventually
 from tests.rules.samples import (
@@ -137,3 +142,93 @@ async def test_failures_go_to_error_with_what_and_where_and_the_others_flow(
         "coutbox/wrong.csv",
     ]
     assert [r.rule_uuid for r in failed if r.file_name == "coutbox/nomatch.txt"] == [None]
+
+
+async def test_reprocess_of_a_failed_file_after_the_fix_makes_its_envelopes(
+    service: Service, engine: Engine, data_dir: Path
+) -> None:
+    mailbox, root = await setup(service, data_dir)
+    rule = await service.create_rule(mailbox, out_rule("Orders", BROKEN_AT_LINE_4))
+    await asyncio.to_thread(drop, root, "coutbox", "orders.csv", ORDERS_CSV)
+    engine.wake()
+
+    async def out_records() -> list[ConversionRecord]:
+        records = await service.conversions.records(ConversionFilter(mailbox_uuid=mailbox))
+        return [r for r in records if r.direction is Direction.OUT]
+
+    async def failed_once() -> bool:
+        return len(await out_records()) == 1
+
+    await eventually(failed_once)
+    [failed] = await out_records()
+    assert failed.status is ConversionStatus.FAILED
+    await service.update_rule(rule.uuid, replace(rule.form, conversion_map=CSV_TO_ORDERS_1_0))
+    result = await service.conversions.reprocess([failed.id, 999_999])
+    assert result.queued == (failed.id,)
+    assert result.skipped == ((999_999, "no such record"),)
+    engine.wake()
+
+    async def two_sent() -> bool:
+        return len(await sent_subjects(service, mailbox)) == 2
+
+    await eventually(two_sent)
+    records = await service.conversions.records(
+        ConversionFilter(mailbox_uuid=mailbox, status=ConversionStatus.REPROCESSED)
+    )
+    assert [r.file_name for r in records] == ["coutbox/orders.csv"]
+    assert await error_files(root) == {}  # the mended failure no longer shows
+
+
+async def test_a_content_rule_matches_text_in_the_first_megabyte_only(
+    service: Service, engine: Engine, data_dir: Path
+) -> None:
+    mailbox, root = await setup(service, data_dir)
+    await service.create_rule(
+        mailbox,
+        out_rule(
+            "By content", CSV_TO_ORDERS_1_0, r"^orderNumber;", match_target=MatchTarget.CONTENT
+        ),
+    )
+    late = ORDERS_CSV + b"x" * (1024 * 1024) + b"\norderNumber;late\n"
+    await asyncio.to_thread(drop, root, "coutbox", "a.txt", ORDERS_CSV)
+    await asyncio.to_thread(drop, root, "coutbox", "b.txt", late.replace(b"orderNumber;o", b"x", 1))
+    engine.wake()
+
+    async def handled() -> bool:
+        return len(await sent_subjects(service, mailbox)) == 2 and len(await error_files(root)) == 2
+
+    await eventually(handled)
+    assert set(await error_files(root)) == {"b.txt", "b.txt.error.txt"}
+
+
+async def test_kept_inputs_and_outputs_are_pruned_past_keep_days(
+    service: Service, data_dir: Path
+) -> None:
+    """With keep_days = 0 the engine's first pruning drops what an earlier attempt kept; the
+    record itself (and the counters) stay."""
+    mailbox, _ = await setup(service, data_dir)
+    entry = conversions.NewConversion(
+        mailbox_uuid=mailbox,
+        direction=Direction.OUT,
+        rule_uuid=None,
+        rule_name="",
+        status=ConversionStatus.FAILED,
+        file_name="coutbox/x.csv",
+        input_name="x.csv",
+        input=b"a;b\n",
+    )
+    record_id = await service.db.write(conversions.record, entry, 1024)
+    assert (await service.conversions.payload(record_id)) is not None
+    config = await asyncio.to_thread(load_config, data_dir)
+    config = replace(config, conversion=replace(config.conversion, keep_days=0))
+    engine = Engine(config, FAST)
+    await engine.start()
+    try:
+
+        async def pruned() -> bool:
+            return await service.conversions.payload(record_id) is None
+
+        await eventually(pruned)
+    finally:
+        await engine.stop()
+    assert (await service.conversions.get(record_id)).file_name == "coutbox/x.csv"
