@@ -369,7 +369,9 @@ def _check_schema(root: etree._Element, *, from_source: bool = True) -> None:
         ) from None
     log: Any = schema.error_log  # lxml-stubs do not describe error log entries
     entry = log[0]
-    where = f" (line {entry.line})" if from_source else ""
+    # The element's XPath says where in a generated envelope (a map's output) it went wrong.
+    path = f" at {entry.path}" if getattr(entry, "path", None) else ""
+    where = f"{path} (line {entry.line})" if from_source else path
     raise InvalidInput(
         f"Envelope XML does not match the envelope schema: {_clean(str(entry.message))}{where}",
         _FIX_HINT,

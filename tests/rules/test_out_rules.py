@@ -232,3 +232,22 @@ async def test_kept_inputs_and_outputs_are_pruned_past_keep_days(
     finally:
         await engine.stop()
     assert (await service.conversions.get(record_id)).file_name == "coutbox/x.csv"
+
+
+async def test_an_invalid_envelope_from_the_map_is_named_by_its_xpath(
+    service: Service, engine: Engine, data_dir: Path
+) -> None:
+    mailbox, root = await setup(service, data_dir)
+    bad_index = CSV_TO_ORDERS_1_0.replace('<fieldset index="0">', '<fieldset index="first">')
+    await service.create_rule(mailbox, out_rule("Bad index", bad_index))
+    await asyncio.to_thread(drop, root, "coutbox", "orders.csv", ORDERS_CSV)
+    engine.wake()
+
+    async def failed() -> bool:
+        return "orders.csv.error.txt" in await error_files(root)
+
+    await eventually(failed)
+    note = (await error_files(root))["orders.csv.error.txt"]
+    assert "Envelope 1 of 2 the conversion map produced is not valid" in note
+    assert "at /envelope/documents/document/fieldgroup/fieldset" in note
+    assert await sent_subjects(service, mailbox) == []  # all or nothing: the valid one neither
