@@ -251,3 +251,40 @@ async def test_an_invalid_envelope_from_the_map_is_named_by_its_xpath(
     assert "Envelope 1 of 2 the conversion map produced is not valid" in note
     assert "at /envelope/documents/document/fieldgroup/fieldset" in note
     assert await sent_subjects(service, mailbox) == []  # all or nothing: the valid one neither
+
+
+SAMPLES = Path(__file__).resolve().parents[1] / "conversion" / "samples" / "edifact"
+
+
+async def test_unreadable_sources_go_to_error_naming_format_and_place_and_lose_nothing(
+    service: Service, engine: Engine, data_dir: Path
+) -> None:
+    """Real files, broken as they break in practice: a workbook cut off in transfer, an
+    EDIFACT interchange cut off mid-message, and binary junk sent as a CSV."""
+    from tests.conversion.test_sources import xlsx_bytes
+
+    mailbox, root = await setup(service, data_dir)
+    await service.create_rule(mailbox, out_rule("Anything", CSV_TO_ORDERS_1_0, r"."))
+    workbook = await asyncio.to_thread(xlsx_bytes)
+    edifact = await asyncio.to_thread((SAMPLES / "orders-d96a-eancom.edi").read_bytes)
+    broken = {
+        "orders.xlsx": workbook[: len(workbook) // 2],
+        "orders.edi": edifact[: len(edifact) * 2 // 3],
+        "orders.csv": bytes(range(256)) * 4,
+    }
+    for name, data in broken.items():
+        await asyncio.to_thread(drop, root, "coutbox", name, data)
+    engine.wake()
+
+    async def all_failed() -> bool:
+        return len(await error_files(root)) == 2 * len(broken)
+
+    await eventually(all_failed)
+    notes = await error_files(root)
+    assert "XLSX workbook cannot be read" in notes["orders.xlsx.error.txt"]
+    assert "EDIFACT" in notes["orders.edi.error.txt"]
+    assert "segment" in notes["orders.edi.error.txt"] or "byte" in notes["orders.edi.error.txt"]
+    assert "CSV" in notes["orders.csv.error.txt"]
+    for name, data in broken.items():  # nothing lost: each file back, byte for byte
+        assert (root / "error" / name).read_bytes() == data
+    print(*(notes[f"{n}.error.txt"] for n in broken), sep="\n")
