@@ -48,6 +48,7 @@ from core.sftp.folders import (
     ERROR,
     ERROR_SUFFIX,
     MAX_NAME_BYTES,
+    ensure_mailbox_root,
     free_name,
     fsync_dir,
     shorten,
@@ -122,7 +123,7 @@ def stage_claim(mailboxes_dir: Path, mailbox_uuid: str, name: str, data: bytes) 
     """Put ``data`` into a new claim of a ``coutbox/`` file called ``name``, durably (blocking):
     a kept input handed to the OUT rules again (reprocess). If its job is never queued, the
     next scan queues it like any other claim."""
-    root = mailboxes_dir / mailbox_uuid
+    root = ensure_mailbox_root(mailboxes_dir, mailbox_uuid)  # e.g. restored without folders
     _ensure_private_dir(root / TAKING)
     token = secrets.token_hex(8)
     holder = root / TAKING / f"coutbox-{token}"
