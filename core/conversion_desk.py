@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from core.clock import utc_datetime, utc_days_ago
@@ -35,38 +34,14 @@ from core.models import (
     ConversionRule,
     Direction,
     JobKind,
+    ReprocessResult,
     RuleForm,
+    RunResult,
 )
 from core.naming import NamingContext, render_file_name
 from core.rule_json import form_from_json, form_to_json
 from core.storage import accounts, conversions, jobs, logs, rules
 from core.storage.db import Database, Tx
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """What a Run of a rule form on its example gave.
-
-    IN: ``text`` is the file's content as text and ``file_name`` what the naming pattern gives.
-    OUT: ``envelopes`` holds each envelope's XML and ``text`` all of them; ``source_details``
-    says what the example was read as. On failure ``error`` says what and ``line`` where (the
-    conversion map's line, when known).
-    """
-
-    ok: bool
-    direction: Direction
-    text: str = ""
-    file_name: str = ""
-    envelopes: tuple[str, ...] = ()
-    error: str = ""
-    line: int | None = None
-    source_details: str = ""
-
-
-@dataclass(frozen=True)
-class ReprocessResult:
-    queued: tuple[int, ...]
-    skipped: tuple[tuple[int, str], ...]  # (record id, why it cannot be reprocessed)
 
 
 class ConversionDesk:

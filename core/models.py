@@ -485,3 +485,29 @@ class ConversionPayload:
     input_size: int
     output: bytes
     output_size: int
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a Run of a rule form on its example gave.
+
+    IN: ``text`` is the file's content as text and ``file_name`` what the naming pattern gives.
+    OUT: ``envelopes`` holds each envelope's XML and ``text`` all of them; ``source_details``
+    says what the example was read as. On failure ``error`` says what and ``line`` where (the
+    conversion map's line, when known).
+    """
+
+    ok: bool
+    direction: Direction
+    text: str = ""
+    file_name: str = ""
+    envelopes: tuple[str, ...] = ()
+    error: str = ""
+    line: int | None = None
+    source_details: str = ""
+
+
+@dataclass(frozen=True)
+class ReprocessResult:
+    queued: tuple[int, ...]
+    skipped: tuple[tuple[int, str], ...]  # (record id, why it cannot be reprocessed)
