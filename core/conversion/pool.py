@@ -54,6 +54,7 @@ DEFAULT_MAX_OUTPUT = 50 * 1024 * 1024
 DEFAULT_MAX_MEMORY = 2 * 1024 * 1024 * 1024
 STARTUP_TIMEOUT = 60.0
 CACHE_SIZE = 32
+RAW_SOURCE_BYTES = 1024 * 1024  # a source this large is sent apart from its job
 
 # stylesheet, source, parameters, output cap and, optionally, where look-ups are answered from
 Job = (
@@ -204,10 +205,13 @@ class _Worker:
             raise RuntimeError(f"unexpected greeting from an XSLT worker: {ready!r}")
 
     def call(self, job: Job) -> Any:
-        # The source goes as raw bytes after the rest: pickled with the job, a large XML view
-        # would be copied once more on each side (measured: +60 MB for a 20 MB CSV's view).
-        self.connection.send((job[0], None, *job[2:]))
-        self.connection.send_bytes(job[1])
+        if len(job[1]) < RAW_SOURCE_BYTES:
+            self.connection.send(job)
+        else:
+            # A large source goes as raw bytes after the rest: pickled with the job, it would be
+            # copied once more on each side (measured: +60 MB for a 20 MB CSV's XML view).
+            self.connection.send((job[0], None, *job[2:]))
+            self.connection.send_bytes(job[1])
         return self.connection.recv()
 
     def kill(self) -> None:

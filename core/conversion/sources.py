@@ -328,17 +328,26 @@ def _csv_view(data: bytes, suffix: str) -> SourceView:
             "not read as CSV); export it again as CSV.",
         )
     text, encoding = _decode(data)
-    delimiter = _detect_delimiter(text)
+    # Only the head is kept decoded; the rows are decoded as they are read (a whole decoded
+    # text, and the UCS-4 copy io.StringIO makes of it, were 5 times the file in memory).
+    head = text[: _SNIFF_CHARS + 1]
+    del text
+    delimiter = _detect_delimiter(head)
     shown = "tab" if delimiter == "\t" else repr(delimiter)
     details = f"CSV, delimiter {shown}, encoding {encoding}"
     if suffix in _WORKBOOK_SUFFIXES:
         details += f" (named {suffix}, but its content is CSV text)"
+    codec = _CODECS[encoding]
     try:
-        xml = _write_view([(CSV_SHEET_NAME, _csv_rows(text, delimiter, strict=True))])
+        xml = _write_view([(CSV_SHEET_NAME, _csv_rows(data, codec, delimiter, strict=True))])
     except _QuotingIrregular:
         # Text after a closing quote ("ab"c) is common in exports; read it as Excel does.
-        xml = _write_view([(CSV_SHEET_NAME, _csv_rows(text, delimiter, strict=False))])
+        xml = _write_view([(CSV_SHEET_NAME, _csv_rows(data, codec, delimiter, strict=False))])
     return SourceView(xml=xml, kind=SourceKind.CSV, details=details)
+
+
+# What _decode names each encoding, and the codec that reads it (the BOM dropped).
+_CODECS = {"UTF-8 with BOM": "utf-8-sig", "UTF-8": "utf-8", "cp1252": "cp1252"}
 
 
 def _line_of(data: bytes, offset: int) -> int:
@@ -400,14 +409,17 @@ class _QuotingIrregular(Exception):
 
 
 def _csv_rows(
-    text: str, delimiter: str, *, strict: bool
+    data: bytes, codec: str, delimiter: str, *, strict: bool
 ) -> Iterator[tuple[int, int, Sequence[_Cell]]]:
-    """Each record of ``text``, as ``(row index, 0, cells)``.
+    """Each record of ``data`` (text in ``codec``, checked by :func:`_decode`), as
+    ``(row index, 0, cells)``.
 
     The strict read is there to notice a file that ends inside a quoted field, the usual sign of
     a CSV cut short; a lenient reader would silently make the rest of the file one cell.
     """
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=strict)
+    # newline="": lines end at \n, \r or \r\n and keep their ends, as the csv module wants.
+    lines = io.TextIOWrapper(io.BytesIO(data), encoding=codec, newline="")
+    reader = csv.reader(lines, delimiter=delimiter, strict=strict)
     row_index = 0
     record_line = 1
     try:
@@ -437,7 +449,8 @@ def _csv_rows(
 def _write_view(
     sheets: Iterable[tuple[str, Iterable[tuple[int, int, Sequence[_Cell]]]]],
 ) -> bytes:
-    """Stream the rows into ``<xml><sheet><row><col>``, one row's text in memory at a time.
+    """Stream the rows into ``<xml><sheet><row><col>``, a few hundred rows' text in memory at a
+    time.
 
     Written as escaped text rather than through lxml elements: an element per cell made a 20 MB
     CSV take five times as long (measured), and this markup has only four names.
@@ -447,29 +460,43 @@ def _write_view(
     for sheet_index, (name, rows) in enumerate(sheets):
         _check_text(name, f"the name of sheet index {sheet_index}")
         out.write(f'<sheet index="{sheet_index}" name="{_escape_attribute(name)}">'.encode())
+        pending: list[str] = []
         for row_index, first_column, cells in rows:
             row = _row_markup(name, row_index, first_column, cells)
             if row:
-                out.write(row.encode())
+                pending.append(row)
+                if len(pending) >= _ROWS_PER_WRITE:
+                    out.write("".join(pending).encode())
+                    pending.clear()
+        out.write("".join(pending).encode())
         out.write(b"</sheet>")
     out.write(b"</xml>")
     return out.getvalue()
 
 
+_ROWS_PER_WRITE = 256
+
+
 def _row_markup(sheet: str, row_index: int, first_column: int, cells: Sequence[_Cell]) -> str:
     """``<row index>`` with a ``<col index>`` per non-empty cell, or ``""`` for an empty row."""
-    parts: list[str] = []
-    for offset, value in enumerate(cells):
-        text = value if isinstance(value, str) else _cell_text(value)
-        if text == "":
-            continue
-        if _XML_ILLEGAL.search(text):
-            column = first_column + offset
-            _check_text(text, f"sheet {sheet!r}, row index {row_index}, col index {column}")
-        parts.append(f'<col index="{first_column + offset}">{_escape_text(text)}</col>')
-    if not parts:
+    # The checks run once on the row's text; a cell at a time only when the row needs it.
+    texts = [value if type(value) is str else _cell_text(value) for value in cells]
+    joined = "".join(texts)
+    if not joined:
         return ""
-    return f'<row index="{row_index}">{"".join(parts)}</row>'
+    if _XML_ILLEGAL.search(joined):
+        for column, text in enumerate(texts, first_column):
+            _check_text(text, f"sheet {sheet!r}, row index {row_index}, col index {column}")
+    if "&" in joined or "<" in joined or ">" in joined or "\r" in joined:
+        texts = [_escape_text(text) for text in texts]
+    columns = "".join(
+        [
+            f'<col index="{column}">{text}</col>'
+            for column, text in enumerate(texts, first_column)
+            if text
+        ]
+    )
+    return f'<row index="{row_index}">{columns}</row>'
 
 
 def _escape_text(text: str) -> str:
@@ -502,6 +529,8 @@ def _check_text(text: str, where: str) -> None:
 
 
 def _cell_text(value: _Cell) -> str:
+    if type(value) is float:  # the commonest in workbooks: first
+        return str(int(value)) if value.is_integer() else repr(value)
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
