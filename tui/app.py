@@ -46,7 +46,9 @@ class DocbridgeApp(App[None]):
     TITLE = "docbridge"
     SUB_TITLE = "Integrations"
     CSS_PATH = "app.tcss"
-    BINDINGS = bindings("app.quit", "app.help", "app.activity", "app.command_palette")
+    BINDINGS = bindings(
+        "app.quit", "app.help", "app.activity", "app.conversions", "app.command_palette"
+    )
 
     engine_status: reactive[EngineStatus | None] = reactive(None, init=False)
 
@@ -164,9 +166,22 @@ class DocbridgeApp(App[None]):
 
     def action_activity(self) -> None:
         from tui.screens.activity import ActivityScreen
+        from tui.screens.conversions import ConversionsScreen
 
         if self.service is not None and not isinstance(self.screen, ActivityScreen):
+            if isinstance(self.screen, ConversionsScreen):
+                self.screen.dismiss(None)  # F4 and F6 switch between the two views
             self.push_screen(ActivityScreen(self.service))
+
+    def action_conversions(self) -> None:
+        from tui.screens.activity import ActivityScreen
+        from tui.screens.conversions import ConversionsScreen, open_conversions
+
+        if self.service is None or isinstance(self.screen, ConversionsScreen):
+            return
+        if isinstance(self.screen, ActivityScreen):
+            self.screen.dismiss(None)
+        open_conversions(self, self.service)
 
     async def action_quit(self) -> None:
         dirty = [s for s in self.screen_stack if getattr(s, "dirty", False)]
@@ -207,6 +222,12 @@ class DocbridgeApp(App[None]):
             "Activity",
             f"Engine, queue, parked items, SFTP sessions, bans ({activity_key})",
             self.action_activity,
+        )
+        yield SystemCommand(
+            "Conversion log",
+            f"Every conversion attempt, its input and output, reprocess "
+            f"({key_label(self, 'app.conversions')})",
+            self.action_conversions,
         )
         commands = getattr(screen, "palette_commands", None)
         if commands is not None:

@@ -49,6 +49,17 @@ KEYS: tuple[KeySpec, ...] = (
         priority=True,
     ),
     KeySpec(
+        "app.conversions",
+        "f4",
+        "app.conversions",
+        "Conversions",
+        "The conversion log: every attempt, its input and output, reprocess (from the rules "
+        "table: the selected rule's)",
+        EVERYWHERE,
+        show=False,
+        priority=True,
+    ),
+    KeySpec(
         "app.command_palette",
         "ctrl+p",
         "app.command_palette",

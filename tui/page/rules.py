@@ -20,6 +20,7 @@ from tui.screens.rule_form import RuleFormResult, RuleFormScreen
 from tui.widgets.rule_table import RuleTable
 
 RULE_KEYS = ("rules.open", "rules.toggle", "rules.clone", "rules.delete", "rules.up", "rules.down")
+COUNTER_SECONDS = 3.0  # how often the OK/Failed and no-rule counters are read again
 
 
 class RulesBlock(PageBlock):
@@ -31,11 +32,20 @@ class RulesBlock(PageBlock):
         yield Static(id="rules-hint", classes="hint")
         yield RuleTable(id="rules")
         yield Static(id="rules-empty", classes="empty-state")
+        yield Static(id="rules-counts", classes="hint")
         yield Button("Add new rule", id="add-rule", compact=True)
+
+    no_rule_count: int | None = None  # attempts of this mailbox no rule took (the log's)
+
+    def on_mount(self) -> None:
+        self.set_interval(COUNTER_SECONDS, self._counters_tick)
 
     def fill(self, state: PageState) -> None:
         self.state = state
+        self.no_rule_count = None
         self._render_rules(state.rules)
+        self._show_counts()
+        self.refresh_counters_soon()
 
     def first_field(self) -> Widget:
         table = self.query_one("#rules", RuleTable)
@@ -68,6 +78,62 @@ class RulesBlock(PageBlock):
         self.query_one("#rules-hint", Static).update(
             Text(f"Applied top to bottom; the first enabled match wins.  {keys}", style="dim")
         )
+
+    # -- counters from the conversion log ------------------------------------------------------
+
+    def _show_counts(self) -> None:
+        log = key_label(self.app, "app.conversions")
+        count = "…" if self.no_rule_count is None else f"{self.no_rule_count:,}"
+        self.query_one("#rules-counts", Static).update(
+            Text(
+                f"No rule: {count} (default rule or error/).  {log}: conversion log",
+                style="dim",
+            )
+        )
+
+    def refresh_counters_soon(self) -> None:
+        self.run_worker(
+            self._refresh_counters_guarded,
+            group="rule-counters",
+            exclusive=True,
+            exit_on_error=False,
+        )
+
+    @guarded
+    async def _refresh_counters_guarded(self) -> None:
+        await self.refresh_counters()
+
+    def _counters_tick(self) -> None:
+        if self.app.screen is self.screen and getattr(self, "state", None) is not None:
+            self.refresh_counters_soon()
+
+    async def refresh_counters(self) -> None:
+        """Read the per-rule OK/Failed counters and the no-rule count again (the engine keeps
+        them in step with the conversion log); only changed rows are repainted."""
+        mailbox_uuid = self.state.mailbox.uuid
+        no_rule = await self.service.conversions.no_rule_count(mailbox_uuid)
+        fresh = {r.uuid: r for r in await self.service.list_rules(mailbox_uuid)}
+        if self.state.mailbox.uuid != mailbox_uuid:
+            return
+        self.no_rule_count = no_rule
+        self._show_counts()
+        table = self.query_one("#rules", RuleTable)
+        counted = []
+        for rule in self.state.rules:
+            new = fresh.get(rule.uuid)
+            if new is not None and (new.success_count, new.failure_count) != (
+                rule.success_count,
+                rule.failure_count,
+            ):
+                rule = replace(
+                    rule, success_count=new.success_count, failure_count=new.failure_count
+                )
+                table.update_rule(rule, self.template_names())
+            counted.append(rule)
+        rules = tuple(counted)
+        if rules != self.state.rules:
+            self.state = replace(self.state, rules=rules)
+            self.post_message(PageStateChanged(lambda s: replace(s, rules=rules)))
 
     # -- the rule under the cursor ------------------------------------------------------------
 

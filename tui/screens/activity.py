@@ -47,6 +47,7 @@ class ActivityScreen(Screen[None]):
         "activity.attempts",
         "activity.sessions",
         "activity.bans",
+        "activity.conversions",
     )
 
     def __init__(self, service: Service) -> None:
@@ -374,6 +375,11 @@ class ActivityScreen(Screen[None]):
                 "Refresh activity",
                 f"Read everything again ({key('activity.refresh')})",
                 self.action_refresh,
+            ),
+            (
+                "Conversion log",
+                f"Switch to every conversion attempt ({key('activity.conversions')})",
+                self.app.action_conversions,  # type: ignore[attr-defined]
             ),
             ("Back to the page", key("activity.back"), self.action_back),
         ]

@@ -1,0 +1,346 @@
+"""F4 Conversion log: filters narrow the list, a record's input and output are readable (binary
+as hex, a payload above conversion.keep_bytes named as such), reprocess says what it queued
+and what it skipped, and with a real engine a FAILED file reprocessed after the rule is fixed
+comes back REPROCESSED; the page's rule counters follow the log."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input, Select, Static, TextArea
+
+from core.engine.engine import Engine
+from core.models import (
+    ConversionFilter,
+    ConversionStatus,
+    Direction,
+    IntegrationForm,
+)
+from core.service import Service
+from core.sftp.folders import ensure_mailbox_root
+from core.storage import conversions
+from core.storage.conversions import NewConversion
+from tests.engine.conftest import enable, engine, smtp_server
+from tests.engine.test_customer_files import drop
+from tests.engine.test_default_rules import eventually
+from tests.rules.samples import BROKEN_AT_LINE_4, CSV_TO_ORDERS_1_0, ORDERS_CSV, out_rule
+from tests.tui.conftest import make_app, screen_lines, settle, until, wait_for_page
+from tui.modals.confirm import ConfirmModal
+from tui.modals.conversion_payload import ConversionPayloadModal
+from tui.screens.activity import ActivityScreen
+from tui.screens.conversions import ConversionsScreen
+from tui.widgets.rule_table import RuleTable
+
+__all__ = ["engine", "smtp_server"]  # the engine fixtures, for the end-to-end test
+
+SMALL = (80, 24)
+ENVELOPE_1 = "3f1d6c2a-7b8e-4c5d-9a0b-1e2f3a4b5c6d"
+ENVELOPE_2 = "8a7b6c5d-4e3f-4a1b-8c9d-0e1f2a3b4c5d"
+INVOICE_ENVELOPE = "c0ffee00-1234-4abc-9def-0123456789ab"
+XLSX_HEAD = b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00" + bytes(range(200))
+OUTPUT_XML = b'<envelopes><envelope templateUuid="t">Order PO-1</envelope></envelopes>'
+
+
+async def seed(service: Service) -> dict[str, str]:
+    """Six records written straight to the log (no engine timing): OUT successes and failures
+    of one rule in Purchasing, a file no rule took, an XLSX input, payloads above the keep
+    bound, and an IN record of another mailbox by its default rule."""
+    mailboxes = await service.list_mailboxes()
+    purchasing, payable = mailboxes[0].uuid, mailboxes[1].uuid
+    rule = await service.create_rule(purchasing, out_rule("Orders CSV", CSV_TO_ORDERS_1_0))
+    keep = service.config.conversion.keep_bytes
+    # A reprocessed OUT record is staged in its mailbox's folder (as the engine makes it).
+    await asyncio.to_thread(ensure_mailbox_root, service.config.mailboxes_dir, purchasing)
+    entries = [
+        NewConversion(
+            payable,
+            Direction.IN,
+            None,
+            "default:copy",
+            ConversionStatus.PROCESSED,
+            envelope_uuid=INVOICE_ENVELOPE,
+            file_name=f"inbox/{INVOICE_ENVELOPE}.xml",
+            subject="Invoice 7",
+        ),
+        NewConversion(
+            purchasing,
+            Direction.OUT,
+            rule.uuid,
+            "Orders CSV",
+            ConversionStatus.PROCESSED,
+            envelope_uuid=f"{ENVELOPE_1},{ENVELOPE_2}",
+            file_name="coutbox/orders.csv",
+            subject="Order PO-1",
+            input_name="orders.csv",
+            input=ORDERS_CSV,
+            output=OUTPUT_XML,
+        ),
+        NewConversion(
+            purchasing,
+            Direction.OUT,
+            rule.uuid,
+            "Orders CSV",
+            ConversionStatus.FAILED,
+            file_name="coutbox/broken.csv",
+            error="Rule 'Orders CSV' failed: the conversion map, line 4: expected an expression",
+            input_name="broken.csv",
+            input=ORDERS_CSV,
+        ),
+        NewConversion(
+            purchasing,
+            Direction.OUT,
+            None,
+            "",
+            ConversionStatus.FAILED,
+            file_name="coutbox/nomatch.txt",
+            error="No conversion rule matches this file.",
+            input_name="nomatch.txt",
+            input=b"hello\n",
+        ),
+        NewConversion(
+            purchasing,
+            Direction.OUT,
+            rule.uuid,
+            "Orders CSV",
+            ConversionStatus.PROCESSED,
+            file_name="coutbox/orders.xlsx",
+            input_name="orders.xlsx",
+            input=XLSX_HEAD,
+            output=b"<envelopes>" + b" " * keep + b"</envelopes>",
+        ),
+        NewConversion(
+            purchasing,
+            Direction.OUT,
+            rule.uuid,
+            "Orders CSV",
+            ConversionStatus.FAILED,
+            file_name="coutbox/huge.csv",
+            error="Rule 'Orders CSV' failed: too many rows",
+            input_name="huge.csv",
+            input=b"x" * (keep + 1),
+        ),
+    ]
+    for entry in entries:
+        await service.db.write(conversions.record, entry, keep)
+    return {"purchasing": purchasing, "payable": payable, "rule": rule.uuid}
+
+
+@asynccontextmanager
+async def _opened(data_dir: Path) -> AsyncIterator[Service]:
+    service = await Service.open(data_dir, actor="test@seed")
+    try:
+        yield service
+    finally:
+        await service.close()
+
+
+def log_screen(pilot: Pilot[None]) -> ConversionsScreen:
+    screen = pilot.app.screen
+    assert isinstance(screen, ConversionsScreen)
+    return screen
+
+
+def files(pilot: Pilot[None]) -> list[str]:
+    return [r.file_name for r in log_screen(pilot).records]
+
+
+async def open_log(pilot: Pilot[None]) -> ConversionsScreen:
+    await wait_for_page(pilot)
+    await pilot.press("f4")
+    await until(pilot, lambda: isinstance(pilot.app.screen, ConversionsScreen))
+    screen = log_screen(pilot)
+    await until(pilot, lambda: screen.loaded)
+    await settle(pilot)
+    return screen
+
+
+async def test_f4_opens_the_page_mailboxs_log_and_the_filters_narrow_it(data_dir: Path) -> None:
+    async with _opened(data_dir) as service:
+        ids = await seed(service)
+    app = make_app(data_dir)
+    async with app.run_test(size=SMALL) as pilot:
+        screen = await open_log(pilot)
+        # The page's mailbox, newest first; the other mailbox's IN record is not listed.
+        assert files(pilot) == [
+            "coutbox/huge.csv",
+            "coutbox/orders.xlsx",
+            "coutbox/nomatch.txt",
+            "coutbox/broken.csv",
+            "coutbox/orders.csv",
+        ]
+        assert screen.query_one("#filter-mailbox", Select).value == ids["purchasing"]
+        text = "\n".join(screen_lines(pilot))
+        assert "Conversion log  5 records" in text
+        assert "no rule" in text  # the file no rule took
+
+        screen.query_one("#filter-status", Select).value = "FAILED"
+        await until(pilot, lambda: len(files(pilot)) == 3)
+        assert files(pilot) == ["coutbox/huge.csv", "coutbox/nomatch.txt", "coutbox/broken.csv"]
+
+        await pilot.press("f")  # to the keyword
+        assert isinstance(screen.focused, Input)
+        for key in "broken":
+            await pilot.press(key)
+        await until(pilot, lambda: files(pilot) == ["coutbox/broken.csv"])
+        await pilot.press("escape")  # leaves the field, stays on the log
+        assert isinstance(screen.focused, DataTable)
+        assert pilot.app.screen is screen
+
+        screen.query_one("#filter-keyword", Input).value = ""
+        screen.query_one("#filter-status", Select).clear()
+        screen.query_one("#filter-mailbox", Select).clear()  # every mailbox
+        await until(pilot, lambda: len(files(pilot)) == 6)
+        assert files(pilot)[-1] == f"inbox/{INVOICE_ENVELOPE}.xml"
+        screen.query_one("#filter-mailbox", Select).value = ids["payable"]
+        await until(pilot, lambda: len(files(pilot)) == 1)
+        await settle(pilot)
+        assert "default:copy" in "\n".join(screen_lines(pilot))
+
+        screen.query_one("#filter-mailbox", Select).value = ids["purchasing"]
+        await until(pilot, lambda: len(files(pilot)) == 5)
+        screen.query_one("#filter-rule", Select).value = ids["rule"]
+        await until(pilot, lambda: len(files(pilot)) == 4)
+        assert "coutbox/nomatch.txt" not in files(pilot)
+
+        await pilot.press("escape")
+        await settle(pilot)
+        assert not isinstance(pilot.app.screen, ConversionsScreen)
+
+
+async def test_view_shows_input_and_output_binary_as_hex_and_what_was_not_kept(
+    data_dir: Path,
+) -> None:
+    async with _opened(data_dir) as service:
+        await seed(service)
+        keep = service.config.conversion.keep_bytes
+    app = make_app(data_dir)
+    async with app.run_test(size=SMALL) as pilot:
+        screen = await open_log(pilot)
+
+        async def view(file_name: str) -> tuple[str, str]:
+            row = files(pilot).index(file_name)
+            screen.query_one(DataTable).move_cursor(row=row)
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(pilot.app.screen, ConversionPayloadModal))
+            await settle(pilot)
+            modal = pilot.app.screen
+            texts = (
+                modal.query_one("#payload-input", TextArea).text,
+                modal.query_one("#payload-output", TextArea).text,
+            )
+            assert modal.query_one("#payload-input", TextArea).read_only
+            await pilot.press("escape")
+            await until(pilot, lambda: pilot.app.screen is screen)
+            return texts
+
+        data_in, data_out = await view("coutbox/orders.csv")
+        assert data_in == ORDERS_CSV.decode()
+        assert data_out == OUTPUT_XML.decode()
+
+        data_in, data_out = await view("coutbox/orders.xlsx")
+        assert data_in.startswith(f"Binary data, {len(XLSX_HEAD):,} bytes")
+        assert "00000000  50 4b 03 04" in data_in
+        size = keep + len(b"<envelopes></envelopes>")
+        assert data_out == (f"Not kept ({size:,} bytes, above conversion.keep_bytes = {keep:,}).")
+
+        data_in, _ = await view("coutbox/huge.csv")
+        assert data_in.startswith(f"Not kept ({keep + 1:,} bytes")
+
+
+async def test_reprocess_asks_then_says_what_was_queued_and_what_was_skipped(
+    data_dir: Path,
+) -> None:
+    async with _opened(data_dir) as service:
+        await seed(service)
+    app = make_app(data_dir)
+    async with app.run_test(size=SMALL) as pilot:
+        screen = await open_log(pilot)
+        table = screen.query_one(DataTable)
+        table.move_cursor(row=files(pilot).index("coutbox/huge.csv"))
+        await pilot.press("space")  # marks it and moves down
+        assert table.cursor_row == 1
+        table.move_cursor(row=files(pilot).index("coutbox/broken.csv"))
+        await pilot.press("space")
+        assert len(screen.marked) == 2
+        await settle(pilot)
+        assert "2 marked" in "\n".join(screen_lines(pilot))
+
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmModal))
+        await pilot.press("y")
+        await until(pilot, lambda: "Reprocess: 1 queued, 1 skipped" in screen.last_reprocess)
+        assert screen.marked == set()
+        toasts = [n.message for n in pilot.app._notifications]
+        assert any("its input was not kept" in message for message in toasts)
+
+
+async def test_f4_and_f6_switch_between_the_log_and_activity(data_dir: Path) -> None:
+    app = make_app(data_dir)
+    async with app.run_test(size=SMALL) as pilot:
+        await open_log(pilot)
+        assert "No conversion yet" in "\n".join(screen_lines(pilot))
+        await pilot.press("f6")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ActivityScreen))
+        await settle(pilot)
+        assert len(pilot.app.screen_stack) == 3  # default screen, page, activity: no pile-up
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConversionsScreen))
+        await settle(pilot)
+        assert len(pilot.app.screen_stack) == 3
+
+
+async def test_a_failed_file_reprocessed_after_fixing_the_rule_comes_back_reprocessed(
+    service: Service, engine: Engine, data_dir: Path
+) -> None:
+    mailbox = await enable(service, "Purchasing", IntegrationForm())
+    root = await asyncio.to_thread(ensure_mailbox_root, data_dir / "mailboxes", mailbox)
+    rule = await service.create_rule(mailbox, out_rule("Orders CSV", BROKEN_AT_LINE_4))
+    await asyncio.to_thread(drop, root, "coutbox", "orders.csv", ORDERS_CSV)
+    await asyncio.to_thread(drop, root, "coutbox", "stray.txt", b"no rule for me\n")
+    engine.wake()
+
+    async def both_failed() -> bool:
+        query = ConversionFilter(mailbox_uuid=mailbox, status=ConversionStatus.FAILED)
+        return await service.conversions.count(query) == 2
+
+    await eventually(both_failed)
+    await service.update_rule(rule.uuid, replace(rule.form, conversion_map=CSV_TO_ORDERS_1_0))
+    # stray.txt, and the demo's incoming envelopes the default rule delivered.
+    no_rule = await service.conversions.no_rule_count(mailbox)
+    assert no_rule >= 1
+
+    app = make_app(data_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        page = await wait_for_page(pilot)
+        table = page.query_one(RuleTable)
+        # The page's counters come from the log: OK 0, Failed 1, and what no rule took.
+        assert [cell.plain for cell in table.get_row_at(0)][-2:] == ["0", "1"]
+        counts = page.query_one("#rules-counts", Static)
+        await until(pilot, lambda: f"No rule: {no_rule} " in str(counts.content))
+
+        table.focus()  # from the rules table F4 opens the selected rule's log
+        screen = await open_log(pilot)
+        assert screen.filters.rule_uuid == rule.uuid
+        assert files(pilot) == ["coutbox/orders.csv"]
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmModal))
+        await pilot.press("y")
+        await until(pilot, lambda: "1 queued, 0 skipped" in screen.last_reprocess)
+        engine.wake()
+        # The list reads itself again: the reprocessed attempt appears on top.
+        await until(
+            pilot,
+            lambda: (
+                [r.status for r in screen.records]
+                == [ConversionStatus.REPROCESSED, ConversionStatus.FAILED]
+            ),
+            within_s=20,
+        )
+        await pilot.press("escape")
+        await until(pilot, lambda: pilot.app.screen is page)
+        await until(pilot, lambda: [c.plain for c in table.get_row_at(0)][-2:] == ["1", "1"])
