@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.text import Text
-from textual.widgets import Input, Select, TextArea
+from textual.widgets import Checkbox, Input, Select, TextArea
 
 from core.models import Direction, MatchTarget, RuleForm, TransferProtocol
 from core.service import Service
-from tests.tui.conftest import MENDELSON, make_app, settle, wait_for_page
+from tests.rules.samples import CSV_TO_ORDERS_1_0, IDENTITY_MAP, ORDERS_CSV, PURCHASE_ORDER
+from tests.tui.conftest import MENDELSON, make_app, settle, until, wait_for_page
+from tests.tui.test_rule_run import run
 from tui.modals.certificate import ExportCertificateModal, ImportCertificateModal
 from tui.modals.confirm import ConfirmModal
 from tui.screens.integrations import IntegrationsScreen
@@ -84,11 +86,16 @@ async def test_as2_fields_certificates_and_save(
 
 
 async def fill_rule(pilot, name: str, pattern: str) -> None:  # type: ignore[no-untyped-def]
+    """Name, naming pattern and a map, then Run on the generated example (Save needs it)."""
     screen = pilot.app.screen
     assert isinstance(screen, RuleFormScreen)
     screen.query_one("#rule-name", Input).value = name
     screen.query_one("#rule-naming_pattern", Input).value = pattern
+    screen.query_one("#rule-conversion_map", TextArea).text = IDENTITY_MAP
     await settle(pilot)
+    example = screen.query_one("#rule-example_envelope", TextArea)
+    await until(pilot, lambda: bool(example.text))
+    await run(pilot, screen)
 
 
 async def test_rules_add_toggle_clone_move_delete(data_dir: Path, service: Service) -> None:
@@ -118,6 +125,7 @@ async def test_rules_add_toggle_clone_move_delete(data_dir: Path, service: Servi
         await settle(pilot)
         assert isinstance(app.screen, RuleFormScreen)
         assert app.screen.query_one("#rule-name", Input).value == "Orders [bold]csv[/] (copy)"
+        await run(pilot, app.screen)  # a clone is saved once it ran
         await pilot.press("ctrl+s")
         await settle(pilot)
         names = [r.name for r in await service.list_rules(mailbox.uuid)]
@@ -173,8 +181,12 @@ async def test_rules_add_toggle_clone_move_delete(data_dir: Path, service: Servi
         assert not table.display and page.query_one("#rules-empty").display
 
 
-async def test_rule_form_validates_every_field(data_dir: Path, service: Service) -> None:
+async def test_rule_form_validates_every_field(
+    data_dir: Path, service: Service, tmp_path: Path
+) -> None:
     mailbox = (await service.list_mailboxes())[0]
+    source = tmp_path / "orders_1.csv"
+    source.write_bytes(ORDERS_CSV)
     app = make_app(data_dir)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for_page(pilot)
@@ -188,7 +200,8 @@ async def test_rule_form_validates_every_field(data_dir: Path, service: Service)
         await settle(pilot)
         assert "name" in form.query_one("#err-name", FieldError).message.lower()
         assert "':'" in form.query_one("#err-naming_pattern", FieldError).message
-        assert "2 field(s) need attention" in str(form.query_one("#rule-summary").render())
+        assert "conversion map" in form.query_one("#err-conversion_map", FieldError).message
+        assert "3 field(s) need attention" in str(form.query_one("#rule-summary").render())
 
         form.query_one("#rule-name", Input).value = "Inbound"
         form.query_one("#rule-direction", Select).value = Direction.OUT.value
@@ -204,23 +217,39 @@ async def test_rule_form_validates_every_field(data_dir: Path, service: Service)
 
         form.query_one("#rule-match_pattern", Input).value = r"^orders_.*\.csv$"
         form.query_one("#rule-conversion_map", TextArea).text = ""
-        form.query_one("#rule-match_target", Select).value = MatchTarget.CONTENT.value
-        form.query_one("#rule-example_source", Input).value = str(MENDELSON / "payload.txt")
         await settle(pilot)
+        await pilot.press("ctrl+s")  # an empty map is refused too
+        await settle(pilot)
+        assert "conversion map" in form.query_one("#err-conversion_map", FieldError).message
+
+        form.query_one("#rule-template", Select).value = PURCHASE_ORDER
+        form.query_one("#rule-multiple", Checkbox).value = True
+        form.query_one("#rule-conversion_map", TextArea).text = CSV_TO_ORDERS_1_0
+        form.query_one("#rule-match_target", Select).value = MatchTarget.CONTENT.value
+        form.query_one("#rule-example_source", Input).value = str(source)
+        await settle(pilot)
+        await run(pilot, form)  # the example path is read by the Run
         await pilot.press("ctrl+s")
         await settle(pilot)
         assert isinstance(app.screen, IntegrationsScreen)
     [rule] = await service.list_rules(mailbox.uuid)
     assert rule.form.direction is Direction.OUT
     assert rule.form.match_target is MatchTarget.CONTENT
-    assert rule.form.example_source == (MENDELSON / "payload.txt").read_bytes()
+    assert rule.form.example_source == ORDERS_CSV
 
 
 async def test_rule_name_must_be_unique(data_dir: Path, service: Service) -> None:
     mailbox = (await service.list_mailboxes())[0]
     templates = await service.list_templates(mailbox.account_uuid)
     await service.create_rule(
-        mailbox.uuid, RuleForm("Taken", Direction.IN, templates[0].uuid, naming_pattern="x.xml")
+        mailbox.uuid,
+        RuleForm(
+            "Taken",
+            Direction.IN,
+            templates[0].uuid,
+            naming_pattern="x.xml",
+            conversion_map=IDENTITY_MAP,
+        ),
     )
     app = make_app(data_dir)
     async with app.run_test(size=(120, 40)) as pilot:

@@ -19,6 +19,7 @@ import tui.app
 from core.models import Direction, RuleForm
 from core.service import Service
 from core.storage.db import Database
+from tests.rules.samples import IDENTITY_MAP
 from tests.tui.conftest import make_app, settle, until, wait_for_page
 from tui.modals.error import ErrorModal
 
@@ -99,7 +100,10 @@ async def test_an_error_in_a_rule_action_keeps_the_app_running(
     mailbox = (await service.list_mailboxes())[0]
     template = (await service.list_templates(mailbox.account_uuid))[0]
     await service.create_rule(
-        mailbox.uuid, RuleForm("R", Direction.IN, template.uuid, naming_pattern="a.xml")
+        mailbox.uuid,
+        RuleForm(
+            "R", Direction.IN, template.uuid, naming_pattern="a.xml", conversion_map=IDENTITY_MAP
+        ),
     )
     app = make_app(data_dir)
     async with app.run_test(size=(80, 24)) as pilot:

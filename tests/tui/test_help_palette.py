@@ -8,6 +8,7 @@ from textual.widgets import RadioSet, Select, Switch
 
 from core.models import Direction, RuleForm, TransferProtocol
 from core.service import Service
+from tests.rules.samples import IDENTITY_MAP
 from tests.tui.conftest import make_app, settle, wait_for_page
 from tui.screens.activity import ActivityScreen
 from tui.screens.help import HelpScreen, help_rows
@@ -17,6 +18,7 @@ EXPECTED_HELP = [
     ("Everywhere", "ctrl+q", "app.quit"),
     ("Everywhere", "F1", "app.help"),
     ("Everywhere", "F6", "app.activity"),
+    ("Everywhere", "F4", "app.conversions"),
     ("Everywhere", "ctrl+p", "app.command_palette"),
     ("Integrations page (also inside text fields)", "ctrl+s", "page.save"),
     ("Integrations page (also inside text fields)", "F2", "page.toggle"),
@@ -47,6 +49,7 @@ EXPECTED_HELP = [
     ("(5) Conversion rules table", "shift+up", "rules.up"),
     ("(5) Conversion rules table", "shift+down", "rules.down"),
     ("Rule form", "ctrl+s", "rule.save"),
+    ("Rule form", "ctrl+r", "rule.run"),
     ("Rule form", "F5", "rule.clone"),
     ("Rule form", "F8", "rule.delete"),
     ("Rule form", "escape", "rule.back"),
@@ -61,6 +64,15 @@ EXPECTED_HELP = [
     ("Activity (F6)", "2", "activity.attempts"),
     ("Activity (F6)", "3", "activity.sessions"),
     ("Activity (F6)", "4", "activity.bans"),
+    ("Activity (F6)", "c", "activity.conversions"),
+    ("Conversion log (F4)", "escape", "conversions.back"),
+    ("Conversion log (F4)", "v", "conversions.view"),
+    ("Conversion log (F4)", "space", "conversions.mark"),
+    ("Conversion log (F4)", "r", "conversions.reprocess"),
+    ("Conversion log (F4)", "m", "conversions.more"),
+    ("Conversion log (F4)", "f", "conversions.filters"),
+    ("Conversion log (F4)", "g", "conversions.refresh"),
+    ("A conversion's input and output", "escape", "conversion_view.close"),
     ("Confirmation questions", "y", "confirm.yes"),
     ("Confirmation questions", "n", "confirm.no"),
     ("Confirmation questions", "escape", "confirm.cancel"),
@@ -127,7 +139,14 @@ async def test_palette_commands_do_what_they_say(data_dir: Path, service: Servic
     first, second = (await service.list_mailboxes())[:2]
     template = (await service.list_templates(first.account_uuid))[0]
     await service.create_rule(
-        first.uuid, RuleForm("R", Direction.IN, template.uuid, naming_pattern="{envelopeUuid}.x")
+        first.uuid,
+        RuleForm(
+            "R",
+            Direction.IN,
+            template.uuid,
+            naming_pattern="{envelopeUuid}.x",
+            conversion_map=IDENTITY_MAP,
+        ),
     )
     app = make_app(data_dir)
     async with app.run_test(size=(120, 40)) as pilot:

@@ -11,6 +11,7 @@ from textual.widgets._select import SelectOverlay
 
 from core.models import Direction, IntegrationForm, RuleForm, TransferProtocol
 from core.service import Service
+from tests.rules.samples import IDENTITY_MAP
 from tests.tui.conftest import (
     MENDELSON,
     burst,
@@ -55,6 +56,7 @@ async def add_rule(service: Service, name: str, version: int | None = None) -> N
             template.uuid,
             template_version=version,
             naming_pattern="{envelopeUuid}.xml",
+            conversion_map=IDENTITY_MAP,
         ),
     )
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
+from typing import Any
 
+import pytest
+from textual.pilot import Pilot
 from textual.widgets import Button, Checkbox, Input, Select, TextArea
 
+from core.bootstrap import init_data_dir
 from core.models import Direction
 from core.service import Service
 from tests.rules.samples import (
@@ -16,8 +21,10 @@ from tests.rules.samples import (
     ORDERS_CSV,
     PURCHASE_ORDER,
     in_rule,
+    out_rule,
 )
 from tests.tui.conftest import make_app, settle, until, wait_for_page
+from tui.app import DocbridgeApp
 from tui.screens.integrations import IntegrationsScreen
 from tui.screens.rule_form import RuleFormScreen
 from tui.widgets.rule_result import RuleResult
@@ -214,3 +221,67 @@ async def test_an_opened_rule_saves_unchanged_and_its_clone_needs_a_run(
         assert isinstance(app.screen, IntegrationsScreen)
     names = [r.name for r in await service.list_rules(mailbox.uuid)]
     assert names == ["Stored", "Stored (copy)"]
+
+
+# -- snapshots: the rule form with a Result and with an error -----------------------------------
+
+SMALL = (80, 24)
+LARGE = (120, 40)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The demo account with a fixed clock (as tests/tui/test_snapshots.py pins it)."""
+    monkeypatch.setenv("DOCBRIDGE_FIXED_NOW", "2025-01-15T09:30:00.000Z")
+    directory = tmp_path / "home"
+    asyncio.run(init_data_dir(directory, with_demo=True, actor="snapshot"))
+    return directory
+
+
+def with_out_rule(home: Path, conversion_map: str) -> None:
+    """An OUT rule whose example is kept with it (a name, not a path: the snapshot is stable)."""
+
+    async def setup() -> None:
+        service = await Service.open(home, actor="snapshot")
+        try:
+            mailbox = (await service.list_mailboxes())[0]
+            form = out_rule(
+                "Orders from ERP",
+                conversion_map,
+                example_source=ORDERS_CSV,
+                example_source_name="orders_2026-11.csv",
+            )
+            await service.create_rule(mailbox.uuid, form)
+        finally:
+            await service.close()
+
+    asyncio.run(setup())
+
+
+async def open_and_run(pilot: Pilot[None]) -> None:
+    await wait_for_page(pilot)
+    await pilot.press("5", "enter")
+    await settle(pilot)
+    form = pilot.app.screen
+    assert isinstance(form, RuleFormScreen)
+    await run(pilot, form)
+
+
+def snapshot_app(home: Path) -> DocbridgeApp:
+    app = make_app(home)
+    app.animation_level = "none"
+    return app
+
+
+@pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x40"])
+def test_rule_form_with_a_result(snap_compare: Any, home: Path, size: tuple[int, int]) -> None:
+    """After ctrl+r: the envelopes the XSLT 2.0 map made from the CSV, Save enabled."""
+    with_out_rule(home, CSV_TO_ORDERS_2_0)
+    assert snap_compare(snapshot_app(home), terminal_size=size, run_before=open_and_run)
+
+
+@pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x40"])
+def test_rule_form_with_an_error(snap_compare: Any, home: Path, size: tuple[int, int]) -> None:
+    """After ctrl+r on a broken map: the error with its line, Save stays disabled."""
+    with_out_rule(home, BROKEN_AT_LINE_4)
+    assert snap_compare(snapshot_app(home), terminal_size=size, run_before=open_and_run)

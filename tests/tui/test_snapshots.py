@@ -29,6 +29,7 @@ from core.models import (
     TransferProtocol,
 )
 from core.service import Service
+from tests.rules.samples import IDENTITY_MAP
 from tests.tui.conftest import MENDELSON, make_app, settle, wait_for_page
 from tui.app import DocbridgeApp
 from tui.errors import report_error
@@ -94,6 +95,7 @@ async def three_rules(service: Service) -> None:
             template.uuid,
             enabled=True,
             naming_pattern="{envelopeUuid}_{date yyyy-MM-dd}.csv",
+            conversion_map=IDENTITY_MAP,
         ),
     )
     await service.create_rule(
@@ -105,11 +107,18 @@ async def three_rules(service: Service) -> None:
             template_version=template.versions[0],
             match_pattern=r"^orders_.*\.csv$",
             match_target=MatchTarget.NAME,
+            conversion_map=IDENTITY_MAP,
         ),
     )
     await service.create_rule(
         mailbox.uuid,
-        RuleForm("Archive copy", Direction.IN, template.uuid, naming_pattern="{envelopeUuid}.xml"),
+        RuleForm(
+            "Archive copy",
+            Direction.IN,
+            template.uuid,
+            naming_pattern="{envelopeUuid}.xml",
+            conversion_map=IDENTITY_MAP,
+        ),
     )
 
 

@@ -3,9 +3,9 @@ and Save / Clone / Delete / Back.
 
 Save is gated by Run: it is enabled only while the form's *run key* (every field but the name and
 the on/off switch) equals the key of the last successful Run. An opened saved rule starts with
-its stored key trusted (nothing changed, nothing to prove); a new rule and a clone start with
-none. A second ctrl+r while a Run is in progress is ignored (with a notice): the Run in flight
-finishes and its result applies to the state it ran on.
+its stored key trusted (nothing changed, nothing to prove) until a Run of that state fails; a new
+rule and a clone start with none. A second ctrl+r while a Run is in progress is ignored (with a
+notice): the Run in flight finishes and its result applies to the state it ran on.
 """
 
 from __future__ import annotations
@@ -22,9 +22,15 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Footer, Input, Select, Static, TextArea
 
-from core.conversion.templates import example_envelope_xml
-from core.conversion_desk import RunResult
-from core.models import ConversionRule, Direction, Mailbox, MatchTarget, RuleForm, Template
+from core.models import (
+    ConversionRule,
+    Direction,
+    Mailbox,
+    MatchTarget,
+    RuleForm,
+    RunResult,
+    Template,
+)
 from tui.errors import guarded, run_guarded
 from tui.forms import FormScreen
 from tui.keys import bindings, key_label
@@ -41,6 +47,7 @@ from tui.widgets.rule_fields import (
     version_options,
 )
 from tui.widgets.rule_result import RuleResult, readable_text
+from tui.widgets.rule_texts import ExampleEnvelope, MapEditor
 
 if TYPE_CHECKING:
     from core.service import Service
@@ -107,7 +114,6 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
         self.ran_key: RuleForm | None = None
         self.trusted_key: RuleForm | None = None
         self.running = False
-        self.generated_example: str | None = None  # the IN example as last generated
 
     # -- layout ---------------------------------------------------------------------------------
 
@@ -119,6 +125,7 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
                 yield from rule_fields(
                     self.initial, self.templates, self.service, self.mailbox.uuid
                 )
+            yield RuleResult()
             yield Static(id="rule-summary")
             yield Static(id="rule-save-hint")
             with Horizontal(classes="form-buttons"):
@@ -138,8 +145,6 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        blink = getattr(self.app, "cursor_blink", True)
-        self.query_one("#rule-conversion_map", TextArea).cursor_blink = blink
         self._render_direction()
         # Selects report their first value after mounting: start once they have settled.
         self.call_after_refresh(self._start)
@@ -206,11 +211,11 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
             if source is None:
                 return (initial.example_source_name, initial.example_source) if same else ("", b"")
             return source.typed_name, source.example.data
-        area = next(iter(self.query("#rule-example_envelope").results(TextArea)), None)
+        example = next(iter(self.query(ExampleEnvelope)), None)
         name = initial.example_source_name if same else ""
-        if area is None:
+        if example is None:
             return name, initial.example_source if same else b""
-        return name, area.text.encode("utf-8")
+        return name, example.area.text.encode("utf-8")
 
     def errors_of(self, form: RuleForm) -> dict[str, str]:
         errors = self.service.validate_rule_form(form, self.templates.get(form.template_uuid))
@@ -245,11 +250,7 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
             hint.update("")
         else:
             hint.update(
-                Text(
-                    f"Run the rule ({key_label(self.app, 'rule.run')}) to enable Save: "
-                    "Save needs a successful run of the form as it is now.",
-                    style="bold",
-                )
+                Text(f"Run the rule ({key_label(self.app, 'rule.run')}) to enable Save.", "bold")
             )
             self.query_one(RuleResult).stale()
 
@@ -312,7 +313,7 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
             "rule-save": self.action_save,
             "rule-run": self.action_run,
             "rule-skeleton": self.action_skeleton,
-            "rule-new-example": lambda: self._example_envelope(replace_text=True),
+            "rule-new-example": lambda: self._example_envelope(ask=True),
             "rule-clone": self.action_clone,
             "rule-delete": self.action_delete,
             "rule-back": self.action_back,
@@ -326,12 +327,15 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
         group_in, group_out = self.query_one("#rule-in"), self.query_one("#rule-out")
         group_in.display = is_in
         group_out.display = not is_in
+        for button in self.query("#rule-skeleton"):
+            button.display = not is_in  # a skeleton is an OUT map
         shown = group_in if is_in else group_out
         if not shown.children:  # first time this direction is chosen: build its fields
+            service, mailbox_uuid = self.service, self.mailbox.uuid
             shown.mount_all(
-                in_fields(self.initial)
+                in_fields(self.initial, service, mailbox_uuid, self.templates)
                 if is_in
-                else out_fields(self.initial, self.service, self.mailbox.uuid)
+                else out_fields(self.initial, service, mailbox_uuid)
             )
 
     def header_text(self) -> Text:
@@ -422,6 +426,8 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
             self.running = False
         panel = self.query_one(RuleResult)
         panel.show(result, await asyncio.to_thread(readable_text, result))
+        if result.line:  # the map's cursor goes to the line the error names
+            self.query_one(MapEditor).area.move_cursor((result.line - 1, 0), center=True)
         self.refresh_form()
         self.query_one("#rule-page", VerticalScroll).scroll_to_widget(
             panel, animate=False, top=True
@@ -437,94 +443,38 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
             form = self.current_form()
         await prepare_worker_processes()
         result = await self.service.conversions.run(self.mailbox.uuid, form)
+        key = run_key(form)
         if result.ok:
-            self.ran_key = run_key(form)
+            self.ran_key = key
+        else:  # a state that fails on its example needs a successful run again
+            self.ran_key = None if self.ran_key == key else self.ran_key
+            self.trusted_key = None if self.trusted_key == key else self.trusted_key
         return result
 
-    @guarded
     def action_skeleton(self) -> None:
         form = self.current_form()
         if form.direction is not Direction.OUT:
             self.say("A skeleton map is for OUT rules (file to envelope).", severity="warning")
-            return
-        if not form.template_uuid:
+        elif not form.template_uuid:
             self.say("Choose a template first: the skeleton fills its fields.", severity="warning")
-            return
+        else:
+            self.query_one(MapEditor).write_skeleton(form.template_uuid, form.template_version)
 
-        async def write() -> None:
-            text = await self.service.conversions.skeleton(
-                form.template_uuid, form.template_version
-            )
-            area = self.query_one("#rule-conversion_map", TextArea)
-            area.replace(text, area.document.start, area.document.end)  # undo brings it back
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                run_guarded(self, write(), group="rule-skeleton")
-
-        if not form.conversion_map.strip():
-            answered(True)
-            return
-        self.app.push_screen(
-            ConfirmModal(
-                "Replace the conversion map with a skeleton?",
-                "The map written so far is replaced (ctrl+z in the editor brings it back).",
-                "Replace",
-            ),
-            answered,
-        )
-
-    def _example_envelope(self, initial: bool = False, replace_text: bool = False) -> None:
-        """IN: fill the example envelope from the template version when there is none, or
-        the one shown is as generated (a template change makes a new one); ``replace_text``
-        (New example) asks before replacing an edited one."""
-        area = next(iter(self.query("#rule-example_envelope").results(TextArea)), None)
+    def _example_envelope(self, initial: bool = False, ask: bool = False) -> None:
+        """IN: the example envelope follows the template version (see ExampleEnvelope)."""
         form = self.current_form()
-        if area is None or form.direction is not Direction.IN or not form.template_uuid:
-            return
+        example = next(iter(self.query(ExampleEnvelope)), None)
+        if example is not None and form.direction is Direction.IN:
+            example.fill(form.template_uuid, form.template_version, initial=initial, ask=ask)
 
-        def edited() -> bool:
-            return bool(area.text.strip()) and area.text != self.generated_example
-
-        if edited() and not replace_text:
-            return
-
-        async def fill() -> None:
-            text = await self._generate_example(form.template_uuid, form.template_version)
-            if edited() and not replace_text:
-                return  # typed meanwhile
-            self.generated_example = text
-            area.replace(text, area.document.start, area.document.end)
-            if initial and self.baseline is not None and not self.baseline.example_source:
-                # A stored rule without an example: the generated one is how it opens.
-                self.baseline = replace(self.baseline, example_source=text.encode("utf-8"))
-                if self.trusted_key is not None:
-                    self.trusted_key = run_key(self.baseline)
-                self.refresh_form()
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                run_guarded(self, fill(), group="rule-example")
-
-        if not edited():
-            answered(True)
-            return
-        question = "Replace the example envelope?"
-        detail = "A new one is generated from the template version's fields."
-        self.app.push_screen(ConfirmModal(question, detail, "Replace"), answered)
-
-    async def _generate_example(self, template_uuid: str, version: int | None) -> str:
-        """``ConversionDesk.example_envelope`` serializes (and loads the envelope schema, once
-        per thread) on the event loop; until the core moves that to a thread, do it here."""
-        desk = self.service.conversions
-        template_version = await desk._template_version(template_uuid, version)
-        template = self.templates.get(template_uuid)
-        return await asyncio.to_thread(
-            example_envelope_xml,
-            template_version,
-            template.name if template else "document",
-            self.mailbox.uuid,
-        )
+    @on(ExampleEnvelope.Generated)
+    def _example_generated(self, event: ExampleEnvelope.Generated) -> None:
+        if event.initial and self.baseline is not None and not self.baseline.example_source:
+            # A stored rule without an example: the generated one is how it opens.
+            self.baseline = replace(self.baseline, example_source=event.text.encode("utf-8"))
+            if self.trusted_key is not None:
+                self.trusted_key = run_key(self.baseline)
+            self.refresh_form()
 
     def action_back(self) -> None:
         if not self.dirty:

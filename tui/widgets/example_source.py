@@ -40,6 +40,22 @@ def xml_language() -> str | None:
     return "xml" if TREE_SITTER and get_language("xml") is not None else None
 
 
+def indent_xml(text: str) -> str:
+    """XML shown indented, one element a line (views and outputs are often one long line);
+    the text as it is when it does not parse. Blocking for large texts: call it in a thread."""
+    from lxml import etree
+
+    parser = etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, remove_blank_text=True
+    )
+    try:
+        root = etree.fromstring(text.encode("utf-8"), parser)
+    except (etree.XMLSyntaxError, ValueError):
+        return text
+    etree.indent(root, space="  ")
+    return str(etree.tostring(root, encoding="unicode"))
+
+
 def _complete(value: str) -> str | None:
     """The first entry of the folder ``value`` points into that starts with what follows the
     last ``/`` (blocking: runs in a thread)."""
@@ -235,7 +251,8 @@ class ExampleSource(Vertical):
             view.display = False
             return
         details.update(Text(f"XML view the map reads: {shown.details}"))
-        view.load_text(shown.xml.decode("utf-8", errors="replace"))
+        text = shown.xml.decode("utf-8", errors="replace")
+        view.load_text(await asyncio.to_thread(indent_xml, text))
         view.display = True
 
     # -- the picker ----------------------------------------------------------------------------

@@ -6,15 +6,15 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.widget import Widget
-from textual.widgets import Button, Select, Static, TextArea
+from textual.widgets import Select, Static
 
 from core.models import Direction, MatchTarget, RuleForm, Template
-from tui.widgets.example_source import ExampleSource, xml_language
+from tui.widgets.example_source import ExampleSource
 from tui.widgets.fields import FieldError, FieldRow, FormInput
 from tui.widgets.marks import MarkedCheckbox
-from tui.widgets.rule_result import RuleResult
+from tui.widgets.rule_texts import ExampleEnvelope, MapEditor
 
 if TYPE_CHECKING:
     from core.service import Service
@@ -87,21 +87,16 @@ def rule_fields(
     yield FieldError("template_version", id="err-template_version")
     # Only the chosen direction's fields are built; the other group fills when it is chosen.
     is_in = form.direction is Direction.IN
-    yield Vertical(*(in_fields(form) if is_in else ()), id="rule-in")
-    yield Vertical(*(() if is_in else out_fields(form, service, mailbox_uuid)), id="rule-out")
-    yield Static(Text("Conversion map (XSLT)"), classes="field-title")
-    yield TextArea(
-        form.conversion_map,
-        id="rule-conversion_map",
-        language=xml_language(),
-        soft_wrap=False,
-        show_line_numbers=True,
+    yield Vertical(
+        *(in_fields(form, service, mailbox_uuid, templates) if is_in else ()), id="rule-in"
     )
-    yield FieldError("conversion_map", id="err-conversion_map")
-    yield RuleResult()
+    yield Vertical(*(() if is_in else out_fields(form, service, mailbox_uuid)), id="rule-out")
+    yield MapEditor(service, form.conversion_map)
 
 
-def in_fields(form: RuleForm) -> list[Widget]:
+def in_fields(
+    form: RuleForm, service: Service, mailbox_uuid: str, templates: Mapping[str, Template]
+) -> list[Widget]:
     """IN (envelope -> file): how the produced file is named."""
     return [
         FieldRow(
@@ -115,18 +110,13 @@ def in_fields(form: RuleForm) -> list[Widget]:
         ),
         Static(Text(NAMING_HELP, style="dim"), classes="under-field"),
         FieldError("naming_pattern", id="err-naming_pattern"),
-        Horizontal(
-            Static(Text("Example envelope (the Run's input; editable)"), classes="field-title"),
-            Button("New example", id="rule-new-example", compact=True),
-            classes="title-row",
-        ),
-        TextArea(
+        ExampleEnvelope(
+            service,
+            mailbox_uuid,
+            templates,
             form.example_source.decode("utf-8", errors="replace")
             if form.direction is Direction.IN
             else "",
-            id="rule-example_envelope",
-            language=xml_language(),
-            soft_wrap=False,
         ),
     ]
 
@@ -171,9 +161,5 @@ def out_fields(form: RuleForm, service: Service, mailbox_uuid: str) -> list[Widg
             mailbox_uuid,
             form.example_source_name if form.direction is Direction.OUT else "",
             form.example_source if form.direction is Direction.OUT else b"",
-        ),
-        FieldRow(
-            "Map",
-            Button("Generate skeleton", id="rule-skeleton", compact=True),
         ),
     ]

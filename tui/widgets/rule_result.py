@@ -3,15 +3,13 @@ writes (with the name its naming pattern gives), or the error with its line."""
 
 from __future__ import annotations
 
-from lxml import etree
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static, TextArea
 
-from core.conversion_desk import RunResult
-from core.models import Direction
-from tui.widgets.example_source import xml_language
+from core.models import Direction, RunResult
+from tui.widgets.example_source import indent_xml, xml_language
 
 
 def readable_text(result: RunResult) -> str:
@@ -19,19 +17,7 @@ def readable_text(result: RunResult) -> str:
     line). Blocking for large outputs: call it in a thread."""
     if result.direction is not Direction.OUT or not result.envelopes:
         return result.text
-    parser = etree.XMLParser(
-        resolve_entities=False, no_network=True, load_dtd=False, remove_blank_text=True
-    )
-    shown = []
-    for envelope in result.envelopes:
-        try:
-            root = etree.fromstring(envelope.encode("utf-8"), parser)
-        except etree.XMLSyntaxError:
-            shown.append(envelope)
-            continue
-        etree.indent(root, space="  ")
-        shown.append(etree.tostring(root, encoding="unicode"))
-    return "\n\n".join(shown)
+    return "\n\n".join(indent_xml(envelope) for envelope in result.envelopes)
 
 
 class RuleResult(Vertical):
