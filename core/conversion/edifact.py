@@ -92,6 +92,7 @@ class _ViewWriter:
     def __init__(self, reader: Reader) -> None:
         self.reader = reader
         self.out = io.BytesIO()
+        self._pending: list[str] = []  # markup not yet encoded into out
         self.root = "EDIFACT"
         self.messages: dict[str, int] = {}
         self.flat: set[str] = set()
@@ -113,16 +114,28 @@ class _ViewWriter:
         unh = next((segment for segment in head if segment.tag == "UNH"), None)
         if unh is not None and unh.value(2, 5).upper().startswith("EAN"):
             self.root = "EANCOM"
-        self.out.write(f"<?xml version='1.0' encoding='UTF-8'?>\n<{self.root}>".encode())
+        self._write(f"<?xml version='1.0' encoding='UTF-8'?>\n<{self.root}>")
         for segment in head:
             self._segment(segment)
         for segment in segments:
             self._segment(segment)
         self._finish()
-        self.out.write(f"</{self.root}>".encode())
+        self._write(f"</{self.root}>")
+        self._flush()
 
     def xml(self) -> bytes:
         return self.out.getvalue()
+
+    def _write(self, markup: str) -> None:
+        # Encoded a few hundred segments at a time: per segment, the calls cost as much as
+        # the markup itself (measured).
+        self._pending.append(markup)
+        if len(self._pending) >= 512:
+            self._flush()
+
+    def _flush(self) -> None:
+        self.out.write("".join(self._pending).encode())
+        self._pending.clear()
 
     def summary(self) -> str:
         count = sum(self.messages.values())
@@ -182,7 +195,7 @@ class _ViewWriter:
         if structure is None:
             self.flat.add(name)
         self._message, self._count = segment, 1
-        self.out.write(f"<{kind}>".encode())
+        self._write(f"<{kind}>")
         self._emit(segment)
 
     def _place(self, segment: Segment) -> None:
@@ -193,25 +206,26 @@ class _ViewWriter:
                 self.misplaced += 1
             else:
                 closed, opened = move
-                self.out.write(self._closing(closed))
+                if closed:
+                    self._write(self._closing(closed))
                 if opened is not None:
                     self._open_groups.append(opened)
-                    self.out.write(f"<GROUP_{opened}>".encode())
+                    self._write(f"<GROUP_{opened}>")
         self._emit(segment)
 
-    def _closing(self, count: int) -> bytes:
+    def _closing(self, count: int) -> str:
         """End tags for the ``count`` innermost open groups."""
         closing = [f"</GROUP_{self._open_groups.pop()}>" for _ in range(count)]
-        return "".join(closing).encode()
+        return "".join(closing)
 
     def _close_message(self, segment: Segment) -> None:
         message = self._message
         if message is None:
             raise self._error(segment, "closes a message that was not opened (no UNH before it)")
         self._count += 1
-        self.out.write(self._closing(len(self._open_groups)))
+        self._write(self._closing(len(self._open_groups)))
         self._emit(segment)
-        self.out.write(f"</{message.value(2, 1)}>".encode())
+        self._write(f"</{message.value(2, 1)}>")
         declared = segment.value(1)
         if declared != str(self._count):
             raise self._error(
@@ -263,7 +277,7 @@ class _ViewWriter:
     def _emit(self, segment: Segment) -> None:
         if segment.tag == "UNG":
             self._functional_groups += 1
-        self.out.write(_segment_markup(segment).encode())
+        self._write(_segment_markup(segment))
 
     def _unclosed(self, segment: Segment) -> InvalidInput:
         message = self._message
