@@ -17,6 +17,7 @@ from core.service import Service
 from tests.rules.samples import (
     BROKEN_AT_LINE_4,
     CSV_TO_ORDERS_2_0,
+    IDENTITY_MAP,
     ORDER_TO_CSV_1_0,
     ORDERS_CSV,
     PURCHASE_ORDER,
@@ -25,6 +26,7 @@ from tests.rules.samples import (
 )
 from tests.tui.conftest import make_app, settle, until, wait_for_page
 from tui.app import DocbridgeApp
+from tui.modals.confirm import ConfirmModal
 from tui.screens.integrations import IntegrationsScreen
 from tui.screens.rule_form import RuleFormScreen
 from tui.widgets.rule_result import RuleResult
@@ -285,3 +287,63 @@ def test_rule_form_with_an_error(snap_compare: Any, home: Path, size: tuple[int,
     """After ctrl+r on a broken map: the error with its line, Save stays disabled."""
     with_out_rule(home, BROKEN_AT_LINE_4)
     assert snap_compare(snapshot_app(home), terminal_size=size, run_before=open_and_run)
+
+
+async def test_skeleton_and_an_example_picked_from_the_mailbox(
+    data_dir: Path, service: Service
+) -> None:
+    mailbox = (await service.list_mailboxes())[0]
+    folder = service.config.mailboxes_dir / mailbox.uuid
+    (folder / "coutbox").mkdir(parents=True, exist_ok=True)
+    (folder / "error").mkdir(parents=True, exist_ok=True)
+    (folder / "coutbox" / "orders_7.csv").write_bytes(ORDERS_CSV)
+    (folder / "error" / "bad.csv").write_bytes(b"a;b\n")
+    (folder / "error" / "bad.csv.error.txt").write_text("why it failed")
+    app = make_app(data_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = await new_form(pilot)
+        form.query_one("#rule-direction", Select).value = Direction.OUT.value
+        await settle(pilot)
+        form.query_one("#rule-template", Select).value = PURCHASE_ORDER
+        await settle(pilot)
+
+        area = form.query_one("#rule-conversion_map", TextArea)
+        form.query_one("#rule-skeleton", Button).press()  # an empty map: written at once
+        await until(pilot, lambda: 'version="2.0"' in area.text)
+        assert 'name="orderNumber"' in area.text
+        area.text = "<xsl:stylesheet/>"
+        form.query_one("#rule-skeleton", Button).press()  # a written map: asks first
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmModal)
+        await pilot.press("n")
+        await settle(pilot)
+        assert area.text == "<xsl:stylesheet/>"
+
+        picker = form.query_one("#rule-example_pick", Select)
+        await until(pilot, lambda: len(picker._options) > 1)
+        labels = [str(label) for label, _ in picker._options]
+        assert "coutbox/orders_7.csv" in labels and "error/bad.csv" in labels
+        assert not any(label.endswith(".error.txt") for label in labels)
+        picker.value = f"file:{folder / 'coutbox' / 'orders_7.csv'}"
+        view = form.query_one("#rule-source_view", TextArea)
+        await until(pilot, lambda: "orderNumber" in view.text)
+        assert form.query_one("#rule-example_source", Input).value.endswith("orders_7.csv")
+
+
+async def test_a_second_run_while_one_is_in_progress_is_ignored(
+    data_dir: Path, service: Service
+) -> None:
+    app = make_app(data_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = await new_form(pilot)
+        form.query_one("#rule-name", Input).value = "Twice"
+        form.query_one("#rule-conversion_map", TextArea).text = IDENTITY_MAP
+        example = form.query_one("#rule-example_envelope", TextArea)
+        await until(pilot, lambda: bool(example.text))
+        form.action_run()
+        assert form.running and "Running" in form.query_one(RuleResult).status_text
+        form.action_run()  # ignored, with a notice
+        await until(pilot, lambda: any("in progress" in n.message for n in app._notifications))
+        await until(pilot, lambda: not form.running, within_s=60)
+        await settle(pilot)
+        assert save_enabled(form)

@@ -10,7 +10,6 @@ notice): the Run in flight finishes and its result applies to the state it ran o
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult, SystemCommand
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Footer, Input, Select, Static, TextArea
 
@@ -28,7 +27,6 @@ from core.models import (
     Mailbox,
     MatchTarget,
     RuleForm,
-    RunResult,
     Template,
 )
 from tui.errors import guarded, run_guarded
@@ -36,17 +34,17 @@ from tui.forms import FormScreen
 from tui.keys import bindings, key_label
 from tui.modals.choice import SaveDiscardCancelModal
 from tui.modals.confirm import ConfirmModal
-from tui.subprocesses import prepare_worker_processes
 from tui.widgets.example_source import ExampleSource
 from tui.widgets.header import FormHeader
 from tui.widgets.rule_fields import (
     LATEST,
+    form_buttons,
     in_fields,
     out_fields,
     rule_fields,
     version_options,
 )
-from tui.widgets.rule_result import RuleResult, readable_text
+from tui.widgets.rule_result import RuleResult
 from tui.widgets.rule_texts import ExampleEnvelope, MapEditor
 
 if TYPE_CHECKING:
@@ -125,23 +123,10 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
                 yield from rule_fields(
                     self.initial, self.templates, self.service, self.mailbox.uuid
                 )
-            yield RuleResult()
+            yield RuleResult(self.service)
             yield Static(id="rule-summary")
             yield Static(id="rule-save-hint")
-            with Horizontal(classes="form-buttons"):
-                key = lambda binding_id: key_label(self.app, binding_id)  # noqa: E731
-                yield Button(f"Run ({key('rule.run')})", id="rule-run", compact=True)
-                yield Button(
-                    f"Save ({key('rule.save')})", id="rule-save", variant="primary", compact=True
-                )
-                yield Button(f"Clone ({key('rule.clone')})", id="rule-clone", compact=True)
-                yield Button(
-                    f"Delete ({key('rule.delete')})",
-                    id="rule-delete",
-                    variant="error",
-                    compact=True,
-                )
-                yield Button(f"Back ({key('rule.back')})", id="rule-back", compact=True)
+            yield form_buttons(lambda binding_id: key_label(self.app, binding_id))
         yield Footer()
 
     def on_mount(self) -> None:
@@ -420,36 +405,24 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
     @work(group="rule-run", exclusive=True, exit_on_error=False)
     @guarded
     async def _run_worker(self) -> None:
+        panel = self.query_one(RuleResult)
+        source = next(iter(self.query(ExampleSource)), None)
         try:
-            result = await self._run_once()
+            form, result = await panel.run(self.mailbox.uuid, self.current_form, source)
         finally:
             self.running = False
-        panel = self.query_one(RuleResult)
-        panel.show(result, await asyncio.to_thread(readable_text, result))
-        if result.line:  # the map's cursor goes to the line the error names
-            self.query_one(MapEditor).area.move_cursor((result.line - 1, 0), center=True)
-        self.refresh_form()
-        self.query_one("#rule-page", VerticalScroll).scroll_to_widget(
-            panel, animate=False, top=True
-        )
-
-    async def _run_once(self) -> RunResult:
-        form = self.current_form()
-        source = next(iter(self.query(ExampleSource)), None)
-        if form.direction is Direction.OUT and source is not None and source.needs_loading:
-            if not await source.load_path():
-                message = f"Could not read the example source: {source.typed_name}"
-                return RunResult(False, form.direction, error=message)
-            form = self.current_form()
-        await prepare_worker_processes()
-        result = await self.service.conversions.run(self.mailbox.uuid, form)
         key = run_key(form)
         if result.ok:
             self.ran_key = key
         else:  # a state that fails on its example needs a successful run again
             self.ran_key = None if self.ran_key == key else self.ran_key
             self.trusted_key = None if self.trusted_key == key else self.trusted_key
-        return result
+        if result.line:  # the map's cursor goes to the line the error names
+            self.query_one(MapEditor).area.move_cursor((result.line - 1, 0), center=True)
+        self.refresh_form()
+        self.query_one("#rule-page", VerticalScroll).scroll_to_widget(
+            panel, animate=False, top=True
+        )
 
     def action_skeleton(self) -> None:
         form = self.current_form()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
-from textual.widgets import Select, Static
+from textual.widgets import Button, Select, Static
 
 from core.models import Direction, MatchTarget, RuleForm, Template
 from tui.widgets.example_source import ExampleSource
@@ -92,6 +92,18 @@ def rule_fields(
     )
     yield Vertical(*(() if is_in else out_fields(form, service, mailbox_uuid)), id="rule-out")
     yield MapEditor(service, form.conversion_map)
+
+
+def form_buttons(key: Callable[[str], str]) -> Horizontal:
+    """Run, Save, Clone, Delete, Back, each naming its key as the keymap has it."""
+    return Horizontal(
+        Button(f"Run ({key('rule.run')})", id="rule-run", compact=True),
+        Button(f"Save ({key('rule.save')})", id="rule-save", variant="primary", compact=True),
+        Button(f"Clone ({key('rule.clone')})", id="rule-clone", compact=True),
+        Button(f"Delete ({key('rule.delete')})", id="rule-delete", variant="error", compact=True),
+        Button(f"Back ({key('rule.back')})", id="rule-back", compact=True),
+        classes="form-buttons",
+    )
 
 
 def in_fields(

@@ -3,13 +3,21 @@ writes (with the name its naming pattern gives), or the error with its line."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static, TextArea
 
-from core.models import Direction, RunResult
-from tui.widgets.example_source import indent_xml, xml_language
+from core.models import Direction, RuleForm, RunResult
+from tui.subprocesses import prepare_worker_processes
+from tui.widgets.example_source import ExampleSource, indent_xml, xml_language
+
+if TYPE_CHECKING:
+    from core.service import Service
 
 
 def readable_text(result: RunResult) -> str:
@@ -31,9 +39,10 @@ class RuleResult(Vertical):
     RuleResult #rule-result-text { height: 12; }
     """
 
-    def __init__(self) -> None:
+    def __init__(self, service: Service) -> None:
         super().__init__(id="rule-result", classes="block")
         self.border_title = "Result"
+        self.service = service
         self.result: RunResult | None = None
 
     def compose(self) -> ComposeResult:
@@ -50,6 +59,28 @@ class RuleResult(Vertical):
     @property
     def output_text(self) -> str:
         return self.query_one("#rule-result-text", TextArea).text
+
+    async def run(
+        self,
+        mailbox_uuid: str,
+        read_form: Callable[[], RuleForm],
+        source: ExampleSource | None,
+    ) -> tuple[RuleForm, RunResult]:
+        """Run the form as it is (an OUT example path typed but not loaded yet is read first)
+        and show what it gave; returns the form that ran and its result."""
+        self.running()
+        form = read_form()
+        if form.direction is Direction.OUT and source is not None and source.needs_loading:
+            if not await source.load_path():
+                message = f"Could not read the example source: {source.typed_name}"
+                result = RunResult(False, form.direction, error=message)
+                self.show(result)
+                return form, result
+            form = read_form()
+        await prepare_worker_processes()
+        result = await self.service.conversions.run(mailbox_uuid, form)
+        self.show(result, await asyncio.to_thread(readable_text, result))
+        return form, result
 
     def running(self) -> None:
         self.add_class("-shown")
