@@ -30,6 +30,7 @@ from core.storage import conversions
 
 SavePayloads = Callable[[Mapping[int, Mapping[str, Any]]], Awaitable[None]]
 NAME_KEY = "cinbox_name"
+PARSE_CHUNK = 10
 AS2_NOT_YET = "Sending converted files over AS2 is not available yet in this version."
 
 
@@ -50,12 +51,17 @@ async def perform(
     """Convert and deliver every envelope of ``batch`` (each has an IN rule)."""
     mailboxes_dir = config.mailboxes_dir
     database = str(config.database_path)
-    # One thread hop for the whole batch's parsing, not one per envelope (measured: the hops
-    # cost more than the parsing of a small envelope).
-    parsed = await asyncio.to_thread(_parse_all, batch)
-    results = await asyncio.gather(
-        *(_convert(pool, limits, database, w, p) for w, p in zip(batch, parsed, strict=True))
-    )
+
+    async def convert_chunk(chunk: list[EnvelopeWork]) -> list[Outcome | Converted]:
+        parsed = await asyncio.to_thread(_parse_all, chunk)
+        return await asyncio.gather(
+            *(_convert(pool, limits, database, w, p) for w, p in zip(chunk, parsed, strict=True))
+        )
+
+    # Parsed a few at a time per thread hop (a hop per envelope cost more than parsing a small
+    # one), and the first transforms start while the rest are parsed.
+    chunks = [batch[i : i + PARSE_CHUNK] for i in range(0, len(batch), PARSE_CHUNK)]
+    results = [r for part in await asyncio.gather(*map(convert_chunk, chunks)) for r in part]
     failed = [r for r in results if isinstance(r, Outcome)]
     converted = [r for r in results if isinstance(r, Converted)]
     names = await _final_names(mailboxes_dir, converted, save_payloads)
