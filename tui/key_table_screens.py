@@ -134,6 +134,7 @@ SCREEN_KEYS: tuple[KeySpec, ...] = (
         "Conversions",
         "Switch to the conversion log",
         ACTIVITY,
+        show=False,  # named in the details' title: the footer at 80 columns keeps Quit and Help
     ),
     # -- conversion log ------------------------------------------------------------------------
     KeySpec("conversions.back", "escape", "back", "Back", "Back to the page", CONVERSIONS),
@@ -152,6 +153,7 @@ SCREEN_KEYS: tuple[KeySpec, ...] = (
         "Mark",
         "Mark or unmark the selected record for reprocessing",
         CONVERSIONS,
+        show=False,  # named in the details' title (the footer keeps Quit and Help at 80)
     ),
     KeySpec(
         "conversions.reprocess",
@@ -162,7 +164,13 @@ SCREEN_KEYS: tuple[KeySpec, ...] = (
         CONVERSIONS,
     ),
     KeySpec(
-        "conversions.more", "m", "more", "More", "Show the next records of a long log", CONVERSIONS
+        "conversions.more",
+        "m",
+        "more",
+        "More",
+        "Show the next records of a long log (the summary line says when there are more)",
+        CONVERSIONS,
+        show=False,
     ),
     KeySpec(
         "conversions.filters",

@@ -6,14 +6,18 @@ comes back REPROCESSED; the page's rule counters follow the log."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Select, Static, TextArea
 
+from core.bootstrap import init_data_dir
 from core.engine.engine import Engine
 from core.models import (
     ConversionFilter,
@@ -30,6 +34,7 @@ from tests.engine.test_customer_files import drop
 from tests.engine.test_default_rules import eventually
 from tests.rules.samples import BROKEN_AT_LINE_4, CSV_TO_ORDERS_1_0, ORDERS_CSV, out_rule
 from tests.tui.conftest import make_app, screen_lines, settle, until, wait_for_page
+from tui.app import DocbridgeApp
 from tui.modals.confirm import ConfirmModal
 from tui.modals.conversion_payload import ConversionPayloadModal
 from tui.screens.activity import ActivityScreen
@@ -344,3 +349,69 @@ async def test_a_failed_file_reprocessed_after_fixing_the_rule_comes_back_reproc
         await pilot.press("escape")
         await until(pilot, lambda: pilot.app.screen is page)
         await until(pilot, lambda: [c.plain for c in table.get_row_at(0)][-2:] == ["1", "1"])
+
+
+# -- snapshots ---------------------------------------------------------------------------------
+
+LARGE = (120, 40)
+FIXED_NOW = "2025-01-15T09:30:00.000Z"
+RULE_UUID = "5a1e0c3d-2b4f-4e6a-8c7d-9f0e1a2b3c4d"
+
+
+@pytest.fixture
+def seeded_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The demo account with the six records of ``seed``, at a pinned time and rule uuid."""
+    monkeypatch.setenv("DOCBRIDGE_FIXED_NOW", FIXED_NOW)
+    directory = tmp_path / "home"
+    asyncio.run(init_data_dir(directory, with_demo=True, actor="snapshot"))
+
+    async def setup() -> None:
+        async with _opened(directory) as service:
+            await seed(service)
+
+    with monkeypatch.context() as patch:
+        patch.setattr("core.service.uuid_module.uuid4", lambda: uuid.UUID(RULE_UUID))
+        asyncio.run(setup())
+    return directory
+
+
+def snapshot_app(home: Path) -> DocbridgeApp:
+    app = make_app(home)
+    app.animation_level = "none"
+    return app
+
+
+def log_after(*keys: str) -> Any:
+    async def run(pilot: Pilot[None]) -> None:
+        screen = await open_log(pilot)
+        for key in keys:
+            await pilot.press(key)
+            await settle(pilot)
+        await until(pilot, lambda: pilot.app.screen is screen or not keys)
+        await settle(pilot)
+
+    return run
+
+
+@pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x40"])
+def test_snapshot_log(snap_compare: Any, seeded_home: Path, size: tuple[int, int]) -> None:
+    """F4 from the page: its mailbox's records newest first, the second one marked (space),
+    the cursor on the third (a file no rule took) with its details; at 120 the envelope and
+    error columns too."""
+    assert snap_compare(
+        snapshot_app(seeded_home), terminal_size=size, run_before=log_after("down", "space")
+    )
+
+
+def test_snapshot_view_binary_input(snap_compare: Any, seeded_home: Path) -> None:
+    """The XLSX record's input as a hex head, its output named as not kept (above
+    conversion.keep_bytes), at 80x24."""
+
+    async def run(pilot: Pilot[None]) -> None:
+        screen = await open_log(pilot)
+        screen.query_one(DataTable).move_cursor(row=files(pilot).index("coutbox/orders.xlsx"))
+        await pilot.press("v")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConversionPayloadModal))
+        await settle(pilot)
+
+    assert snap_compare(snapshot_app(seeded_home), terminal_size=SMALL, run_before=run)

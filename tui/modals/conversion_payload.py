@@ -10,7 +10,7 @@ from textual.widgets import Footer, Static, TextArea
 
 from core.models import ConversionPayload, ConversionRecord, ConversionStatus
 from tui.keys import bindings, key_label
-from tui.widgets.conversion_cells import payload_text, rule_label, size_text
+from tui.widgets.conversion_cells import NOTE, TEXT, payload_text, rule_label, size_text
 
 
 class ConversionPayloadModal(ModalScreen[None]):
@@ -55,14 +55,14 @@ class ConversionPayloadModal(ModalScreen[None]):
         yield Footer()
 
     def _area(self, area_id: str, data: bytes, size: int | None) -> TextArea:
-        text, is_data = payload_text(
+        text, kind = payload_text(
             data, size or 0, kept=size is not None, keep_bytes=self.keep_bytes
         )
         area = TextArea(
             text,
             read_only=True,
-            show_line_numbers=is_data,
-            soft_wrap=not is_data,
+            show_line_numbers=kind == TEXT,
+            soft_wrap=kind == NOTE,
             id=area_id,
             classes="payload-area",
         )

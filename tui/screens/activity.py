@@ -212,7 +212,8 @@ class ActivityScreen(Screen[None]):
     def _show_detail(self) -> None:
         pane = self.query_one("#detail-pane")
         tab = key_label(self.app, "activity.next_section")
-        pane.border_title = f"Details · {tab}: next section"
+        log = key_label(self.app, "activity.conversions")
+        pane.border_title = f"Details · {tab}: next section · {log}: conversion log"
         selected = self._selected(self.section)
         detail = self.query_one("#detail", Static)
         if selected is None:

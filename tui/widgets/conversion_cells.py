@@ -63,12 +63,13 @@ def rule_label(record: ConversionRecord) -> str:
 
 
 def envelope_label(record: ConversionRecord) -> str:
-    """One envelope uuid, or the first of several with how many more (an OUT file may make
-    many envelopes)."""
+    """The head of the envelope uuid, with how many more when there are several (an OUT file
+    may make many envelopes)."""
     uuids = [u for u in record.envelope_uuid.split(",") if u]
     if not uuids:
         return ""
-    return uuids[0] if len(uuids) == 1 else f"{uuids[0]} +{len(uuids) - 1}"
+    head = uuids[0][:8] + "…"  # in full under the table
+    return head if len(uuids) == 1 else f"{head} +{len(uuids) - 1}"
 
 
 def short_time(at: str) -> str:
@@ -143,27 +144,31 @@ def details(record: ConversionRecord, mailbox_name: str, keep_bytes: int) -> Tab
 
 
 HEX_HEAD = 512  # bytes of a binary input shown as hex
+HEX_WIDTH = 8
 TEXT_LIMIT = 512 * 1024  # characters shown in the viewer; a longer text says it is cut
 
 
-def payload_text(data: bytes, size: int, *, kept: bool, keep_bytes: int) -> tuple[str, bool]:
-    """What the viewer shows of a kept input or output, and whether it is the data itself as
-    text (False: a note, or a hex head of binary data)."""
+TEXT, HEX, NOTE = "text", "hex", "note"
+
+
+def payload_text(data: bytes, size: int, *, kept: bool, keep_bytes: int) -> tuple[str, str]:
+    """What the viewer shows of a kept input or output, and what that is: the data as text
+    (TEXT), a hex head of binary data (HEX) or a sentence saying why there is nothing (NOTE)."""
     if not kept:
-        return "Not kept (older than conversion.keep_days, or nothing was recorded).", False
+        return "Not kept (older than conversion.keep_days, or nothing was recorded).", NOTE
     if size and not data:
-        return f"Not kept ({size:,} bytes, above conversion.keep_bytes = {keep_bytes:,}).", False
+        return f"Not kept ({size:,} bytes, above conversion.keep_bytes = {keep_bytes:,}).", NOTE
     if not data:
-        return "Empty (0 bytes).", False
+        return "Empty (0 bytes).", NOTE
     if _binary(data):
-        return hex_head(data, size), False
+        return hex_head(data, size), HEX
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         text = data.decode("cp1252", errors="replace")
     if len(text) > TEXT_LIMIT:
-        return text[:TEXT_LIMIT] + f"\n… (cut: {size:,} bytes in all)", True
-    return text, True
+        return text[:TEXT_LIMIT] + f"\n… (cut: {size:,} bytes in all)", TEXT
+    return text, TEXT
 
 
 def _binary(data: bytes) -> bool:
@@ -177,9 +182,9 @@ def _binary(data: bytes) -> bool:
 def hex_head(data: bytes, size: int) -> str:
     head = data[:HEX_HEAD]
     lines = [f"Binary data, {size:,} bytes; the first {len(head)} as hex:", ""]
-    for offset in range(0, len(head), 16):
-        chunk = head[offset : offset + 16]
+    for offset in range(0, len(head), HEX_WIDTH):  # 8 a line: fits a dialog at 80 columns
+        chunk = head[offset : offset + HEX_WIDTH]
         hexes = " ".join(f"{b:02x}" for b in chunk)
         printable = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        lines.append(f"{offset:08x}  {hexes:<47}  {printable}")
+        lines.append(f"{offset:08x}  {hexes:<{HEX_WIDTH * 3 - 1}}  {printable}")
     return "\n".join(lines)
