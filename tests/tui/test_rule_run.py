@@ -106,7 +106,7 @@ async def test_out_rule_runs_on_a_csv_loaded_by_path_then_saves(
         assert "Run again" in panel.status_text
         await pilot.press("ctrl+z")  # back to the state that ran
         await settle(pilot)
-        assert save_enabled(form)
+        assert save_enabled(form) and "Run again" not in panel.status_text
 
         form.query_one("#rule-name", Input).value = "Orders from the ERP"  # renaming keeps it
         form.query_one("#rule-enabled", Checkbox).value = True  # so does switching it on

@@ -231,13 +231,10 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
         allowed = self.can_save
         self.query_one("#rule-save", Button).disabled = not allowed
         hint = self.query_one("#rule-save-hint", Static)
-        if allowed:
-            hint.update("")
-        else:
-            hint.update(
-                Text(f"Run the rule ({key_label(self.app, 'rule.run')}) to enable Save.", "bold")
-            )
-            self.query_one(RuleResult).stale()
+        run = key_label(self.app, "rule.run")
+        hint.update("" if allowed else Text(f"Run the rule ({run}) to enable Save.", "bold"))
+        if not self.running:
+            self.query_one(RuleResult).mark_stale(not allowed)
 
     @property
     def dirty(self) -> bool:

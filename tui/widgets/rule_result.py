@@ -88,14 +88,13 @@ class RuleResult(Vertical):
         status.remove_class("-error")
         status.update(Text("Running…", style="bold"))
 
-    def stale(self) -> None:
-        """The form changed since this result: say so (the result itself stays readable)."""
+    def mark_stale(self, stale: bool) -> None:
+        """Whether the form changed since this result (the result itself stays readable)."""
         if self.result is not None and self.result.ok:
-            self.query_one("#rule-result-status", Static).update(
-                self._heading(self.result).append(
-                    "  (the form changed since: Run again)", style="dim"
-                )
-            )
+            heading = self._heading(self.result)
+            if stale:
+                heading.append("  (the form changed since: Run again)", style="dim")
+            self.query_one("#rule-result-status", Static).update(heading)
 
     def show(self, result: RunResult, text: str | None = None) -> None:
         self.result = result
