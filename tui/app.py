@@ -103,6 +103,10 @@ class DocbridgeApp(App[None]):
         """Run the engine in this process unless another process already does (then this
         window is a client of the same store and the header names the engine's pid)."""
         assert self.service is not None
+        from tui.subprocesses import prepare_worker_processes
+
+        # The engine's transform pool spawns processes from inside the app (OUT and IN rules).
+        await prepare_worker_processes()
         try:
             engine = await self.service.start_engine()
         except (DocbridgeError, OSError) as exc:
@@ -179,9 +183,11 @@ class DocbridgeApp(App[None]):
 
         if self.service is None or isinstance(self.screen, ConversionsScreen):
             return
+        from_page = True
         if isinstance(self.screen, ActivityScreen):
+            from_page = False  # every mailbox's attempts, as Activity shows them
             self.screen.dismiss(None)
-        open_conversions(self, self.service)
+        open_conversions(self, self.service, from_page=from_page)
 
     async def action_quit(self) -> None:
         dirty = [s for s in self.screen_stack if getattr(s, "dirty", False)]

@@ -6,6 +6,7 @@ comes back REPROCESSED; the page's rule counters follow the log."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,7 +39,7 @@ from tui.app import DocbridgeApp
 from tui.modals.confirm import ConfirmModal
 from tui.modals.conversion_payload import ConversionPayloadModal
 from tui.screens.activity import ActivityScreen
-from tui.screens.conversions import ConversionsScreen
+from tui.screens.conversions import PAGE_SIZE, ConversionsScreen, Filters
 from tui.widgets.rule_table import RuleTable
 
 __all__ = ["engine", "smtp_server"]  # the engine fixtures, for the end-to-end test
@@ -284,6 +285,37 @@ async def test_reprocess_asks_then_says_what_was_queued_and_what_was_skipped(
         assert any("its input was not kept" in message for message in toasts)
 
 
+def write_many(conn: sqlite3.Connection, mailbox: str, count: int, keep: int) -> None:
+    for n in range(count):
+        entry = NewConversion(
+            mailbox,
+            Direction.OUT,
+            None,
+            "",
+            ConversionStatus.FAILED,
+            file_name=f"coutbox/file-{n:03}.txt",
+            error="No conversion rule matches this file.",
+        )
+        conversions.record(conn, entry, keep)
+
+
+async def test_a_long_log_shows_a_page_and_more_on_request(data_dir: Path) -> None:
+    async with _opened(data_dir) as service:
+        mailbox = (await service.list_mailboxes())[0].uuid
+        await service.db.write(write_many, mailbox, PAGE_SIZE + 5, 1024)
+    app = make_app(data_dir)
+    async with app.run_test(size=SMALL) as pilot:
+        screen = await open_log(pilot)
+        assert len(screen.records) == PAGE_SIZE
+        assert files(pilot)[0] == f"coutbox/file-{PAGE_SIZE + 4:03}.txt"  # newest first
+        text = "\n".join(screen_lines(pilot))
+        assert f"{PAGE_SIZE} of {PAGE_SIZE + 5} records (m: more)" in text
+        await pilot.press("m")
+        await until(pilot, lambda: len(screen.records) == PAGE_SIZE + 5)
+        assert files(pilot)[-1] == "coutbox/file-000.txt"
+        assert screen.query_one(DataTable).row_count == PAGE_SIZE + 5
+
+
 async def test_f4_and_f6_switch_between_the_log_and_activity(data_dir: Path) -> None:
     app = make_app(data_dir)
     async with app.run_test(size=SMALL) as pilot:
@@ -297,6 +329,7 @@ async def test_f4_and_f6_switch_between_the_log_and_activity(data_dir: Path) -> 
         await until(pilot, lambda: isinstance(pilot.app.screen, ConversionsScreen))
         await settle(pilot)
         assert len(pilot.app.screen_stack) == 3
+        assert log_screen(pilot).filters == Filters()  # every mailbox, as Activity shows
 
 
 async def test_a_failed_file_reprocessed_after_fixing_the_rule_comes_back_reprocessed(

@@ -430,9 +430,9 @@ class ConversionsScreen(Screen[None]):
             yield SystemCommand(title, help_text, callback)
 
 
-def open_conversions(app: App[Any], service: Service) -> None:
-    """Open the log for the page's mailbox (from the rules table: for the selected rule); the
-    page's rule counters are read again when it closes."""
+def open_conversions(app: App[Any], service: Service, *, from_page: bool = True) -> None:
+    """Open the log: from the page for its mailbox (from the rules table: for the selected
+    rule), else for every mailbox; the page's rule counters are read again when it closes."""
     from tui.page.rules import RulesBlock
     from tui.screens.integrations import IntegrationsScreen
 
@@ -441,6 +441,7 @@ def open_conversions(app: App[Any], service: Service) -> None:
     block: RulesBlock | None = None
     if page is not None:
         block = page.query_one(RulesBlock)
+    if page is not None and block is not None and from_page:
         filters = Filters(mailbox_uuid=page.state.mailbox.uuid)
         if app.screen is page and block.has_focus_within:
             rule = block.selected()

@@ -92,7 +92,7 @@ def cells(
         "mailbox": mailbox_name,
         "rule": rule_label(record),
         "dir": record.direction.value,
-        "file": record.file_name,
+        "file": record.file_name.rpartition("/")[2],  # the folder is in the details
         "envelope": envelope_label(record),
         "error": record.error,
     }
@@ -155,7 +155,11 @@ def payload_text(data: bytes, size: int, *, kept: bool, keep_bytes: int) -> tupl
     """What the viewer shows of a kept input or output, and what that is: the data as text
     (TEXT), a hex head of binary data (HEX) or a sentence saying why there is nothing (NOTE)."""
     if not kept:
-        return "Not kept (older than conversion.keep_days, or nothing was recorded).", NOTE
+        return (
+            "Nothing kept for this record (a default rule keeps none; kept data older than "
+            "conversion.keep_days is dropped).",
+            NOTE,
+        )
     if size and not data:
         return f"Not kept ({size:,} bytes, above conversion.keep_bytes = {keep_bytes:,}).", NOTE
     if not data:
