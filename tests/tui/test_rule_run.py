@@ -12,8 +12,10 @@ from textual.pilot import Pilot
 from textual.widgets import Button, Checkbox, Input, Select, TextArea
 
 from core.bootstrap import init_data_dir
-from core.models import Direction
+from core.models import ConversionStatus, Direction
 from core.service import Service
+from core.storage import conversions
+from core.storage.conversions import NewConversion
 from tests.rules.samples import (
     BROKEN_AT_LINE_4,
     CSV_TO_ORDERS_2_0,
@@ -29,6 +31,7 @@ from tui.app import DocbridgeApp
 from tui.modals.confirm import ConfirmModal
 from tui.screens.integrations import IntegrationsScreen
 from tui.screens.rule_form import RuleFormScreen
+from tui.widgets.example_source import ExampleSource
 from tui.widgets.rule_result import RuleResult
 
 
@@ -299,6 +302,18 @@ async def test_skeleton_and_an_example_picked_from_the_mailbox(
     (folder / "coutbox" / "orders_7.csv").write_bytes(ORDERS_CSV)
     (folder / "error" / "bad.csv").write_bytes(b"a;b\n")
     (folder / "error" / "bad.csv.error.txt").write_text("why it failed")
+    recent = NewConversion(
+        mailbox.uuid,
+        Direction.OUT,
+        None,
+        "",
+        ConversionStatus.FAILED,
+        file_name="coutbox/recent_orders.csv",
+        error="No conversion rule matches this file.",
+        input_name="recent_orders.csv",
+        input=ORDERS_CSV,
+    )
+    await service.db.write(conversions.record, recent, service.config.conversion.keep_bytes)
     app = make_app(data_dir)
     async with app.run_test(size=(120, 40)) as pilot:
         form = await new_form(pilot)
@@ -328,6 +343,15 @@ async def test_skeleton_and_an_example_picked_from_the_mailbox(
         view = form.query_one("#rule-source_view", TextArea)
         await until(pilot, lambda: "orderNumber" in view.text)
         assert form.query_one("#rule-example_source", Input).value.endswith("orders_7.csv")
+
+        [(label, value)] = [(lb, v) for lb, v in picker._options if "recent_orders" in str(lb)]
+        assert str(label).startswith("recent: recent_orders.csv")
+        view.load_text("")
+        picker.value = value  # a recent conversion's kept input
+        await until(pilot, lambda: "orderNumber" in view.text)
+        assert form.query_one("#rule-example_source", Input).value == "recent_orders.csv"
+        source = form.query_one(ExampleSource)
+        assert source.example.data == ORDERS_CSV and not source.needs_loading
 
 
 async def test_a_second_run_while_one_is_in_progress_is_ignored(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.message import Message
@@ -23,6 +23,7 @@ from textual.widgets import Select, Static, TextArea
 
 from core.errors import DocbridgeError
 from core.models import ConversionFilter, Direction
+from tui.errors import guarded
 from tui.widgets.fields import FieldError, FieldRow, FormInput
 
 if TYPE_CHECKING:
@@ -177,6 +178,7 @@ class ExampleSource(Vertical):
         self._load_worker()
 
     @work(group="example-load", exclusive=True, exit_on_error=False)
+    @guarded
     async def _load_worker(self) -> None:
         await self.load_path()
 
@@ -207,6 +209,7 @@ class ExampleSource(Vertical):
             self._pick_worker(value)
 
     @work(group="example-load", exclusive=True, exit_on_error=False)
+    @guarded
     async def _pick_worker(self, value: str) -> None:
         kind, _, ref = value.partition(":")
         if kind == "file":
@@ -232,6 +235,7 @@ class ExampleSource(Vertical):
         self._view_worker()
 
     @work(group="example-view", exclusive=True, exit_on_error=False)
+    @guarded
     async def _view_worker(self) -> None:
         await self._show_view()
 
@@ -260,7 +264,13 @@ class ExampleSource(Vertical):
     def refresh_choices(self) -> None:
         self._choices_worker()
 
+    @on(events.DescendantFocus)
+    def _focused(self, event: events.DescendantFocus) -> None:
+        if event.widget.id == "rule-example_pick":
+            self.refresh_choices()  # files come and go while the form is open
+
     @work(group="example-choices", exclusive=True, exit_on_error=False)
+    @guarded
     async def _choices_worker(self) -> None:
         files = await asyncio.to_thread(
             _folder_files, self.service.config.mailboxes_dir, self.mailbox_uuid
