@@ -17,6 +17,7 @@ import hashlib
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -356,27 +357,28 @@ def _run_saxon(executable: Any, node: Any, max_output: int) -> tuple[bytes, Xslt
         return _read_result(target, size()), None
 
 
-_result: tuple[int, int] | None = None  # (pid, memfd) of this process
+_results = threading.local()  # .file: (pid, memfd) of this thread
 
 
 @contextlib.contextmanager
 def _result_file() -> Iterator[tuple[str, Callable[[], int]]]:
     """Where Saxon writes a result: a path, and how to ask the size written there.
 
-    One anonymous in-memory file per process (Linux ``memfd``), emptied after each run: a
+    One anonymous in-memory file per thread (Linux ``memfd``), emptied after each run: a
     file and a folder made and removed per run cost more than a small transform itself
     (about 2 ms of 3 on ext4, measured), and the memory is freed with the process even
     when it is killed. Elsewhere, a temporary folder per run.
     """
-    global _result
     if not hasattr(os, "memfd_create"):
         with tempfile.TemporaryDirectory(prefix="docbridge-xslt-") as folder:
             target = Path(folder) / "result"
             yield str(target), lambda: target.stat().st_size if target.exists() else 0
         return
-    if _result is None or _result[0] != os.getpid():
-        _result = (os.getpid(), os.memfd_create("docbridge-xslt-result", os.MFD_CLOEXEC))
-    fd = _result[1]
+    kept: tuple[int, int] | None = getattr(_results, "file", None)
+    if kept is None or kept[0] != os.getpid():
+        kept = (os.getpid(), os.memfd_create("docbridge-xslt-result", os.MFD_CLOEXEC))
+        _results.file = kept
+    fd = kept[1]
     try:
         yield f"/proc/self/fd/{fd}", lambda: os.fstat(fd).st_size
     finally:
