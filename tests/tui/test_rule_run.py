@@ -137,6 +137,7 @@ async def test_in_rule_runs_on_the_generated_example_envelope(
     app = make_app(data_dir)
     async with app.run_test(size=(120, 40)) as pilot:
         form = await new_form(pilot)
+        assert not form.query_one("#rule-skeleton").display  # a skeleton is an OUT map
         form.query_one("#rule-name", Input).value = "Orders to CSV"
         form.query_one("#rule-template", Select).value = PURCHASE_ORDER
         form.query_one("#rule-naming_pattern", Input).value = "{envelopeUuid}.csv"

@@ -130,7 +130,7 @@ class ExampleSource(Vertical):
             "example_source",
             name,
             id="rule-example_source",
-            placeholder="path of an example file; enter loads it",
+            placeholder="path of an example file (→ completes, enter loads)",
         )
         self.path_input.suggester = PathSuggester()
 
