@@ -233,6 +233,7 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
         hint = self.query_one("#rule-save-hint", Static)
         run = key_label(self.app, "rule.run")
         hint.update("" if allowed else Text(f"Run the rule ({run}) to enable Save.", "bold"))
+        hint.display = not allowed
         if not self.running:
             self.query_one(RuleResult).mark_stale(not allowed)
 
@@ -417,9 +418,9 @@ class RuleFormScreen(FormScreen[RuleFormResult | None]):
         if result.line:  # the map's cursor goes to the line the error names
             self.query_one(MapEditor).area.move_cursor((result.line - 1, 0), center=True)
         self.refresh_form()
-        self.query_one("#rule-page", VerticalScroll).scroll_to_widget(
-            panel, animate=False, top=True
-        )
+        page = self.query_one("#rule-page", VerticalScroll)
+        # Once the Result has its new size: at the top of the page, as much of it as fits.
+        self.call_after_refresh(page.scroll_to_widget, panel, animate=False, top=True)
 
     def action_skeleton(self) -> None:
         form = self.current_form()

@@ -36,7 +36,7 @@ class RuleResult(Vertical):
     RuleResult.-shown { display: block; }
     RuleResult #rule-result-status { height: auto; }
     RuleResult #rule-result-status.-error { color: $text-error; }
-    RuleResult #rule-result-text { height: 12; }
+    RuleResult #rule-result-text { height: auto; max-height: 14; }
     """
 
     def __init__(self, service: Service) -> None:

@@ -30,8 +30,10 @@ if TYPE_CHECKING:
 
 
 def replace_all(area: TextArea, text: str) -> None:
-    """Replace the editor's text as one edit the user can undo."""
+    """Replace the editor's text as one edit the user can undo, shown from its first line."""
     area.replace(text, area.document.start, area.document.end)
+    area.move_cursor((0, 0))
+    area.scroll_home(animate=False)
 
 
 class MapEditor(Vertical):
