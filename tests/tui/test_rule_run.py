@@ -80,6 +80,14 @@ async def test_out_rule_runs_on_a_csv_loaded_by_path_then_saves(
         assert not save_enabled(form)
         assert "Run the rule (ctrl+r) to enable Save" in hint(form)
 
+        # A path that is not there: Run says why, under the field and in the Result.
+        form.query_one("#rule-example_source", Input).value = str(tmp_path / "missing.csv")
+        panel = await run(pilot, form)
+        assert panel.status_text.startswith("✗ Run failed: Could not read the example source")
+        assert "missing.csv" in str(form.query_one("#rule-example-error").render())
+        assert form.query_one("#rule-example-error").display and not save_enabled(form)
+        form.query_one("#rule-example_source", Input).value = ""
+
         # The path typed with completion: the folder's only file is suggested, → accepts it.
         form.query_one("#rule-example_source", Input).focus()
         await pilot.press(*f"{tmp_path}/ord")

@@ -24,7 +24,7 @@ from textual.widgets import Select, Static, TextArea
 from core.errors import DocbridgeError
 from core.models import ConversionFilter, Direction
 from tui.errors import guarded
-from tui.widgets.fields import FieldError, FieldRow, FormInput
+from tui.widgets.fields import FieldRow, FormInput
 
 if TYPE_CHECKING:
     from core.service import Service
@@ -115,6 +115,7 @@ class ExampleSource(Vertical):
     ExampleSource { height: auto; }
     ExampleSource #rule-source_view { height: 8; }
     ExampleSource #rule-source_details { height: auto; color: $text-muted; }
+    ExampleSource #rule-example-error { height: auto; display: none; }
     """
 
     class Loaded(Message):
@@ -136,7 +137,8 @@ class ExampleSource(Vertical):
 
     def compose(self) -> ComposeResult:
         yield FieldRow("Example source", self.path_input)
-        yield FieldError("example_source", id="err-example_source")
+        # Not a FieldError: the form clears those from its own field checks on every edit.
+        yield Static(id="rule-example-error", classes="field-error")
         yield FieldRow(
             "",
             Select[str]([], prompt=PICK_PROMPT, id="rule-example_pick", compact=True),
@@ -182,24 +184,29 @@ class ExampleSource(Vertical):
     async def _load_worker(self) -> None:
         await self.load_path()
 
-    async def load_path(self) -> bool:
-        """Read the typed path; an error shows under the field and the old example stays."""
+    async def load_path(self) -> str | None:
+        """Read the typed path: None when loaded, else why not (shown under the field; the
+        old example stays)."""
         name = self.typed_name
-        error = self.query_one("#err-example_source", FieldError)
         if not name:
             self.example = Example("", b"")
-            error.show(None)
+            self._show_error(None)
             await self._loaded()
-            return True
+            return None
         try:
             data = await self.service.read_example_source(name)
         except DocbridgeError as exc:
-            error.show(str(exc))
-            return False
-        error.show(None)
+            self._show_error(str(exc))
+            return str(exc)
+        self._show_error(None)
         self.example = Example(name, data)
         await self._loaded()
-        return True
+        return None
+
+    def _show_error(self, message: str | None) -> None:
+        error = self.query_one("#rule-example-error", Static)
+        error.update(Text(f"✗ {message}") if message else "")
+        error.display = bool(message)
 
     @on(Select.Changed, "#rule-example_pick")
     def _picked(self, event: Select.Changed) -> None:
@@ -224,7 +231,7 @@ class ExampleSource(Vertical):
             return
         self.example = Example(payload.input_name, payload.input)
         self.path_input.value = payload.input_name
-        self.query_one("#err-example_source", FieldError).show(None)
+        self._show_error(None)
         await self._loaded()
 
     async def _loaded(self) -> None:

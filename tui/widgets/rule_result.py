@@ -71,8 +71,9 @@ class RuleResult(Vertical):
         self.running()
         form = read_form()
         if form.direction is Direction.OUT and source is not None and source.needs_loading:
-            if not await source.load_path():
-                message = f"Could not read the example source: {source.typed_name}"
+            problem = await source.load_path()
+            if problem is not None:
+                message = f"Could not read the example source: {problem}"
                 result = RunResult(False, form.direction, error=message)
                 self.show(result)
                 return form, result
