@@ -24,7 +24,13 @@ from core.clock import timestamp, utc_days_ago
 from core.config import Config
 from core.conversion.apply import Limits
 from core.conversion.pool import TransformPool
-from core.engine import envelope_handler, file_handler, in_conversion, mail_handler, out_conversion
+from core.engine import (
+    envelope_handler,
+    file_batch,
+    file_handler,
+    in_conversion,
+    mail_handler,
+)
 from core.engine.sftp_component import SftpComponent
 from core.errors import DocbridgeError, StoreError
 from core.models import AttemptOutcome, Job, JobKind
@@ -382,68 +388,33 @@ class Engine:
     async def _file_loop(self) -> None:
         while not self._stopping.is_set():
             claimed = await self._claim(JobKind.FILE)
-            for job in claimed:
+            if claimed:
                 try:
-                    await self._handle_file(job)
-                except Exception as exc:
-                    log.exception("customer file %s failed", job.ref)
-                    await self._fail_job(job, f"Internal error: {exc}")
-                    self._scan_now.set()  # if it was parked, hand it back now
+                    await self._handle_files(claimed)
+                except Exception:
+                    # A defect somewhere in the batch: each file again on its own, so only
+                    # the culprit fails (claims make every step safe to repeat).
+                    log.exception("file batch failed; handling its files one by one")
+                    await self._handle_files_alone(claimed)
             await self._passed(EngineLoop.FILE)
             if not claimed:
                 await self._idle(JobKind.FILE)
 
-    async def _handle_file(self, job: Job) -> None:
-        work = await asyncio.to_thread(
-            file_handler.read_file,
-            self.config.mailboxes_dir,
-            job,
-            self.config.sftp.max_file_size,
-        )
-        if work.gone:
-            await self.db.write(jobs.complete, job.id)
-            return
-        if work.error is None and work.folder == "coutbox":
-            await self._convert_file(work)
-            return
-        reason = work.error
-        if reason is None:
-            reason = await self.db.write(file_handler.take_in, work)
-            if reason is None:
-                await asyncio.to_thread(file_handler.remove_taken, work)
-                return
-        try:
-            await asyncio.to_thread(file_handler.send_to_error, work, reason)
-        except OSError as exc:
-            await self._fail_job(job, f"Cannot move the file to error/: {exc}")
-            self._scan_now.set()
-            return
-        await self.db.write(file_handler.record_error, work, reason)
+    async def _handle_files(self, claimed: list[Job]) -> None:
+        stuck = await file_batch.handle(self.db, self.config, self.transforms, self.limits, claimed)
+        for job, error in stuck:
+            await self._fail_job(job, error)
+        if stuck:
+            self._scan_now.set()  # if one was parked, hand it back now
 
-    async def _convert_file(self, work: file_handler.FileWork) -> None:
-        """A coutbox/ file through the OUT rules: its envelopes recorded, or error/ and why."""
-        keep = self.config.conversion.keep_bytes
-        rules = await self.db.read(out_conversion.load_rules, work.job.mailbox_uuid)
-        limits = self.limits.for_account(str(self.config.database_path), rules.account_uuid)
-        attempt = await out_conversion.convert(self.transforms, limits, rules, work)
-        reason = attempt.error
-        if reason is None:
+    async def _handle_files_alone(self, claimed: list[Job]) -> None:
+        for job in claimed:
             try:
-                await self.db.write(out_conversion.take_in, attempt, keep)
-            except out_conversion.EnvelopeRefused as exc:
-                reason = str(exc)
-            else:
-                await asyncio.to_thread(file_handler.remove_taken, work)
-                if work.job.payload.get("reprocess"):
-                    await asyncio.to_thread(file_handler.clear_resolved_error, work)
-                return
-        try:
-            await asyncio.to_thread(file_handler.send_to_error, work, reason)
-        except OSError as exc:
-            await self._fail_job(work.job, f"Cannot move the file to error/: {exc}")
-            self._scan_now.set()
-            return
-        await self.db.write(out_conversion.record_failure, attempt, reason, keep)
+                await self._handle_files([job])
+            except Exception as exc:
+                log.exception("customer file %s failed", job.ref)
+                await self._fail_job(job, f"Internal error: {exc}")
+                self._scan_now.set()  # if it was parked, hand it back now
 
     async def _fail_job(self, job: Job, error: str) -> None:
         """Fail one job with its own error, on record in the activity log."""

@@ -257,3 +257,17 @@ def _in_write_transaction(conn: sqlite3.Connection, fn: Callable[..., T], /, *ar
 def _in_read_transaction(conn: sqlite3.Connection, fn: Callable[..., T], /, *args: object) -> T:
     with read_transaction(conn):
         return fn(conn, *args)
+
+
+@contextlib.contextmanager
+def savepoint(conn: sqlite3.Connection) -> Iterator[None]:
+    """One item of a batch transaction: an exception undoes this item's writes only (and
+    propagates), the batch's other items stay."""
+    conn.execute("SAVEPOINT item")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK TO item")
+        conn.execute("RELEASE item")
+        raise
+    conn.execute("RELEASE item")
