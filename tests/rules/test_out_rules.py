@@ -288,3 +288,29 @@ async def test_unreadable_sources_go_to_error_naming_format_and_place_and_lose_n
     for name, data in broken.items():  # nothing lost: each file back, byte for byte
         assert (root / "error" / name).read_bytes() == data
     print(*(notes[f"{n}.error.txt"] for n in broken), sep="\n")
+
+
+async def test_a_file_whose_second_envelope_is_refused_records_none_and_its_batch_flows(
+    service: Service, engine: Engine, data_dir: Path
+) -> None:
+    """The template check runs where envelopes are recorded, all files of a batch in one
+    transaction: the refused file's first envelope must be undone with it, the others kept."""
+    mailbox, root = await setup(service, data_dir)
+    unknown_field_on_po_2 = CSV_TO_ORDERS_1_0.replace(
+        '<field name="currency">',
+        '<xsl:if test="col[@index=0]=\'PO-2\'"><field name="bogus">x</field></xsl:if>'
+        '<field name="currency">',
+    )
+    await service.create_rule(mailbox, out_rule("Bogus", unknown_field_on_po_2))
+    good = ORDERS_CSV.replace(b"PO-1", b"PO-7").replace(b"PO-2", b"PO-8")
+    await asyncio.to_thread(drop, root, "coutbox", "bad.csv", ORDERS_CSV)
+    await asyncio.to_thread(drop, root, "coutbox", "good.csv", good)
+    engine.wake()
+
+    async def handled() -> bool:
+        return len(await error_files(root)) == 2 and len(await sent_subjects(service, mailbox)) == 2
+
+    await eventually(handled)
+    assert await sent_subjects(service, mailbox) == ["Order PO-7", "Order PO-8"]
+    note = (await error_files(root))["bad.csv.error.txt"]
+    assert "Envelope 2 of 2" in note and "bogus" in note
