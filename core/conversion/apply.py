@@ -24,8 +24,9 @@ from dataclasses import dataclass, replace
 
 from lxml import etree
 
+from core.conversion.errors import XsltError
 from core.conversion.extensions import LookupContext
-from core.conversion.pool import TransformPool
+from core.conversion.pool import TransformItem, TransformPool
 from core.conversion.sources import SourceKind, SourceView
 from core.envelope_checks import check_sender_is
 from core.envelope_xml import EnvelopeXml, parse_envelope_xml
@@ -152,6 +153,29 @@ async def convert_envelope(
         lookups=limits.lookups,
     )
     return ConvertedFile(output.content, output.encoding, output.method)
+
+
+async def convert_envelopes(
+    pool: TransformPool,
+    form: RuleForm,
+    envelopes: Sequence[tuple[bytes, EnvelopeXml, LookupContext | None]],
+    limits: Limits,
+) -> list[ConvertedFile | XsltError]:
+    """:func:`convert_envelope` for many envelopes of one rule at once (each with its own
+    look-ups; ``limits.lookups`` is not used): one outcome per envelope, in order, so one
+    envelope's failure is its own."""
+    items = []
+    for xml, parsed, lookups in envelopes:
+        sender = parsed.role_mailbox("sender") or ""
+        parameters = transform_parameters(sender, parsed.template_uuid, parsed.template_version)
+        items.append(TransformItem(xml, parameters, lookups))
+    outcomes = await pool.run_transforms(
+        form.conversion_map, items, time_limit=limits.time_limit, max_output=limits.max_output
+    )
+    return [
+        o if isinstance(o, XsltError) else ConvertedFile(o.content, o.encoding, o.method)
+        for o in outcomes
+    ]
 
 
 async def convert_source(

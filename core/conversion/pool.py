@@ -12,6 +12,10 @@ must be importable without side effects (a console script or ``python -m``; not 
 Blocking pipe I/O and process start/stop happen on the pool's own threads, never on the event
 loop. Each worker caches compiled stylesheets by the hash of their text, so one rule revision
 compiles once per process.
+
+Many small transforms of one stylesheet (a batch of received envelopes) go through
+:meth:`TransformPool.run_transforms`: a few items per pipe message, one thread hop per message,
+instead of one of each per transform (a round trip cost about as much as a small transform).
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ import resource
 import signal
 import tempfile
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, NamedTuple
 
 from core.conversion.errors import (
     Wire,
@@ -57,12 +62,36 @@ DEFAULT_MAX_MEMORY = 2 * 1024 * 1024 * 1024
 STARTUP_TIMEOUT = 60.0
 CACHE_SIZE = 32
 RAW_SOURCE_BYTES = 1024 * 1024  # a source this large is sent apart from its job
+# At most this much per batch message: a slot is held for one message, and a single transform
+# queued behind a batch must not wait long for it.
+BATCH_ITEMS = 16
+BATCH_BYTES = 256 * 1024
+TIMED_OUT = "timed out"  # why a batch stopped short (_Worker.call_batch)
+ENDED = "ended"
 
 # stylesheet, source, parameters, output cap and, optionally, where look-ups are answered from
 Job = (
     tuple[bytes | str, bytes, dict[str, str], int]
     | tuple[bytes | str, bytes, dict[str, str], int, LookupContext | None]
 )
+
+
+@dataclass(frozen=True)
+class TransformItem:
+    """One transform of a batch (:meth:`TransformPool.run_transforms`): its source, its
+    parameters (passed as strings) and where its look-ups are answered from."""
+
+    source: bytes
+    parameters: Mapping[str, str]
+    lookups: LookupContext | None = None
+
+
+class Batch(NamedTuple):
+    """The pipe message of a batch: the worker replies once per item, in order."""
+
+    stylesheet: bytes | str
+    max_output: int
+    items: list[tuple[bytes, dict[str, str], LookupContext | None]]
 
 
 class TransformPool:
@@ -134,25 +163,124 @@ class TransformPool:
                 )
             except TimeoutError:
                 await self._discard(worker)
-                raise XsltTimeLimit(
-                    f"The conversion map ran longer than {limit:g} s",
-                    "It was stopped. Check it for an endless recursion or loop; a map that is "
-                    "just slow needs a higher time limit.",
-                ) from None
+                raise _time_limit_error(limit) from None
             except (EOFError, OSError):
                 await self._discard(worker)
-                raise XsltRuntimeError(
-                    "The conversion map's worker process ended unexpectedly",
-                    "It may have run out of memory; check the map for a runaway recursion.",
-                ) from None
+                raise _ended_error() from None
             except BaseException:
                 await asyncio.shield(self._discard(worker))  # its job may still be running
                 raise
             self._idle.append(worker)
-        if reply[0] == "ok":
-            _, content, method, media_type, encoding = reply
-            return XsltOutput(content, method, media_type, encoding)
-        raise from_wire(reply[1])
+        outcome = _outcome(reply)
+        if isinstance(outcome, XsltError):
+            raise outcome
+        return outcome
+
+    async def run_transforms(
+        self,
+        stylesheet: bytes | str,
+        items: Sequence[TransformItem],
+        *,
+        time_limit: float | None = None,
+        max_output: int | None = None,
+    ) -> list[XsltOutput | XsltError]:
+        """Transform each item's source with ``stylesheet``: one outcome per item, in order.
+
+        Each item fails alone: its outcome is the :class:`XsltError` that
+        :meth:`run_transform` would raise, and the others still run. ``time_limit`` and
+        ``max_output`` hold for each item as for one transform. A worker killed at an item
+        (time limit, memory) fails that item only; the items after it run in a fresh process
+        (an innocent neighbour must not fail for a runaway: an IN rule's failure is final).
+
+        Items go a few to a pipe message (:data:`BATCH_ITEMS`, :data:`BATCH_BYTES`), spread
+        over the workers; a large source goes on its own, as with :meth:`run_transform`.
+        """
+        if self._closed:
+            raise RuntimeError("the transform pool is closed")
+        limit = self.time_limit if time_limit is None else time_limit
+        cap = self.max_output if max_output is None else max_output
+        results: list[XsltOutput | XsltError | None] = [None] * len(items)
+
+        async def alone(index: int) -> None:
+            item = items[index]
+            try:
+                results[index] = await self.run_transform(
+                    stylesheet,
+                    item.source,
+                    item.parameters,
+                    time_limit=limit,
+                    max_output=cap,
+                    lookups=item.lookups,
+                )
+            except XsltError as error:
+                results[index] = error
+
+        large = [i for i, item in enumerate(items) if len(item.source) >= RAW_SOURCE_BYTES]
+        small = [i for i, item in enumerate(items) if len(item.source) < RAW_SOURCE_BYTES]
+        chunks = _chunks(items, small, self.size)
+
+        async def lane() -> None:
+            # One message at a time per lane and a lane per worker: a transform that comes
+            # later queues behind one message per slot, not behind the whole batch.
+            while chunks:
+                indexes = chunks.pop(0)
+                batch = [items[i] for i in indexes]
+                outcomes = await self._run_batch(stylesheet, batch, limit, cap)
+                for index, outcome in zip(indexes, outcomes, strict=True):
+                    results[index] = outcome
+
+        tasks = [asyncio.ensure_future(alone(index)) for index in large]
+        tasks += [asyncio.ensure_future(lane()) for _ in range(min(self.size, len(chunks)))]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            # Not a TaskGroup: the caller gets the error itself, not an ExceptionGroup.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        done = [outcome for outcome in results if outcome is not None]
+        assert len(done) == len(items)
+        return done
+
+    async def _run_batch(
+        self, stylesheet: bytes | str, items: list[TransformItem], limit: float, cap: int
+    ) -> list[XsltOutput | XsltError]:
+        """One chunk in one slot; after a killed worker the rest go to a fresh one."""
+        outcomes: list[XsltOutput | XsltError] = []
+        loop = asyncio.get_running_loop()
+        async with self._slots:
+            while items:
+                if self._closed:  # close() killed the worker: the rest cannot run either
+                    outcomes += [_ended_error() for _ in items]
+                    break
+                worker = self._idle.pop() if self._idle else await self._start_worker()
+                message = Batch(
+                    stylesheet,
+                    cap,
+                    [
+                        (item.source, {k: str(v) for k, v in item.parameters.items()}, item.lookups)
+                        for item in items
+                    ],
+                )
+                try:
+                    replies, failure = await loop.run_in_executor(
+                        self._threads, worker.call_batch, message, limit
+                    )
+                except BaseException:
+                    await asyncio.shield(self._discard(worker))  # its items may still be running
+                    raise
+                outcomes += [_outcome(reply) for reply in replies]
+                items = items[len(replies) :]
+                if failure is None:
+                    self._idle.append(worker)
+                    break
+                await self._discard(worker)
+                outcomes.append(
+                    _time_limit_error(limit) if failure == TIMED_OUT else _ended_error()
+                )
+                items = items[1:]
+        return outcomes
 
     async def close(self) -> None:
         """Stop every worker process: idle ones are asked to exit, busy ones are killed (their
@@ -187,6 +315,46 @@ class TransformPool:
         await asyncio.get_running_loop().run_in_executor(self._threads, worker.kill)
 
 
+def _chunks(items: Sequence[TransformItem], indexes: list[int], workers: int) -> list[list[int]]:
+    """``indexes`` cut into pipe messages: spread over the workers, none over the caps."""
+    per_message = max(1, min(BATCH_ITEMS, -(-len(indexes) // workers)))
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    size = 0
+    for index in indexes:
+        length = len(items[index].source)
+        if current and (len(current) >= per_message or size + length > BATCH_BYTES):
+            chunks.append(current)
+            current, size = [], 0
+        current.append(index)
+        size += length
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _outcome(reply: Any) -> XsltOutput | XsltError:
+    if reply[0] == "ok":
+        _, content, method, media_type, encoding = reply
+        return XsltOutput(content, method, media_type, encoding)
+    return from_wire(reply[1])
+
+
+def _time_limit_error(limit: float) -> XsltTimeLimit:
+    return XsltTimeLimit(
+        f"The conversion map ran longer than {limit:g} s",
+        "It was stopped. Check it for an endless recursion or loop; a map that is "
+        "just slow needs a higher time limit.",
+    )
+
+
+def _ended_error() -> XsltRuntimeError:
+    return XsltRuntimeError(
+        "The conversion map's worker process ended unexpectedly",
+        "It may have run out of memory; check the map for a runaway recursion.",
+    )
+
+
 class _Worker:
     """One process and the parent's end of its pipe; methods block (run them on a thread)."""
 
@@ -215,6 +383,21 @@ class _Worker:
             self.connection.send((job[0], None, *job[2:]))
             self.connection.send_bytes(job[1])
         return self.connection.recv()
+
+    def call_batch(self, batch: Batch, limit: float) -> tuple[list[Any], str | None]:
+        """The replies to ``batch`` so far and, if the worker stopped short, why: it ran over
+        ``limit`` seconds on the next item (each item's clock starts at the previous reply),
+        or it ended."""
+        replies: list[Any] = []
+        try:
+            self.connection.send(batch)
+            for _ in batch.items:
+                if not self.connection.poll(limit):
+                    return replies, TIMED_OUT
+                replies.append(self.connection.recv())
+        except (EOFError, OSError):
+            return replies, ENDED
+        return replies, None
 
     def kill(self) -> None:
         if self.process.pid is not None:
@@ -260,6 +443,11 @@ def worker_main(connection: Connection, max_memory: int | None = None) -> None:
             return
         if job is None:
             return
+        if isinstance(job, Batch):
+            for source, parameters, lookups in job.items:
+                item: Job = (job.stylesheet, source, parameters, job.max_output, lookups)
+                connection.send(run_job(item, cache, hard))
+            continue
         if job[1] is None:  # the source follows as raw bytes (_Worker.call)
             job = (job[0], connection.recv_bytes(), *job[2:])
         connection.send(run_job(job, cache, hard))

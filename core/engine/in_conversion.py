@@ -18,10 +18,12 @@ from typing import Any
 
 from core.clock import utc_datetime
 from core.config import Config
-from core.conversion.apply import ConvertedFile, Limits, convert_envelope
+from core.conversion.apply import ConvertedFile, Limits, convert_envelopes
+from core.conversion.errors import XsltError
+from core.conversion.extensions import LookupContext
 from core.conversion.pool import TransformPool
 from core.engine.envelope_handler import EnvelopeWork, Outcome
-from core.envelope_xml import EnvelopeXml, parse_envelope_xml
+from core.envelope_xml import EnvelopeXml, parse_stored_envelope_xml
 from core.errors import DocbridgeError
 from core.models import AttemptOutcome, ConversionStatus, Direction, TransferProtocol
 from core.naming import NamingContext, name_with_conversion_time, render_file_name
@@ -30,7 +32,6 @@ from core.storage import conversions
 
 SavePayloads = Callable[[Mapping[int, Mapping[str, Any]]], Awaitable[None]]
 NAME_KEY = "cinbox_name"
-PARSE_CHUNK = 10
 AS2_NOT_YET = "Sending converted files over AS2 is not available yet in this version."
 
 
@@ -39,6 +40,17 @@ class Converted:
     work: EnvelopeWork
     file: ConvertedFile
     name: str  # as the naming pattern gives it (before any clash suffix)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An envelope ready for its map: its bytes, its parsed form and its file's name, or why
+    it cannot be converted."""
+
+    work: EnvelopeWork
+    data: bytes
+    parsed: EnvelopeXml
+    name: str | Exception  # a naming error counts only if the map succeeds
 
 
 async def perform(
@@ -50,66 +62,77 @@ async def perform(
 ) -> list[Outcome]:
     """Convert and deliver every envelope of ``batch`` (each has an IN rule)."""
     mailboxes_dir = config.mailboxes_dir
-    database = str(config.database_path)
-
-    async def convert_chunk(chunk: list[EnvelopeWork]) -> list[Outcome | Converted]:
-        parsed = await asyncio.to_thread(_parse_all, chunk)
-        return await asyncio.gather(
-            *(_convert(pool, limits, database, w, p) for w, p in zip(chunk, parsed, strict=True))
-        )
-
-    # Parsed a few at a time per thread hop (a hop per envelope cost more than parsing a small
-    # one), and the first transforms start while the rest are parsed.
-    chunks = [batch[i : i + PARSE_CHUNK] for i in range(0, len(batch), PARSE_CHUNK)]
-    results = [r for part in await asyncio.gather(*map(convert_chunk, chunks)) for r in part]
-    failed = [r for r in results if isinstance(r, Outcome)]
+    # One thread hop parses and names the whole batch: a hop costs more than a small parse.
+    prepared = await asyncio.to_thread(_prepare_all, batch)
+    failed = [p for p in prepared if isinstance(p, Outcome)]
+    ready = [p for p in prepared if isinstance(p, Prepared)]
+    results = await _convert_all(pool, limits, str(config.database_path), ready)
+    failed += [r for r in results if isinstance(r, Outcome)]
     converted = [r for r in results if isinstance(r, Converted)]
     names = await _final_names(mailboxes_dir, converted, save_payloads)
     written = await asyncio.to_thread(_write, mailboxes_dir, converted, names)
     return failed + written
 
 
-def _parse_all(batch: list[EnvelopeWork]) -> list[tuple[bytes, EnvelopeXml | Exception]]:
-    """Each envelope's bytes and its parsed form, or why it does not parse (AS2 ones are not
-    parsed: they fail before)."""
-    parsed: list[tuple[bytes, EnvelopeXml | Exception]] = []
-    for work in batch:
-        data = work.xml.encode("utf-8")
-        if work.protocol is TransferProtocol.AS2:
-            parsed.append((data, ValueError(AS2_NOT_YET)))
-            continue
-        try:
-            parsed.append((data, parse_envelope_xml(data)))
-        except (DocbridgeError, ValueError) as exc:
-            parsed.append((data, exc))
-    return parsed
+def _prepare_all(batch: list[EnvelopeWork]) -> list[Prepared | Outcome]:
+    return [_prepare(work) for work in batch]
 
 
-async def _convert(
-    pool: TransformPool,
-    limits: Limits,
-    database: str,
-    work: EnvelopeWork,
-    parsed_or_error: tuple[bytes, EnvelopeXml | Exception],
-) -> Outcome | Converted:
+def _prepare(work: EnvelopeWork) -> Prepared | Outcome:
+    """Parse and name one envelope (AS2 ones fail before: not available yet)."""
     assert work.rule is not None
     if work.protocol is TransferProtocol.AS2:
         return Outcome(work, AttemptOutcome.FAILED, AS2_NOT_YET)
-    data, parsed = parsed_or_error
+    data = work.xml.encode("utf-8")
     try:
-        if isinstance(parsed, Exception):
-            raise parsed
-        account = limits.for_account(database, work.account_uuid)
-        file = await convert_envelope(pool, work.rule.form, data, parsed, account)
+        # From our own store: checked against the schema when it was received.
+        parsed = parse_stored_envelope_xml(data)
+    except (DocbridgeError, ValueError) as exc:
+        return _rule_failed(work, exc)
+    try:
         context = NamingContext.for_envelope(
             parsed, mailbox_uuid=work.mailbox_uuid, received_at=work.received_at
         )
-        name = render_file_name(work.rule.form.naming_pattern, context)
+        name: str | Exception = render_file_name(work.rule.form.naming_pattern, context)
     except (DocbridgeError, ValueError) as exc:
-        reason = f"Rule '{work.rule.name}' failed: {exc}"
-        entry = _entry(work, ConversionStatus.FAILED, error=reason, output=None)
-        return Outcome(work, AttemptOutcome.FAILED, reason, permanent=True, conversion=entry)
-    return Converted(work, file, name)
+        name = exc
+    return Prepared(work, data, parsed, name)
+
+
+async def _convert_all(
+    pool: TransformPool, limits: Limits, database: str, ready: list[Prepared]
+) -> list[Outcome | Converted]:
+    """Every envelope through its rule's map: one batch per map, the maps at once."""
+    by_map: dict[str, list[Prepared]] = {}
+    for item in ready:
+        assert item.work.rule is not None
+        by_map.setdefault(item.work.rule.form.conversion_map, []).append(item)
+
+    async def convert(group: list[Prepared]) -> list[Outcome | Converted]:
+        assert group[0].work.rule is not None
+        envelopes = [
+            (p.data, p.parsed, LookupContext(database, p.work.account_uuid)) for p in group
+        ]
+        files = await convert_envelopes(pool, group[0].work.rule.form, envelopes, limits)
+        return [_converted(p, file) for p, file in zip(group, files, strict=True)]
+
+    return [r for part in await asyncio.gather(*map(convert, by_map.values())) for r in part]
+
+
+def _converted(item: Prepared, file: ConvertedFile | XsltError) -> Outcome | Converted:
+    if isinstance(file, XsltError):
+        return _rule_failed(item.work, file)
+    if isinstance(item.name, Exception):
+        return _rule_failed(item.work, item.name)
+    return Converted(item.work, file, item.name)
+
+
+def _rule_failed(work: EnvelopeWork, exc: Exception) -> Outcome:
+    """A failure of the rule on this envelope: final (a retry meets the same map), logged."""
+    assert work.rule is not None
+    reason = f"Rule '{work.rule.name}' failed: {exc}"
+    entry = _entry(work, ConversionStatus.FAILED, error=reason, output=None)
+    return Outcome(work, AttemptOutcome.FAILED, reason, permanent=True, conversion=entry)
 
 
 async def _final_names(
