@@ -13,21 +13,19 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Select, Static
 
 from core.models import (
     ConversionFilter,
     ConversionRecord,
-    ConversionRule,
-    ConversionStatus,
     Mailbox,
 )
 from core.service import Service
@@ -37,17 +35,10 @@ from tui.modals.confirm import ConfirmModal
 from tui.modals.conversion_payload import ConversionPayloadModal
 from tui.toast import say
 from tui.widgets.conversion_cells import cells, columns_for, details
+from tui.widgets.conversion_filters import ConversionFilterBar, Filters
 
 REFRESH_SECONDS = 2.0
 PAGE_SIZE = 200
-
-
-@dataclass(frozen=True)
-class Filters:
-    mailbox_uuid: str | None = None
-    rule_uuid: str | None = None
-    status: ConversionStatus | None = None
-    keyword: str = ""
 
 
 class ConversionsScreen(Screen[None]):
@@ -71,7 +62,6 @@ class ConversionsScreen(Screen[None]):
         self.total = 0
         self.marked: set[int] = set()
         self.mailboxes: list[Mailbox] = []
-        self.rules: dict[str, list[ConversionRule]] = {}  # by mailbox uuid
         self.fault: str | None = None
         self.last_reprocess: str = ""
         self.loaded = False
@@ -79,21 +69,7 @@ class ConversionsScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(id="conversions-summary")
-        with Horizontal(id="conversions-filters"):
-            yield Select[str]([], prompt="All mailboxes", id="filter-mailbox", compact=True)
-            yield Select[str]([], prompt="All rules", id="filter-rule", compact=True)
-            yield Select[str](
-                [(s.value.capitalize(), s.value) for s in ConversionStatus],
-                prompt="Any status",
-                id="filter-status",
-                compact=True,
-            )
-            yield Input(
-                placeholder="Keyword",
-                id="filter-keyword",
-                compact=True,
-                value=self.filters.keyword,
-            )
+        yield ConversionFilterBar(self.filters, id="conversions-filters")
         yield DataTable(id="conversions-table", cursor_type="row", zebra_stripes=True)
         with VerticalScroll(id="conversion-detail-pane"):
             yield Static(id="conversion-detail")
@@ -111,61 +87,19 @@ class ConversionsScreen(Screen[None]):
 
     async def _load_choices(self) -> None:
         self.mailboxes = await self.service.list_mailboxes()
-        for mailbox in self.mailboxes:
-            self.rules[mailbox.uuid] = await self.service.list_rules(mailbox.uuid)
-        with self.prevent(Select.Changed):
-            mailbox_select = self.query_one("#filter-mailbox", Select)
-            mailbox_select.set_options([(Text(m.name), m.uuid) for m in self.mailboxes])
-            if self.filters.mailbox_uuid in self.rules:
-                mailbox_select.value = self.filters.mailbox_uuid
-            if self.filters.status is not None:
-                self.query_one("#filter-status", Select).value = self.filters.status.value
-            self._set_rule_options()
-
-    def _set_rule_options(self) -> None:
-        """The rules of the chosen mailbox (of every mailbox, named with it, when none is)."""
-        names = self.mailbox_names
-        options: list[tuple[Text, str]] = []
-        for mailbox_uuid, rules in self.rules.items():
-            if self.filters.mailbox_uuid not in (None, mailbox_uuid):
-                continue
-            for rule in rules:
-                label = (
-                    rule.name
-                    if self.filters.mailbox_uuid
-                    else f"{names[mailbox_uuid]}: {rule.name}"
-                )
-                options.append((Text(label), rule.uuid))
-        select = self.query_one("#filter-rule", Select)
-        with self.prevent(Select.Changed):
-            select.set_options(options)
-            if any(uuid == self.filters.rule_uuid for _, uuid in options):
-                select.value = self.filters.rule_uuid
-            else:
-                self.filters = replace(self.filters, rule_uuid=None)
+        rules = {m.uuid: await self.service.list_rules(m.uuid) for m in self.mailboxes}
+        bar = self.query_one(ConversionFilterBar)
+        bar.set_choices(self.mailboxes, rules)
+        self.filters = bar.filters  # a rule of another mailbox is no filter
 
     @property
     def mailbox_names(self) -> dict[str, str]:
         return {m.uuid: m.name for m in self.mailboxes}
 
-    @on(Select.Changed)
-    def _select_changed(self, event: Select.Changed) -> None:
+    @on(ConversionFilterBar.Changed)
+    def _filters_edited(self, event: ConversionFilterBar.Changed) -> None:
         event.stop()
-        value = event.value if isinstance(event.value, str) else None
-        if event.select.id == "filter-mailbox":
-            self.filters = replace(self.filters, mailbox_uuid=value)
-            self._set_rule_options()
-        elif event.select.id == "filter-rule":
-            self.filters = replace(self.filters, rule_uuid=value)
-        elif event.select.id == "filter-status":
-            status = ConversionStatus(value) if value else None
-            self.filters = replace(self.filters, status=status)
-        self._filters_changed()
-
-    @on(Input.Changed, "#filter-keyword")
-    def _keyword_changed(self, event: Input.Changed) -> None:
-        event.stop()
-        self.filters = replace(self.filters, keyword=event.value.strip())
+        self.filters = event.filters
         self._filters_changed()
 
     @on(Input.Submitted, "#filter-keyword")
@@ -294,7 +228,7 @@ class ConversionsScreen(Screen[None]):
             detail.update(details(record, name, self.service.config.conversion.keep_bytes))
 
     def _empty_text(self) -> str:
-        if replace(self.filters, mailbox_uuid=None) != Filters():
+        if self.filters.narrowing:
             return "No record matches these filters."
         return (
             "No conversion yet. Each file a rule converts (or fails to) is recorded here, with "
@@ -328,7 +262,7 @@ class ConversionsScreen(Screen[None]):
 
     @guarded
     def action_filters(self) -> None:
-        self.query_one("#filter-keyword", Input).focus()
+        self.query_one(ConversionFilterBar).focus_keyword()
 
     @guarded
     async def action_refresh(self) -> None:
