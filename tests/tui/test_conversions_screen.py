@@ -448,3 +448,25 @@ def test_snapshot_view_binary_input(snap_compare: Any, seeded_home: Path) -> Non
         await settle(pilot)
 
     assert snap_compare(snapshot_app(seeded_home), terminal_size=SMALL, run_before=run)
+
+
+async def test_the_tuis_own_engine_converts_and_the_log_shows_it(
+    data_dir: Path, service: Service
+) -> None:
+    """The engine run inside the app spawns its transform pool under Textual's stderr capture
+    (every OUT file once failed there with 'bad value(s) in fds_to_keep')."""
+    (data_dir / "docbridge.toml").write_text("[sftp]\nport = 0\n", encoding="utf-8")
+    mailbox = await enable(service, "Purchasing", IntegrationForm())
+    root = await asyncio.to_thread(ensure_mailbox_root, data_dir / "mailboxes", mailbox)
+    await service.create_rule(mailbox, out_rule("Orders CSV", CSV_TO_ORDERS_1_0))
+    await asyncio.to_thread(drop, root, "coutbox", "orders.csv", ORDERS_CSV)
+    app = DocbridgeApp(
+        data_dir, actor="test@tui", cursor_blink=False, poll_engine=False, run_engine=True
+    )
+    async with app.run_test(size=SMALL) as pilot:
+        screen = await open_log(pilot)
+        await until(pilot, lambda: app.engine is not None)
+        app.engine.wake()  # type: ignore[union-attr]
+        await until(pilot, lambda: "coutbox/orders.csv" in files(pilot), within_s=30)
+        [record] = [r for r in screen.records if r.file_name == "coutbox/orders.csv"]
+        assert record.status is ConversionStatus.PROCESSED, record.error
