@@ -29,7 +29,7 @@ from core.conversion.extensions import LookupContext
 from core.conversion.pool import TransformItem, TransformPool
 from core.conversion.sources import SourceKind, SourceView
 from core.envelope_checks import check_sender_is
-from core.envelope_xml import EnvelopeXml, parse_envelope_xml
+from core.envelope_xml import EnvelopeXml, StoredEnvelope, parse_envelope_xml
 from core.errors import DocbridgeError, InvalidInput
 from core.models import ConversionRule, Direction, MatchTarget, RuleForm
 from core.safe_xml import safe_parser
@@ -158,17 +158,22 @@ async def convert_envelope(
 async def convert_envelopes(
     pool: TransformPool,
     form: RuleForm,
-    envelopes: Sequence[tuple[bytes, EnvelopeXml, LookupContext | None]],
+    envelopes: Sequence[tuple[bytes, StoredEnvelope, LookupContext | None]],
     limits: Limits,
 ) -> list[ConvertedFile | XsltError]:
-    """:func:`convert_envelope` for many envelopes of one rule at once (each with its own
-    look-ups; ``limits.lookups`` is not used): one outcome per envelope, in order, so one
+    """:func:`convert_envelope` for many stored envelopes of one rule at once, each with its
+    own look-ups (``limits.lookups`` is not used): one outcome per envelope, in order, so one
     envelope's failure is its own."""
-    items = []
-    for xml, parsed, lookups in envelopes:
-        sender = parsed.role_mailbox("sender") or ""
-        parameters = transform_parameters(sender, parsed.template_uuid, parsed.template_version)
-        items.append(TransformItem(xml, parameters, lookups))
+    items = [
+        TransformItem(
+            xml,
+            transform_parameters(
+                stored.sender or "", stored.template_uuid, stored.template_version
+            ),
+            lookups,
+        )
+        for xml, stored, lookups in envelopes
+    ]
     outcomes = await pool.run_transforms(
         form.conversion_map, items, time_limit=limits.time_limit, max_output=limits.max_output
     )

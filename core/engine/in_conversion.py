@@ -23,7 +23,7 @@ from core.conversion.errors import XsltError
 from core.conversion.extensions import LookupContext
 from core.conversion.pool import TransformPool
 from core.engine.envelope_handler import EnvelopeWork, Outcome
-from core.envelope_xml import EnvelopeXml, parse_stored_envelope_xml
+from core.envelope_xml import StoredEnvelope, parse_stored_envelope_xml
 from core.errors import DocbridgeError
 from core.models import AttemptOutcome, ConversionStatus, Direction, TransferProtocol
 from core.naming import NamingContext, name_with_conversion_time, render_file_name
@@ -32,6 +32,7 @@ from core.storage import conversions
 
 SavePayloads = Callable[[Mapping[int, Mapping[str, Any]]], Awaitable[None]]
 NAME_KEY = "cinbox_name"
+PREPARE_CHUNK = 25
 AS2_NOT_YET = "Sending converted files over AS2 is not available yet in this version."
 
 
@@ -49,7 +50,7 @@ class Prepared:
 
     work: EnvelopeWork
     data: bytes
-    parsed: EnvelopeXml
+    parsed: StoredEnvelope
     name: str | Exception  # a naming error counts only if the map succeeds
 
 
@@ -62,11 +63,23 @@ async def perform(
 ) -> list[Outcome]:
     """Convert and deliver every envelope of ``batch`` (each has an IN rule)."""
     mailboxes_dir = config.mailboxes_dir
-    # One thread hop parses and names the whole batch: a hop costs more than a small parse.
-    prepared = await asyncio.to_thread(_prepare_all, batch)
-    failed = [p for p in prepared if isinstance(p, Outcome)]
-    ready = [p for p in prepared if isinstance(p, Prepared)]
-    results = await _convert_all(pool, limits, str(config.database_path), ready)
+    database = str(config.database_path)
+    failed: list[Outcome] = []
+    converting: list[asyncio.Future[list[Outcome | Converted]]] = []
+    try:
+        # Parsed a chunk per thread hop, one after the other: the workers convert a chunk
+        # while the next is parsed (chunks parsed at once would all end together).
+        for start in range(0, len(batch), PREPARE_CHUNK):
+            prepared = await asyncio.to_thread(_prepare_all, batch[start : start + PREPARE_CHUNK])
+            failed += [p for p in prepared if isinstance(p, Outcome)]
+            ready = [p for p in prepared if isinstance(p, Prepared)]
+            converting.append(asyncio.ensure_future(_convert_all(pool, limits, database, ready)))
+        results = [r for part in await asyncio.gather(*converting) for r in part]
+    except BaseException:
+        for task in converting:
+            task.cancel()
+        await asyncio.gather(*converting, return_exceptions=True)
+        raise
     failed += [r for r in results if isinstance(r, Outcome)]
     converted = [r for r in results if isinstance(r, Converted)]
     names = await _final_names(mailboxes_dir, converted, save_payloads)
@@ -90,8 +103,12 @@ def _prepare(work: EnvelopeWork) -> Prepared | Outcome:
     except (DocbridgeError, ValueError) as exc:
         return _rule_failed(work, exc)
     try:
-        context = NamingContext.for_envelope(
-            parsed, mailbox_uuid=work.mailbox_uuid, received_at=work.received_at
+        context = NamingContext(
+            mailbox_uuid=work.mailbox_uuid,
+            envelope_uuid=parsed.uuid or "",
+            template_uuid=parsed.template_uuid,
+            received_at=work.received_at,
+            field_value=parsed.field_value,
         )
         name: str | Exception = render_file_name(work.rule.form.naming_pattern, context)
     except (DocbridgeError, ValueError) as exc:
