@@ -150,7 +150,8 @@ class ConversionDesk:
         template_version = await self._template_version(template_uuid, version)
         template = await self.db.read(accounts.get_template, template_uuid)
         name = template.name if template else "document"
-        return example_envelope_xml(template_version, name, mailbox_uuid)
+        # Serializing loads the envelope schema (file reads): off the event loop.
+        return await asyncio.to_thread(example_envelope_xml, template_version, name, mailbox_uuid)
 
     async def skeleton(self, template_uuid: str, version: int | None) -> str:
         """An XSLT 2.0 map that writes every field and field group of the template version

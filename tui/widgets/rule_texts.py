@@ -8,7 +8,6 @@ show them.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -18,7 +17,6 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Static, TextArea
 
-from core.conversion.templates import example_envelope_xml
 from core.models import Template
 from tui.errors import run_guarded
 from tui.modals.confirm import ConfirmModal
@@ -163,14 +161,6 @@ class ExampleEnvelope(Vertical):
         self.app.push_screen(ConfirmModal(question, detail, "Replace"), answered)
 
     async def _generate(self, template_uuid: str, version: int | None) -> str:
-        """``ConversionDesk.example_envelope`` serializes (and loads the envelope schema, once
-        per thread) on the event loop; until the core moves that to a thread, do it here."""
-        desk = self.service.conversions
-        template_version = await desk._template_version(template_uuid, version)
-        template = self.templates.get(template_uuid)
-        return await asyncio.to_thread(
-            example_envelope_xml,
-            template_version,
-            template.name if template else "document",
-            self.mailbox_uuid,
+        return await self.service.conversions.example_envelope(
+            self.mailbox_uuid, template_uuid, version
         )
