@@ -1,11 +1,13 @@
 """Batches of transforms (``TransformPool.run_transforms``): one outcome per item, in order, and
-each item fails alone — a compile error, a dynamic error, an output over the cap, a runaway."""
+each item fails alone — a compile error, a dynamic error, an output over the cap, a runaway.
+Also how the IN path reads the stored envelopes it batches."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +21,9 @@ from core.conversion import (
 )
 from core.conversion import pool as pool_module
 from core.conversion.pool import BATCH_ITEMS, RAW_SOURCE_BYTES, TransformItem, _chunks
+from core.demo import demo_envelope_files
+from core.envelope_xml import parse_envelope_xml, parse_stored_envelope_xml
+from core.errors import InvalidInput
 from tests.conversion.test_xslt import PARAMETERS, RUNAWAY, sheet
 
 # Each item says which way it goes: <n/> echoes n, <fail/> stops with a dynamic error,
@@ -184,3 +189,39 @@ async def test_a_cancelled_batch_frees_its_slots(pool: TransformPool) -> None:
         pool.run_transforms(sheet("1.0", "<ok/>"), [item("a")] * 4), 30
     )
     assert all(b"<ok/>" in echoed(o).encode() for o in results)
+
+
+# --- what the IN path batches: stored envelopes, read without a second schema check ----------
+
+
+@pytest.mark.parametrize("path", demo_envelope_files(), ids=lambda p: p.name)
+def test_a_stored_envelope_reads_as_the_full_parse_does(path: Path) -> None:
+    data = path.read_bytes()
+    full = parse_envelope_xml(data)
+    stored = parse_stored_envelope_xml(data)
+    assert (stored.template_uuid, stored.template_version, stored.uuid, stored.sender) == (
+        full.template_uuid,
+        full.template_version,
+        full.uuid,
+        full.role_mailbox("sender"),
+    )
+    for document in full.documents:
+        for field in document.fields:
+            assert stored.field_value(document.id, field.name) == document.field_value(field.name)
+        assert stored.field_value(document.id, "no such field") is None
+    assert stored.field_value("no such document", "orderNumber") is None
+
+
+def test_a_damaged_stored_envelope_is_an_input_error_and_entities_stay_unread() -> None:
+    with pytest.raises(InvalidInput, match="damaged"):
+        parse_stored_envelope_xml(b'<order templateUuid="x" templateVersion="1"/>')
+    with pytest.raises(InvalidInput, match="damaged"):
+        parse_stored_envelope_xml(b'<envelope templateUuid="x" templateVersion="one"/>')
+    with pytest.raises(InvalidInput, match="not well-formed"):
+        parse_stored_envelope_xml(b"<envelope")
+    sneaky = (
+        b'<!DOCTYPE envelope [<!ENTITY x SYSTEM "file:///etc/hostname">]>'
+        b'<envelope templateUuid="A" templateVersion="1"><documents><document id="d">'
+        b'<field name="f">&x;</field></document></documents></envelope>'
+    )
+    assert parse_stored_envelope_xml(sneaky).field_value("d", "f") == ""
