@@ -155,25 +155,22 @@ async def convert_envelope(
     return ConvertedFile(output.content, output.encoding, output.method)
 
 
+def stored_envelope_item(
+    xml: bytes, stored: StoredEnvelope, lookups: LookupContext | None
+) -> TransformItem:
+    """A stored envelope as one item of :func:`convert_envelopes` (the envelope's tree is not
+    kept: only its bytes and the map's parameters)."""
+    sender = stored.sender or ""
+    parameters = transform_parameters(sender, stored.template_uuid, stored.template_version)
+    return TransformItem(xml, parameters, lookups)
+
+
 async def convert_envelopes(
-    pool: TransformPool,
-    form: RuleForm,
-    envelopes: Sequence[tuple[bytes, StoredEnvelope, LookupContext | None]],
-    limits: Limits,
+    pool: TransformPool, form: RuleForm, items: Sequence[TransformItem], limits: Limits
 ) -> list[ConvertedFile | XsltError]:
-    """:func:`convert_envelope` for many stored envelopes of one rule at once, each with its
-    own look-ups (``limits.lookups`` is not used): one outcome per envelope, in order, so one
-    envelope's failure is its own."""
-    items = [
-        TransformItem(
-            xml,
-            transform_parameters(
-                stored.sender or "", stored.template_uuid, stored.template_version
-            ),
-            lookups,
-        )
-        for xml, stored, lookups in envelopes
-    ]
+    """:func:`convert_envelope` for many envelopes of one rule at once, each item with its own
+    look-ups (``limits.lookups`` is not used; see :func:`stored_envelope_item`): one outcome
+    per envelope, in order, so one envelope's failure is its own."""
     outcomes = await pool.run_transforms(
         form.conversion_map, items, time_limit=limits.time_limit, max_output=limits.max_output
     )

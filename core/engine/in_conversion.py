@@ -18,12 +18,17 @@ from typing import Any
 
 from core.clock import utc_datetime
 from core.config import Config
-from core.conversion.apply import ConvertedFile, Limits, convert_envelopes
+from core.conversion.apply import (
+    ConvertedFile,
+    Limits,
+    convert_envelopes,
+    stored_envelope_item,
+)
 from core.conversion.errors import XsltError
 from core.conversion.extensions import LookupContext
-from core.conversion.pool import TransformPool
+from core.conversion.pool import TransformItem, TransformPool
 from core.engine.envelope_handler import EnvelopeWork, Outcome
-from core.envelope_xml import StoredEnvelope, parse_stored_envelope_xml
+from core.envelope_xml import parse_stored_envelope_xml
 from core.errors import DocbridgeError
 from core.models import AttemptOutcome, ConversionStatus, Direction, TransferProtocol
 from core.naming import NamingContext, name_with_conversion_time, render_file_name
@@ -45,12 +50,11 @@ class Converted:
 
 @dataclass(frozen=True)
 class Prepared:
-    """An envelope ready for its map: its bytes, its parsed form and its file's name, or why
-    it cannot be converted."""
+    """An envelope ready for its map: its bytes with the map's parameters, and its file's name
+    or why it cannot have one."""
 
     work: EnvelopeWork
-    data: bytes
-    parsed: StoredEnvelope
+    item: TransformItem  # not the parsed tree: a batch of large envelopes would hold them all
     name: str | Exception  # a naming error counts only if the map succeeds
 
 
@@ -70,10 +74,11 @@ async def perform(
         # Parsed a chunk per thread hop, one after the other: the workers convert a chunk
         # while the next is parsed (chunks parsed at once would all end together).
         for start in range(0, len(batch), PREPARE_CHUNK):
-            prepared = await asyncio.to_thread(_prepare_all, batch[start : start + PREPARE_CHUNK])
+            chunk = batch[start : start + PREPARE_CHUNK]
+            prepared = await asyncio.to_thread(_prepare_all, database, chunk)
             failed += [p for p in prepared if isinstance(p, Outcome)]
             ready = [p for p in prepared if isinstance(p, Prepared)]
-            converting.append(asyncio.ensure_future(_convert_all(pool, limits, database, ready)))
+            converting.append(asyncio.ensure_future(_convert_all(pool, limits, ready)))
         results = [r for part in await asyncio.gather(*converting) for r in part]
     except BaseException:
         for task in converting:
@@ -87,11 +92,11 @@ async def perform(
     return failed + written
 
 
-def _prepare_all(batch: list[EnvelopeWork]) -> list[Prepared | Outcome]:
-    return [_prepare(work) for work in batch]
+def _prepare_all(database: str, batch: list[EnvelopeWork]) -> list[Prepared | Outcome]:
+    return [_prepare(database, work) for work in batch]
 
 
-def _prepare(work: EnvelopeWork) -> Prepared | Outcome:
+def _prepare(database: str, work: EnvelopeWork) -> Prepared | Outcome:
     """Parse and name one envelope (AS2 ones fail before: not available yet)."""
     assert work.rule is not None
     if work.protocol is TransferProtocol.AS2:
@@ -113,11 +118,12 @@ def _prepare(work: EnvelopeWork) -> Prepared | Outcome:
         name: str | Exception = render_file_name(work.rule.form.naming_pattern, context)
     except (DocbridgeError, ValueError) as exc:
         name = exc
-    return Prepared(work, data, parsed, name)
+    lookups = LookupContext(database, work.account_uuid)
+    return Prepared(work, stored_envelope_item(data, parsed, lookups), name)
 
 
 async def _convert_all(
-    pool: TransformPool, limits: Limits, database: str, ready: list[Prepared]
+    pool: TransformPool, limits: Limits, ready: list[Prepared]
 ) -> list[Outcome | Converted]:
     """Every envelope through its rule's map: one batch per map, the maps at once."""
     by_map: dict[str, list[Prepared]] = {}
@@ -127,10 +133,8 @@ async def _convert_all(
 
     async def convert(group: list[Prepared]) -> list[Outcome | Converted]:
         assert group[0].work.rule is not None
-        envelopes = [
-            (p.data, p.parsed, LookupContext(database, p.work.account_uuid)) for p in group
-        ]
-        files = await convert_envelopes(pool, group[0].work.rule.form, envelopes, limits)
+        items = [p.item for p in group]
+        files = await convert_envelopes(pool, group[0].work.rule.form, items, limits)
         return [_converted(p, file) for p, file in zip(group, files, strict=True)]
 
     return [r for part in await asyncio.gather(*map(convert, by_map.values())) for r in part]
