@@ -61,8 +61,15 @@ TEXTUAL: dict[str, Places] = {
         ("textual/css/stylesheet.py", {"read"}),  # Stylesheet.read names the .tcss it read
     ],
     # Stylesheet.read reads the .tcss file when the stylesheet is (re)built.
-    "io.TextIOWrapper.read": [("textual/css/stylesheet.py", {"read"})],
+    "io.TextIOWrapper.read": [
+        ("textual/css/stylesheet.py", {"read"}),
+        # A TextArea given a language reads Textual's highlight query (.scm) for it.
+        ("textual/widgets/_text_area.py", {"_get_builtin_highlight_query"}),
+    ],
 }
+# The highlight query's path is resolved the same way (Path.resolve) before it is read.
+for _name in ("os.path.abspath", "os.stat"):
+    TEXTUAL[_name].append(("textual/widgets/_text_area.py", {"_get_builtin_highlight_query"}))
 
 
 ALLOWED = TEXTUAL
