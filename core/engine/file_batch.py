@@ -82,13 +82,7 @@ async def _convert(
     for mailbox_uuid in dict.fromkeys(w.job.mailbox_uuid for w in sources):
         rules[mailbox_uuid] = await db.read(out_conversion.load_rules, mailbox_uuid)
     database = str(config.database_path)
-
-    async def convert(work: FileWork) -> out_conversion.OutAttempt:
-        mailbox_rules = rules[work.job.mailbox_uuid]
-        account = limits.for_account(database, mailbox_rules.account_uuid)
-        return await out_conversion.convert(transforms, account, mailbox_rules, work)
-
-    return list(await asyncio.gather(*(convert(w) for w in sources)))
+    return await out_conversion.convert_all(transforms, limits, database, rules, sources)
 
 
 def _take_in(

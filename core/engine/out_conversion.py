@@ -10,18 +10,22 @@ after a crash makes the same envelopes, and the store refuses a second copy of a
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from core.conversion.apply import (
     ConvertedEnvelope,
     Limits,
     content_text,
-    convert_source,
+    envelopes_from_output,
     out_rule_for,
     stable_envelope_uuid,
+    transform_parameters,
 )
-from core.conversion.pool import TransformPool
+from core.conversion.errors import XsltError
+from core.conversion.pool import TransformItem, TransformPool
 from core.conversion.sources import SourceView, source_view
+from core.conversion.xslt import XsltOutput
 from core.engine.file_handler import FileWork, accept_outgoing, record_error
 from core.errors import DocbridgeError
 from core.models import AttemptOutcome, ConversionRule, ConversionStatus, Direction
@@ -97,36 +101,95 @@ def load_rules(tx: Tx, mailbox_uuid: str) -> OutRules:
     return OutRules(found, latest, mailbox.account_uuid if mailbox else "")
 
 
-async def convert(
-    pool: TransformPool, limits: Limits, rules: OutRules, work: FileWork
-) -> OutAttempt:
-    """Find the file's rule and run it; every failure comes back as ``error`` (for error/)."""
-    status = ConversionStatus.REPROCESSED if work.job.payload.get("reprocess") else None
+@dataclass(frozen=True)
+class _Prepared:
+    """A source read and matched: its rule and XML view, or the attempt's end already."""
+
+    work: FileWork
+    rule: ConversionRule | None = None
+    view: bytes = b""
+    ended: OutAttempt | None = None
+
+
+async def convert_all(
+    pool: TransformPool,
+    limits: Limits,
+    database: str,
+    rules: Mapping[str, OutRules],
+    works: list[FileWork],
+) -> list[OutAttempt]:
+    """Every source of a batch through its mailbox's OUT rules; every failure comes back as
+    its attempt's ``error`` (for error/). Views and rule choice in one thread hop, the maps a
+    rule at a time through the pool's batches, the outputs checked in one more hop."""
+    prepared = await asyncio.to_thread(_prepare_all, rules, works)
+    by_rule: dict[str, list[_Prepared]] = {}
+    for item in prepared:
+        if item.ended is None and item.rule is not None:
+            by_rule.setdefault(item.rule.uuid, []).append(item)
+    outputs: dict[int, XsltOutput | XsltError] = {}
+
+    async def run(group: list[_Prepared]) -> None:
+        form = group[0].rule.form  # type: ignore[union-attr]
+        items = [_transform_item(p, rules, limits, database) for p in group]
+        results = await pool.run_transforms(
+            form.conversion_map, items, time_limit=limits.time_limit, max_output=limits.max_output
+        )
+        outputs.update({p.work.job.id: r for p, r in zip(group, results, strict=True)})
+
+    await asyncio.gather(*(run(group) for group in by_rule.values()))
+    return await asyncio.to_thread(_check_all, prepared, outputs)
+
+
+def _prepare_all(rules: Mapping[str, OutRules], works: list[FileWork]) -> list[_Prepared]:
+    return [_prepare(rules[w.job.mailbox_uuid], w) for w in works]
+
+
+def _prepare(rules: OutRules, work: FileWork) -> _Prepared:
     view: SourceView | None = None
-    view_error: str | None = None
+    view_error = ""
     try:
-        view = await asyncio.to_thread(source_view, work.data, work.name)
+        view = source_view(work.data, work.name)
     except DocbridgeError as exc:
         view_error = str(exc)
     rule = out_rule_for(rules.rules, work.name, lambda: content_text(work.data, view))
     if rule is None:
-        return OutAttempt(work, None, error=NO_RULE)
+        return _Prepared(work, ended=OutAttempt(work, None, error=NO_RULE))
     if view is None:
-        return OutAttempt(
-            work, rule, error=f"Rule '{rule.name}' cannot read this file: {view_error}"
-        )
+        error = f"Rule '{rule.name}' cannot read this file: {view_error}"
+        return _Prepared(work, rule, ended=OutAttempt(work, rule, error=error))
+    return _Prepared(work, rule, view.xml)
+
+
+def _transform_item(
+    prepared: _Prepared, rules: Mapping[str, OutRules], limits: Limits, database: str
+) -> TransformItem:
+    assert prepared.rule is not None
+    mailbox_uuid = prepared.work.job.mailbox_uuid
+    mailbox_rules = rules[mailbox_uuid]
+    version = mailbox_rules.version_for(prepared.rule)
+    parameters = transform_parameters(mailbox_uuid, prepared.rule.form.template_uuid, version)
+    lookups = limits.for_account(database, mailbox_rules.account_uuid).lookups
+    return TransformItem(prepared.view, parameters, lookups)
+
+
+def _check_all(
+    prepared: list[_Prepared], outputs: Mapping[int, XsltOutput | XsltError]
+) -> list[OutAttempt]:
+    return [p.ended or _checked(p, outputs[p.work.job.id]) for p in prepared]
+
+
+def _checked(prepared: _Prepared, output: XsltOutput | XsltError) -> OutAttempt:
+    work, rule = prepared.work, prepared.rule
+    assert rule is not None
     try:
-        made = await convert_source(
-            pool,
-            rule.form,
-            view.xml,
-            mailbox_uuid=work.job.mailbox_uuid,
-            template_version=rules.version_for(rule),
-            limits=limits,
-        )
+        if isinstance(output, XsltError):
+            raise output
+        made = envelopes_from_output(output.content, rule.form, work.job.mailbox_uuid)
     except DocbridgeError as exc:
         return OutAttempt(work, rule, error=f"Rule '{rule.name}' failed: {exc}")
-    return OutAttempt(work, rule, made, status=status or ConversionStatus.PROCESSED)
+    reprocess = bool(work.job.payload.get("reprocess"))
+    status = ConversionStatus.REPROCESSED if reprocess else ConversionStatus.PROCESSED
+    return OutAttempt(work, rule, made, status=status)
 
 
 def take_in(tx: Tx, attempt: OutAttempt, keep_bytes: int) -> None:
