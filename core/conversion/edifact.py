@@ -56,6 +56,7 @@ from core.conversion.edifact_tokens import (
     decode,
     is_edifact,
 )
+from core.conversion.markup import escape_text
 from core.errors import InvalidInput
 
 __all__ = ["EDIFACT_SUFFIXES", "SYNTAX_ENCODINGS", "EdifactView", "edifact_view", "is_edifact"]
@@ -302,17 +303,7 @@ def _segment_markup(segment: Segment) -> str:
         parts.append(f"<{name}>")
         for position, value in enumerate(components, 1):
             if value:
-                parts.append(f"<{name}{position:02d}>{_escape(value)}</{name}{position:02d}>")
+                parts.append(f"<{name}{position:02d}>{escape_text(value)}</{name}{position:02d}>")
         parts.append(f"</{name}>")
     parts.append(f"</{tag}>")
     return "".join(parts)
-
-
-def _escape(text: str) -> str:
-    if "&" in text:
-        text = text.replace("&", "&amp;")
-    if "<" in text:
-        text = text.replace("<", "&lt;")
-    if ">" in text:
-        text = text.replace(">", "&gt;")
-    return text

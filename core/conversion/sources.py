@@ -52,6 +52,7 @@ import python_calamine
 from lxml import etree
 
 from core.conversion.edifact import EDIFACT_SUFFIXES, edifact_view, is_edifact
+from core.conversion.markup import escape_attribute, escape_text
 from core.errors import InvalidInput
 from core.safe_xml import DoctypeFound, PrologEnd, PrologGuard, safe_parser
 
@@ -459,7 +460,7 @@ def _write_view(
     out.write(b"<?xml version='1.0' encoding='UTF-8'?>\n<xml>")
     for sheet_index, (name, rows) in enumerate(sheets):
         _check_text(name, f"the name of sheet index {sheet_index}")
-        out.write(f'<sheet index="{sheet_index}" name="{_escape_attribute(name)}">'.encode())
+        out.write(f'<sheet index="{sheet_index}" name="{escape_attribute(name)}">'.encode())
         pending: list[str] = []
         for row_index, first_column, cells in rows:
             row = _row_markup(name, row_index, first_column, cells)
@@ -488,7 +489,7 @@ def _row_markup(sheet: str, row_index: int, first_column: int, cells: Sequence[_
         for column, text in enumerate(texts, first_column):
             _check_text(text, f"sheet {sheet!r}, row index {row_index}, col index {column}")
     if "&" in joined or "<" in joined or ">" in joined or "\r" in joined:
-        texts = [_escape_text(text) for text in texts]
+        texts = [escape_text(text) for text in texts]
     columns = "".join(
         [
             f'<col index="{column}">{text}</col>'
@@ -497,25 +498,6 @@ def _row_markup(sheet: str, row_index: int, first_column: int, cells: Sequence[_
         ]
     )
     return f'<row index="{row_index}">{columns}</row>'
-
-
-def _escape_text(text: str) -> str:
-    # A carriage return is kept as a reference: a parser would turn a literal one into "\n".
-    if "&" in text:
-        text = text.replace("&", "&amp;")
-    if "<" in text:
-        text = text.replace("<", "&lt;")
-    if ">" in text:
-        text = text.replace(">", "&gt;")
-    if "\r" in text:
-        text = text.replace("\r", "&#13;")
-    return text
-
-
-def _escape_attribute(text: str) -> str:
-    # Tabs and line breaks too: attribute-value normalisation would turn them into spaces.
-    text = _escape_text(text).replace('"', "&quot;")
-    return text.replace("\t", "&#9;").replace("\n", "&#10;")
 
 
 def _check_text(text: str, where: str) -> None:
