@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from core.models import DefaultRule, EnvelopeDirection, IntegrationForm
@@ -52,6 +53,20 @@ def start_engine(data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
             stderr=sink,
             stdin=subprocess.DEVNULL,
         )
+
+
+async def kill_repeatedly(
+    data_dir: Path, log: Path, kills: int, pause: Callable[[], float]
+) -> subprocess.Popen[bytes]:
+    """Start serve, then ``kills`` times: wait ``pause()`` seconds (the random moment under
+    test), kill -9 it and start it again; returns the last one, still running."""
+    process = start_engine(data_dir, log)
+    for _ in range(kills):
+        await asyncio.sleep(pause())
+        os.kill(process.pid, signal.SIGKILL)
+        await asyncio.to_thread(process.wait)
+        process = start_engine(data_dir, log)
+    return process
 
 
 async def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
@@ -165,12 +180,7 @@ async def test_kill_9_while_files_are_taken_in_takes_each_exactly_once(
 
     log = tmp_path / "serve.log"
     uploader = asyncio.create_task(upload())
-    process = start_engine(data_dir, log)
-    for _ in range(FILE_KILLS):
-        await asyncio.sleep(rng.uniform(0.2, 1.0))
-        os.kill(process.pid, signal.SIGKILL)
-        await asyncio.to_thread(process.wait)
-        process = start_engine(data_dir, log)
+    process = await kill_repeatedly(data_dir, log, FILE_KILLS, lambda: rng.uniform(0.2, 1.0))
     await uploader
 
     async def settled() -> bool:
@@ -230,12 +240,7 @@ async def test_kill_9_during_in_and_out_conversions_makes_each_file_and_envelope
 
     log = tmp_path / "serve.log"
     arrivals = asyncio.create_task(arrive())
-    process = start_engine(data_dir, log)
-    for _ in range(CONVERSION_KILLS):
-        await asyncio.sleep(rng.uniform(0.3, 1.2))
-        os.kill(process.pid, signal.SIGKILL)
-        await asyncio.to_thread(process.wait)
-        process = start_engine(data_dir, log)
+    process = await kill_repeatedly(data_dir, log, CONVERSION_KILLS, lambda: rng.uniform(0.3, 1.2))
     await arrivals
 
     async def settled() -> bool:
