@@ -89,6 +89,9 @@ def add_rule_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     log.add_argument("--mailbox", metavar="MAILBOX")
     log.add_argument("--rule", metavar="RULE", help="uuid or name")
+    log.add_argument(
+        "--no-rule", action="store_true", help="only attempts no rule took (default rule, error/)"
+    )
     log.add_argument("--status", metavar="STATUS", help="processed, reprocessed or failed")
     log.add_argument(
         "--limit", type=page_limit, default=200, metavar="N", help="at most N (default 200)"
@@ -310,9 +313,12 @@ async def _conversions(service: Service, args: argparse.Namespace) -> int:
     mailbox_uuid = await _mailbox_uuid(service, args.mailbox)
     rule_uuid = await _rule_filter(service, args.rule, mailbox_uuid) if args.rule else None
     status = _status(args.status) if args.status else None
+    if rule_uuid and args.no_rule:
+        raise InvalidInput("Give --rule or --no-rule, not both.")
     query = ConversionFilter(
         mailbox_uuid=mailbox_uuid,
         rule_uuid=rule_uuid,
+        no_rule=args.no_rule,
         status=status,
         limit=args.limit,
         offset=args.offset,

@@ -470,6 +470,7 @@ class ConversionRecord:
 class ConversionFilter:
     mailbox_uuid: str | None = None
     rule_uuid: str | None = None
+    no_rule: bool = False  # only attempts no rule took (default rule, or error/)
     status: ConversionStatus | None = None
     keyword: str = ""  # in the file name, subject, envelope uuid or rule name
     limit: int = 200

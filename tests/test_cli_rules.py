@@ -358,6 +358,9 @@ async def test_conversions_lists_records_newest_first_and_filters(
     assert await ids("--rule", "Orders CSV") == [failed, ok]
     assert await ids("--status", "failed") == [failed]
     assert await ids("--mailbox", "Accounts Payable", "--status", "processed") == [elsewhere]
+    assert await ids("--no-rule") == [elsewhere]  # the record no rule took
+    both = await cli(data_dir, "conversions", "--rule", "Orders CSV", "--no-rule")
+    assert both.returncode == 1 and "not both" in both.stderr
 
     text = await cli(data_dir, "conversions", "--mailbox", "Purchasing")
     lines = text.stdout.splitlines()

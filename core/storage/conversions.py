@@ -150,6 +150,8 @@ def _where(query: ConversionFilter) -> tuple[str, tuple[object, ...]]:
     if query.rule_uuid:
         clauses.append("c.rule_uuid = ?")
         args.append(query.rule_uuid)
+    if query.no_rule:
+        clauses.append("c.rule_uuid IS NULL")
     if query.status is not None:
         clauses.append("c.status = ?")
         args.append(query.status.value)

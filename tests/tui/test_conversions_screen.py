@@ -40,6 +40,7 @@ from tui.modals.confirm import ConfirmModal
 from tui.modals.conversion_payload import ConversionPayloadModal
 from tui.screens.activity import ActivityScreen
 from tui.screens.conversions import PAGE_SIZE, ConversionsScreen, Filters
+from tui.widgets.conversion_filters import NO_RULE
 from tui.widgets.rule_table import RuleTable
 
 __all__ = ["engine", "smtp_server"]  # the engine fixtures, for the end-to-end test
@@ -212,6 +213,8 @@ async def test_f4_opens_the_page_mailboxs_log_and_the_filters_narrow_it(data_dir
         screen.query_one("#filter-rule", Select).value = ids["rule"]
         await until(pilot, lambda: len(files(pilot)) == 4)
         assert "coutbox/nomatch.txt" not in files(pilot)
+        screen.query_one("#filter-rule", Select).value = NO_RULE  # what no rule took
+        await until(pilot, lambda: files(pilot) == ["coutbox/nomatch.txt"])
 
         await pilot.press("escape")
         await settle(pilot)

@@ -35,7 +35,7 @@ from tui.modals.confirm import ConfirmModal
 from tui.modals.conversion_payload import ConversionPayloadModal
 from tui.toast import say
 from tui.widgets.conversion_cells import cells, columns_for, details
-from tui.widgets.conversion_filters import ConversionFilterBar, Filters
+from tui.widgets.conversion_filters import NO_RULE, ConversionFilterBar, Filters
 
 REFRESH_SECONDS = 2.0
 PAGE_SIZE = 200
@@ -120,7 +120,8 @@ class ConversionsScreen(Screen[None]):
         f = self.filters
         return ConversionFilter(
             mailbox_uuid=f.mailbox_uuid,
-            rule_uuid=f.rule_uuid,
+            rule_uuid=None if f.rule_uuid == NO_RULE else f.rule_uuid,
+            no_rule=f.rule_uuid == NO_RULE,
             status=f.status,
             keyword=f.keyword,
             limit=self.limit,

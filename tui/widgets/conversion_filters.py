@@ -16,6 +16,8 @@ from textual.widgets import Input, Select
 
 from core.models import ConversionRule, ConversionStatus, Mailbox
 
+NO_RULE = "none"  # the rule filter's choice for attempts no rule took
+
 
 @dataclass(frozen=True)
 class Filters:
@@ -75,7 +77,7 @@ class ConversionFilterBar(Horizontal):
         """The rules of the chosen mailbox (of every mailbox, named with it, when none is)."""
         names = self.mailbox_names
         chosen = self.filters.mailbox_uuid
-        options: list[tuple[Text, str]] = []
+        options: list[tuple[Text, str]] = [(Text("No rule (default rule, error/)"), NO_RULE)]
         for mailbox_uuid, rules in self.rules.items():
             if chosen not in (None, mailbox_uuid):
                 continue
