@@ -13,6 +13,7 @@ import contextlib
 import functools
 import os
 import sqlite3
+import stat
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -35,16 +36,27 @@ BUSY_TIMEOUT_MS = 30_000
 
 
 def _make_private(path: Path) -> None:
+    """The store file 0600, without ever closing a descriptor of an existing store.
+
+    POSIX drops *every* lock a process holds on a file when it closes *any* descriptor of
+    that file: an open-and-close here, while another connection of this process (the TUI's
+    engine beside its service) holds the store, cancels that connection's SQLite locks. The
+    next process that opens the store then thinks it is alone, checkpoints and deletes the
+    WAL under the live connection, whose later commits nobody else sees. So: a new file is
+    created 0600 (nobody holds it yet), an existing one is chmod'ed by path.
+    """
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        try:
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                os.chmod(path, 0o600)
+        except OSError:
+            pass  # not our file to change (a read-only store): SQLite says what it can do
+        return
     except OSError:
         return  # SQLite reports what is wrong with the path, as a store error
-    try:
-        os.fchmod(fd, 0o600)
-    except OSError:
-        pass  # not our file to change (a read-only store): SQLite says what it can do
-    finally:
-        os.close(fd)
+    os.close(fd)
 
 
 def connect(path: Path) -> sqlite3.Connection:
