@@ -24,7 +24,7 @@ from core.conversion.errors import XsltError
 from core.conversion.pool import TransformPool
 from core.conversion.sources import SourceView, source_view
 from core.conversion.templates import example_envelope_xml, skeleton_stylesheet
-from core.envelope_checks import check_envelope_against_template
+from core.envelope_checks import check_envelope_against_template, check_field_values
 from core.envelope_xml import parse_envelope_xml
 from core.errors import DocbridgeError, FieldErrors, InvalidInput, NotFound
 from core.models import (
@@ -115,6 +115,7 @@ class ConversionDesk:
         for index, envelope in enumerate(made):
             try:
                 await self.db.read(check_envelope_against_template, envelope.parsed)
+                await self.db.read(check_field_values, envelope.parsed)
             except DocbridgeError as exc:
                 where = f"Envelope {index + 1} of {len(made)}" if len(made) > 1 else "The envelope"
                 raise ConversionFailed(

@@ -3,9 +3,13 @@ against the mailbox it enters through (a mailbox only ever speaks as itself, SPE
 
 from __future__ import annotations
 
+import re
 import sqlite3
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
 
-from core.envelope_xml import EnvelopeXml, serialize_envelope_xml
+from core.envelope_xml import EnvelopeField, EnvelopeXml, serialize_envelope_xml
 from core.errors import InvalidInput
 from core.storage import accounts
 
@@ -89,3 +93,73 @@ def stored_xml(data: bytes, parsed: EnvelopeXml) -> str:
 
 def _shown(mailbox_uuid: str, name: str) -> str:
     return f"{name} ({mailbox_uuid})" if name else mailbox_uuid
+
+
+_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+_BOOLEAN = ("true", "false")
+
+
+def check_field_values(conn: sqlite3.Connection, parsed: EnvelopeXml) -> None:
+    """An envelope a mailbox sends must fill its template version's required fields and give
+    each typed field a value of its type (date ``YYYY-MM-DD``, number ``-12.50``, boolean
+    ``true``/``false``), in every document and every row of every table. Run after
+    :func:`check_envelope_against_template`, which knows the template exists."""
+    version = accounts.get_template_version(conn, parsed.template_uuid, parsed.template_version)
+    if version is None:
+        return
+    problems: list[str] = []
+    for document in parsed.documents:
+        definition = next(d for d in version.documents if d["id"] == document.id)
+        problems += _value_problems(definition.get("fields", []), document.fields, document.id)
+        for group in document.fieldgroups:
+            fields: list[dict[str, Any]] = next(
+                (
+                    g.get("fields", [])
+                    for g in definition.get("fieldgroups", [])
+                    if g["name"] == group.name
+                ),
+                [],
+            )
+            for fieldset in group.fieldsets:
+                where = f"{document.id} / {group.name} row {fieldset.index}"
+                problems += _value_problems(fields, fieldset.fields, where)
+    if problems:
+        shown = "; ".join(problems[:5]) + (
+            f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        )
+        raise InvalidInput(
+            f"Fields do not hold what the template asks: {shown}.",
+            "Fill every required field and give dates as YYYY-MM-DD and numbers as -12.50.",
+        )
+
+
+def _value_problems(
+    definitions: list[dict[str, Any]], fields: Sequence[EnvelopeField], where: str
+) -> list[str]:
+    values = {field.name: field.value.strip() for field in fields}
+    problems: list[str] = []
+    for definition in definitions:
+        name = definition["name"]
+        value = values.get(name, "")
+        if not value:
+            if definition.get("required"):
+                problems.append(f"{where}: '{name}' is required and empty")
+            continue
+        kind = definition.get("type", "text")
+        if not _has_type(value, kind):
+            problems.append(f"{where}: '{name}' is {value[:40]!r}, not a {kind}")
+    return problems
+
+
+def _has_type(value: str, kind: str) -> bool:
+    if kind == "number":
+        return _NUMBER.fullmatch(value) is not None
+    if kind == "boolean":
+        return value in _BOOLEAN
+    if kind == "date":
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            return False
+        return len(value) == 10
+    return True

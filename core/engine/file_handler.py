@@ -28,6 +28,7 @@ from core.clock import utc_now
 from core.envelope_checks import (
     RECIPIENT_ROLE,
     check_envelope_against_template,
+    check_field_values,
     check_sender_is,
     stored_xml,
 )
@@ -330,6 +331,7 @@ def accept_outgoing(
         # The sender is the mailbox that uploaded it: it never sends as another mailbox.
         check_sender_is(parsed, mailbox_uuid)
         check_envelope_against_template(tx, parsed)
+        check_field_values(tx, parsed)
     except DocbridgeError as exc:
         return str(exc)
     if envelopes.get_envelope(tx, envelope_uuid) is not None:

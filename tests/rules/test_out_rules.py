@@ -314,3 +314,29 @@ async def test_a_file_whose_second_envelope_is_refused_records_none_and_its_batc
     assert await sent_subjects(service, mailbox) == ["Order PO-7", "Order PO-8"]
     note = (await error_files(root))["bad.csv.error.txt"]
     assert "Envelope 2 of 2" in note and "bogus" in note
+
+
+async def test_values_the_template_does_not_allow_are_refused_with_the_field_and_row(
+    service: Service, engine: Engine, data_dir: Path
+) -> None:
+    """Found walking the TUI: a CSV with 'not-a-date' as a date and 'x' as a quantity became
+    a sent envelope. Every envelope a mailbox sends fills the required fields and types."""
+    mailbox, root = await setup(service, data_dir)
+    await service.create_rule(mailbox, out_rule("Orders", CSV_TO_ORDERS_1_0))
+    bad = ORDERS_CSV.replace(b"PO-1;2026-11-01;EUR;A-100;2;", b"PO-1;not-a-date;;A-100;x;")
+    await asyncio.to_thread(drop, root, "coutbox", "bad.csv", bad)
+    engine.wake()
+
+    async def failed() -> bool:
+        return "bad.csv.error.txt" in await error_files(root)
+
+    await eventually(failed)
+    note = (await error_files(root))["bad.csv.error.txt"]
+    assert "order: 'orderDate' is 'not-a-date', not a date" in note
+    assert "order: 'currency' is required and empty" in note
+    assert "order / lines row 0: 'quantity' is 'x', not a number" in note
+    assert await sent_subjects(service, mailbox) == []
+    result = await service.conversions.run(
+        mailbox, replace(out_rule("Orders", CSV_TO_ORDERS_1_0), example_source=bad)
+    )
+    assert not result.ok and "not a date" in result.error  # Run says the same
