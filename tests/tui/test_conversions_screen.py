@@ -249,7 +249,12 @@ async def test_view_shows_input_and_output_binary_as_hex_and_what_was_not_kept(
 
         data_in, data_out = await view("coutbox/orders.csv")
         assert data_in == ORDERS_CSV.decode()
-        assert data_out == OUTPUT_XML.decode()
+        # Indented, one element a line: a map's output is often one long line.
+        assert data_out.splitlines() == [
+            "<envelopes>",
+            '  <envelope templateUuid="t">Order PO-1</envelope>',
+            "</envelopes>",
+        ]
 
         data_in, data_out = await view("coutbox/orders.xlsx")
         assert data_in.startswith(f"Binary data, {len(XLSX_HEAD):,} bytes")

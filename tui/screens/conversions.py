@@ -11,6 +11,7 @@ once, named in the summary line while it lasts.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Iterable
 from dataclasses import replace
@@ -34,7 +35,7 @@ from tui.keys import bindings, key_label
 from tui.modals.confirm import ConfirmModal
 from tui.modals.conversion_payload import ConversionPayloadModal
 from tui.toast import say
-from tui.widgets.conversion_cells import cells, columns_for, details
+from tui.widgets.conversion_cells import cells, columns_for, details, readable
 from tui.widgets.conversion_filters import NO_RULE, ConversionFilterBar, Filters
 
 REFRESH_SECONDS = 2.0
@@ -297,6 +298,7 @@ class ConversionsScreen(Screen[None]):
 
     async def _open_payload(self, record: ConversionRecord) -> None:
         payload = await self.service.conversions.payload(record.id)
+        payload = await asyncio.to_thread(readable, payload)
         keep = self.service.config.conversion.keep_bytes
         self.app.push_screen(ConversionPayloadModal(record, payload, keep))
 

@@ -3,13 +3,15 @@ details, and a kept input or output as readable text (binary as a hex head, neve
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 from rich.table import Table
 from rich.text import Text
 
-from core.models import ConversionRecord, ConversionStatus
+from core.models import ConversionPayload, ConversionRecord, ConversionStatus
 from tui.widgets.activity_sections import clip, facts, when
+from tui.widgets.example_source import indent_xml
 
 SCROLLBAR = 2
 PADDING = 2  # a DataTable cell's padding (one column each side)
@@ -192,3 +194,22 @@ def hex_head(data: bytes, size: int) -> str:
         printable = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
         lines.append(f"{offset:08x}  {hexes:<{HEX_WIDTH * 3 - 1}}  {printable}")
     return "\n".join(lines)
+
+
+def readable(payload: ConversionPayload | None) -> ConversionPayload | None:
+    """Kept XML indented, one element a line (an OUT rule's output is its envelopes one after
+    another, each on one long line). Blocking for large payloads: call it in a thread."""
+    if payload is None:
+        return None
+    return replace(payload, input=_indented(payload.input), output=_indented(payload.output))
+
+
+def _indented(data: bytes) -> bytes:
+    if not data.lstrip().startswith(b"<") or len(data) > TEXT_LIMIT * 4:
+        return data
+    documents = [part for part in re.split(rb"(?=<\?xml)", data) if part.strip()]
+    try:
+        texts = [indent_xml(part.decode("utf-8")) for part in documents]
+    except UnicodeDecodeError:
+        return data
+    return "\n".join(texts).encode("utf-8")
