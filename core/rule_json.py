@@ -27,16 +27,19 @@ _REQUIRED = ("name", "direction", "template_uuid", "conversion_map")
 
 
 def form_to_json(form: RuleForm) -> dict[str, Any]:
+    """The rule as JSON; what its direction does not use is left empty (a form keeps the
+    other direction's fields while the user switches back and forth)."""
+    out = form.direction is Direction.OUT
     return {
         "name": form.name,
         "enabled": form.enabled,
         "direction": form.direction.value.lower(),
         "template_uuid": form.template_uuid,
         "template_version": form.template_version,
-        "match_pattern": form.match_pattern,
-        "match_source": form.match_target.value.lower(),
-        "naming_pattern": form.naming_pattern,
-        "multiple_envelopes": form.multiple_envelopes,
+        "match_pattern": form.match_pattern if out else "",
+        "match_source": form.match_target.value.lower() if out else "name",
+        "naming_pattern": "" if out else form.naming_pattern,
+        "multiple_envelopes": form.multiple_envelopes and out,
         "conversion_map": form.conversion_map,
     }
 

@@ -98,6 +98,7 @@ def test_export_then_import_round_trips_with_exactly_the_specified_keys(
         "name",
         2,
     )
+    assert exported["naming_pattern"] == ""  # an OUT rule names no files
 
     # The export imports into another mailbox unchanged.
     again = run_cli(
