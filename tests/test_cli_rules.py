@@ -64,6 +64,22 @@ async def record(service: Service, **fields: Any) -> int:
 # -- rules as JSON ---------------------------------------------------------------------------
 
 
+def test_an_export_leaves_empty_what_the_direction_does_not_use(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """The TUI's form keeps a default naming pattern on an OUT rule (and a pattern on an IN
+    rule after switching): exported, the rule says only what it uses."""
+    typed = dict(
+        form_to_json(out_rule("Orders CSV", CSV_TO_ORDERS_2_0)), naming_pattern="{envelopeUuid}.xml"
+    )
+    imported = run_cli(
+        data_dir, "rule", "import", "Purchasing", str(write_json(tmp_path / "r.json", typed))
+    )
+    assert imported.returncode == 0, imported.stderr
+    exported = json.loads(run_cli(data_dir, "rule", "export", "Orders CSV").stdout)
+    assert exported == dict(typed, naming_pattern="")
+
+
 def test_export_then_import_round_trips_with_exactly_the_specified_keys(
     data_dir: Path, tmp_path: Path
 ) -> None:
@@ -98,7 +114,6 @@ def test_export_then_import_round_trips_with_exactly_the_specified_keys(
         "name",
         2,
     )
-    assert exported["naming_pattern"] == ""  # an OUT rule names no files
 
     # The export imports into another mailbox unchanged.
     again = run_cli(
