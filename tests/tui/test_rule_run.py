@@ -198,6 +198,10 @@ async def test_a_broken_map_shows_its_line_and_keeps_save_disabled(
         await pilot.press("ctrl+s")
         await settle(pilot)
         assert app.screen is form
+        # Another map: the failure shown is of the state that ran, and says so.
+        form.query_one("#rule-conversion_map", TextArea).text = IDENTITY_MAP
+        await settle(pilot)
+        assert "(the form changed since: Run again)" in panel.status_text
     assert await service.list_rules(mailbox.uuid) == []
 
 

@@ -96,6 +96,7 @@ class RuleFormScreen(RuleFormActions, FormScreen[RuleFormResult | None]):
         # Save gating: the run key of the last successful Run, and the stored rule's own key.
         self.ran_key: RuleForm | None = None
         self.trusted_key: RuleForm | None = None
+        self.shown_key: RuleForm | None = None  # the state whose Run the Result shows
         self.running = False
 
     # -- layout ---------------------------------------------------------------------------------
@@ -220,7 +221,11 @@ class RuleFormScreen(RuleFormActions, FormScreen[RuleFormResult | None]):
         hint.update("" if allowed else Text(f"Run the rule ({run}) to enable Save.", "bold"))
         hint.display = not allowed
         if not self.running:
-            self.query_one(RuleResult).mark_stale(not allowed)
+            # The Result is of the state that ran: stale once the form is another state.
+            shown = self.shown_key
+            self.query_one(RuleResult).mark_stale(
+                shown is not None and run_key(self.current_form()) != shown
+            )
 
     @property
     def dirty(self) -> bool:

@@ -54,6 +54,7 @@ class RuleFormActions:
         running: bool
         ran_key: RuleForm | None
         trusted_key: RuleForm | None
+        shown_key: RuleForm | None
 
         def say(self, message: str, **kwargs: Any) -> None: ...
         def dismiss(self, result: RuleFormResult | None = None) -> Any: ...
@@ -82,6 +83,7 @@ class RuleFormActions:
         finally:
             self.running = False
         key = run_key(form)
+        self.shown_key = key
         if result.ok:
             self.ran_key = key
         else:  # a state that fails on its example needs a successful run again

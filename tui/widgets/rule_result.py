@@ -91,7 +91,7 @@ class RuleResult(Vertical):
 
     def mark_stale(self, stale: bool) -> None:
         """Whether the form changed since this result (the result itself stays readable)."""
-        if self.result is not None and self.result.ok:
+        if self.result is not None:
             heading = self._heading(self.result)
             if stale:
                 heading.append("  (the form changed since: Run again)", style="dim")
