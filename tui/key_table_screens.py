@@ -151,7 +151,7 @@ SCREEN_KEYS: tuple[KeySpec, ...] = (
         "space",
         "mark",
         "Mark",
-        "Mark or unmark the selected record for reprocessing",
+        "Mark or unmark the selected record for reprocessing, then go to the next",
         CONVERSIONS,
         show=False,  # named in the details' title (the footer keeps Quit and Help at 80)
     ),
