@@ -28,7 +28,7 @@ import resource
 import signal
 import tempfile
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -122,6 +122,7 @@ class TransformPool:
         self._workers: set[_Worker] = set()
         self._closed = False
         self.started = 0  # processes started so far: a killed one is replaced by a new one
+        self.busy = 0  # slots holding a job or a batch's message right now
 
     async def __aenter__(self) -> TransformPool:
         return self
@@ -155,7 +156,7 @@ class TransformPool:
         cap = self.max_output if max_output is None else max_output
         job: Job = (stylesheet, source, {k: str(v) for k, v in parameters.items()}, cap, lookups)
         loop = asyncio.get_running_loop()
-        async with self._slots:
+        async with self._slots, self._holding_a_slot():
             worker = self._idle.pop() if self._idle else await self._start_worker()
             try:
                 reply = await asyncio.wait_for(
@@ -249,7 +250,7 @@ class TransformPool:
         """One chunk in one slot; after a killed worker the rest go to a fresh one."""
         outcomes: list[XsltOutput | XsltError] = []
         loop = asyncio.get_running_loop()
-        async with self._slots:
+        async with self._slots, self._holding_a_slot():
             while items:
                 if self._closed:  # close() killed the worker: the rest cannot run either
                     outcomes += [_ended_error() for _ in items]
@@ -281,6 +282,14 @@ class TransformPool:
                 )
                 items = items[1:]
         return outcomes
+
+    @contextlib.asynccontextmanager
+    async def _holding_a_slot(self) -> AsyncIterator[None]:
+        self.busy += 1
+        try:
+            yield
+        finally:
+            self.busy -= 1
 
     async def close(self) -> None:
         """Stop every worker process: idle ones are asked to exit, busy ones are killed (their

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -41,6 +41,14 @@ STEERED = sheet(
     '<xsl:call-template name="spin"><xsl:with-param name="d" select="$d + 1"/>'
     "</xsl:call-template></xsl:template></xsl:stylesheet>",
 )
+
+
+async def until(condition: Callable[[], bool], within_s: float = 30.0) -> None:
+    """Until ``condition()`` holds (AssertionError after ``within_s``): no fixed pause."""
+    deadline = time.monotonic() + within_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
 
 
 def item(name: str, **parameters: str) -> TransformItem:
@@ -148,7 +156,7 @@ async def test_a_single_transform_is_not_held_up_by_a_large_batch(
     await pool.run_transforms(slow, [item("a")] * (BATCH_ITEMS * 2))
     message = time.monotonic() - began
     batch = asyncio.create_task(pool.run_transforms(slow, [item("a")] * (BATCH_ITEMS * 20)))
-    await asyncio.sleep(message / 2)  # the batch holds both slots now
+    await until(lambda: pool.busy == pool.size)  # the batch holds both slots now
     began = time.monotonic()
     single = await pool.run_transform(quick, b"<a/>", PARAMETERS)
     waited = time.monotonic() - began
@@ -181,7 +189,7 @@ async def test_a_large_source_goes_on_its_own(pool: TransformPool) -> None:
 
 async def test_a_cancelled_batch_frees_its_slots(pool: TransformPool) -> None:
     batch = asyncio.create_task(pool.run_transforms(RUNAWAY["2.0"], [item("a")] * 4, time_limit=60))
-    await asyncio.sleep(0.5)
+    await until(lambda: pool.busy > 0)  # running: its workers hold slots
     batch.cancel()
     with pytest.raises(asyncio.CancelledError):
         await batch
