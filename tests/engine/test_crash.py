@@ -240,7 +240,10 @@ async def test_kill_9_during_in_and_out_conversions_makes_each_file_and_envelope
 
     log = tmp_path / "serve.log"
     arrivals = asyncio.create_task(arrive())
-    process = await kill_repeatedly(data_dir, log, CONVERSION_KILLS, lambda: rng.uniform(0.3, 1.2))
+    # Each restart spawns the conversion workers anew before its first batch converts; an
+    # engine killed sooner every time would park its in-flight items as poison (attempts used
+    # up by kills), which is that policy working, not what this test is after.
+    process = await kill_repeatedly(data_dir, log, CONVERSION_KILLS, lambda: rng.uniform(0.5, 2.5))
     await arrivals
 
     async def settled() -> bool:
@@ -264,9 +267,12 @@ async def test_kill_9_during_in_and_out_conversions_makes_each_file_and_envelope
     cinbox = await asyncio.to_thread(lambda: sorted(p.name for p in (root / "cinbox").iterdir()))
     assert len(cinbox) == len(incoming)  # one file per envelope: none lost, none twice
     assert await asyncio.to_thread(lambda: list((root / "inbox").iterdir())) == []
+    notes = await asyncio.to_thread(
+        lambda: {p.name: p.read_text(errors="replace") for p in (root / "error").iterdir()}
+    )
+    assert notes == {}  # nothing failed (a note says why if something did)
     subjects = [e.subject for e in envelopes if e.direction is EnvelopeDirection.OUTGOING]
     assert sorted(subjects) == sorted(expected_subjects)
-    assert await asyncio.to_thread(lambda: list((root / "error").iterdir())) == []
     text = without_orphaned_spawns(log.read_text())
     assert "Traceback" not in text, text[-3000:]
 
