@@ -47,7 +47,7 @@ async def test_stop_returns_when_a_library_swallows_the_cancellation(
     async def swallowing(config: Any, batch: Any, record: Any) -> None:
         sending.set()
         with contextlib.suppress(asyncio.CancelledError):  # as wait_for on 3.11 may do
-            await asyncio.sleep(30)
+            await asyncio.Event().wait()  # a send that never ends on its own
 
     monkeypatch.setattr(mail_handler, "deliver_batch", swallowing)
     form = IntegrationForm(default_rule=DefaultRule.NOTIFY, notify_email="ops@example.com")
