@@ -172,6 +172,7 @@ def parse_inbound_message(
     _status, (error, _trace), _mdn = message.parse(
         _join_http_request(headers, body), find_org, find_partner
     )
+    _drop_transport_encoding(message, outer)
     modifier, reason = _failure(error, outer)
     disposition = PROCESSED if modifier is None else f"processed/error: {modifier}"
     ok = modifier is None
@@ -292,6 +293,21 @@ def _partner(partner: PartnerIdentity) -> as2.Partner:
         encrypt_cert=partner.certificate_pem,
         validate_certs=False,
     )
+
+
+def _drop_transport_encoding(message: as2.Message, outer: dict[str, str]) -> None:
+    """Take back the request's Content-Transfer-Encoding from a payload that declares none.
+
+    pyas2lib appends every HTTP header to the payload. The request's Content-Transfer-Encoding
+    describes the S/MIME body (``openssl cms`` writes base64); applied to a payload entity with
+    no encoding of its own (7bit, as text EDI usually is) it would base64-"decode" the payload
+    into garbage that is then delivered as processed.
+    """
+    payload = message.payload
+    if payload is None or "content-transfer-encoding" not in outer:
+        return
+    if _own_header(message, outer, "content-transfer-encoding") is None:
+        del payload["Content-Transfer-Encoding"]
 
 
 def _content(message: as2.Message) -> bytes:
