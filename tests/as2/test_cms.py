@@ -1,0 +1,544 @@
+"""core.as2.cms against pyas2lib (the interop oracle) and recorded Mendelson traffic: real keys,
+real crypto, no mocks."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pyas2lib import as2
+
+from core.as2 import cms
+from core.as2.certificates import generate_identity
+from core.as2.messages import (
+    InboundMessage,
+    OurIdentity,
+    PartnerIdentity,
+    parse_inbound_mdn,
+    parse_inbound_message,
+    split_http_request,
+)
+
+MENDELSON = Path(__file__).resolve().parents[2].parent / "shared" / "interop" / "mendelson"
+PAYLOAD = b"UNB+UNOA:2+SENDER:14+RECEIVER:14+261130:1200+1'\r\nUNH+1+ORDERS:D:96A:UN'\r\n" * 8
+
+
+@dataclass(frozen=True)
+class Party:
+    name: str
+    key_pem: bytes
+    cert_pem: bytes
+
+    @property
+    def identity(self) -> OurIdentity:
+        return OurIdentity(self.name, self.key_pem, certificate_pem=self.cert_pem)
+
+    @property
+    def partner(self) -> PartnerIdentity:
+        return PartnerIdentity(self.name, self.cert_pem)
+
+
+def make_party(name: str, folder: Path) -> Party:
+    generated = generate_identity(name, folder / f"{name}.key")
+    return Party(name, generated.key_path.read_bytes(), generated.certificate_pem.encode())
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("keys")
+
+
+@pytest.fixture(scope="module")
+def alice(keys: Path) -> Party:
+    return make_party("alice", keys)
+
+
+@pytest.fixture(scope="module")
+def bob(keys: Path) -> Party:
+    return make_party("bob", keys)
+
+
+@dataclass(frozen=True)
+class Combo:
+    sign: str | None  # digest
+    encrypt: str | None  # algorithm
+    compress: bool
+
+    def __str__(self) -> str:
+        parts = [
+            f"sign-{self.sign}" if self.sign else "",
+            self.encrypt or "",
+            "zlib" * self.compress,
+        ]
+        return "+".join(p for p in parts if p) or "plain"
+
+
+# A covering set: every digest and every encryption algorithm, each layer alone and together.
+COMBOS = [
+    Combo(None, None, False),
+    Combo("sha1", None, False),
+    Combo("sha224", None, False),
+    Combo("sha256", None, False),
+    Combo("sha384", None, False),
+    Combo("sha512", None, False),
+    Combo(None, "tripledes_192_cbc", False),
+    Combo(None, "aes_128_cbc", False),
+    Combo(None, "aes_192_cbc", False),
+    Combo(None, "aes_256_cbc", False),
+    Combo("sha256", "tripledes_192_cbc", False),
+    Combo("sha1", "aes_128_cbc", False),
+    Combo("sha384", "aes_192_cbc", False),
+    Combo("sha512", "aes_256_cbc", False),
+    Combo(None, None, True),
+    Combo("sha256", None, True),
+    Combo(None, "aes_256_cbc", True),
+    Combo("sha256", "aes_128_cbc", True),
+    Combo("sha224", "tripledes_192_cbc", True),
+]
+
+
+def build_with_cms(
+    payload: bytes, sender: Party, receiver: Party, combo: Combo, **extra: object
+) -> cms.BuiltMessage:
+    options: dict[str, object] = {
+        "as2_from": sender.name,
+        "as2_to": receiver.name,
+        "message_id": f"{os.urandom(8).hex()}@test",
+        "filename": "order.bin",
+        "sign_key_pem": sender.key_pem if combo.sign else None,
+        "sign_cert_pem": sender.cert_pem,
+        "digest": combo.sign,
+        "encrypt_cert_pem": receiver.cert_pem if combo.encrypt else None,
+        "encryption": combo.encrypt,
+        "compress": combo.compress,
+        "mdn_to": "as2@alice.example",
+        "mdn_signed_digest": "sha256",
+    }
+    options.update(extra)
+    return cms.build_message(payload, **options)  # type: ignore[arg-type]
+
+
+def build_with_pyas2lib(
+    payload: bytes, sender: Party, receiver: Party, combo: Combo
+) -> tuple[list[tuple[str, str]], bytes, as2.Message]:
+    key = sender.key_pem + sender.cert_pem
+    organization = as2.Organization(as2_name=sender.name, sign_key=key, decrypt_key=key)
+    partner = as2.Partner(
+        as2_name=receiver.name,
+        verify_cert=receiver.cert_pem,
+        encrypt_cert=receiver.cert_pem,
+        validate_certs=False,
+        sign=combo.sign is not None,
+        digest_alg=combo.sign or "sha256",
+        encrypt=combo.encrypt is not None,
+        enc_alg=combo.encrypt or "tripledes_192_cbc",
+        compress=combo.compress,
+        mdn_mode="SYNC",
+        mdn_digest_alg="sha256",
+    )
+    message = as2.Message(sender=organization, receiver=partner)
+    message.build(payload, filename="order.bin", content_type="application/octet-stream")
+    return list(message.headers.items()), message.content, message
+
+
+def assert_processed(message: InboundMessage, payload: bytes, combo: Combo) -> None:
+    assert message.reason is None
+    assert message.disposition == "processed"
+    assert message.payload == payload
+    assert (message.signed, message.encrypted, message.compressed) == (
+        combo.sign is not None,
+        combo.encrypt is not None,
+        combo.compress,
+    )
+    assert message.filename == "order.bin"
+
+
+# --- (a) cms builds, pyas2lib parses --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("combo", COMBOS, ids=str)
+def test_cms_message_parses_with_pyas2lib(combo: Combo, alice: Party, bob: Party) -> None:
+    built = build_with_cms(PAYLOAD, alice, bob, combo)
+    received = parse_inbound_message(list(built.headers), built.body, bob.identity, alice.partner)
+
+    assert_processed(received, PAYLOAD, combo)
+    assert received.message_id == built.message_id
+    assert received.content_type == "application/octet-stream"
+    if combo.sign:
+        assert (received.mic, received.mic_algorithm) == (built.mic, combo.sign)
+    # Our own parser agrees with the oracle on everything but the MDN's random parts.
+    ours = cms.parse_message(list(built.headers), built.body, bob.identity, alice.partner)
+    assert_processed(ours, PAYLOAD, combo)
+    assert (ours.mic, ours.mic_algorithm, ours.content_type) == (
+        received.mic,
+        received.mic_algorithm,
+        received.content_type,
+    )
+
+
+# --- (b) pyas2lib builds, cms parses --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("combo", COMBOS, ids=str)
+def test_pyas2lib_message_parses_with_cms(combo: Combo, alice: Party, bob: Party) -> None:
+    headers, body, sent = build_with_pyas2lib(PAYLOAD, alice, bob, combo)
+    received = cms.parse_message(headers, body, bob.identity, alice.partner)
+
+    assert_processed(received, PAYLOAD, combo)
+    assert received.message_id == sent.message_id
+    if combo.sign:
+        assert received.mic == sent.mic.decode()
+        assert received.mic_algorithm == combo.sign
+    else:
+        assert received.mic is None
+    oracle = parse_inbound_message(headers, body, bob.identity, alice.partner)
+    assert (received.mic, received.content_type, received.filename) == (
+        oracle.mic,
+        oracle.content_type,
+        oracle.filename,
+    )
+
+
+# --- the MDN --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("digest", ["sha1", "sha256", "sha512"])
+def test_signed_mdn_verifies_with_pyas2lib_and_carries_the_mic(
+    digest: str, alice: Party, bob: Party
+) -> None:
+    built = build_with_cms(
+        PAYLOAD, alice, bob, Combo("sha256", "aes_128_cbc", False), mdn_signed_digest=digest
+    )
+    received = cms.parse_message(list(built.headers), built.body, bob.identity, alice.partner)
+    assert received.mdn is not None
+    headers = dict(received.mdn.headers)
+    assert headers["AS2-From"] == "bob" and headers["AS2-To"] == "alice"
+    assert f'micalg="{digest}"' in headers["Content-Type"]
+
+    mdn = parse_inbound_mdn(list(received.mdn.headers), received.mdn.body, bob.cert_pem)
+    assert mdn.signed and mdn.signature_verified, mdn.reason
+    assert mdn.disposition == "processed"
+    assert mdn.original_message_id == built.message_id
+    assert (mdn.mic, mdn.mic_algorithm) == (built.mic, "sha256")
+
+    refused = parse_inbound_mdn(list(received.mdn.headers), received.mdn.body, alice.cert_pem)
+    assert refused.signed and not refused.signature_verified
+
+
+def test_unsigned_mdn_when_no_signed_receipt_is_asked(alice: Party, bob: Party) -> None:
+    built = build_with_cms(
+        PAYLOAD, alice, bob, Combo("sha256", None, False), mdn_signed_digest=None
+    )
+    received = cms.parse_message(list(built.headers), built.body, bob.identity, alice.partner)
+    assert received.mdn is not None
+    mdn = parse_inbound_mdn(list(received.mdn.headers), received.mdn.body, bob.cert_pem)
+    assert not mdn.signed and mdn.disposition == "processed" and mdn.mic == built.mic
+
+
+def test_no_mdn_unless_asked(alice: Party, bob: Party) -> None:
+    built = build_with_cms(PAYLOAD, alice, bob, Combo("sha256", None, False), mdn_to=None)
+    assert "disposition-notification-to" not in dict(built.headers)
+    received = cms.parse_message(list(built.headers), built.body, bob.identity, alice.partner)
+    assert received.processed and received.mdn is None
+
+
+def test_async_mdn_request_is_carried(alice: Party, bob: Party) -> None:
+    url = "https://alice.example/as2/mdn"
+    built = build_with_cms(
+        PAYLOAD, alice, bob, Combo(None, None, False), receipt_delivery_option=url
+    )
+    received = cms.parse_message(list(built.headers), built.body, bob.identity, alice.partner)
+    assert received.receipt_delivery_option == url and received.mdn is not None
+
+
+# --- (c) Mendelson vectors ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mendelson_us() -> OurIdentity:
+    return OurIdentity("pyas2lib", (MENDELSON / "cert_test.pem").read_bytes(), "test")
+
+
+@pytest.fixture(scope="module")
+def mecas2() -> PartnerIdentity:
+    return PartnerIdentity("mecas2", (MENDELSON / "cert_mecas2_public.pem").read_bytes())
+
+
+@pytest.mark.parametrize(
+    ("vector", "signed", "encrypted", "compressed"),
+    [
+        ("mecas2_signed.as2", True, False, False),
+        ("mecas2_encrypted.as2", False, True, False),
+        ("mecas2_signed_encrypted.as2", True, True, False),
+        ("mecas2_compressed.as2", True, False, True),
+    ],
+)
+def test_mendelson_vectors_yield_exactly_the_payload(
+    vector: str,
+    signed: bool,
+    encrypted: bool,
+    compressed: bool,
+    mendelson_us: OurIdentity,
+    mecas2: PartnerIdentity,
+) -> None:
+    headers, body = split_http_request((MENDELSON / vector).read_bytes())
+    message = cms.parse_message(headers, body, mendelson_us, mecas2)
+    oracle = parse_inbound_message(headers, body, mendelson_us, mecas2)
+
+    assert message.reason is None and message.processed
+    assert message.payload == (MENDELSON / "payload.txt").read_bytes()
+    assert (message.signed, message.encrypted, message.compressed) == (
+        signed,
+        encrypted,
+        compressed,
+    )
+    assert (message.as2_from, message.as2_to, message.message_id) == (
+        oracle.as2_from,
+        oracle.as2_to,
+        oracle.message_id,
+    )
+    assert (message.mic, message.mic_algorithm) == (oracle.mic, oracle.mic_algorithm)
+    assert message.content_type == oracle.content_type
+    assert message.filename == oracle.filename == "payload.txt"
+    assert message.mdn is not None and b"processed" in message.mdn.body
+    if message.mic:
+        assert message.mic.encode() in message.mdn.body
+
+
+# --- (d) failures ---------------------------------------------------------------------------------
+
+
+def receive(
+    built: cms.BuiltMessage,
+    us: OurIdentity | list[OurIdentity],
+    partner: PartnerIdentity | list[PartnerIdentity],
+) -> InboundMessage:
+    return cms.parse_message(list(built.headers), built.body, us, partner)
+
+
+def test_a_flipped_byte_in_signed_content_is_integrity_check_failed(
+    alice: Party, bob: Party
+) -> None:
+    built = build_with_cms(PAYLOAD, alice, bob, Combo("sha256", None, False))
+    assert built.body.count(b"ORDERS") == 8
+    altered = built.body.replace(b"ORDERS", b"ORDERZ", 1)
+    message = cms.parse_message(list(built.headers), altered, bob.identity, alice.partner)
+
+    assert message.disposition == "processed/error: integrity-check-failed"
+    assert message.reason == "The content was altered after it was signed."
+    assert message.payload == b"" and message.mic is None
+    assert (
+        message.mdn is not None and b"processed/Error: integrity-check-failed" in message.mdn.body
+    )
+    oracle = parse_inbound_message(list(built.headers), altered, bob.identity, alice.partner)
+    assert oracle.disposition == message.disposition
+
+
+@pytest.mark.parametrize("encryption", ["tripledes_192_cbc", "aes_256_cbc"])
+def test_a_flipped_byte_in_encrypted_content_is_decryption_failed(
+    encryption: str, alice: Party, bob: Party
+) -> None:
+    built = build_with_cms(PAYLOAD, alice, bob, Combo("sha256", encryption, False))
+    block = 8 if encryption.startswith("tripledes") else 16
+    body = bytearray(built.body)
+    body[-block - 1] ^= 0xFF  # the last block's padding byte decrypts to more than a block
+    message = cms.parse_message(list(built.headers), bytes(body), bob.identity, alice.partner)
+
+    assert message.disposition == "processed/error: decryption-failed"
+    assert message.encrypted and message.payload == b""
+    oracle = parse_inbound_message(list(built.headers), bytes(body), bob.identity, alice.partner)
+    assert oracle.disposition == message.disposition
+
+
+def test_a_foreign_signer_is_authentication_failed(alice: Party, bob: Party, keys: Path) -> None:
+    mallory = make_party("alice", keys / "mallory")
+    built = build_with_cms(PAYLOAD, mallory, bob, Combo("sha256", "aes_128_cbc", False))
+    message = receive(built, bob.identity, alice.partner)
+
+    assert message.disposition == "processed/error: authentication-failed"
+    assert message.reason and message.reason.startswith("The signature is not the partner's")
+    assert message.payload == b""
+    oracle = parse_inbound_message(list(built.headers), built.body, bob.identity, alice.partner)
+    assert oracle.disposition == message.disposition
+
+
+def test_the_wrong_private_key_is_decryption_failed(alice: Party, bob: Party, keys: Path) -> None:
+    other = make_party("bob", keys / "other")
+    built = build_with_cms(PAYLOAD, alice, bob, Combo(None, "aes_256_cbc", False))
+    message = receive(built, other.identity, alice.partner)
+
+    assert message.disposition == "processed/error: decryption-failed"
+    assert message.reason and "decrypted" in message.reason
+    assert message.encrypted and message.payload == b""
+
+
+def test_an_unknown_partner_gets_an_unsigned_mdn_saying_why(alice: Party, bob: Party) -> None:
+    someone = PartnerIdentity("someone-else", alice.cert_pem)
+    signed_asked = build_with_cms(PAYLOAD, alice, bob, Combo("sha256", None, False))
+    # (pyas2lib itself raises AttributeError building this MDN: no oracle for this one)
+    refused = receive(signed_asked, bob.identity, someone)
+    assert refused.disposition == "processed/error: authentication-failed"
+    assert refused.mdn is not None
+    assert dict(refused.mdn.headers)["Content-Type"].startswith("multipart/report")
+
+    built = build_with_cms(
+        PAYLOAD, alice, bob, Combo("sha256", None, False), mdn_signed_digest=None
+    )
+    message = receive(built, bob.identity, someone)
+    oracle = parse_inbound_message(list(built.headers), built.body, bob.identity, someone)
+
+    assert message.disposition == oracle.disposition == "processed/error: authentication-failed"
+    assert message.reason == oracle.reason
+    assert message.mdn is not None and b"authentication-failed" in message.mdn.body
+    assert dict(message.mdn.headers)["Content-Type"].startswith("multipart/report")
+
+
+def test_unsigned_or_unencrypted_when_required_is_insufficient_security(
+    alice: Party, bob: Party
+) -> None:
+    built = build_with_cms(PAYLOAD, alice, bob, Combo(None, "aes_128_cbc", False))
+    unsigned = cms.parse_message(
+        list(built.headers), built.body, bob.identity, alice.partner, require_signed=True
+    )
+    assert unsigned.disposition == "processed/error: insufficient-message-security"
+    built = build_with_cms(PAYLOAD, alice, bob, Combo("sha256", None, False))
+    clear = cms.parse_message(
+        list(built.headers), built.body, bob.identity, alice.partner, require_encrypted=True
+    )
+    assert clear.disposition == "processed/error: insufficient-message-security"
+
+
+def test_decompressing_beyond_the_limit_is_decompression_failed(alice: Party, bob: Party) -> None:
+    big = bytes(1_000_000)  # compresses to about a kilobyte
+    built = build_with_cms(big, alice, bob, Combo("sha256", "aes_128_cbc", True))
+    message = cms.parse_message(
+        list(built.headers), built.body, bob.identity, alice.partner, max_decompressed=500_000
+    )
+    assert message.disposition == "processed/error: decompression-failed"
+    assert message.compressed and message.payload == b""
+    whole = cms.parse_message(list(built.headers), built.body, bob.identity, alice.partner)
+    assert whole.processed and whole.payload == big
+
+
+def test_garbage_is_an_unexpected_processing_error_not_an_exception(
+    alice: Party, bob: Party
+) -> None:
+    built = build_with_cms(PAYLOAD, alice, bob, Combo("sha256", None, False))
+    headers = [(n, v) for n, v in built.headers if n != "Content-Type"]
+    headers.append(("Content-Type", 'multipart/signed; boundary="nowhere"'))
+    message = cms.parse_message(headers, b"junk", bob.identity, alice.partner)
+    assert message.disposition == "processed/error: unexpected-processing-error"
+    enveloped = cms.parse_message(
+        [*headers[:-1], ("Content-Type", "application/pkcs7-mime; smime-type=enveloped-data")],
+        b"\x30\x03\x02\x01",
+        bob.identity,
+        alice.partner,
+    )
+    assert not enveloped.processed and enveloped.payload == b""
+
+
+# --- rollover: several partner certificates, several keys of ours ---------------------------------
+
+
+def test_any_of_the_partner_certificates_verifies(alice: Party, bob: Party, keys: Path) -> None:
+    renewed = make_party("alice", keys / "renewed")
+    built = build_with_cms(PAYLOAD, renewed, bob, Combo("sha256", None, False))
+    both = [alice.partner, renewed.partner]
+    assert receive(built, bob.identity, both).processed
+    bundle = PartnerIdentity("alice", alice.cert_pem + renewed.cert_pem)
+    assert receive(built, bob.identity, bundle).processed
+    assert not receive(built, bob.identity, alice.partner).processed
+
+
+def test_any_of_our_keys_decrypts_and_the_first_signs_the_mdn(
+    alice: Party, bob: Party, keys: Path
+) -> None:
+    new_bob = make_party("bob", keys / "new-bob")
+    built = build_with_cms(PAYLOAD, alice, bob, Combo("sha256", "aes_256_cbc", False))
+    message = receive(built, [new_bob.identity, bob.identity], alice.partner)
+
+    assert message.processed and message.payload == PAYLOAD
+    assert message.mdn is not None
+    mdn = parse_inbound_mdn(list(message.mdn.headers), message.mdn.body, new_bob.cert_pem)
+    assert mdn.signature_verified
+
+
+def test_a_pkcs12_key_and_an_encrypted_pem_key_both_work(alice: Party, keys: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+    from cryptography.x509 import load_pem_x509_certificate
+
+    generated = generate_identity("carol", keys / "carol.key", passphrase=b"secret")
+    pem = generated.key_path.read_bytes()
+    key = serialization.load_pem_private_key(pem, b"secret")
+    certificate = load_pem_x509_certificate(generated.certificate_pem.encode())
+    p12 = pkcs12.serialize_key_and_certificates(
+        b"carol",
+        key,  # type: ignore[arg-type]
+        certificate,
+        None,
+        serialization.BestAvailableEncryption(b"secret"),
+    )
+    carol = Party("carol", pem, generated.certificate_pem.encode())
+    built = build_with_cms(PAYLOAD, alice, carol, Combo("sha256", "aes_128_cbc", False))
+    for identity in (
+        OurIdentity("carol", pem, "secret", generated.certificate_pem.encode()),
+        OurIdentity("carol", p12, "secret"),
+    ):
+        assert receive(built, identity, alice.partner).processed
+
+
+# --- (e) a large random binary payload arrives byte-identical both ways --------------------------
+
+BINARY = os.urandom(100_000)
+
+
+@pytest.mark.parametrize(
+    "combo",
+    [
+        Combo("sha256", "aes_256_cbc", False),
+        Combo("sha1", "tripledes_192_cbc", True),
+        Combo("sha512", None, False),
+        Combo(None, None, False),
+    ],
+    ids=str,
+)
+def test_binary_payload_arrives_byte_identical_both_ways(
+    combo: Combo, alice: Party, bob: Party
+) -> None:
+    payload = BINARY + b"\r\n--\r\n\r\n" + BINARY[:999] + b"\r"  # line ends, a trailing CR
+    built = build_with_cms(payload, alice, bob, combo)
+    oracle = parse_inbound_message(list(built.headers), built.body, bob.identity, alice.partner)
+    assert oracle.payload == payload
+    assert (
+        cms.parse_message(list(built.headers), built.body, bob.identity, alice.partner).payload
+        == payload
+    )
+
+    headers, body, sent = build_with_pyas2lib(payload, alice, bob, combo)
+    received = cms.parse_message(headers, body, bob.identity, alice.partner)
+    assert received.payload == payload
+    if combo.sign:
+        assert received.mic == sent.mic.decode() == oracle.mic
+
+
+def test_text_payloads_keep_their_line_ends(alice: Party, bob: Party) -> None:
+    """pyas2lib rewrites LF to CRLF in non-binary types; we send every type binary."""
+    payload = b"line one\nline two\n"
+    built = build_with_cms(
+        payload,
+        alice,
+        bob,
+        Combo("sha256", "aes_128_cbc", False),
+        content_type="application/edi-x12",
+    )
+    oracle = parse_inbound_message(list(built.headers), built.body, bob.identity, alice.partner)
+    assert oracle.payload == payload and oracle.content_type == "application/edi-x12"
+    assert receive(built, bob.identity, alice.partner).payload == payload
+
+
+def test_header_injection_is_refused(alice: Party, bob: Party) -> None:
+    with pytest.raises(ValueError, match="line breaks"):
+        build_with_cms(PAYLOAD, alice, bob, Combo(None, None, False), filename="a\r\nX: y")
