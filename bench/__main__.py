@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["store", "engine", "tui_page", "sftp", "conversions"]
+BENCHMARKS = ["store", "engine", "tui_page", "sftp", "conversions", "as2"]
 
 
 def main(names: list[str]) -> None:
