@@ -12,9 +12,10 @@ dispositions (RFC 4130 §7.5.3) with the same reasons. What differs on purpose:
   pyas2lib's re-serialised form; a message either accepts verifies with the same digest, so
   the MIC is the same.
 * Several partner certificates (rollover) and several of our keys (old and new) are accepted.
-* Large payloads are never held more than twice (input and output): CMS structures are read and
-  written by offset, digests are computed over the parts in place, and content is encrypted and
-  decrypted straight into the buffer that becomes the result.
+* A large payload is held about twice (input and output), not several times: CMS structures
+  are read and written by offset, digests are computed over the parts in place, and content is
+  encrypted and decrypted straight into the buffer that becomes the result. (Compressed
+  content is the exception: it is decompressed in memory, bounded by ``max_decompressed``.)
 
 Every function here is blocking and pure (no I/O; parsed keys and certificates are cached by
 their bytes): callers on an event loop run them in a thread.
@@ -696,6 +697,14 @@ class _Filler:
         else:
             self.write(context.update(data))
 
+    def cut(self, start: int, end: int) -> bytes:
+        """The result's bytes [start, end) as the result, moved within the buffer."""
+        view = self._io.getbuffer()
+        view[0 : end - start] = view[start:end]
+        view.release()
+        self._io.truncate(end - start)
+        return self._io.getvalue()
+
     def result(self, length: int | None = None) -> bytes:
         if self._view is not None:
             self._view.release()
@@ -723,6 +732,9 @@ class _Entity:
     start: int  # where its headers begin (the raw signed part starts here)
     body_start: int
     end: int
+    # The buffer ``data`` was decrypted into, when only this module holds it: the payload is
+    # then cut out of it in place instead of copied (see _payload).
+    owner: _Filler | None = None
 
     def get(self, name: str) -> str | None:
         lower = name.lower()
@@ -757,7 +769,7 @@ def _parse_content_type(value: str | None) -> tuple[str, dict[str, str]]:
 _EOL = re.compile(rb"\r\n|\r|\n")
 
 
-def _parse_entity(data: bytes, start: int, end: int) -> _Entity:
+def _parse_entity(data: bytes, start: int, end: int, owner: _Filler | None = None) -> _Entity:
     """Headers of the entity in data[start:end] (as the email package's compat32 parser reads
     them, folded lines kept) and where its body starts."""
     headers: list[tuple[str, str]] = []
@@ -785,7 +797,9 @@ def _parse_entity(data: bytes, start: int, end: int) -> _Entity:
         pos = next_pos
     if name is not None:
         headers.append((name, value))
-    return _Entity(data=data, headers=headers, start=start, body_start=min(pos, end), end=end)
+    return _Entity(
+        data=data, headers=headers, start=start, body_start=min(pos, end), end=end, owner=owner
+    )
 
 
 def _body(entity: _Entity) -> tuple[bytes, int, int]:
@@ -929,6 +943,7 @@ def _unwrap(
                         start=0,
                         body_start=0,
                         end=entity.end,
+                        owner=entity.owner,
                     )
                 continue
             if kind == OID_COMPRESSED_DATA:
@@ -949,10 +964,19 @@ def _unwrap(
 
 
 def _payload(entity: _Entity) -> bytes:
+    """The payload's bytes. When they lie in a decryption buffer only this module holds, they
+    are moved to its front and the buffer becomes the result: no second copy of a large
+    payload. (Were the buffer still shared, io.BytesIO would copy it: slower, never wrong.)"""
     data, start, end = _body(entity)
     if start == 0 and end == len(data):
         return data
-    return data[start:end]
+    owner = entity.owner
+    if owner is None or data is not entity.data:
+        return data[start:end]
+    entity.data = b""
+    entity.owner = None
+    del data
+    return owner.cut(start, end)
 
 
 # --- decryption ---------------------------------------------------------------------------------
@@ -995,11 +1019,11 @@ def _decrypt(data: bytes, start: int, end: int, ours: list[OurIdentity]) -> _Ent
         if len(key) != key_size:
             continue  # RSA implicit rejection: a wrong key yields random bytes
         try:
-            plain, length = _decrypt_content(data, chunks, cipher_name, key, iv)
+            plain, length, owner = _decrypt_content(data, chunks, cipher_name, key, iv)
         except ValueError as error:
             last_error = str(error)
             continue
-        return _parse_entity(plain, 0, length)
+        return _parse_entity(plain, 0, length, owner)
     raise _Failure(DECRYPTION_FAILED, _decrypt_reason(last_error))
 
 
@@ -1043,8 +1067,9 @@ def _recipient_keys(recipient_infos: Any, ours: list[OurIdentity]) -> list[tuple
 
 def _decrypt_content(
     data: bytes, chunks: list[tuple[int, int]], cipher_name: str, key: bytes, iv: bytes
-) -> tuple[bytes, int]:
-    """Decrypt into one buffer (the result, not a copy); (plaintext, length without padding)."""
+) -> tuple[bytes, int, _Filler]:
+    """Decrypt into one buffer (the result, not a copy): (plaintext, its length without the
+    padding, the buffer)."""
     total = sum(stop - begin for begin, stop in chunks)
     block = 8 if cipher_name == "tripledes" else 16
     if total == 0 or total % block:
@@ -1063,7 +1088,7 @@ def _decrypt_content(
     pad = plain[-1]
     if not 1 <= pad <= block or plain[-pad:] != bytes((pad,)) * pad:
         raise ValueError("Invalid padding bytes.")
-    return plain, len(plain) - pad
+    return plain, len(plain) - pad, out
 
 
 # --- decompression ------------------------------------------------------------------------------
@@ -1119,7 +1144,8 @@ def _verify(
         raise _Failure(UNEXPECTED_ERROR, "A multipart/signed message without a boundary.")
     data, start, end = _body(entity)
     first, second = _signed_parts(data, start, end, boundary.encode("latin-1"))
-    content = _parse_entity(data, first[0], first[1])
+    owner = entity.owner if data is entity.data else None
+    content = _parse_entity(data, first[0], first[1], owner)
     signature_part = _parse_entity(data, second[0], second[1])
     sig_data, sig_start, sig_end = _body(signature_part)
     certificates = [c for p in partners for c in _certificates(p.certificate_pem)]

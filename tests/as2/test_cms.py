@@ -4,6 +4,7 @@ real crypto, no mocks."""
 from __future__ import annotations
 
 import os
+import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -542,3 +543,27 @@ def test_text_payloads_keep_their_line_ends(alice: Party, bob: Party) -> None:
 def test_header_injection_is_refused(alice: Party, bob: Party) -> None:
     with pytest.raises(ValueError, match="line breaks"):
         build_with_cms(PAYLOAD, alice, bob, Combo(None, None, False), filename="a\r\nX: y")
+
+
+@pytest.mark.parametrize(
+    "combo", [Combo("sha256", "aes_256_cbc", False), Combo(None, "aes_128_cbc", False)], ids=str
+)
+def test_a_large_payload_is_not_copied_again_and_again(
+    combo: Combo, alice: Party, bob: Party
+) -> None:
+    """Building allocates the body once; parsing decrypts into the buffer that becomes the
+    payload (no second copy): what each allocates stays near one payload, not two or three."""
+    payload = os.urandom(4_000_000)
+    build_with_cms(b"warm", alice, bob, combo)  # keys parsed and cached beforehand
+    tracemalloc.start()
+    try:
+        built = build_with_cms(payload, alice, bob, combo)
+        build_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        received = receive(built, bob.identity, alice.partner)
+        parse_peak = tracemalloc.get_traced_memory()[1] - len(built.body)
+    finally:
+        tracemalloc.stop()
+    assert received.payload == payload
+    assert build_peak < 1.3 * len(payload)
+    assert parse_peak < 1.3 * len(payload)
