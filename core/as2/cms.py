@@ -96,6 +96,7 @@ REPORTING_UA = "pyAS2 Open Source AS2 Software"
 _SMIME_SUFFIXES = (".p7m", ".p7s", ".p7z")
 _CHUNK = 1 << 20
 _MAX_LAYERS = 8
+_MAX_HEADERS = 1 << 16  # bytes of MIME headers read before the body is assumed to start
 
 # --- DER writing --------------------------------------------------------------------------------
 
@@ -404,8 +405,7 @@ def build_message(
         top.append(("Content-Disposition", _disposition(filename)))
 
     if compress:
-        compressed = _compress(entity)
-        entity = [_COMPRESSED_HEAD_MIME, compressed]
+        entity = [_COMPRESSED_HEAD_MIME, *_compress(entity)]
         top = [("MIME-Version", "1.0"), *_COMPRESSED_TOP]
 
     mic_algorithm = _digest_name(digest or mdn_signed_digest or "sha256")
@@ -543,8 +543,9 @@ def _digest_name(name: str) -> str:
     return name.strip().lower().replace("-", "")
 
 
-def _compress(pieces: Iterable[bytes]) -> bytes:
-    """A CMS CompressedData (zlib) of the pieces, DER, as pyas2lib writes it."""
+def _compress(pieces: Iterable[bytes]) -> list[bytes]:
+    """A CMS CompressedData (zlib) of the pieces, DER as pyas2lib writes it, in pieces: its
+    header, then the compressed stream as zlib produced it (not joined)."""
     compressor = zlib.compressobj()
     out = []
     for piece in pieces:
@@ -552,10 +553,19 @@ def _compress(pieces: Iterable[bytes]) -> bytes:
         for offset in range(0, len(view), _CHUNK):
             out.append(compressor.compress(view[offset : offset + _CHUNK]))
     out.append(compressor.flush())
-    compressed = b"".join(out)
-    encap = _seq(OID_DATA, _tlv(0xA0, _tlv(0x04, compressed)))
-    inner = _seq(b"\x02\x01\x00", _seq(OID_ZLIB), encap)
-    return _seq(OID_COMPRESSED_DATA, _tlv(0xA0, inner))
+    length = sum(len(piece) for piece in out)
+    octets = b"\x04" + _der_len(length)
+    encap_len = len(OID_DATA) + 1 + len(_der_len(len(octets) + length)) + len(octets) + length
+    encap = b"\x30" + _der_len(encap_len) + OID_DATA + b"\xa0" + _der_len(len(octets) + length)
+    algorithm = _seq(OID_ZLIB)
+    inner_len = 3 + len(algorithm) + len(encap) + len(octets) + length
+    inner = b"\x30" + _der_len(inner_len) + b"\x02\x01\x00" + algorithm + encap + octets
+    # [0] EXPLICIT wraps the whole CompressedData, its own header included
+    wrapped_len = len(inner) + length
+    explicit = b"\xa0" + _der_len(wrapped_len)
+    info_len = len(OID_COMPRESSED_DATA) + len(explicit) + wrapped_len
+    head = b"\x30" + _der_len(info_len) + OID_COMPRESSED_DATA + explicit + inner
+    return [head, *(piece for piece in out if piece)]
 
 
 def _utc_time() -> bytes:
@@ -613,7 +623,6 @@ _ECDSA_OIDS = {
     "sha256": _oid("1.2.840.10045.4.3.2"),
     "sha384": _oid("1.2.840.10045.4.3.3"),
     "sha512": _oid("1.2.840.10045.4.3.4"),
-    "md5": _oid("1.2.840.10045.4.3.2"),
 }
 
 
@@ -672,17 +681,23 @@ def _envelope(pieces: list[bytes], encryption: str, recipient: _Certificate) -> 
 
 
 class _Filler:
-    """Writes a bytes object of known size in place (io.BytesIO hands its own buffer over to
-    ``getvalue()`` without a copy), so a large result is held once, not twice."""
+    """Writes a bytes object in place: io.BytesIO hands its own buffer over to ``getvalue()``
+    without a copy, so a large result is held once, not twice. With a size the buffer is made
+    that large up front (``write``, ``encrypt``); without, it grows (``append``)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int = 0) -> None:
         self._io = io.BytesIO()
         self._size = size
+        self._view: memoryview | None = None
         if size:
             self._io.seek(size - 1)
             self._io.write(b"\0")
-        self._view: memoryview | None = self._io.getbuffer()
+            self._view = self._io.getbuffer()
         self.position = 0
+
+    def append(self, data: bytes) -> None:
+        self._io.write(data)
+        self.position += len(data)
 
     def write(self, data: bytes | memoryview) -> None:
         assert self._view is not None
@@ -776,7 +791,7 @@ def _parse_entity(data: bytes, start: int, end: int, owner: _Filler | None = Non
     pos = start
     name: str | None = None
     value = ""
-    while pos < end:
+    while pos < end and pos - start < _MAX_HEADERS:
         match = _EOL.search(data, pos, min(end, pos + 65536))
         line_end, next_pos = (match.start(), match.end()) if match else (end, end)
         line = data[pos:line_end]
@@ -1104,33 +1119,28 @@ def _decompress(data: bytes, start: int, end: int, limit: int) -> _Entity:
         encap = _children(data, fields[2], end)
         chunks = _octets(data, _children(data, encap[1], end)[0], end)
         decompressor = zlib.decompressobj()
-        out: list[bytes] = []
-        size = 0
+        out = _Filler()
         view = memoryview(data)
+        too_much = f"Decompression failed with cause: more than {limit} bytes decompressed."
         for begin, stop in chunks:
-            piece = decompressor.decompress(view[begin:stop], limit - size + 1)
-            size += len(piece)
-            out.append(piece)
-            if size > limit or decompressor.unconsumed_tail:
-                raise _Failure(
-                    DECOMPRESSION_FAILED,
-                    f"Decompression failed with cause: more than {limit} bytes decompressed.",
-                )
+            for offset in range(begin, stop, _CHUNK):
+                pending: bytes | memoryview = view[offset : min(stop, offset + _CHUNK)]
+                while pending:
+                    out.append(decompressor.decompress(pending, 8 * _CHUNK))
+                    if out.position > limit:
+                        raise _Failure(DECOMPRESSION_FAILED, too_much)
+                    pending = decompressor.unconsumed_tail
         out.append(decompressor.flush())
-        size += len(out[-1])
-        if size > limit:
-            raise _Failure(
-                DECOMPRESSION_FAILED,
-                f"Decompression failed with cause: more than {limit} bytes decompressed.",
-            )
+        if out.position > limit:
+            raise _Failure(DECOMPRESSION_FAILED, too_much)
         if not decompressor.eof:
             raise ValueError("incomplete zlib stream")
     except _Failure:
         raise
     except Exception as error:
         raise _Failure(DECOMPRESSION_FAILED, f"Decompression failed with cause: {error}") from error
-    plain = out[0] if len(out) == 1 else b"".join(out)
-    return _parse_entity(plain, 0, len(plain))
+    plain = out.result()
+    return _parse_entity(plain, 0, len(plain), out)
 
 
 # --- signature verification ---------------------------------------------------------------------
@@ -1208,17 +1218,17 @@ def _signed_parts(
     )
 
 
-def _content_candidates(content: _Entity) -> list[list[bytes | memoryview]]:
-    """The signed part as received, then as pyas2lib re-serialises it (utils.canonicalize)."""
-    view = memoryview(content.data)
-    raw: list[bytes | memoryview] = [view[content.start : content.end]]
-    canonical: list[bytes | memoryview]
+def _as_received(content: _Entity) -> list[bytes | memoryview]:
+    """The signed part exactly as received (RFC 1847)."""
+    return [memoryview(content.data)[content.start : content.end]]
+
+
+def _canonical(content: _Entity) -> list[bytes | memoryview]:
+    """The signed part as pyas2lib re-serialises it (pyas2lib.utils.canonicalize)."""
     if content.get("content-transfer-encoding") == "binary":
         head = "".join(f"{name}: {value}\r\n" for name, value in content.headers) + "\r\n"
-        canonical = [head.encode("latin-1"), view[content.body_start : content.end]]
-    else:
-        canonical = [_mime_to_bytes(content.data[content.start : content.end])]
-    return [raw, canonical]
+        return [head.encode("latin-1"), memoryview(content.data)[content.body_start : content.end]]
+    return [_mime_to_bytes(content.data[content.start : content.end])]
 
 
 def _check_signature(
@@ -1239,14 +1249,11 @@ def _check_signature(
         raise _Failure(AUTHENTICATION_FAILED, "The signature is not the partner's: no signer.")
     digest_name = ""
     content_digest = b""
-    candidates = _content_candidates(content)
     for signer in signers:
         digest_name = _digest_name(str(signer["digest_algorithm"]["algorithm"].native))
         if digest_name not in _HASHES:
             raise _Failure(UNEXPECTED_ERROR, "Unsupported Digest Algorithm")
-        digests = []
-        for pieces in candidates[:1]:
-            digests.append(_digest(digest_name, pieces))
+        digests = [_digest(digest_name, _as_received(content))]
         attributes = signer["signed_attrs"]
         signed_bytes: bytes | None = None
         if not isinstance(attributes, asn1_core.Void):
@@ -1256,7 +1263,7 @@ def _check_signature(
                     claimed = b"".join(attribute["values"].native)
             if digests[0] != claimed:
                 # Not as received: as pyas2lib re-serialises it (only now, it costs a pass).
-                digests.append(_digest(digest_name, candidates[1]))
+                digests.append(_digest(digest_name, _canonical(content)))
                 if digests[1] != claimed:
                     raise _Failure(
                         INTEGRITY_CHECK_FAILED, "The content was altered after it was signed."
@@ -1264,7 +1271,7 @@ def _check_signature(
                 digests = digests[1:]
             signed_bytes = _tlv(0x31, attributes.contents)
         else:
-            digests.append(_digest(digest_name, candidates[1]))
+            digests.append(_digest(digest_name, _canonical(content)))
         why, verified = _verify_signer(signer, digest_name, signed_bytes, digests, certificates)
         if why is not None:
             raise _Failure(
@@ -1367,6 +1374,55 @@ def _filename(content_disposition: str | None) -> str | None:
 # --- MDN ----------------------------------------------------------------------------------------
 
 
+def _mdn_digest(options: str) -> str:
+    """The first digest of signed-receipt-micalg we support (RFC 4130 §7.3: honoured left to
+    right); sha256 when none is."""
+    for parameter in options.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() != "signed-receipt-micalg":
+            continue
+        for token in value.split(","):
+            digest = _digest_name(token)
+            if digest in DIGESTS:
+                return digest
+    return "sha256"
+
+
+def _signed_mdn(
+    report_type: str, report_body: bytes, options: str, signer: OurIdentity | None
+) -> tuple[bytes, str] | None:
+    """(body, Content-Type) of the MDN signed with our key, as pyas2lib signs it; None when we
+    cannot sign (partner unknown, no usable key): the MDN then goes unsigned."""
+    if signer is None:
+        return None
+    try:
+        pair = _our_key(signer)
+        if pair.certificate is None:
+            return None
+        digest = _mdn_digest(options)
+        signed_content = f"Content-Type: {report_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+        signed_content += report_body
+        signature = _sign(hashlib.new(digest, signed_content).digest(), digest, pair)
+    except Exception:  # noqa: BLE001 - an MDN is owed even when our key fails
+        return None
+    boundary = _boundary()
+    body = b"".join(
+        (
+            f"--{boundary}\r\n".encode(),
+            signed_content,
+            f"\r\n--{boundary}\r\n".encode(),
+            _SIGNATURE_HEAD,
+            base64.encodebytes(signature).replace(b"\n", b"\r\n"),
+            f"\r\n--{boundary}--\r\n".encode(),
+        )
+    )
+    content_type = (
+        'multipart/signed; protocol="application/pkcs7-signature"; '
+        f'micalg="{digest}"; boundary="{boundary}"'
+    )
+    return body, content_type
+
+
 def _mdn(
     outer: dict[str, str],
     message_id: str | None,
@@ -1401,38 +1457,10 @@ def _mdn(
     domain = re.sub(r"[^A-Za-z0-9.-]", "", as2_to) or "localhost"
     headers: list[tuple[str, str]] = []
     options = outer.get("disposition-notification-options")
-    pair: _KeyPair | None = None
-    if options and signer is not None:
-        try:
-            pair = _our_key(signer)
-        except Exception:  # noqa: BLE001 - without a usable key the MDN goes unsigned
-            pair = None
-    if pair is not None and pair.certificate is not None:
-        assert options is not None
-        digest = _digest_name(options.split(";")[-1].split(",")[-1])
-        if digest not in _HASHES:
-            digest = "sha256"
-        signed_content = f"Content-Type: {report_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
-        signed_content += report_body
-        signature = _sign(hashlib.new(digest, signed_content).digest(), digest, pair)
-        outer_boundary = _boundary()
-        body = b"".join(
-            (
-                f"--{outer_boundary}\r\n".encode(),
-                signed_content,
-                f"\r\n--{outer_boundary}\r\n".encode(),
-                _SIGNATURE_HEAD,
-                base64.encodebytes(signature).replace(b"\n", b"\r\n"),
-                f"\r\n--{outer_boundary}--\r\n".encode(),
-            )
-        )
-        headers.append(
-            (
-                "Content-Type",
-                'multipart/signed; protocol="application/pkcs7-signature"; '
-                f'micalg="{digest}"; boundary="{outer_boundary}"',
-            )
-        )
+    signed = _signed_mdn(report_type, report_body, options, signer) if options else None
+    if signed is not None:
+        body, content_type = signed
+        headers.append(("Content-Type", content_type))
     else:
         body = report_body
         headers += [("Content-Type", report_type), ("MIME-Version", "1.0")]

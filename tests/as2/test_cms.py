@@ -567,3 +567,47 @@ def test_a_large_payload_is_not_copied_again_and_again(
     assert received.payload == payload
     assert build_peak < 1.3 * len(payload)
     assert parse_peak < 1.3 * len(payload)
+
+
+def test_layers_in_another_order_compressed_around_signed(alice: Party, bob: Party) -> None:
+    """RFC 5402 allows compressing the signed entity: sign first, then compress and encrypt."""
+    signed = build_with_cms(PAYLOAD, alice, bob, Combo("sha384", None, False), mdn_to=None)
+    signed_type = dict(signed.headers)["Content-Type"]
+    outer = cms.build_message(
+        signed.body,
+        as2_from="alice",
+        as2_to="bob",
+        message_id=signed.message_id,
+        filename=None,
+        content_type=signed_type,
+        encrypt_cert_pem=bob.cert_pem,
+        encryption="aes_192_cbc",
+        compress=True,
+        mdn_to="as2@alice.example",
+        mdn_signed_digest="sha256",
+    )
+    message = receive(outer, bob.identity, alice.partner)
+
+    assert message.reason is None and message.payload == PAYLOAD
+    assert (message.signed, message.encrypted, message.compressed) == (True, True, True)
+    assert (message.mic, message.mic_algorithm) == (signed.mic, "sha384")
+    assert message.filename == "order.bin"
+
+
+def test_the_mdn_is_signed_with_the_first_requested_digest_we_support(
+    alice: Party, bob: Party
+) -> None:
+    built = build_with_cms(PAYLOAD, alice, bob, Combo("sha256", None, False))
+    headers = [(n, v) for n, v in built.headers if n != "disposition-notification-options"]
+    headers.append(
+        (
+            "Disposition-Notification-Options",
+            "signed-receipt-protocol=optional, pkcs7-signature; "
+            "signed-receipt-micalg=optional, md4, sha-512, sha256",
+        )
+    )
+    message = cms.parse_message(headers, built.body, bob.identity, alice.partner)
+    assert message.mdn is not None
+    assert 'micalg="sha512"' in dict(message.mdn.headers)["Content-Type"]
+    mdn = parse_inbound_mdn(list(message.mdn.headers), message.mdn.body, bob.cert_pem)
+    assert mdn.signature_verified and mdn.mic == built.mic
