@@ -974,8 +974,8 @@ def _unwrap(
             state.signed = True
             entity = _verify(entity, params, partners, state)
             continue
-        break
-    return entity
+        return entity
+    raise _Failure(UNEXPECTED_ERROR, f"More than {_MAX_LAYERS} S/MIME layers in the message.")
 
 
 def _payload(entity: _Entity) -> bytes:
