@@ -3,9 +3,15 @@ real crypto, no mocks."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
+import re
+import shutil
+import subprocess
 import tracemalloc
 from dataclasses import dataclass
+from email import message_from_bytes
 from pathlib import Path
 
 import pytest
@@ -611,3 +617,75 @@ def test_the_mdn_is_signed_with_the_first_requested_digest_we_support(
     assert 'micalg="sha512"' in dict(message.mdn.headers)["Content-Type"]
     mdn = parse_inbound_mdn(list(message.mdn.headers), message.mdn.body, bob.cert_pem)
     assert mdn.signature_verified and mdn.mic == built.mic
+
+
+# --- a partner running the openssl command line ---------------------------------------------------
+
+needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl binary")
+
+
+def openssl_cms(*args: str, data: bytes) -> bytes:
+    done = subprocess.run(
+        ["openssl", "cms", *args], input=data, capture_output=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout
+
+
+def as2_request(smime: bytes) -> tuple[list[tuple[str, str]], bytes]:
+    """openssl's S/MIME output as an AS2 request: its MIME headers become HTTP headers."""
+    blank = re.search(rb"\r?\n\r?\n", smime)
+    assert blank is not None
+    mime = message_from_bytes(smime[: blank.start()] + b"\n\n").items()
+    headers = [("AS2-From", "alice"), ("AS2-To", "bob"), ("Message-ID", "<openssl@alice>")]
+    headers.append(("Disposition-Notification-To", "as2@alice.example"))
+    headers += [(name, " ".join(value.split())) for name, value in mime]
+    return headers, smime[blank.end() :]
+
+
+@needs_openssl
+@pytest.mark.parametrize(
+    ("layers", "entity_cte"),
+    [
+        ("sign", None),
+        ("sign-crlf", "binary"),
+        ("encrypt", None),  # base64 S/MIME with a 7bit payload inside
+        ("sign+encrypt-des3", "binary"),
+        ("sign+encrypt-der", None),
+    ],
+)
+def test_openssl_messages_parse_with_cms(
+    layers: str, entity_cte: str | None, alice: Party, bob: Party, tmp_path: Path
+) -> None:
+    files = {}
+    for party in (alice, bob):
+        files[party.name] = (tmp_path / f"{party.name}.pem", tmp_path / f"{party.name}.key")
+        files[party.name][0].write_bytes(party.cert_pem)
+        files[party.name][1].write_bytes(party.key_pem)
+    head = "Content-Type: application/edi-x12\r\n"
+    if entity_cte:
+        head += f"Content-Transfer-Encoding: {entity_cte}\r\n"
+    entity = (head + 'Content-Disposition: attachment; filename="po.x12"\r\n\r\n').encode()
+    entity += PAYLOAD
+    data = entity
+    if layers.startswith("sign"):
+        signer = ("-signer", str(files["alice"][0]), "-inkey", str(files["alice"][1]))
+        crlf = ("-crlfeol",) if "crlf" in layers else ()
+        data = openssl_cms("-sign", "-binary", "-md", "sha256", *signer, *crlf, data=data)
+    if "encrypt" in layers:
+        cipher = "-des3" if "des3" in layers else "-aes256"
+        der = ("-outform", "DER") if "der" in layers else ()
+        data = openssl_cms("-encrypt", "-binary", cipher, *der, str(files["bob"][0]), data=data)
+        if der:
+            kind = 'application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"'
+            data = f"Content-Type: {kind}\r\n\r\n".encode() + data
+    headers, body = as2_request(data)
+    message = cms.parse_message(headers, body, bob.identity, alice.partner)
+    oracle = parse_inbound_message(headers, body, bob.identity, alice.partner)
+
+    assert message.reason is None and message.payload == PAYLOAD
+    assert (message.content_type, message.filename) == ("application/edi-x12", "po.x12")
+    assert (message.signed, message.encrypted) == (layers.startswith("sign"), "encrypt" in layers)
+    assert (message.mic, message.mic_algorithm) == (oracle.mic, oracle.mic_algorithm)
+    if message.signed:
+        assert message.mic == base64.b64encode(hashlib.sha256(entity).digest()).decode()
