@@ -74,6 +74,7 @@ __all__ = [
     "DIGESTS",
     "ENCRYPTIONS",
     "BuiltMessage",
+    "OwnConfigurationError",
     "build_message",
     "parse_message",
 ]
@@ -256,6 +257,12 @@ def _content_info(data: bytes, start: int, limit: int) -> tuple[bytes, int]:
 
 # --- keys and certificates ----------------------------------------------------------------------
 
+
+class OwnConfigurationError(ValueError):
+    """Our private key or a partner's configured certificate cannot be read: not the sender's
+    fault, so :func:`parse_message` raises this instead of answering with a disposition."""
+
+
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.+?-----END \1-----", re.S)
 
 
@@ -331,9 +338,27 @@ def _our_key(identity: OurIdentity) -> _KeyPair:
     return _key_pair(identity.private_key, identity.private_key_password, identity.certificate_pem)
 
 
-@lru_cache(maxsize=64)
-def _pem_key_pair(key_pem: bytes, certificate_pem: bytes) -> _KeyPair:
-    return _key_pair(key_pem, None, certificate_pem)
+@dataclass(frozen=True, slots=True)
+class _Keys:
+    """What a message is checked with: our key pairs (the first signs the MDN) and the
+    partner's certificates."""
+
+    ours: list[_KeyPair]
+    certificates: list[_Certificate]
+
+
+def _load_keys(ours: list[OurIdentity], partners: list[PartnerIdentity]) -> _Keys:
+    try:
+        pairs = [_our_key(identity) for identity in ours]
+    except Exception as error:
+        raise OwnConfigurationError(f"Our private key could not be read: {error}") from error
+    try:
+        certificates = [c for p in partners for c in _certificates(p.certificate_pem)]
+    except Exception as error:
+        raise OwnConfigurationError(
+            f"The partner's certificate could not be read: {error}"
+        ) from error
+    return _Keys(ours=pairs, certificates=certificates)
 
 
 # --- building -----------------------------------------------------------------------------------
@@ -364,6 +389,7 @@ def build_message(
     content_type: str = "application/octet-stream",
     sign_key_pem: bytes | None = None,
     sign_cert_pem: bytes | None = None,
+    sign_key_password: str | None = None,
     digest: str | None = None,
     encrypt_cert_pem: bytes | None = None,
     encryption: str | None = None,
@@ -375,8 +401,9 @@ def build_message(
 ) -> BuiltMessage:
     """Compress, then sign, then encrypt ``payload`` as pyas2lib does, much faster.
 
-    Signing needs ``sign_key_pem`` (PEM, may include the certificate), ``sign_cert_pem`` (unless
-    the key carries it) and ``digest``; encryption needs ``encrypt_cert_pem`` and ``encryption``.
+    Signing needs ``sign_key_pem`` (PEM, may include the certificate and be encrypted with
+    ``sign_key_password``; PKCS#12 works too), ``sign_cert_pem`` (unless the key carries it)
+    and ``digest``; encryption needs ``encrypt_cert_pem`` and ``encryption``.
     ``mdn_to`` asks for an MDN (Disposition-Notification-To), signed when ``mdn_signed_digest``
     is set, asynchronous when ``receipt_delivery_option`` is set.
     """
@@ -414,7 +441,7 @@ def build_message(
     body_pieces: list[bytes]
     if signing:
         assert sign_key_pem is not None
-        pair = _pem_key_pair(sign_key_pem, sign_cert_pem or b"")
+        pair = _key_pair(sign_key_pem, sign_key_password, sign_cert_pem or b"")
         if pair.certificate is None:
             raise ValueError("Signing needs the certificate of the signing key.")
         hasher = hashlib.new(mic_algorithm)
@@ -843,6 +870,7 @@ def parse_message(
     body: bytes,
     us: OurIdentity | Sequence[OurIdentity],
     partner: PartnerIdentity | Sequence[PartnerIdentity],
+    payload_limit: int | None = None,
     *,
     max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
     require_signed: bool = False,
@@ -854,8 +882,14 @@ def parse_message(
 
     ``us`` may list several identities with the same AS2 id (our current key first: it signs
     the MDN; older ones still decrypt); ``partner`` may list several (certificate rollover: any
-    certificate verifies), and a certificate PEM may hold several certificates. Never raises for
-    what a partner sends. Blocking: run it in a thread.
+    certificate verifies), and a certificate PEM may hold several certificates.
+
+    A payload over ``payload_limit`` bytes is refused as messages.parse_inbound_message refuses
+    it (``decompression-failed`` when compressed, else ``unexpected-processing-error``);
+    decompression stops as soon as the limit (or ``max_decompressed``) is passed, so a bomb
+    never inflates. Never raises for what a partner sends; raises
+    :class:`OwnConfigurationError` when our key or the partner's certificate cannot be read.
+    Blocking: run it in a thread.
     """
     ours = [us] if isinstance(us, OurIdentity) else list(us)
     partners = [partner] if isinstance(partner, PartnerIdentity) else list(partner)
@@ -871,6 +905,12 @@ def parse_message(
     modifier: str | None = None
     reason: str | None = None
     known = False
+    keys: _Keys | None = None
+    too_large = f"The payload is larger than the {payload_limit} bytes this gateway accepts."
+    limit = max_decompressed
+    if payload_limit is not None:
+        # The decompressed entity is the payload and its MIME headers.
+        limit = min(limit, payload_limit + _MAX_HEADERS)
     try:
         org_id = email_utils.unquote(outer["as2-to"])
         partner_id = email_utils.unquote(outer["as2-from"])
@@ -882,9 +922,10 @@ def parse_message(
             raise _Failure(
                 AUTHENTICATION_FAILED, f"Unknown trading partner: {who} is not configured."
             )
+        keys = _load_keys(ours, partners)
         body = body if isinstance(body, bytes) else bytes(body)
         top = _Entity(data=body, headers=list(headers), start=0, body_start=0, end=len(body))
-        entity = _unwrap(top, ours, partners, state, max_decompressed)
+        entity = _unwrap(top, keys, state, limit)
         for required, done, what in (
             (require_encrypted, state.encrypted, "encrypted"),
             (require_signed, state.signed, "signed"),
@@ -896,6 +937,10 @@ def parse_message(
                     f"but {what} message not found.",
                 )
         payload = _payload(entity)
+        if payload_limit is not None and len(payload) > payload_limit:
+            raise _Failure(
+                DECOMPRESSION_FAILED if state.compressed else UNEXPECTED_ERROR, too_large
+            )
         own_type = entity.get("content-type")
         content_type = own_type
         filename = _filename(entity.get("content-disposition"))
@@ -905,6 +950,10 @@ def parse_message(
                 filename = transport
     except _Failure as failure:
         modifier, reason = failure.modifier, failure.reason
+        if modifier == DECOMPRESSION_FAILED and reason == _TOO_MUCH and payload_limit is not None:
+            reason = too_large
+    except OwnConfigurationError:
+        raise
     except Exception as error:  # noqa: BLE001 - a partner's message must never raise
         modifier = UNEXPECTED_ERROR
         reason = f"The message could not be processed ({type(error).__name__})."
@@ -913,7 +962,7 @@ def parse_message(
         state.mic = state.mic_algorithm = None
         payload = b""
         content_type = filename = None
-    mdn = _mdn(outer, message_id, modifier, state, ours[0] if known else None)
+    mdn = _mdn(outer, message_id, modifier, state, keys.ours[0] if keys else None)
     return InboundMessage(
         message_id=message_id,
         as2_from=outer.get("as2-from"),
@@ -933,13 +982,7 @@ def parse_message(
     )
 
 
-def _unwrap(
-    entity: _Entity,
-    ours: list[OurIdentity],
-    partners: list[PartnerIdentity],
-    state: _State,
-    max_decompressed: int,
-) -> _Entity:
+def _unwrap(entity: _Entity, keys: _Keys, state: _State, max_decompressed: int) -> _Entity:
     """Peel the S/MIME layers off until the payload entity remains."""
     for _ in range(_MAX_LAYERS):
         main, params = entity.content_type()
@@ -948,7 +991,7 @@ def _unwrap(
             kind, _inner = _content_info(data, start, end)
             if kind == OID_ENVELOPED_DATA:
                 state.encrypted = True
-                entity = _decrypt(data, start, end, ours)
+                entity = _decrypt(data, start, end, keys.ours)
                 if entity.get("content-type") is None:
                     # Mendelson encrypts a bare payload, no MIME headers: all of it is the
                     # payload, typed as pyas2lib types it.
@@ -972,7 +1015,7 @@ def _unwrap(
             raise _Failure(UNEXPECTED_ERROR, "Unknown CMS content in the message.")
         if main == "multipart/signed":
             state.signed = True
-            entity = _verify(entity, params, partners, state)
+            entity = _verify(entity, params, keys.certificates, state)
             continue
         return entity
     raise _Failure(UNEXPECTED_ERROR, f"More than {_MAX_LAYERS} S/MIME layers in the message.")
@@ -997,7 +1040,7 @@ def _payload(entity: _Entity) -> bytes:
 # --- decryption ---------------------------------------------------------------------------------
 
 
-def _decrypt(data: bytes, start: int, end: int, ours: list[OurIdentity]) -> _Entity:
+def _decrypt(data: bytes, start: int, end: int, ours: list[_KeyPair]) -> _Entity:
     try:
         _kind, enveloped = _content_info(data, start, end)
         fields = _children(data, enveloped, end)
@@ -1017,7 +1060,10 @@ def _decrypt(data: bytes, start: int, end: int, ours: list[OurIdentity]) -> _Ent
         raise _Failure(
             DECRYPTION_FAILED, _decrypt_reason(f"Encrypted data not found in ASN.1 ({error})")
         ) from error
-    cipher_name = algorithm.encryption_cipher if algorithm["algorithm"].native != "rc4" else "rc4"
+    try:
+        cipher_name = algorithm.encryption_cipher
+    except Exception:  # noqa: BLE001 - rc4 and unknown algorithms have no cipher name here
+        cipher_name = str(algorithm["algorithm"].native)
     if cipher_name not in ("aes", "tripledes"):
         raise _Failure(
             DECRYPTION_FAILED, _decrypt_reason(f"Unsupported Encryption Algorithm {cipher_name}")
@@ -1048,14 +1094,8 @@ def _decrypt_reason(detail: str) -> str:
     )
 
 
-def _recipient_keys(recipient_infos: Any, ours: list[OurIdentity]) -> list[tuple[bytes, Any]]:
+def _recipient_keys(recipient_infos: Any, pairs: list[_KeyPair]) -> list[tuple[bytes, Any]]:
     """(encrypted key, private key) pairs to try: recipients naming our certificates first."""
-    pairs: list[_KeyPair] = []
-    for identity in ours:
-        try:
-            pairs.append(_our_key(identity))
-        except Exception:  # noqa: BLE001 - an unreadable key cannot decrypt
-            continue
     matched: list[tuple[bytes, Any]] = []
     others: list[tuple[bytes, Any]] = []
     for info in recipient_infos:
@@ -1109,6 +1149,9 @@ def _decrypt_content(
 # --- decompression ------------------------------------------------------------------------------
 
 
+_TOO_MUCH = "Decompression failed with cause: the content decompresses beyond the limit."
+
+
 def _decompress(data: bytes, start: int, end: int, limit: int) -> _Entity:
     try:
         _kind, compressed = _content_info(data, start, end)
@@ -1121,7 +1164,7 @@ def _decompress(data: bytes, start: int, end: int, limit: int) -> _Entity:
         decompressor = zlib.decompressobj()
         out = _Filler()
         view = memoryview(data)
-        too_much = f"Decompression failed with cause: more than {limit} bytes decompressed."
+        too_much = _TOO_MUCH
         for begin, stop in chunks:
             for offset in range(begin, stop, _CHUNK):
                 pending: bytes | memoryview = view[offset : min(stop, offset + _CHUNK)]
@@ -1147,7 +1190,7 @@ def _decompress(data: bytes, start: int, end: int, limit: int) -> _Entity:
 
 
 def _verify(
-    entity: _Entity, params: dict[str, str], partners: list[PartnerIdentity], state: _State
+    entity: _Entity, params: dict[str, str], certificates: list[_Certificate], state: _State
 ) -> _Entity:
     boundary = params.get("boundary")
     if not boundary:
@@ -1158,7 +1201,6 @@ def _verify(
     content = _parse_entity(data, first[0], first[1], owner)
     signature_part = _parse_entity(data, second[0], second[1])
     sig_data, sig_start, sig_end = _body(signature_part)
-    certificates = [c for p in partners for c in _certificates(p.certificate_pem)]
     digest, content_digest = _check_signature(sig_data[sig_start:sig_end], content, certificates)
     state.mic_algorithm = digest
     state.mic = base64.b64encode(content_digest).decode("ascii")
@@ -1389,14 +1431,14 @@ def _mdn_digest(options: str) -> str:
 
 
 def _signed_mdn(
-    report_type: str, report_body: bytes, options: str, signer: OurIdentity | None
+    report_type: str, report_body: bytes, options: str, signer: _KeyPair | None
 ) -> tuple[bytes, str] | None:
     """(body, Content-Type) of the MDN signed with our key, as pyas2lib signs it; None when we
     cannot sign (partner unknown, no usable key): the MDN then goes unsigned."""
     if signer is None:
         return None
     try:
-        pair = _our_key(signer)
+        pair = signer
         if pair.certificate is None:
             return None
         digest = _mdn_digest(options)
@@ -1428,7 +1470,7 @@ def _mdn(
     message_id: str | None,
     modifier: str | None,
     state: _State,
-    signer: OurIdentity | None,
+    signer: _KeyPair | None,
 ) -> OutboundMdn | None:
     """The MDN pyas2lib would send, with our (RFC 4130) disposition."""
     if not outer.get("disposition-notification-to"):

@@ -689,3 +689,50 @@ def test_openssl_messages_parse_with_cms(
     assert (message.mic, message.mic_algorithm) == (oracle.mic, oracle.mic_algorithm)
     if message.signed:
         assert message.mic == base64.b64encode(hashlib.sha256(entity).digest()).decode()
+
+
+# --- limits and our own configuration -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_a_payload_over_the_limit_is_refused_as_messages_refuses_it(
+    compress: bool, alice: Party, bob: Party
+) -> None:
+    payload = bytes(300_000)
+    built = build_with_cms(payload, alice, bob, Combo("sha256", "aes_128_cbc", compress))
+    headers = list(built.headers)
+    message = cms.parse_message(headers, built.body, bob.identity, alice.partner, 100_000)
+
+    modifier = "decompression-failed" if compress else "unexpected-processing-error"
+    assert message.disposition == f"processed/error: {modifier}"
+    assert message.reason == "The payload is larger than the 100000 bytes this gateway accepts."
+    assert message.payload == b"" and message.mdn is not None
+    exact = cms.parse_message(headers, built.body, bob.identity, alice.partner, len(payload))
+    assert exact.processed and exact.payload == payload
+
+
+def test_our_unreadable_key_raises_instead_of_blaming_the_partner(
+    alice: Party, bob: Party, keys: Path
+) -> None:
+    built = build_with_cms(PAYLOAD, alice, bob, Combo("sha256", "aes_128_cbc", False))
+    broken = OurIdentity("bob", b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(cms.OwnConfigurationError, match="Our private key"):
+        receive(built, broken, alice.partner)
+    guarded = generate_identity("bob", keys / "guarded" / "bob.key", passphrase=b"right")
+    wrong_password = OurIdentity("bob", guarded.key_path.read_bytes(), "wrong")
+    with pytest.raises(cms.OwnConfigurationError):
+        receive(built, wrong_password, alice.partner)
+    with pytest.raises(cms.OwnConfigurationError, match="partner's certificate"):
+        receive(built, bob.identity, PartnerIdentity("alice", b"not a certificate"))
+
+
+def test_an_encrypted_signing_key_signs_with_its_password(
+    alice: Party, bob: Party, keys: Path
+) -> None:
+    guarded = generate_identity("alice", keys / "guarded-alice" / "alice.key", passphrase=b"pw")
+    sender = Party("alice", guarded.key_path.read_bytes(), guarded.certificate_pem.encode())
+    built = build_with_cms(
+        PAYLOAD, sender, bob, Combo("sha256", None, False), sign_key_password="pw"
+    )
+    message = receive(built, bob.identity, sender.partner)
+    assert message.processed and message.mic == built.mic
