@@ -736,3 +736,35 @@ def test_an_encrypted_signing_key_signs_with_its_password(
     )
     message = receive(built, bob.identity, sender.partner)
     assert message.processed and message.mic == built.mic
+
+
+@needs_openssl
+@pytest.mark.parametrize(
+    "combo",
+    [Combo("sha256", "aes_256_cbc", False), Combo("sha1", "tripledes_192_cbc", False)],
+    ids=str,
+)
+def test_openssl_decrypts_and_verifies_what_cms_builds(
+    combo: Combo, alice: Party, bob: Party, tmp_path: Path
+) -> None:
+    (tmp_path / "alice.pem").write_bytes(alice.cert_pem)
+    (tmp_path / "bob.pem").write_bytes(bob.cert_pem)
+    (tmp_path / "bob.key").write_bytes(bob.key_pem)
+    # CRLF text: openssl's multipart reader rewrites line ends, so binary content would not
+    # verify there (pyas2lib's messages neither); pyas2lib and Mendelson read parts byte for byte.
+    payload = PAYLOAD
+    built = build_with_cms(payload, alice, bob, combo)
+    recipient = ("-recip", str(tmp_path / "bob.pem"), "-inkey", str(tmp_path / "bob.key"))
+    signed = openssl_cms("-decrypt", "-binary", "-inform", "DER", *recipient, data=built.body)
+    assert signed.startswith(b"Content-Type: multipart/signed;")
+    # (not -binary: openssl's multipart reader then turns CRLF into LF)
+    content = openssl_cms("-verify", "-CAfile", str(tmp_path / "alice.pem"), data=signed)
+    assert content.endswith(b"\r\n\r\n" + payload)
+    refused = subprocess.run(
+        ["openssl", "cms", "-verify", "-CAfile", str(tmp_path / "bob.pem")],
+        input=signed,
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    assert refused.returncode != 0
