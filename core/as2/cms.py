@@ -1072,9 +1072,9 @@ def _decrypt(data: bytes, start: int, end: int, ours: list[_KeyPair]) -> _Entity
     iv = algorithm.encryption_iv
     plain: bytes | None = None
     last_error = "Could not extract decryption key."
-    for recipient_key, private_key in _recipient_keys(recipient_infos, ours):
+    for recipient_key, private_key, key_padding in _recipient_keys(recipient_infos, ours):
         try:
-            key = private_key.decrypt(recipient_key, padding.PKCS1v15())
+            key = private_key.decrypt(recipient_key, key_padding)
         except Exception:  # noqa: BLE001 - try the next key
             continue
         if len(key) != key_size:
@@ -1094,16 +1094,21 @@ def _decrypt_reason(detail: str) -> str:
     )
 
 
-def _recipient_keys(recipient_infos: Any, pairs: list[_KeyPair]) -> list[tuple[bytes, Any]]:
-    """(encrypted key, private key) pairs to try: recipients naming our certificates first."""
-    matched: list[tuple[bytes, Any]] = []
-    others: list[tuple[bytes, Any]] = []
+def _recipient_keys(recipient_infos: Any, pairs: list[_KeyPair]) -> list[tuple[bytes, Any, Any]]:
+    """(encrypted key, private key, RSA padding) to try: recipients naming our certificates
+    first."""
+    matched: list[tuple[bytes, Any, Any]] = []
+    others: list[tuple[bytes, Any, Any]] = []
     for info in recipient_infos:
         if info.name != "ktri":
             continue
         ktri = info.chosen
         encrypted_key = ktri["encrypted_key"].native
         rid = ktri["rid"]
+        try:
+            key_padding = _key_transport_padding(ktri["key_encryption_algorithm"])
+        except Exception:  # noqa: BLE001 - a scheme we do not know cannot be ours
+            continue
         for pair in pairs:
             certificate = pair.certificate
             names_us = certificate is not None and (
@@ -1116,8 +1121,23 @@ def _recipient_keys(recipient_infos: Any, pairs: list[_KeyPair]) -> list[tuple[b
                     and rid.chosen.native == certificate.subject_key_id
                 )
             )
-            (matched if names_us else others).append((encrypted_key, pair.key))
+            (matched if names_us else others).append((encrypted_key, pair.key, key_padding))
     return matched + others
+
+
+def _key_transport_padding(algorithm: Any) -> Any:
+    """RSA PKCS#1 v1.5 (what AS2 products send) or RSAES-OAEP with its parameters."""
+    name = algorithm["algorithm"].native
+    if name == "rsaes_pkcs1v15":
+        return padding.PKCS1v15()
+    if name != "rsaes_oaep":
+        raise ValueError(f"Unsupported Key Encryption Algorithm {name}")
+    params = algorithm["parameters"]
+    digest = _digest_name(str(params["hash_algorithm"]["algorithm"].native))
+    mgf_digest = _digest_name(str(params["mask_gen_algorithm"]["parameters"]["algorithm"].native))
+    return padding.OAEP(
+        mgf=padding.MGF1(_HASHES[mgf_digest]()), algorithm=_HASHES[digest](), label=None
+    )
 
 
 def _decrypt_content(
@@ -1359,14 +1379,11 @@ def _verify_signer(
                 if isinstance(public_key, rsa.RSAPublicKey):
                     if scheme == "rsassa_pss":
                         params = algorithm["parameters"]
-                        pss_hash = _HASHES[
-                            _digest_name(str(params["hash_algorithm"]["algorithm"].native))
-                        ]()
+                        mgf = params["mask_gen_algorithm"]["parameters"]["algorithm"].native
+                        mgf_hash = _HASHES[_digest_name(str(mgf))]()
+                        salt = params["salt_length"].native
                         public_key.verify(
-                            signature,
-                            message,
-                            padding.PSS(padding.MGF1(pss_hash), params["salt_length"].native),
-                            chosen,
+                            signature, message, padding.PSS(padding.MGF1(mgf_hash), salt), chosen
                         )
                     else:
                         public_key.verify(signature, message, padding.PKCS1v15(), chosen)

@@ -768,3 +768,45 @@ def test_openssl_decrypts_and_verifies_what_cms_builds(
         timeout=60,
     )
     assert refused.returncode != 0
+
+
+@needs_openssl
+@pytest.mark.parametrize(
+    ("sign_options", "encrypt_options"),
+    [
+        (("-keyopt", "rsa_padding_mode:pss"), ()),
+        ((), ("-keyopt", "rsa_padding_mode:oaep")),
+        (
+            ("-keyopt", "rsa_padding_mode:pss", "-keyopt", "rsa_pss_saltlen:32"),
+            ("-keyopt", "rsa_padding_mode:oaep", "-keyopt", "rsa_oaep_md:sha256"),
+        ),
+    ],
+    ids=["pss", "oaep", "pss+oaep-sha256"],
+)
+def test_rsa_pss_signatures_and_oaep_key_transport_from_openssl(
+    sign_options: tuple[str, ...],
+    encrypt_options: tuple[str, ...],
+    alice: Party,
+    bob: Party,
+    tmp_path: Path,
+) -> None:
+    for party in (alice, bob):
+        (tmp_path / f"{party.name}.pem").write_bytes(party.cert_pem)
+        (tmp_path / f"{party.name}.key").write_bytes(party.key_pem)
+    entity = b"Content-Type: application/edi-x12\r\n\r\n" + PAYLOAD
+    signer = ("-signer", str(tmp_path / "alice.pem"), "-inkey", str(tmp_path / "alice.key"))
+    signed = openssl_cms("-sign", "-binary", "-md", "sha256", *signer, *sign_options, data=entity)
+    encrypted = openssl_cms(
+        "-encrypt",
+        "-binary",
+        "-aes128",
+        "-recip",
+        str(tmp_path / "bob.pem"),
+        *encrypt_options,
+        data=signed,
+    )
+    headers, body = as2_request(encrypted)
+    message = cms.parse_message(headers, body, bob.identity, alice.partner)
+
+    assert message.reason is None and message.payload == PAYLOAD
+    assert message.mic == base64.b64encode(hashlib.sha256(entity).digest()).decode()
