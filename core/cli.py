@@ -171,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", parents=[common], help="run the engine headless (SFTP listener, queue)"
     )
     serve.add_argument("--no-sftp", action="store_true", help="do not start the SFTP listener")
+    serve.add_argument("--no-as2", action="store_true", help="do not start the AS2 endpoint")
     status = commands.add_parser("status", parents=[common], help="engine, listeners, queue")
     status.add_argument("--json", action="store_true")
     activity = commands.add_parser("activity", parents=[common], help="recent processing attempts")
@@ -222,7 +223,7 @@ async def _dispatch(args: argparse.Namespace, data_dir: Path) -> int:
     if args.command == "serve":
         from core.engine.serve import serve
 
-        return await serve(data_dir, run_sftp=not args.no_sftp)
+        return await serve(data_dir, run_sftp=not args.no_sftp, run_as2=not args.no_as2)
     handler = _HANDLERS[(args.command, getattr(args, "action", None))]
     service = await Service.open(data_dir, default_actor("cli"))
     try:

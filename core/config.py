@@ -39,6 +39,14 @@ listen_host = "127.0.0.1"
 port = 4080
 # Base of every mailbox's Self URL: <public_url>/<mailbox uuid>
 public_url = "http://127.0.0.1:4080/as2"
+# Largest request body accepted (bigger: HTTP 413 before it is read) and largest payload once
+# decompressed (bigger: MDN "decompression-failed"), in bytes.
+max_body_size = 104857600
+max_payload_size = 104857600
+# How long an asynchronous MDN may take before the message is parked, and how long one HTTP
+# exchange with a partner may take, in seconds.
+mdn_deadline_seconds = 3600
+http_timeout_seconds = 120
 
 [smtp]
 host = "127.0.0.1"
@@ -79,6 +87,10 @@ class As2Config:
     listen_host: str = "127.0.0.1"
     port: int = 4080
     public_url: str = "http://127.0.0.1:4080/as2"
+    max_body_size: int = 100 * 1024 * 1024
+    max_payload_size: int = 100 * 1024 * 1024
+    mdn_deadline_seconds: int = 3600
+    http_timeout_seconds: int = 120
 
 
 @dataclass(frozen=True)
@@ -113,6 +125,10 @@ _RANGES: dict[tuple[str, str], tuple[int, int]] = {
     ("conversion", "max_output"): (1024, 2**40),
     ("conversion", "keep_bytes"): (0, 2**31),
     ("conversion", "keep_days"): (0, 36500),
+    ("as2", "max_body_size"): (1024, 2**40),
+    ("as2", "max_payload_size"): (1, 2**40),
+    ("as2", "mdn_deadline_seconds"): (1, 30 * 86400),
+    ("as2", "http_timeout_seconds"): (1, 3600),
 }
 
 

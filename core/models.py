@@ -336,6 +336,8 @@ class JobKind(StrEnum):
     ENVELOPE = "envelope"  # an incoming envelope: the default rule's effect
     FILE = "file"  # a customer file claimed from outbox/ or coutbox/
     MAIL = "mail"  # a notification mail
+    AS2_SEND = "as2_send"  # an AS2 message to the partner, until its MDN is checked
+    AS2_MDN = "as2_mdn"  # an asynchronous MDN we owe a partner
 
 
 @dataclass(frozen=True)
@@ -373,6 +375,10 @@ class AttemptOutcome(StrEnum):
     NOTIFIED = "notified"
     REJECTED = "rejected"
     SENT = "sent"
+    QUEUED = "queued"  # handed to the AS2 sender; "sent" follows with the partner's MDN
+    RECEIVED = "received"  # an AS2 message taken in (its payload follows the OUT path)
+    REFUSED = "refused"  # an AS2 message answered with an error (nothing stored)
+    DUPLICATE = "duplicate"  # an AS2 message received before: answered with its first MDN
     MAILED = "mailed"
     RETRYING = "retrying"  # failed; the next try is scheduled
     FAILED = "failed"  # failed; later tries followed, or the file went to error/
@@ -512,3 +518,35 @@ class RunResult:
 class ReprocessResult:
     queued: tuple[int, ...]
     skipped: tuple[tuple[int, str], ...]  # (record id, why it cannot be reprocessed)
+
+
+class As2Status(StrEnum):
+    """Where one AS2 message stands."""
+
+    RECEIVED = "received"  # in: processed, the payload taken in, MDN "processed"
+    REFUSED = "refused"  # in: answered with an error MDN (a retry is processed again)
+    SENDING = "sending"  # out: queued or retrying
+    AWAITING_MDN = "awaiting-mdn"  # out: sent; the asynchronous MDN has not come yet
+    DELIVERED = "delivered"  # out: the partner's MDN says processed and the MIC matches
+    FAILED = "failed"  # out: parked (error MDN, MIC mismatch, refused, overdue MDN)
+
+
+@dataclass(frozen=True)
+class As2Message:
+    """One AS2 message in or out and its MDN, as ``docbridge as2 messages`` lists it."""
+
+    id: int
+    direction: str  # "in" or "out"
+    mailbox_uuid: str
+    partner_id: str
+    message_id: str
+    created_at: str
+    updated_at: str
+    status: As2Status
+    filename: str
+    size: int
+    mdn_mode: str
+    mdn_disposition: str
+    mic_check: str  # "ok", "mismatch", or "" (no MIC to check)
+    error: str
+    attempts: int

@@ -27,6 +27,7 @@ from core.models import (
     ActivityRecord,
     ActivityView,
     As2Identity,
+    As2Message,
     AuditEntry,
     Ban,
     CertificateInfo,
@@ -50,7 +51,16 @@ from core.models import (
 from core.passwords import generate_password, hash_password, verify_password
 from core.rules import clone_name, validate_rule_form
 from core.sftp.fingerprint import read_fingerprint
-from core.storage import accounts, bans, envelopes, integrations, jobs, logs, rules
+from core.storage import (
+    accounts,
+    as2_messages,
+    bans,
+    envelopes,
+    integrations,
+    jobs,
+    logs,
+    rules,
+)
 from core.storage.db import Database, Tx
 from core.storage.engine_state import read_engine_status
 from core.validation import as2_id_from_name
@@ -386,6 +396,12 @@ class Service:
         self, mailbox_uuid: str | None = None, limit: int = 200
     ) -> list[ActivityRecord]:
         return await self.db.call(logs.list_activity, mailbox_uuid, limit)
+
+    async def as2_messages(
+        self, mailbox_uuid: str | None = None, limit: int = 200
+    ) -> list[As2Message]:
+        """AS2 messages in and out, newest first, with their MDNs."""
+        return await self.db.call(as2_messages.list_messages, mailbox_uuid, limit)
 
     async def activity_view(
         self, mailbox_uuid: str | None = None, limit: int = 100

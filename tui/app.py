@@ -115,7 +115,7 @@ class DocbridgeApp(App[None]):
                 self,
                 f"The engine could not start: {exc}. Settings can still be edited here. If "
                 f"another program holds the port, choose a free one in {config_file} "
-                "([sftp] port) and start docbridge again.",
+                "([sftp] port or [as2] port) and start docbridge again.",
                 title="Engine not running",
                 severity="error",
                 timeout=20,

@@ -35,6 +35,7 @@ __all__ = [
     "PartnerIdentity",
     "parse_inbound_mdn",
     "parse_inbound_message",
+    "refusal_mdn",
     "split_http_request",
 ]
 
@@ -154,8 +155,13 @@ def parse_inbound_message(
     body: bytes,
     us: OurIdentity,
     partner: PartnerIdentity,
+    payload_limit: int | None = None,
 ) -> InboundMessage:
     """Verify, decrypt and decompress one inbound AS2 request addressed to ``us`` by ``partner``.
+
+    A payload over ``payload_limit`` bytes is refused (``decompression-failed`` when it was
+    compressed). pyas2lib decompresses in memory, so the limit bounds what is kept, not the
+    peak while decompressing.
 
     Never raises for what a partner sends: every failure becomes a disposition with a reason
     (and an MDN saying so, if one was asked for). Blocking: run it in a thread.
@@ -164,7 +170,7 @@ def parse_inbound_message(
     outer = {name.lower(): value for name, value in headers}
 
     def find_org(as2_id: str) -> as2.Organization | None:
-        return _organization(us) if as2_id == us.as2_id else None
+        return organization(us) if as2_id == us.as2_id else None
 
     def find_partner(as2_id: str) -> as2.Partner | None:
         return _partner(partner) if as2_id == partner.as2_id else None
@@ -174,6 +180,10 @@ def parse_inbound_message(
     )
     _drop_transport_encoding(message, outer)
     modifier, reason = _failure(error, outer)
+    if modifier is None and payload_limit is not None and len(_content(message)) > payload_limit:
+        # Compressed: a bomb, and RFC 4130 names it; otherwise the body cap should have caught it.
+        modifier = DECOMPRESSION_FAILED if message.compressed else UNEXPECTED_ERROR
+        reason = f"The payload is larger than the {payload_limit} bytes this gateway accepts."
     disposition = PROCESSED if modifier is None else f"processed/error: {modifier}"
     ok = modifier is None
     return InboundMessage(
@@ -228,6 +238,27 @@ def parse_inbound_mdn(
     )
 
 
+def refusal_mdn(headers: list[tuple[str, str]], modifier: str, text: str) -> OutboundMdn | None:
+    """An unsigned error MDN for a request refused before its body is read (integration off,
+    not our AS2 id): no MIC, nothing decrypted. None when the sender asked for no MDN."""
+    outer = {name.lower(): value for name, value in headers}
+    if not outer.get("disposition-notification-to"):
+        return None
+    message = as2.Message()
+    message.payload = MimeMessage()
+    for name in ("as2-from", "as2-to", "message-id"):
+        message.payload[name] = outer.get(name, "")
+    message.message_id = outer.get("message-id", "").strip().strip("<>")
+    mdn = as2.Mdn(mdn_mode="SYNC")
+    mdn.build(
+        message=message,
+        status="processed/Error",
+        detailed_status=modifier,
+        failed_text=f"{text}\r\n",
+    )
+    return OutboundMdn(headers=tuple(mdn.headers.items()), body=mdn.content)
+
+
 def _failure(error: BaseException | None, outer: dict[str, str]) -> tuple[str | None, str | None]:
     """Map pyas2lib's exception to an RFC 4130 disposition modifier and a reason in words."""
     if error is None:
@@ -273,7 +304,10 @@ def _build_mdn(
     return OutboundMdn(headers=tuple(mdn.headers.items()), body=mdn.content)
 
 
-def _organization(us: OurIdentity) -> as2.Organization:
+def organization(
+    us: OurIdentity, *, mdn_url: str | None = None, domain: str | None = None
+) -> as2.Organization:
+    """pyas2lib's view of us (also used to build outbound messages)."""
     key = us.private_key
     if us.certificate_pem and b"-----BEGIN" in key:
         key = key.rstrip(b"\n") + b"\n" + us.certificate_pem
@@ -283,6 +317,8 @@ def _organization(us: OurIdentity) -> as2.Organization:
         sign_key_pass=us.private_key_password,
         decrypt_key=key,
         decrypt_key_pass=us.private_key_password,
+        mdn_url=mdn_url,
+        domain=domain,
     )
 
 

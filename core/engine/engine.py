@@ -25,12 +25,14 @@ from core.config import Config
 from core.conversion.apply import Limits
 from core.conversion.pool import TransformPool
 from core.engine import (
+    as2_queue,
     envelope_handler,
     file_batch,
     file_handler,
     in_conversion,
     mail_handler,
 )
+from core.engine.as2_component import As2Component
 from core.engine.sftp_component import SftpComponent
 from core.errors import DocbridgeError, StoreError
 from core.models import AttemptOutcome, Job, JobKind
@@ -59,7 +61,9 @@ class EngineLoop(StrEnum):
     ENVELOPE = "envelope"
     FILE = "file"
     MAIL = "mail"
-    SCAN = "scan"  # the customer folders of enabled SFTP mailboxes
+    SCAN = "scan"  # the customer folders of enabled mailboxes
+    AS2_SEND = "as2_send"
+    AS2_MDN = "as2_mdn"
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,12 @@ class EngineSettings:
     mail_retry: jobs.RetryPolicy = field(
         default_factory=lambda: jobs.RetryPolicy(max_attempts=40, max_delay_s=300.0)
     )
+    # Partners are often down for hours: AS2 messages and MDNs are retried for about a day.
+    as2_retry: jobs.RetryPolicy = field(
+        default_factory=lambda: jobs.RetryPolicy(max_attempts=300, max_delay_s=300.0)
+    )
     run_sftp: bool = True
+    run_as2: bool = True
 
     @property
     def policies(self) -> dict[JobKind, jobs.RetryPolicy]:
@@ -83,6 +92,8 @@ class EngineSettings:
             JobKind.ENVELOPE: self.envelope_retry,
             JobKind.FILE: self.file_retry,
             JobKind.MAIL: self.mail_retry,
+            JobKind.AS2_SEND: self.as2_retry,
+            JobKind.AS2_MDN: self.as2_retry,
         }
 
 
@@ -94,6 +105,7 @@ class Engine:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.listeners: dict[str, str] = {}
         self.sftp: SftpComponent | None = None  # while the SFTP listener runs
+        self.as2: As2Component | None = None  # while the AS2 endpoint runs
         # Conversion maps run in worker processes, started on the first conversion.
         self.transforms = TransformPool(
             time_limit=float(config.conversion.time_limit_seconds),
@@ -129,6 +141,10 @@ class Engine:
                 sftp = SftpComponent(self.db, self.config, self._upload_arrived)
                 self.listeners.update(await sftp.start())
                 self.sftp = sftp
+            if self.settings.run_as2:
+                as2 = As2Component(self.db, self.config, self.settings.as2_retry, self.wake)
+                self.listeners.update(await as2.start())
+                self.as2 = as2
             await self._publish()
         except BaseException:
             # e.g. the SFTP port is taken: give the lease back so another engine can run.
@@ -141,6 +157,8 @@ class Engine:
             self._mail_loop,
             self._scan_loop,
         ]
+        if self.as2 is not None:
+            loops += [self._as2_send_loop, self._as2_mdn_loop]
         self._tasks = [asyncio.create_task(self._guard(loop)) for loop in loops]
         log.info("engine started (%s)", ", ".join(f"{k} {v}" for k, v in self.listeners.items()))
 
@@ -159,6 +177,9 @@ class Engine:
         if self.sftp is not None:
             await self.sftp.stop()
             self.sftp = None
+        if self.as2 is not None:
+            await self.as2.stop()
+            self.as2 = None
         await self.transforms.close()
         # A store that cannot be written (busy, full, gone) must not stop the shutdown: the
         # claims and the lease then simply expire.
@@ -235,7 +256,7 @@ class Engine:
         event.clear()
 
     async def _claim(self, kind: JobKind) -> list[Job]:
-        limit = self.settings.batch_size if kind is not JobKind.MAIL else 10
+        limit = self.settings.batch_size if kind in (JobKind.ENVELOPE, JobKind.FILE) else 10
         return await self.db.write(jobs.claim, kind, self.owner, self.settings.claim_lease_s, limit)
 
     async def _heartbeat_loop(self) -> None:
@@ -294,7 +315,10 @@ class Engine:
             self.config.smtp.sender,
             self.settings.envelope_retry,
             self.config.conversion.keep_bytes,
+            as2_queue.message_domain(self.config),
         )
+        if any(o.status is AttemptOutcome.QUEUED for o in outcomes):
+            self._wake[JobKind.AS2_SEND].set()
         return any(o.status is AttemptOutcome.NOTIFIED for o in outcomes)
 
     async def _save_payloads(self, payloads: Mapping[int, Mapping[str, Any]]) -> None:
@@ -337,9 +361,29 @@ class Engine:
                 if job.id not in recorded:
                     await self.db.write(mail_handler.record, job, f"Internal error: {exc}", retry)
 
+    async def _as2_send_loop(self) -> None:
+        assert self.as2 is not None
+        while not self._stopping.is_set():
+            claimed = await self._claim(JobKind.AS2_SEND)
+            if claimed:
+                await self.as2.sending.send_all(claimed)
+            await self._passed(EngineLoop.AS2_SEND)
+            if not claimed:
+                await self._idle(JobKind.AS2_SEND)
+
+    async def _as2_mdn_loop(self) -> None:
+        assert self.as2 is not None
+        while not self._stopping.is_set():
+            claimed = await self._claim(JobKind.AS2_MDN)
+            if claimed:
+                await self.as2.sending.post_owed_mdns(claimed)
+            await self._passed(EngineLoop.AS2_MDN)
+            if not claimed:
+                await self._idle(JobKind.AS2_MDN)
+
     async def _scan_loop(self) -> None:
         while not self._stopping.is_set():
-            mailboxes = await self.db.call(integrations.enabled_sftp_mailboxes)
+            mailboxes = await self.db.call(integrations.enabled_mailboxes)
             for mailbox_uuid in mailboxes:
                 try:
                     await self._scan_mailbox(mailbox_uuid)
@@ -460,5 +504,7 @@ def _fail_job(tx: Tx, job: Job, error: str, settings: EngineSettings) -> None:
         envelope_handler.fail(tx, job, error, settings.envelope_retry)
     elif job.kind is JobKind.FILE:
         file_handler.fail(tx, job, error, settings.file_retry)
+    elif job.kind in (JobKind.AS2_SEND, JobKind.AS2_MDN):
+        jobs.fail(tx, job, error, settings.as2_retry)
     else:
         mail_handler.record(tx, job, error, settings.mail_retry)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from core.config import Config
 from core.conversion.apply import in_rule_for
+from core.engine.as2_queue import queue_message
 from core.errors import DocbridgeError
 from core.mail.notification import build_notification
 from core.models import (
@@ -60,7 +61,12 @@ class EnvelopeWork:
         return bool(self.job.payload.get("reprocess"))
 
 
-EFFECTS = (AttemptOutcome.DELIVERED, AttemptOutcome.NOTIFIED, AttemptOutcome.REJECTED)
+EFFECTS = (
+    AttemptOutcome.DELIVERED,
+    AttemptOutcome.NOTIFIED,
+    AttemptOutcome.REJECTED,
+    AttemptOutcome.QUEUED,
+)
 
 
 @dataclass(frozen=True)
@@ -147,12 +153,8 @@ def _write_copies(mailboxes_dir: Path, copies: list[EnvelopeWork]) -> dict[str, 
     for work in copies:
         if work.protocol is TransferProtocol.SFTP:
             by_mailbox.setdefault(work.mailbox_uuid, []).append(work)
-        else:
-            results[work.uuid] = Outcome(
-                work,
-                AttemptOutcome.FAILED,
-                "Delivery over AS2 is not available yet in this version.",
-            )
+        else:  # sent by the AS2 sender, queued when this outcome is recorded
+            results[work.uuid] = Outcome(work, AttemptOutcome.QUEUED, f"{work.uuid}.xml")
     for mailbox_uuid, batch in by_mailbox.items():
         # Each mailbox on its own: one whose folders are broken fails alone.
         try:
@@ -203,6 +205,7 @@ def record(
     mail_sender: str,
     policy: jobs.RetryPolicy,
     keep_bytes: int,
+    as2_domain: str = "docbridge",
 ) -> None:
     """Record every outcome and end every claim: a unit for ``Database.write`` (one
     transaction for the whole batch, the conversion log's entries included)."""
@@ -224,6 +227,9 @@ def record(
             continue
         if outcome.status is AttemptOutcome.REJECTED:
             envelopes.mark_rejected(tx, work.uuid, work.reject_reason)
+        elif outcome.status is AttemptOutcome.QUEUED:
+            # Completed when the partner's MDN acknowledges it (core.engine.as2_sending).
+            _queue_for_partner(tx, work, outcome.detail, as2_domain)
         else:
             if outcome.status is AttemptOutcome.NOTIFIED:
                 summary = dict(work.summary, status=EnvelopeStatus.COMPLETED.value)
@@ -244,8 +250,23 @@ def record(
             work.rule_label,
             outcome.status,
             envelope_uuid=work.uuid,
-            file_name=outcome.detail if outcome.status is AttemptOutcome.DELIVERED else None,
+            file_name=outcome.detail if outcome.status in _FILE_OUTCOMES else None,
         )
+
+
+_FILE_OUTCOMES = (AttemptOutcome.DELIVERED, AttemptOutcome.QUEUED)
+
+
+def _queue_for_partner(tx: Tx, work: EnvelopeWork, detail: str, domain: str) -> None:
+    """The AS2 message for an envelope: its XML (default rule 1) or the rule's file."""
+    ref = work.uuid if not work.reprocess else f"{work.uuid}#{work.job.payload['reprocess']}"
+    if work.rule is None:
+        source = {"source": "envelope", "envelope": work.uuid}
+        filename = detail
+    else:
+        source = {"source": "file", "file": detail, "envelope": work.uuid}
+        filename = detail.rpartition("/")[2]
+    queue_message(tx, work.mailbox_uuid, ref, filename, source, domain)
 
 
 def _default_entry(outcome: Outcome) -> conversions.NewConversion:

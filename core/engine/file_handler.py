@@ -135,6 +135,41 @@ def stage_claim(mailboxes_dir: Path, mailbox_uuid: str, name: str, data: bytes) 
     return Claim(mailbox_uuid, "coutbox", name, token)
 
 
+def place_claim(
+    mailboxes_dir: Path, mailbox_uuid: str, folder: str, token: str, name: str, data: bytes
+) -> Claim:
+    """Put a file that arrived another way (AS2) straight into ``.taking/`` as a claim, durably.
+
+    ``token`` is stable for one message, so a repeat after a crash lands on the same claim and
+    the claim's single job takes it in once. Blocking: run in a thread.
+    """
+    root = ensure_mailbox_root(mailboxes_dir, mailbox_uuid)
+    taking = root / TAKING
+    holder = taking / f"{folder}-{token}"
+    final = holder / validate_name(name)
+    for _ in range(3):
+        _ensure_private_dir(taking)
+        _ensure_private_dir(holder)
+        # Staged inside the claim under a dot name: the scan removes a claim folder that looks
+        # empty, and one holding a file (even a dot one) is not empty.
+        staged = holder / f".write-{secrets.token_hex(8)}"
+        try:
+            out = open(staged, "xb")  # noqa: SIM115 - closed below, after the fsync
+        except FileNotFoundError:
+            continue  # the scan removed the still empty folder just now: make it again
+        with out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(staged, final)
+        fsync_dir(holder)
+        fsync_dir(taking)
+        break
+    else:
+        raise OSError(f"cannot make the claim folder {holder}")
+    return Claim(mailbox_uuid, folder, name, token)
+
+
 def _ensure_private_dir(directory: Path) -> None:
     with contextlib.suppress(FileExistsError):
         directory.mkdir(mode=0o700)

@@ -38,7 +38,6 @@ from core.storage import conversions
 SavePayloads = Callable[[Mapping[int, Mapping[str, Any]]], Awaitable[None]]
 NAME_KEY = "cinbox_name"
 PREPARE_CHUNK = 25
-AS2_NOT_YET = "Sending converted files over AS2 is not available yet in this version."
 
 
 @dataclass(frozen=True)
@@ -97,10 +96,8 @@ def _prepare_all(database: str, batch: list[EnvelopeWork]) -> list[Prepared | Ou
 
 
 def _prepare(database: str, work: EnvelopeWork) -> Prepared | Outcome:
-    """Parse and name one envelope (AS2 ones fail before: not available yet)."""
+    """Parse and name one envelope."""
     assert work.rule is not None
-    if work.protocol is TransferProtocol.AS2:
-        return Outcome(work, AttemptOutcome.FAILED, AS2_NOT_YET)
     data = work.xml.encode("utf-8")
     try:
         # From our own store: checked against the schema when it was received.
@@ -231,7 +228,11 @@ def _delivered(item: Converted, name: str) -> Outcome:
     work = item.work
     status = ConversionStatus.REPROCESSED if work.reprocess else ConversionStatus.PROCESSED
     entry = _entry(work, status, file_name=f"{CINBOX}/{name}", output=item.file.content)
-    return Outcome(work, AttemptOutcome.DELIVERED, f"{CINBOX}/{name}", conversion=entry)
+    # Over AS2 the file in cinbox/ is what the sender posts (and removes once acknowledged).
+    done = (
+        AttemptOutcome.QUEUED if work.protocol is TransferProtocol.AS2 else AttemptOutcome.DELIVERED
+    )
+    return Outcome(work, done, f"{CINBOX}/{name}", conversion=entry)
 
 
 def _cannot_write(item: Converted, exc: Exception) -> Outcome:

@@ -14,7 +14,7 @@ from core.engine.engine import Engine, EngineSettings
 from core.errors import DocbridgeError
 
 
-async def serve(data_dir: Path, run_sftp: bool = True) -> int:
+async def serve(data_dir: Path, run_sftp: bool = True, run_as2: bool = True) -> int:
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
     )
@@ -23,7 +23,7 @@ async def serve(data_dir: Path, run_sftp: bool = True) -> int:
         raise DocbridgeError(
             f"No docbridge data directory at {data_dir}.", "Run 'docbridge init --demo' first."
         )
-    engine = Engine(config, EngineSettings(run_sftp=run_sftp))
+    engine = Engine(config, EngineSettings(run_sftp=run_sftp, run_as2=run_as2))
     await engine.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -126,11 +126,10 @@ def get_password_hash(conn: sqlite3.Connection, mailbox_uuid: str) -> str | None
     return row["password_hash"] if row else None
 
 
-def enabled_sftp_mailboxes(conn: sqlite3.Connection) -> list[str]:
-    """The mailboxes whose SFTP integration is on: the folders the engine watches."""
-    rows = conn.execute(
-        "SELECT mailbox_uuid FROM integrations WHERE enabled = 1 AND protocol = 'sftp'"
-    ).fetchall()
+def enabled_mailboxes(conn: sqlite3.Connection) -> list[str]:
+    """The mailboxes whose integration is on: the folders the engine watches (an AS2
+    mailbox's payloads wait there as claims)."""
+    rows = conn.execute("SELECT mailbox_uuid FROM integrations WHERE enabled = 1").fetchall()
     return [str(r[0]) for r in rows]
 
 

@@ -101,6 +101,33 @@ def fail(
     return state
 
 
+def defer(conn: sqlite3.Connection, job_id: int, until: float) -> None:
+    """Back in the queue at ``until`` without counting a try (it waits for something, such
+    as a partner's MDN; it did not fail)."""
+    conn.execute(
+        "UPDATE jobs SET state = 'ready', next_attempt_at = ?, attempts = max(attempts - 1, 0), "
+        "lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
+        (until, utc_now(), job_id),
+    )
+
+
+def due_now(conn: sqlite3.Connection, kind: JobKind, ref: str) -> None:
+    """A waiting job runs at the next claim (what it waited for has come)."""
+    conn.execute(
+        "UPDATE jobs SET next_attempt_at = 0 WHERE kind = ? AND ref = ? AND state = 'ready'",
+        (kind, ref),
+    )
+
+
+def count_refs(conn: sqlite3.Connection, kind: JobKind, prefix: str) -> int:
+    """How many jobs of ``kind`` have a ref starting with ``prefix``."""
+    row = conn.execute(
+        "SELECT count(*) FROM jobs WHERE kind = ? AND substr(ref, 1, ?) = ?",
+        (kind, len(prefix), prefix),
+    ).fetchone()
+    return int(row[0])
+
+
 def retry_delay(attempts: int, max_delay_s: float = MAX_DELAY_S) -> float:
     """1 s, 2 s, 4 s, ... capped (five minutes by default)."""
     return float(min(2 ** max(attempts - 1, 0), max_delay_s))

@@ -252,11 +252,53 @@ def _v4_conversion_log(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v5_as2_messages(db: sqlite_utils.Database) -> None:
+    # Every AS2 message in or out, with its MDN. One row per (mailbox, direction, partner,
+    # Message-ID): a partner's retry of a message finds it (duplicates), and so does an MDN.
+    db.table("as2_messages").create(
+        {
+            "id": int,
+            "direction": str,
+            "mailbox_uuid": str,
+            "partner_id": str,
+            "message_id": str,
+            "created_at": str,
+            "updated_at": str,
+            "status": str,
+            "filename": str,
+            "size": int,
+            "signed": int,
+            "encrypted": int,
+            "compressed": int,
+            "mic": str,
+            "mic_algorithm": str,
+            "mdn_mode": str,
+            "mdn_url": str,
+            "mdn_disposition": str,
+            "mic_check": str,
+            "mdn_headers": str,
+            "mdn_body": bytes,
+            "mdn_due": float,
+            "error": str,
+            "job_ref": str,
+            "attempts": int,
+        },
+        pk="id",
+        not_null={"direction", "mailbox_uuid", "partner_id", "message_id", "status"},
+        defaults={"attempts": 0},
+    )
+    db.table("as2_messages").create_index(
+        ["mailbox_uuid", "direction", "partner_id", "message_id"], unique=True
+    )
+    db.table("as2_messages").create_index(["mailbox_uuid", "id"])
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_initial,
     _v2_engine,
     _v3_job_policy,
     _v4_conversion_log,
+    _v5_as2_messages,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -72,9 +72,11 @@ FAST = EngineSettings(
     scan_interval_s=0.2,
     heartbeat_s=0.2,
     run_sftp=False,
+    run_as2=False,
     envelope_retry=RetryPolicy(max_attempts=3, max_delay_s=0.2),
     file_retry=RetryPolicy(max_attempts=3, max_delay_s=0.2),
     mail_retry=RetryPolicy(max_attempts=200, max_delay_s=0.2),
+    as2_retry=RetryPolicy(max_attempts=5, max_delay_s=0.2),
 )
 
 
@@ -99,8 +101,32 @@ async def sftp_engine(data_dir: Path) -> AsyncIterator[Engine]:
     await engine.stop()
 
 
+def use_free_as2_port(data_dir: Path) -> int:
+    """Point the data directory's AS2 endpoint (and its Self URLs) at a free loopback port."""
+    port = free_port()
+    config = data_dir / "docbridge.toml"
+    config.write_text(
+        f'[as2]\nport = {port}\npublic_url = "http://127.0.0.1:{port}/as2"\n'
+        "mdn_deadline_seconds = 5\n",
+        encoding="utf-8",
+    )
+    return port
+
+
+@pytest.fixture
+async def as2_engine(data_dir: Path, smtp_server: SmtpServer) -> AsyncIterator[Engine]:
+    """An engine with its AS2 endpoint on a free port (the Self URLs follow it)."""
+    await asyncio.to_thread(use_free_as2_port, data_dir)
+    config = await asyncio.to_thread(load_config, data_dir)
+    config = replace(config, smtp=SmtpConfig(host="127.0.0.1", port=smtp_server.port))
+    running = Engine(config, replace(FAST, run_as2=True))
+    await running.start()
+    yield running
+    await running.stop()
+
+
 async def as2_form(service: Service) -> IntegrationForm:
-    """A valid AS2 integration (this version cannot deliver over AS2 yet: its items fail)."""
+    """A valid AS2 integration whose partner (partner.example) is never reached in tests."""
     other = (await service.list_mailboxes())[1].uuid
     pem = (await service.ensure_as2_identity(other)).certificate_pem
     form = IntegrationForm(protocol=TransferProtocol.AS2)
@@ -128,3 +154,16 @@ async def enable(service: Service, name: str, form: IntegrationForm) -> str:
     await service.save_integration(mailbox.uuid, form)
     await service.set_enabled(mailbox.uuid, True)
     return mailbox.uuid
+
+
+async def enable_undeliverable(service: Service, data_dir: Path, name: str) -> str:
+    """An SFTP integration whose inbox/ cannot be written (its mailbox root is a link, which
+    docbridge refuses): every envelope's delivery fails with "Cannot write to inbox/"."""
+    mailbox = (await service.resolve_mailbox(name)).uuid
+    elsewhere = data_dir / "elsewhere"
+    elsewhere.mkdir(exist_ok=True)
+    (data_dir / "mailboxes").mkdir(mode=0o700, exist_ok=True)
+    (data_dir / "mailboxes" / mailbox).symlink_to(elsewhere)
+    await service.save_integration(mailbox, IntegrationForm())
+    await service.set_enabled(mailbox, True)
+    return mailbox

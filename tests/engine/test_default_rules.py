@@ -11,7 +11,7 @@ from pathlib import Path
 from core.engine.engine import Engine, EngineBusy
 from core.models import DefaultRule, EnvelopeStatus, IntegrationForm, Job, JobKind, JobState
 from core.service import Service
-from tests.engine.conftest import FAST, SmtpServer, as2_form, enable
+from tests.engine.conftest import FAST, SmtpServer, enable, enable_undeliverable
 
 DEMO_ENVELOPE = (
     Path(__file__).resolve().parents[2]
@@ -230,8 +230,8 @@ async def test_settings_saved_reach_the_running_engine_within_two_seconds(
 async def test_a_failing_item_parks_without_stalling_others_and_can_be_reprocessed(
     service: Service, engine: Engine, data_dir: Path
 ) -> None:
-    # Logistics delivers over AS2, which this version cannot send yet: its envelopes fail.
-    logistics = await enable(service, "Logistics", await as2_form(service))
+    # Logistics's inbox/ cannot be written: its envelopes fail.
+    logistics = await enable_undeliverable(service, data_dir, "Logistics")
     purchasing = await enable(service, "Purchasing", IntegrationForm())
     engine.wake()
 
@@ -242,12 +242,12 @@ async def test_a_failing_item_parks_without_stalling_others_and_can_be_reprocess
     await eventually(parked)
     assert await statuses(service, purchasing) == {"COMPLETED"}  # never stalled
     jobs = [j for j in await service.list_jobs(("parked",)) if j.mailbox_uuid == logistics]
-    assert all("AS2" in (j.last_error or "") for j in jobs)
+    assert all("Cannot write to inbox/" in (j.last_error or "") for j in jobs)
     tries = FAST.envelope_retry.max_attempts
     one_round = ["ready"] * (tries - 1) + ["parked"]  # retried, then parked
     assert await failures_by_envelope(service, logistics) == {j.ref: one_round for j in jobs}
 
-    # Reprocess: each item is tried again with fresh attempts (AS2 still fails, so a second
+    # Reprocess: each item is tried again with fresh attempts (still failing, so a second
     # round of failures, then parked again); not parked at once on the attempts of before.
     assert await service.reprocess([j.id for j in jobs]) == 3
 

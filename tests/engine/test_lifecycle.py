@@ -15,16 +15,17 @@ from core.engine import mail_handler
 from core.engine.engine import Engine, EngineLoop
 from core.models import DefaultRule, IntegrationForm
 from core.service import Service
-from tests.engine.conftest import FAST, enable
+from tests.engine.conftest import FAST, enable, use_free_as2_port
 
 
 async def test_stop_right_after_a_wake_returns(data_dir: Path) -> None:
     """Work arriving as the engine stops (an upload as the user quits the TUI). Before: on
     Python 3.11 ``asyncio.wait_for`` swallowed the cancellation of an idle loop whose event
     was set at that moment, and ``stop()`` waited for that loop forever."""
+    await asyncio.to_thread(use_free_as2_port, data_dir)  # every loop runs, the AS2 ones too
     config = await asyncio.to_thread(load_config, data_dir)
     for _ in range(5):
-        engine = Engine(config, replace(FAST, idle_poll_s=5, scan_interval_s=5))
+        engine = Engine(config, replace(FAST, idle_poll_s=5, scan_interval_s=5, run_as2=True))
         await engine.start()
         # Idle: every loop has finished its first pass and waits for its wake-up (long polls).
         for loop in EngineLoop:

@@ -24,7 +24,7 @@ from core.models import Ban, JobKind
 from core.service import Service
 from core.storage import bans, jobs, logs
 from core.storage.db import write_transaction
-from tests.engine.conftest import FAST, as2_form, enable
+from tests.engine.conftest import FAST, enable_undeliverable
 from tests.engine.test_default_rules import eventually
 from tests.tui.conftest import make_app, screen_lines, settle, until, wait_for_page
 from tui.app import LOG_FILE
@@ -84,8 +84,8 @@ async def troubles(service: Service) -> str:
 
 
 async def park_logistics(service: Service, data_dir: Path) -> str:
-    """Logistics over AS2 (not deliverable in this version): its envelopes end parked."""
-    logistics = await enable(service, "Logistics", await as2_form(service))
+    """Logistics's inbox/ cannot be written: its envelopes end parked."""
+    logistics = await enable_undeliverable(service, data_dir, "Logistics")
     engine = Engine(await asyncio.to_thread(load_config, data_dir), FAST)
     await engine.start()
     try:
@@ -132,7 +132,7 @@ async def test_activity_lists_parked_items_and_reprocesses_the_selected_one(
         assert row[0] == str(first.id)
         assert row[1] == "parked after 3/3"  # FAST parks after three tries
         assert row[2] == "Logistics"
-        assert "AS2" in row[4]
+        assert row[4].startswith("Cannot write to inbox")  # cut to the column's width
         detail = "\n".join(screen_lines(pilot))
         assert first.ref in detail and logistics in detail
         await pilot.press("2")
@@ -173,8 +173,8 @@ async def test_at_80x24_the_detail_pane_shows_a_parked_items_full_error_and_ids(
 async def test_a_failed_attempt_reads_retrying_never_ready(
     data_dir: Path, service: Service
 ) -> None:
-    """The engine fails an AS2 envelope once (8 tries allowed) and stops before the retry."""
-    await enable(service, "Logistics", await as2_form(service))
+    """The engine fails an envelope once (8 tries allowed) and stops before the retry."""
+    await enable_undeliverable(service, data_dir, "Logistics")
     patient = jobs.RetryPolicy(max_attempts=8, max_delay_s=300)
     engine = Engine(
         await asyncio.to_thread(load_config, data_dir),
@@ -353,7 +353,9 @@ async def test_a_failing_action_shows_an_error_and_the_app_keeps_running(
 
 
 def use_free_ports(data_dir: Path) -> None:
-    (data_dir / "docbridge.toml").write_text("[sftp]\nport = 0\n", encoding="utf-8")
+    (data_dir / "docbridge.toml").write_text(
+        "[sftp]\nport = 0\n[as2]\nport = 0\n", encoding="utf-8"
+    )
 
 
 async def test_the_tui_runs_the_engine_in_process_and_shows_it(

@@ -463,7 +463,9 @@ async def test_the_tuis_own_engine_converts_and_the_log_shows_it(
 ) -> None:
     """The engine run inside the app spawns its transform pool under Textual's stderr capture
     (every OUT file once failed there with 'bad value(s) in fds_to_keep')."""
-    (data_dir / "docbridge.toml").write_text("[sftp]\nport = 0\n", encoding="utf-8")
+    (data_dir / "docbridge.toml").write_text(
+        "[sftp]\nport = 0\n[as2]\nport = 0\n", encoding="utf-8"
+    )
     mailbox = await enable(service, "Purchasing", IntegrationForm())
     root = await asyncio.to_thread(ensure_mailbox_root, data_dir / "mailboxes", mailbox)
     await service.create_rule(mailbox, out_rule("Orders CSV", CSV_TO_ORDERS_1_0))

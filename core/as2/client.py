@@ -1,0 +1,63 @@
+"""POSTing to partners: one aiohttp session, timeouts, and which failures are worth a retry.
+
+HTTPS partner URLs are verified against the system's certificate authorities (aiohttp's
+default TLS context).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiohttp
+from multidict import CIMultiDict
+
+# Worth another try later (RFC 9110 and common practice); any other answer is final.
+RETRYABLE_STATUS = frozenset({408, 429})
+_MAX_ANSWER = 10 * 1024 * 1024  # an MDN is a few KB; more is not an MDN
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def retryable(self) -> bool:
+        return self.status in RETRYABLE_STATUS or self.status >= 500
+
+    def describe(self) -> str:
+        """The status and the start of the body, for the activity log (partners' words)."""
+        text = self.body[:200].decode("utf-8", "replace").strip().replace("\n", " ")
+        return f"HTTP {self.status}" + (f": {text}" if text else "")
+
+
+class PartnerUnreachable(Exception):
+    """A connection error or timeout: retried with back-off."""
+
+
+class Poster:
+    def __init__(self, timeout_s: float) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def post(self, url: str, headers: tuple[tuple[str, str], ...], body: bytes) -> Answer:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        try:
+            async with self._session.post(
+                url, data=body, headers=CIMultiDict(headers), allow_redirects=False
+            ) as response:
+                answer = await response.content.read(_MAX_ANSWER)
+                return Answer(response.status, tuple(response.headers.items()), answer)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise PartnerUnreachable(f"Cannot reach {url}: {exc or type(exc).__name__}") from exc
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

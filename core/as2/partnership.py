@@ -1,0 +1,83 @@
+"""One mailbox's AS2 partnership as the sender and the receiver need it: our identity (id, key,
+certificate), the partner's (id, certificate), and how messages go (the form's fields).
+
+Read from the store in the caller's transaction (:func:`read_partnership`), then the key file
+is read in a thread (:func:`with_keys`): the store never holds private keys.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from core.as2.messages import OurIdentity, PartnerIdentity
+from core.as2.outbound import SendOptions
+from core.models import As2Settings, TransferProtocol
+from core.storage import accounts
+from core.storage.integrations import get_as2_identity, get_integration
+from core.validation import as2_id_from_name
+
+
+@dataclass(frozen=True)
+class Partnership:
+    mailbox_uuid: str
+    mailbox_name: str
+    enabled: bool
+    is_as2: bool
+    settings: As2Settings
+    key_path: str  # "" until the first Save with AS2 generated our identity
+    certificate_pem: str
+    private_key: bytes = b""  # filled by with_keys()
+
+    @property
+    def ready(self) -> bool:
+        """Configured enough to exchange messages (the on/off switch aside)."""
+        return self.is_as2 and bool(self.key_path and self.settings.partner_certificate)
+
+    @property
+    def us(self) -> OurIdentity:
+        return OurIdentity(
+            self.settings.self_id, self.private_key, certificate_pem=self.certificate_pem.encode()
+        )
+
+    @property
+    def partner(self) -> PartnerIdentity:
+        return PartnerIdentity(self.settings.partner_id, self.settings.partner_certificate.encode())
+
+    def send_options(self, mdn_url: str) -> SendOptions:
+        mode = self.settings.mdn_mode.value
+        return SendOptions(
+            encryption=self.settings.encryption,
+            signing=self.settings.signing,
+            compress=self.settings.compression,
+            mdn_mode=mode,
+            mdn_signed=self.settings.mdn_signed,
+            mdn_url=mdn_url if mode == "async" else "",
+        )
+
+
+def read_partnership(conn: sqlite3.Connection, mailbox_uuid: str) -> Partnership | None:
+    """The mailbox's partnership, or None when there is no such mailbox."""
+    mailbox = accounts.get_mailbox(conn, mailbox_uuid)
+    if mailbox is None:
+        return None
+    integration = get_integration(conn, mailbox_uuid)
+    identity = get_as2_identity(conn, mailbox_uuid)
+    settings = integration.form.as2
+    if not settings.self_id:
+        settings = replace(settings, self_id=as2_id_from_name(mailbox.name))
+    return Partnership(
+        mailbox_uuid=mailbox_uuid,
+        mailbox_name=mailbox.name,
+        enabled=integration.enabled,
+        is_as2=integration.saved and integration.form.protocol is TransferProtocol.AS2,
+        settings=settings,
+        key_path=identity.key_path if identity else "",
+        certificate_pem=identity.certificate_pem if identity else "",
+    )
+
+
+def with_keys(partnership: Partnership) -> Partnership:
+    """The partnership with our private key read from its file. Blocking: run in a thread."""
+    return replace(partnership, private_key=Path(partnership.key_path).read_bytes())
