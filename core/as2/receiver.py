@@ -27,12 +27,12 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from core.as2 import cms
 from core.as2.messages import (
     AUTHENTICATION_FAILED,
     UNEXPECTED_ERROR,
     InboundMessage,
     OutboundMdn,
-    parse_inbound_message,
     refusal_mdn,
 )
 from core.as2.partnership import Partnership, read_partnership, with_keys
@@ -128,7 +128,7 @@ class Receiver:
     ) -> InboundMessage:
         keyed = with_keys(partnership)
         limit = self.config.as2.max_payload_size
-        return parse_inbound_message(headers, body, keyed.us, keyed.partner, limit)
+        return cms.parse_message(headers, body, keyed.us, keyed.partner, limit)
 
     async def _take(
         self,
