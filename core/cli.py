@@ -32,7 +32,7 @@ from core.config import resolve_data_dir
 from core.errors import DocbridgeError, FieldErrors
 from core.files import read_regular_file
 from core.integration import apply_changes, validate_integration_form
-from core.models import EnvelopeStatus, Integration
+from core.models import CertificateWarning, EnvelopeStatus, Integration
 from core.service import EnvelopePage, Service, default_actor
 from core.text import printable
 
@@ -379,8 +379,9 @@ def _page_summary(page: EnvelopePage) -> str:
 
 async def _status(service: Service, args: argparse.Namespace) -> int:
     status = await service.engine_status()
+    expiring = await service.certificate_warnings()
     if args.json:
-        _print_json(asdict(status))
+        _print_json({**asdict(status), "certificate_warnings": [_warning(w) for w in expiring]})
         return 0
     if status.running:
         _say(f"engine:     running (pid {status.pid} on {status.host}, since {status.started_at})")
@@ -398,7 +399,27 @@ async def _status(service: Service, args: argparse.Namespace) -> int:
         _say("engine:     stopped (start it with 'docbridge serve' or the TUI)")
     _say(f"queue:      {status.queue_depth} waiting")
     _say(f"parked:     {status.parked}")
+    for warning in expiring:
+        found = _warning(warning)
+        _say(
+            f"certificate: {found['mailbox']} {found['which']} certificate valid until "
+            f"{found['valid_until']}: {found['left']}"
+        )
     return 0
+
+
+def _warning(warning: CertificateWarning) -> dict[str, object]:
+    days = warning.expiry.days_left
+    left = "expired" if warning.expiry.expired else f"{days} day{'s' if days != 1 else ''} left"
+    return {
+        "mailbox": warning.mailbox_name,
+        "mailbox_uuid": warning.mailbox_uuid,
+        "which": warning.which,
+        "fingerprint": warning.fingerprint,
+        "valid_until": warning.expiry.not_after.strftime("%Y-%m-%d %H:%M UTC"),
+        "days_left": warning.expiry.days_left,
+        "left": left,
+    }
 
 
 async def _activity(service: Service, args: argparse.Namespace) -> int:

@@ -440,6 +440,29 @@ class CertificateInfo:
     not_after: datetime
 
 
+@dataclass(frozen=True)
+class CertificateExpiry:
+    """How long a certificate stays usable, and the warning threshold (30/14/7/1 days) it
+    reached, if any."""
+
+    not_after: datetime
+    days_left: int
+    expired: bool
+    threshold: int | None
+
+
+@dataclass(frozen=True)
+class CertificateWarning:
+    """An AS2 certificate (ours or the partner's) at or past a warning threshold."""
+
+    mailbox_uuid: str
+    mailbox_name: str
+    which: str  # "self" or "partner"
+    fingerprint: str
+    notify_email: str
+    expiry: CertificateExpiry
+
+
 class ConversionStatus(StrEnum):
     """How one conversion attempt ended (the conversion log, SPEC §6)."""
 

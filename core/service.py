@@ -13,10 +13,11 @@ import importlib
 import secrets
 import uuid as uuid_module
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.clock import utc_now
+from core.clock import utc_datetime, utc_now
 from core.config import Config, load_config
 from core.conversion_desk import ConversionDesk
 from core.errors import DocbridgeError, FieldErrors, InvalidInput, NotFound
@@ -28,6 +29,8 @@ from core.models import (
     ActivityView,
     As2Identity,
     As2Message,
+    CertificateExpiry,
+    CertificateWarning,
     AuditEntry,
     Ban,
     CertificateInfo,
@@ -396,6 +399,18 @@ class Service:
         self, mailbox_uuid: str | None = None, limit: int = 200
     ) -> list[ActivityRecord]:
         return await self.db.call(logs.list_activity, mailbox_uuid, limit)
+
+    def certificate_expiry(self, not_after: datetime) -> CertificateExpiry:
+        """Days left and the warning threshold reached (30/14/7/1 days), for rendering."""
+        from core.as2.expiry import expiry
+
+        return expiry(not_after, utc_datetime())
+
+    async def certificate_warnings(self) -> list[CertificateWarning]:
+        """AS2 certificates (ours and partners') at or past a warning threshold."""
+        from core.as2.expiry import warnings
+
+        return await self.db.call(warnings, utc_datetime())
 
     async def as2_messages(
         self, mailbox_uuid: str | None = None, limit: int = 200

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from core.clock import timestamp, utc_days_ago
+from core.clock import timestamp, utc_datetime, utc_days_ago
 from core.config import Config
 from core.conversion.apply import Limits
 from core.conversion.pool import TransformPool
@@ -62,6 +62,7 @@ class EngineLoop(StrEnum):
     FILE = "file"
     MAIL = "mail"
     SCAN = "scan"  # the customer folders of enabled mailboxes
+    HEARTBEAT = "heartbeat"  # lease, pruning, certificate warnings, sessions
     AS2_SEND = "as2_send"
     AS2_MDN = "as2_mdn"
 
@@ -85,6 +86,7 @@ class EngineSettings:
     )
     run_sftp: bool = True
     run_as2: bool = True
+    certificate_check_s: float = 3600.0  # AS2 certificate expiry warnings by mail
 
     @property
     def policies(self) -> dict[JobKind, jobs.RetryPolicy]:
@@ -123,6 +125,7 @@ class Engine:
         self._scan_failures: dict[str, str] = {}  # mailbox -> last error, logged once
         self._hand_back_failures: set[int] = set()  # parked file jobs error/ refused, logged once
         self._next_prune = 0.0  # when kept conversion payloads are next pruned
+        self._next_certificate_check = 0.0
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -273,11 +276,24 @@ class Engine:
                 cutoff = utc_days_ago(self.config.conversion.keep_days)
                 await self.db.write(conversions.prune_payloads, cutoff)
                 self._next_prune = timestamp() + PRUNE_INTERVAL_S
+            if timestamp() >= self._next_certificate_check:
+                await self._warn_of_expiring_certificates()
             if self.sftp is not None:
                 # Sessions the kill switch or a password reset ended close; sessions published.
                 await self.sftp.maintain()
                 await self._publish()
+            await self._passed(EngineLoop.HEARTBEAT)
             await asyncio.sleep(self.settings.heartbeat_s)
+
+    async def _warn_of_expiring_certificates(self) -> None:
+        """One mail per AS2 certificate and threshold (30/14/7/1 days) to the notify address."""
+        from core.as2.expiry import queue_expiry_mails  # cryptography: only when it runs
+
+        self._next_certificate_check = timestamp() + self.settings.certificate_check_s
+        queued = await self.db.write(queue_expiry_mails, utc_datetime(), self.config.smtp.sender)
+        if queued:
+            log.info("%d certificate expiry warning(s) queued for mailing", queued)
+            self._wake[JobKind.MAIL].set()
 
     async def _envelope_loop(self) -> None:
         while not self._stopping.is_set():

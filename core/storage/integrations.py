@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from datetime import datetime
 
 from core.clock import utc_now
@@ -193,3 +194,29 @@ def insert_as2_identity(conn: sqlite3.Connection, identity: As2Identity) -> bool
         ),
     )
     return cursor.rowcount > 0
+
+
+@dataclass(frozen=True)
+class StoredCertificate:
+    mailbox_uuid: str
+    mailbox_name: str
+    which: str  # "self" (ours) or "partner"
+    pem: str
+    notify_email: str
+
+
+def as2_certificates(conn: sqlite3.Connection) -> list[StoredCertificate]:
+    """The certificates of every saved AS2 integration: ours and the partner's."""
+    rows = conn.execute(
+        "SELECT i.mailbox_uuid, m.name, i.notify_email, i.as2_partner_certificate, "
+        "a.certificate_pem FROM integrations i JOIN mailboxes m ON m.uuid = i.mailbox_uuid "
+        "LEFT JOIN as2_identities a ON a.mailbox_uuid = i.mailbox_uuid "
+        "WHERE i.protocol = 'as2' ORDER BY m.name"
+    ).fetchall()
+    found: list[StoredCertificate] = []
+    for mailbox_uuid, name, email, partner_pem, self_pem in rows:
+        if self_pem:
+            found.append(StoredCertificate(mailbox_uuid, name, "self", self_pem, email or ""))
+        if partner_pem:
+            found.append(StoredCertificate(mailbox_uuid, name, "partner", partner_pem, email or ""))
+    return found

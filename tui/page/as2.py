@@ -18,6 +18,7 @@ from core.models import (
     SIGNING_ALGORITHMS,
     As2Identity,
     As2Settings,
+    CertificateExpiry,
     IntegrationForm,
     MdnMode,
     PageState,
@@ -43,11 +44,14 @@ INPUTS = {  # form key -> widget id
 }
 
 
-def certificate_lines(subject: str, fingerprint: str, not_after: str) -> Text:
-    """Subject, fingerprint and expiry; the fingerprint split at a colon to keep pairs whole."""
-    expiry = not_after
+def certificate_lines(
+    subject: str, fingerprint: str, not_after: str, expiry: CertificateExpiry | None = None
+) -> Text:
+    """Subject, fingerprint and expiry (with the days left and a warning from 30 days out);
+    the fingerprint split at a colon to keep pairs whole."""
+    shown = not_after
     with contextlib.suppress(ValueError):
-        expiry = datetime.fromisoformat(not_after).strftime("%Y-%m-%d %H:%M UTC")
+        shown = datetime.fromisoformat(not_after).strftime("%Y-%m-%d %H:%M UTC")
     half = len(fingerprint.split(":")) // 2
     pairs = fingerprint.split(":")
     text = Text()
@@ -58,8 +62,22 @@ def certificate_lines(subject: str, fingerprint: str, not_after: str) -> Text:
     if half:
         text.append("\n        " + ":".join(pairs[half:]))
     text.append("\nExpires ", style="dim")
-    text.append(expiry)
+    text.append(shown)
+    if expiry is not None:
+        text.append_text(days_left(expiry))
     return text
+
+
+def days_left(expiry: CertificateExpiry) -> Text:
+    """ " (3649 days left)", or a warning once a threshold (30/14/7/1 days) is reached."""
+    if expiry.expired:
+        return Text(" EXPIRED: partners refuse it; renew it now", style="bold red")
+    plural = "s" if expiry.days_left != 1 else ""
+    left = f" ({expiry.days_left} day{plural} left)"
+    if expiry.threshold is None:
+        return Text(left, style="dim")
+    style = "bold red" if expiry.threshold <= 7 else "bold yellow"
+    return Text(f"{left} renew it before then", style=style)
 
 
 class As2Details(Vertical):
@@ -227,9 +245,13 @@ class As2Details(Vertical):
             save = key_label(self.app, "page.save")
             row.set_value(Text(f"generated when you Save with AS2 ({save})", style="italic"), "")
         else:
+            expiry = None
+            with contextlib.suppress(ValueError):
+                not_after = datetime.fromisoformat(identity.not_after.replace("Z", "+00:00"))
+                expiry = self.service.certificate_expiry(not_after)
             row.set_value(
                 certificate_lines(
-                    identity.subject, identity.fingerprint_sha256, identity.not_after
+                    identity.subject, identity.fingerprint_sha256, identity.not_after, expiry
                 ),
                 f"{key_label(self.app, 'as2.export_certificate')} export",
             )
@@ -247,7 +269,12 @@ class As2Details(Vertical):
             )
             return
         row.set_value(
-            certificate_lines(info.subject, info.fingerprint_sha256, info.not_after.isoformat()),
+            certificate_lines(
+                info.subject,
+                info.fingerprint_sha256,
+                info.not_after.isoformat(),
+                self.service.certificate_expiry(info.not_after),
+            ),
             load,
         )
 
