@@ -146,10 +146,11 @@ def changed_fields(old: IntegrationForm, new: IntegrationForm) -> list[str]:
 def certificate_problem(pem: str, day: str) -> str | None:
     """Why the certificate cannot be used (None: it can). The form is checked on every key
     typed, so a certificate is parsed once, not per key; ``day`` makes expiry count again daily."""
-    from core.as2.certificates import inspect_certificate  # cryptography: on demand
+    from core.as2.certificates import inspect_certificates  # cryptography: on demand
 
     try:
-        inspect_certificate(pem)
+        # Two while the partner rolls its certificate over: each must be usable.
+        inspect_certificates(pem)
     except InvalidInput as exc:
         return str(exc)
     return None

@@ -8,6 +8,7 @@ success. Every function here blocks (RSA key generation, file I/O): call them in
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,10 @@ from core.models import CertificateInfo
 
 __all__ = [
     "CertificateInfo",
+    "inspect_certificates",
+    "newest_valid",
+    "read_certificates",
+    "split_certificates",
     "GeneratedIdentity",
     "generate_identity",
     "inspect_certificate",
@@ -170,6 +175,49 @@ def inspect_certificate(pem: str | bytes, now: datetime | None = None) -> Certif
             "Ask its owner for a renewed certificate (or generate a new identity if it is yours).",
         )
     return info
+
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----\s.*?-----END CERTIFICATE-----", re.DOTALL)
+
+
+def split_certificates(pem: str | bytes) -> list[bytes]:
+    """Each certificate block of a PEM text (a partner sends two while it rolls over)."""
+    data = pem.encode("utf-8", "replace") if isinstance(pem, str) else pem
+    return [block.group(0) + b"\n" for block in _PEM_BLOCK.finditer(data)]
+
+
+def inspect_certificates(pem: str | bytes, now: datetime | None = None) -> list[CertificateInfo]:
+    """:func:`inspect_certificate` for each certificate of the text (all must be usable)."""
+    blocks = split_certificates(pem)
+    if len(blocks) <= 1:
+        return [inspect_certificate(pem, now)]
+    return [inspect_certificate(block, now) for block in blocks]
+
+
+def read_certificates(pem: str | bytes) -> list[tuple[bytes, CertificateInfo]]:
+    """Every readable certificate with what it says, valid or not (expiry warnings need the
+    expired ones too); unreadable blocks are left out."""
+    found: list[tuple[bytes, CertificateInfo]] = []
+    for block in split_certificates(pem):
+        try:
+            found.append((block, _info(x509.load_pem_x509_certificate(block))))
+        except ValueError:
+            continue
+    return found
+
+
+def newest_valid(pem: str | bytes, now: datetime | None = None) -> bytes:
+    """The certificate to encrypt to: of those valid now, the one issued last (during a
+    rollover the partner's new one). Falls back to the whole text when none is valid."""
+    moment = now or utc_datetime()
+    valid = [
+        (info.not_before, block)
+        for block, info in read_certificates(pem)
+        if info.not_before <= moment <= info.not_after
+    ]
+    if not valid:
+        return pem.encode() if isinstance(pem, str) else pem
+    return max(valid)[1]
 
 
 def load_certificate_text(value: str) -> str:

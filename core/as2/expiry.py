@@ -46,17 +46,14 @@ def describe(found: CertificateExpiry) -> str:
 
 def warnings(conn: sqlite3.Connection, now: datetime) -> list[CertificateWarning]:
     """Every AS2 certificate (ours and partners') at or past a warning threshold."""
-    from core.as2.certificates import inspect_certificate  # cryptography: on demand
-    from core.errors import DocbridgeError
+    from core.as2.certificates import read_certificates  # cryptography: on demand
 
     found: list[CertificateWarning] = []
     for row in as2_certificates(conn):
-        try:
-            info = inspect_certificate(row.pem)
-        except DocbridgeError:
-            continue  # unusable certificates are the form's error, not an expiry warning
-        state = expiry(info.not_after, now)
-        if state.threshold is not None:
+        for _block, info in read_certificates(row.pem):
+            state = expiry(info.not_after, now)
+            if state.threshold is None:
+                continue
             found.append(
                 CertificateWarning(
                     row.mailbox_uuid,

@@ -15,7 +15,11 @@ from core.as2.messages import OurIdentity, PartnerIdentity
 from core.as2.outbound import SendOptions
 from core.models import As2Settings, TransferProtocol
 from core.storage import accounts
-from core.storage.integrations import get_as2_identity, get_integration
+from core.storage.integrations import (
+    get_as2_identity,
+    get_integration,
+    retired_as2_identities,
+)
 from core.validation import as2_id_from_name
 
 
@@ -29,6 +33,10 @@ class Partnership:
     key_path: str  # "" until the first Save with AS2 generated our identity
     certificate_pem: str
     private_key: bytes = b""  # filled by with_keys()
+    # Renewed-away identities whose keys still decrypt, (key path, certificate) newest first;
+    # their keys are filled by with_keys().
+    retired: tuple[tuple[str, str], ...] = ()
+    retired_keys: tuple[tuple[bytes, str], ...] = ()
 
     @property
     def ready(self) -> bool:
@@ -42,8 +50,26 @@ class Partnership:
         )
 
     @property
+    def all_of_us(self) -> list[OurIdentity]:
+        """Our current identity (it signs MDNs) and the retired ones (they still decrypt)."""
+        retired = [
+            OurIdentity(self.settings.self_id, key, certificate_pem=pem.encode())
+            for key, pem in self.retired_keys
+        ]
+        return [self.us, *retired]
+
+    @property
     def partner(self) -> PartnerIdentity:
+        """Verifies with any of the partner's certificates (two while it rolls over)."""
         return PartnerIdentity(self.settings.partner_id, self.settings.partner_certificate.encode())
+
+    @property
+    def partner_to_encrypt_to(self) -> PartnerIdentity:
+        """Messages are encrypted to the partner's newest valid certificate."""
+        from core.as2.certificates import newest_valid
+
+        pem = newest_valid(self.settings.partner_certificate)
+        return PartnerIdentity(self.settings.partner_id, pem)
 
     def send_options(self, mdn_url: str) -> SendOptions:
         mode = self.settings.mdn_mode.value
@@ -75,9 +101,24 @@ def read_partnership(conn: sqlite3.Connection, mailbox_uuid: str) -> Partnership
         settings=settings,
         key_path=identity.key_path if identity else "",
         certificate_pem=identity.certificate_pem if identity else "",
+        retired=tuple(
+            (old.key_path, old.certificate_pem)
+            for old in retired_as2_identities(conn, mailbox_uuid)
+        ),
     )
 
 
 def with_keys(partnership: Partnership) -> Partnership:
-    """The partnership with our private key read from its file. Blocking: run in a thread."""
-    return replace(partnership, private_key=Path(partnership.key_path).read_bytes())
+    """The partnership with our private keys read from their files (a retired key whose file
+    is gone is left out). Blocking: run in a thread."""
+    retired: list[tuple[bytes, str]] = []
+    for key_path, pem in partnership.retired:
+        try:
+            retired.append((Path(key_path).read_bytes(), pem))
+        except OSError:
+            continue
+    return replace(
+        partnership,
+        private_key=Path(partnership.key_path).read_bytes(),
+        retired_keys=tuple(retired),
+    )

@@ -128,7 +128,7 @@ class Receiver:
     ) -> InboundMessage:
         keyed = with_keys(partnership)
         limit = self.config.as2.max_payload_size
-        return cms.parse_message(headers, body, keyed.us, keyed.partner, limit)
+        return cms.parse_message(headers, body, keyed.all_of_us, keyed.partner, limit)
 
     async def _take(
         self,

@@ -126,7 +126,7 @@ class As2Sending:
             filename=str(work.job.payload.get("filename") or "payload.dat"),
             message_id=row.message_id,
             us=keyed.us,
-            partner=keyed.partner,
+            partner=keyed.partner_to_encrypt_to,
             options=keyed.send_options(mdn_url(self.config.as2, partnership.mailbox_uuid)),
         )
 
@@ -144,8 +144,8 @@ class As2Sending:
             return Result(wait_until=due)
         if mode == "none":
             return Result(done=True)
-        cert = partnership.settings.partner_certificate.encode()
-        mdn = await asyncio.to_thread(parse_inbound_mdn, list(answer.headers), answer.body, cert)
+        pem = partnership.settings.partner_certificate
+        mdn = await asyncio.to_thread(read_mdn, list(answer.headers), answer.body, pem)
         sent = replace(row, mic=built.mic, mic_algorithm=built.mic_algorithm)
         return _judge(mdn, sent, partnership.settings.mdn_signed)
 
@@ -161,8 +161,8 @@ class As2Sending:
         partnership = await self.db.read(read_partnership, mailbox_uuid)
         if partnership is None or not partnership.is_as2:
             return text_reply(404, "No AS2 mailbox at this URL.")
-        cert = partnership.settings.partner_certificate.encode()
-        mdn = await asyncio.to_thread(parse_inbound_mdn, headers, body, cert)
+        pem = partnership.settings.partner_certificate
+        mdn = await asyncio.to_thread(read_mdn, headers, body, pem)
         if not mdn.original_message_id:
             return text_reply(400, "Not an MDN: no Original-Message-ID was found.")
         row = await self.db.read(as2_messages.get_outgoing, mailbox_uuid, mdn.original_message_id)
@@ -189,6 +189,20 @@ class As2Sending:
             error = "" if answer.ok else f"The partner refused the MDN: {answer.describe()}"
             permanent = not answer.ok and not answer.retryable
             await self.db.write(_mdn_job_done, job, error, self.retry, permanent)
+
+
+def read_mdn(headers: list[tuple[str, str]], body: bytes, partner_pem: str) -> InboundMdn:
+    """The MDN, its signature checked with each of the partner's certificates in turn (two
+    while it rolls over). Blocking: run it in a thread."""
+    from core.as2.certificates import split_certificates
+
+    blocks = split_certificates(partner_pem) or [partner_pem.encode()]
+    mdn = parse_inbound_mdn(headers, body, blocks[0])
+    for block in blocks[1:]:
+        if not mdn.signed or mdn.signature_verified:
+            break
+        mdn = parse_inbound_mdn(headers, body, block)
+    return mdn
 
 
 def _judge(mdn: InboundMdn, row: Outgoing, want_signed: bool) -> Result:

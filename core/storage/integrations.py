@@ -196,6 +196,48 @@ def insert_as2_identity(conn: sqlite3.Connection, identity: As2Identity) -> bool
     return cursor.rowcount > 0
 
 
+def replace_as2_identity(conn: sqlite3.Connection, new: As2Identity) -> As2Identity | None:
+    """Make ``new`` the mailbox's identity; the one it replaces is kept as retired (its key
+    still decrypts) and returned."""
+    old = get_as2_identity(conn, new.mailbox_uuid)
+    if old is not None:
+        conn.execute(
+            "INSERT INTO as2_retired_identities (mailbox_uuid, certificate_pem, key_path, "
+            "subject, fingerprint_sha256, not_after, retired_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                old.mailbox_uuid,
+                old.certificate_pem,
+                old.key_path,
+                old.subject,
+                old.fingerprint_sha256,
+                old.not_after,
+                utc_now(),
+            ),
+        )
+        conn.execute("DELETE FROM as2_identities WHERE mailbox_uuid = ?", (new.mailbox_uuid,))
+    insert_as2_identity(conn, new)
+    return old
+
+
+def retired_as2_identities(conn: sqlite3.Connection, mailbox_uuid: str) -> list[As2Identity]:
+    """Earlier identities of the mailbox, newest first (their keys still decrypt)."""
+    rows = conn.execute(
+        "SELECT * FROM as2_retired_identities WHERE mailbox_uuid = ? ORDER BY id DESC",
+        (mailbox_uuid,),
+    ).fetchall()
+    return [
+        As2Identity(
+            mailbox_uuid=mailbox_uuid,
+            certificate_pem=row["certificate_pem"],
+            key_path=row["key_path"],
+            subject=row["subject"],
+            fingerprint_sha256=row["fingerprint_sha256"],
+            not_after=row["not_after"],
+        )
+        for row in rows
+    ]
+
+
 @dataclass(frozen=True)
 class StoredCertificate:
     mailbox_uuid: str

@@ -293,12 +293,33 @@ def _v5_as2_messages(db: sqlite_utils.Database) -> None:
     db.table("as2_messages").create_index(["mailbox_uuid", "id"])
 
 
+def _v6_retired_as2_identities(db: sqlite_utils.Database) -> None:
+    # A renewed self certificate: the old key still decrypts (and its certificate is listed)
+    # while partners move to the new one.
+    db.table("as2_retired_identities").create(
+        {
+            "id": int,
+            "mailbox_uuid": str,
+            "certificate_pem": str,
+            "key_path": str,
+            "subject": str,
+            "fingerprint_sha256": str,
+            "not_after": str,
+            "retired_at": str,
+        },
+        pk="id",
+        not_null={"mailbox_uuid", "certificate_pem", "key_path"},
+    )
+    db.table("as2_retired_identities").create_index(["mailbox_uuid"])
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_initial,
     _v2_engine,
     _v3_job_policy,
     _v4_conversion_log,
     _v5_as2_messages,
+    _v6_retired_as2_identities,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -261,8 +261,12 @@ async def test_default_rule_one_sends_the_envelope_to_the_partner_and_checks_its
     for message in sent:
         assert message.mic_check == ("ok" if mdn_mode != "none" and has_mic else "")
         assert message.mdn_disposition == ("processed" if mdn_mode != "none" else "")
-    current = {e.uuid: e for e in await service.list_envelopes(mailbox)}[envelope.uuid]
-    assert current.status.value == "COMPLETED"
+
+    async def completed() -> bool:  # async MDN: the waiting job ends it at its next turn
+        current = {e.uuid: e for e in await service.list_envelopes(mailbox)}[envelope.uuid]
+        return current.status.value == "COMPLETED"
+
+    await eventually(completed)
 
 
 async def test_server_errors_are_retried_with_the_same_message_id_and_refusals_park(
