@@ -39,10 +39,11 @@ AS2_FIELDS = (
     "mdn_mode",
     "mdn_signed",
     "compression",
+    "partner_tls_certificate",
 )
 
 
-AS2_TEXT_FIELDS = AS2_FIELDS[:7]
+AS2_TEXT_FIELDS = (*AS2_FIELDS[:7], "partner_tls_certificate")
 
 
 def validate_integration_form(form: IntegrationForm) -> dict[str, str]:
@@ -80,6 +81,16 @@ def validate_as2_settings(as2: As2Settings) -> dict[str, str]:
         problem = certificate_problem(as2.partner_certificate, utc_now()[:10])
         if problem:
             errors["as2.partner_certificate"] = problem
+    if as2.partner_tls_certificate.strip():
+        if not as2.partner_url.lower().startswith("https://"):
+            errors["as2.partner_tls_certificate"] = (
+                "A TLS certificate applies to an https:// Recipient URL only: change the URL "
+                "or remove the certificate."
+            )
+        else:
+            problem = certificate_problem(as2.partner_tls_certificate, utc_now()[:10])
+            if problem:
+                errors["as2.partner_tls_certificate"] = problem
     if as2.encryption not in ENCRYPTION_ALGORITHMS:
         errors["as2.encryption"] = f"Choose one of: {', '.join(ENCRYPTION_ALGORITHMS)}."
     if as2.signing not in SIGNING_ALGORITHMS:

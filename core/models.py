@@ -137,6 +137,9 @@ class As2Settings:
     mdn_mode: MdnMode = MdnMode.SYNC
     mdn_signed: bool = True
     compression: bool = False
+    # For an https Recipient URL whose certificate the system CAs do not vouch for (often
+    # self-signed): the partner's TLS certificate (PEM), trusted for that URL alone.
+    partner_tls_certificate: str = ""
 
 
 @dataclass(frozen=True)

@@ -909,6 +909,7 @@ def _envelope_page(
 
 def _reprocess(tx: Tx, actor: str, job_ids: list[int]) -> int:
     count = jobs.reprocess(tx, job_ids)
+    as2_messages.retry_outgoing(tx, job_ids)  # a parked AS2 message is sent again
     logs.append_audit(tx, actor, "queue.reprocess", None, {"jobs": job_ids})
     return count
 

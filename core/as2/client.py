@@ -1,11 +1,14 @@
 """POSTing to partners: one aiohttp session, timeouts, and which failures are worth a retry.
 
-HTTPS partner URLs are verified against the system's certificate authorities (aiohttp's
-default TLS context).
+HTTPS partner URLs are verified against the system's certificate authorities, or, when the
+partnership names one, against the partner's own TLS certificate alone (often self-signed).
+Host names are checked either way.
 """
 
 from __future__ import annotations
 
+import hashlib
+import ssl
 from dataclasses import dataclass
 
 import aiohttp
@@ -44,18 +47,39 @@ class Poster:
     def __init__(self, timeout_s: float) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
+        self._contexts: dict[str, ssl.SSLContext] = {}
 
-    async def post(self, url: str, headers: tuple[tuple[str, str], ...], body: bytes) -> Answer:
+    async def post(
+        self,
+        url: str,
+        headers: tuple[tuple[str, str], ...],
+        body: bytes,
+        tls_certificate: str = "",
+    ) -> Answer:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
+        context: ssl.SSLContext | bool = True  # the system CAs
+        if tls_certificate.strip() and url.lower().startswith("https://"):
+            context = self._context(tls_certificate)
         try:
             async with self._session.post(
-                url, data=body, headers=CIMultiDict(headers), allow_redirects=False
+                url, data=body, headers=CIMultiDict(headers), allow_redirects=False, ssl=context
             ) as response:
                 answer = await response.content.read(_MAX_ANSWER)
                 return Answer(response.status, tuple(response.headers.items()), answer)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise PartnerUnreachable(f"Cannot reach {url}: {exc or type(exc).__name__}") from exc
+
+    def _context(self, pem: str) -> ssl.SSLContext:
+        """Trust exactly this certificate (cached: building a context costs a few ms)."""
+        key = hashlib.sha256(pem.encode()).hexdigest()
+        if key not in self._contexts:
+            try:
+                self._contexts[key] = ssl.create_default_context(cadata=pem)
+            except (ssl.SSLError, ValueError) as exc:
+                text = f"The partner's TLS certificate cannot be used: {exc}"
+                raise PartnerUnreachable(text) from exc
+        return self._contexts[key]
 
     async def close(self) -> None:
         if self._session is not None:

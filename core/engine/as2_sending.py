@@ -110,9 +110,9 @@ class As2Sending:
         built = await asyncio.to_thread(self._build, partnership, row, work, data)
         mode = partnership.settings.mdn_mode.value
         await self.db.write(_record_built, row.id, built, mode)
-        url = partnership.settings.partner_url
+        url, tls = partnership.settings.partner_url, partnership.settings.partner_tls_certificate
         try:
-            answer = await self.poster.post(url, built.headers, built.body)
+            answer = await self.poster.post(url, built.headers, built.body, tls)
         except PartnerUnreachable as exc:
             return Result(error=str(exc))
         return await self._answered(partnership, row, built, answer)

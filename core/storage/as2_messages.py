@@ -264,6 +264,18 @@ def record_mdn(
     )
 
 
+def retry_outgoing(conn: sqlite3.Connection, job_ids: list[int]) -> int:
+    """Failed outbound messages of these (reprocessed) jobs are to be sent again: sending."""
+    marks = ",".join("?" * len(job_ids))
+    cursor = conn.execute(
+        "UPDATE as2_messages SET status = ?, error = '', mdn_disposition = '', mic_check = '', "
+        f"updated_at = ? WHERE direction = 'out' AND status = ? AND job_ref IN ("
+        f"SELECT ref FROM jobs WHERE kind = 'as2_send' AND id IN ({marks}))",
+        (As2Status.SENDING.value, utc_now(), As2Status.FAILED.value, *job_ids),
+    )
+    return cursor.rowcount
+
+
 def list_messages(
     conn: sqlite3.Connection, mailbox_uuid: str | None = None, limit: int = 200
 ) -> list[As2Message]:

@@ -45,6 +45,7 @@ def get_integration(conn: sqlite3.Connection, mailbox_uuid: str) -> Integration:
         mdn_mode=MdnMode(row["as2_mdn_mode"] or defaults.mdn_mode),
         mdn_signed=bool(row["as2_mdn_signed"]) if row["as2_mdn_signed"] is not None else True,
         compression=bool(row["as2_compression"]),
+        partner_tls_certificate=row["as2_partner_tls_certificate"] or "",
     )
     form = IntegrationForm(
         protocol=TransferProtocol(row["protocol"]),
@@ -78,7 +79,8 @@ def save_form(conn: sqlite3.Connection, mailbox_uuid: str, form: IntegrationForm
         "UPDATE integrations SET saved = 1, protocol = ?, notify_email = ?, default_rule = ?, "
         "reject_reason = ?, as2_self_id = ?, as2_partner_url = ?, as2_partner_certificate = ?, "
         "as2_partner_id = ?, as2_partner_email = ?, as2_encryption = ?, as2_signing = ?, "
-        "as2_mdn_mode = ?, as2_mdn_signed = ?, as2_compression = ?, updated_at = ? "
+        "as2_mdn_mode = ?, as2_mdn_signed = ?, as2_compression = ?, "
+        "as2_partner_tls_certificate = ?, updated_at = ? "
         "WHERE mailbox_uuid = ?",
         (
             form.protocol.value,
@@ -95,6 +97,7 @@ def save_form(conn: sqlite3.Connection, mailbox_uuid: str, form: IntegrationForm
             as2.mdn_mode.value,
             int(as2.mdn_signed),
             int(as2.compression),
+            as2.partner_tls_certificate,
             utc_now(),
             mailbox_uuid,
         ),

@@ -313,6 +313,10 @@ def _v6_retired_as2_identities(db: sqlite_utils.Database) -> None:
     db.table("as2_retired_identities").create_index(["mailbox_uuid"])
 
 
+def _v7_partner_tls_certificate(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE integrations ADD COLUMN as2_partner_tls_certificate TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_initial,
     _v2_engine,
@@ -320,6 +324,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v4_conversion_log,
     _v5_as2_messages,
     _v6_retired_as2_identities,
+    _v7_partner_tls_certificate,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -8,6 +8,7 @@ messages to our Self URL built by pyas2lib. Nothing of docbridge's AS2 code is u
 from __future__ import annotations
 
 import asyncio
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,13 +73,16 @@ class PyAs2Partner:
 
     # -- life cycle ------------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, tls: ssl.SSLContext | None = None) -> None:
+        """Listen; with ``tls`` over HTTPS (then ``url`` is an https:// URL)."""
         app = web.Application(client_max_size=512 * 1024 * 1024)
         app.router.add_post("/pyas2", self._receive)
         app.router.add_post("/pyas2/mdn", self._receive_mdn)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=tls).start()
+        if tls is not None:
+            self.url = self.url.replace("http://", "https://")
 
     async def stop(self) -> None:
         for task in list(self._tasks):

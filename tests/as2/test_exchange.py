@@ -303,6 +303,17 @@ async def test_server_errors_are_retried_with_the_same_message_id_and_refusals_p
     assert "HTTP 403" in (job.last_error or "")
     assert len(partner.message_ids) == before + 1  # a refusal is not retried
 
+    # Reprocessed once the partner is fixed: sent again, with the same Message-ID.
+    assert await service.reprocess([job.id]) == 1
+    as2_engine.wake()
+
+    async def all_delivered() -> bool:
+        sent = await messages(service, mailbox, "out")
+        return all(m.status is As2Status.DELIVERED for m in sent)
+
+    await eventually(all_delivered)
+    assert partner.message_ids[-1] == partner.message_ids[-2]
+
 
 async def test_a_wrong_mic_and_an_overdue_async_mdn_park_the_message_with_the_reason(
     service: Service, as2_engine: Engine, partner: PyAs2Partner

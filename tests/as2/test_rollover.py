@@ -68,7 +68,11 @@ async def test_a_renewed_self_certificate_signs_and_the_old_key_still_decrypts(
     assert new.certificate_pem.encode() != old_certificate
     # A partner that has not switched yet encrypts to the old certificate: still processed.
     built = await asyncio.to_thread(
-        partner.build, outgoing_xml(mailbox), sign=True, encrypt=True, mdn_mode="SYNC",
+        partner.build,
+        outgoing_xml(mailbox),
+        sign=True,
+        encrypt=True,
+        mdn_mode="SYNC",
         mdn_digest_alg="sha256",
     )
     answer = await partner.send(self_url(as2_engine, mailbox), built)
