@@ -273,24 +273,11 @@ class Service:
         existing = await self.db.call(integrations.get_as2_identity, mailbox_uuid)
         if existing is not None:
             return existing
-        mailbox = await self.db.call(_require_mailbox, mailbox_uuid)
-        # A unique file per attempt: a crash between writing the key and recording it leaves
-        # an orphan file, never a clash with the next attempt.
-        key_path = self.config.keys_dir / "as2" / f"{mailbox_uuid}-{secrets.token_hex(4)}.key.pem"
-        generated = await asyncio.to_thread(
-            generate_identity, as2_id_from_name(mailbox.name), key_path
-        )
-        identity = As2Identity(
-            mailbox_uuid=mailbox_uuid,
-            certificate_pem=generated.certificate_pem,
-            key_path=str(key_path),
-            subject=generated.info.subject,
-            fingerprint_sha256=generated.info.fingerprint_sha256,
-            not_after=generated.info.not_after.isoformat(),
-        )
+        identity = await self._new_as2_identity(mailbox_uuid)
         if await self.db.write(_store_as2_identity, self.actor, identity):
             return identity
-        await asyncio.to_thread(key_path.unlink, missing_ok=True)  # another process won the race
+        # Another process won the race: its identity stands.
+        await asyncio.to_thread(Path(identity.key_path).unlink, missing_ok=True)
         stored = await self.db.call(integrations.get_as2_identity, mailbox_uuid)
         assert stored is not None
         return stored
@@ -298,12 +285,20 @@ class Service:
     async def renew_as2_identity(self, mailbox_uuid: str) -> As2Identity:
         """A new key pair and self certificate for the mailbox; the old key still decrypts
         while the partner moves to the new certificate (which signs from now on)."""
+        identity = await self._new_as2_identity(mailbox_uuid)
+        await self.db.write(_renew_as2_identity, self.actor, identity)
+        return identity
+
+    async def _new_as2_identity(self, mailbox_uuid: str) -> As2Identity:
+        """A key pair (0600 file) and self-signed certificate, not yet recorded."""
         mailbox = await self.db.call(_require_mailbox, mailbox_uuid)
+        # A unique file per attempt: a crash between writing the key and recording it leaves
+        # an orphan file, never a clash with the next attempt.
         key_path = self.config.keys_dir / "as2" / f"{mailbox_uuid}-{secrets.token_hex(4)}.key.pem"
         generated = await asyncio.to_thread(
             generate_identity, as2_id_from_name(mailbox.name), key_path
         )
-        identity = As2Identity(
+        return As2Identity(
             mailbox_uuid=mailbox_uuid,
             certificate_pem=generated.certificate_pem,
             key_path=str(key_path),
@@ -311,8 +306,6 @@ class Service:
             fingerprint_sha256=generated.info.fingerprint_sha256,
             not_after=generated.info.not_after.isoformat(),
         )
-        await self.db.write(_renew_as2_identity, self.actor, identity)
-        return identity
 
     # -- conversion rules --------------------------------------------------------------------
 
