@@ -37,10 +37,10 @@ def partner_form(partner: PyAs2Partner, **as2: object) -> IntegrationForm:
 
 
 async def connect_logistics(
-    service: Service, partner: PyAs2Partner, on: bool = True, **as2: object
+    service: Service, partner: PyAs2Partner, on: bool = True, name: str = "Logistics", **as2: object
 ) -> str:
-    """Logistics set to AS2 with the pyas2lib partner (as the page would save it)."""
-    mailbox = (await service.resolve_mailbox("Logistics")).uuid
+    """Logistics (or ``name``) set to AS2 with the pyas2lib partner, as the page saves it."""
+    mailbox = (await service.resolve_mailbox(name)).uuid
     saved = await service.save_integration(mailbox, partner_form(partner, **as2))
     assert saved.as2_identity is not None
     partner.our_certificate = saved.as2_identity.certificate_pem.encode()
