@@ -546,6 +546,40 @@ def test_text_payloads_keep_their_line_ends(alice: Party, bob: Party) -> None:
     assert receive(built, bob.identity, alice.partner).payload == payload
 
 
+@pytest.mark.parametrize("encryption", ["aes_256_cbc", "tripledes_192_cbc"])
+def test_encrypted_unsigned_text_plain_yields_exactly_the_payload(
+    encryption: str, alice: Party, bob: Party
+) -> None:
+    """pyas2lib's own parser takes a decrypted text/plain entity for Mendelson's headerless
+    payload and hands over its MIME headers as part of the payload (typed
+    application/edi-consent, no filename); cms only does that when there are no headers."""
+    payload = "Grüße, AS2\r\nContent-Type: not a header\r\n\r\n=3D the end\r\n".encode()
+    key = alice.key_pem + alice.cert_pem
+    organization = as2.Organization(as2_name=alice.name, sign_key=key, decrypt_key=key)
+    partner = as2.Partner(
+        as2_name=bob.name,
+        verify_cert=bob.cert_pem,
+        encrypt_cert=bob.cert_pem,
+        validate_certs=False,
+        sign=False,
+        encrypt=True,
+        enc_alg=encryption,
+        mdn_mode="SYNC",
+    )
+    sent = as2.Message(sender=organization, receiver=partner)
+    sent.build(payload, filename="greeting.txt", content_type="text/plain")
+
+    received = cms.parse_message(
+        list(sent.headers.items()), sent.content, bob.identity, alice.partner
+    )
+
+    assert received.disposition == "processed" and received.reason is None
+    assert (received.signed, received.encrypted, received.compressed) == (False, True, False)
+    assert received.payload == payload
+    assert received.content_type == "text/plain"
+    assert received.filename == "greeting.txt"
+
+
 def test_header_injection_is_refused(alice: Party, bob: Party) -> None:
     with pytest.raises(ValueError, match="line breaks"):
         build_with_cms(PAYLOAD, alice, bob, Combo(None, None, False), filename="a\r\nX: y")
