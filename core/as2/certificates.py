@@ -208,16 +208,17 @@ def read_certificates(pem: str | bytes) -> list[tuple[bytes, CertificateInfo]]:
 
 def newest_valid(pem: str | bytes, now: datetime | None = None) -> bytes:
     """The certificate to encrypt to: of those valid now, the one issued last (during a
-    rollover the partner's new one). Falls back to the whole text when none is valid."""
+    rollover the partner's new one); on a tie the one valid longer, then the one pasted last.
+    Falls back to the whole text when none is valid."""
     moment = now or utc_datetime()
     valid = [
-        (info.not_before, block)
-        for block, info in read_certificates(pem)
+        ((info.not_before, info.not_after, position), block)
+        for position, (block, info) in enumerate(read_certificates(pem))
         if info.not_before <= moment <= info.not_after
     ]
     if not valid:
         return pem.encode() if isinstance(pem, str) else pem
-    return max(valid)[1]
+    return max(valid, key=lambda found: found[0])[1]
 
 
 def load_certificate_text(value: str) -> str:
