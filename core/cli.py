@@ -21,6 +21,8 @@ from typing import Any, NoReturn
 
 from core.as2.certificates import load_certificate_text
 from core.bootstrap import init_data_dir
+from core.cli_as2 import HANDLERS as AS2_HANDLERS
+from core.cli_as2 import add_as2_commands
 from core.cli_output import Handler
 from core.cli_output import page_limit as _page_limit
 from core.cli_output import page_offset as _page_offset
@@ -179,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     activity.add_argument("--limit", type=int, default=50)
     activity.add_argument("--json", action="store_true")
     add_rule_commands(commands, common)
+    add_as2_commands(commands, common)
     return parser
 
 
@@ -496,4 +499,5 @@ _HANDLERS: dict[tuple[str, str | None], Handler] = {
     ("status", None): _status,
     ("activity", None): _activity,
     **RULE_HANDLERS,
+    **AS2_HANDLERS,
 }

@@ -16,16 +16,20 @@ SOURCE_ENVELOPE, SOURCE_FILE = "envelope", "file"
 
 def queue_message(
     tx: Tx, mailbox_uuid: str, ref: str, filename: str, source: dict[str, str], domain: str
-) -> None:
-    """Queue one outbound message (idempotent per ``ref``) with its lasting Message-ID."""
+) -> str | None:
+    """Queue one outbound message (idempotent per ``ref``) with its lasting Message-ID.
+
+    Returns that Message-ID; None when a message was already queued under ``ref`` (nothing new).
+    """
     existing = jobs.job_row(tx, JobKind.AS2_SEND, ref)
     if existing is not None:
-        return
+        return None
     partner_id = get_integration(tx, mailbox_uuid).form.as2.partner_id
     message_id = f"docbridge-{secrets.token_hex(12)}@{domain}"
     payload = dict(source, message_id=message_id, filename=filename)
     jobs.enqueue(tx, JobKind.AS2_SEND, ref, mailbox_uuid, payload)
     as2_messages.add_outgoing(tx, mailbox_uuid, partner_id, message_id, filename, ref)
+    return message_id
 
 
 def message_domain(config: Config) -> str:
