@@ -49,6 +49,7 @@ FIELD_FLAGS = {
     "as2.self_id": "--as2-self-id",
     "as2.partner_url": "--as2-partner-url",
     "as2.partner_certificate": "--as2-partner-cert",
+    "as2.partner_tls_certificate": "--as2-partner-tls-cert",
     "as2.partner_id": "--as2-partner-id",
     "as2.partner_email": "--as2-partner-email",
     "as2.encryption": "--as2-encryption",
@@ -134,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     setter.add_argument("--as2-self-id", metavar="ID")
     setter.add_argument("--as2-partner-url", metavar="URL")
     setter.add_argument("--as2-partner-cert", metavar="PEM_FILE")
+    setter.add_argument(
+        "--as2-partner-tls-cert",
+        metavar="PEM_FILE",
+        help="the partner's HTTPS certificate, when the system CAs do not vouch for it; '' clears",
+    )
     setter.add_argument("--as2-partner-id", metavar="ID")
     setter.add_argument("--as2-partner-email", metavar="ADDR")
     setter.add_argument("--as2-encryption", metavar="ALG")
@@ -303,12 +309,15 @@ def _form_changes(args: argparse.Namespace) -> tuple[dict[str, str | bool], dict
         value = getattr(args, flag[2:].replace("-", "_"))
         if value is not None:
             changes[field] = value
-    certificate = changes.pop("as2.partner_certificate", None)
-    if isinstance(certificate, str):
-        try:
-            changes["as2.partner_certificate"] = load_certificate_text(certificate)
-        except DocbridgeError as exc:
-            errors["as2.partner_certificate"] = str(exc)
+    for field in ("as2.partner_certificate", "as2.partner_tls_certificate"):
+        certificate = changes.pop(field, None)
+        if certificate == "" and field == "as2.partner_tls_certificate":
+            changes[field] = ""  # cleared: the system CAs again
+        elif isinstance(certificate, str):
+            try:
+                changes[field] = load_certificate_text(certificate)
+            except DocbridgeError as exc:
+                errors[field] = str(exc)
     return changes, errors
 
 

@@ -56,6 +56,12 @@ def add_as2_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         "certificate", parents=[common], help="our self certificate (PEM) to give the partner"
     )
     certificate.add_argument("mailbox", metavar="MAILBOX", help="uuid or name")
+    certificate.add_argument(
+        "--renew",
+        action="store_true",
+        help="make a new key pair and certificate first (the old key still decrypts while "
+        "the partner moves to the new certificate)",
+    )
 
     send = as2_commands.add_parser(
         "send",
@@ -133,7 +139,14 @@ def _disposition(message: As2Message) -> str:
 
 async def _certificate(service: Service, args: argparse.Namespace) -> int:
     mailbox = await service.resolve_mailbox(args.mailbox)
-    identity = await service.as2_certificate(mailbox.uuid)
+    identity = await service.as2_certificate(mailbox.uuid)  # refuses a mailbox without one
+    if args.renew:
+        identity = await service.renew_as2_identity(mailbox.uuid)
+        say(
+            f"{mailbox.name}: new certificate made; it signs from now on, and the old key "
+            "still decrypts. Send this certificate to the partner.",
+            err=True,
+        )
     pem = identity.certificate_pem
     sys.stdout.write(pem if pem.endswith("\n") else f"{pem}\n")
     sys.stdout.flush()

@@ -360,3 +360,54 @@ async def test_send_refuses_when_the_running_engine_has_no_as2_endpoint(
     assert "--no-as2" in result.stderr
     assert [m for m in await service.as2_messages(mailbox) if m.filename == "order.edi"] == []
     assert await sent_copies(data_dir, mailbox) == []
+
+
+async def test_certificate_renew_prints_a_new_one_and_the_old_key_still_decrypts(
+    service: Service, as2_engine: Engine, partner: PyAs2Partner, data_dir: Path
+) -> None:
+    mailbox = await connect_logistics(service, partner)
+    old = partner.our_certificate.decode()
+    renewed = await cli(data_dir, "as2", "certificate", "Logistics", "--renew")
+    assert renewed.returncode == 0, renewed.stderr
+    assert renewed.stdout.startswith("-----BEGIN CERTIFICATE-----") and renewed.stdout != old
+    assert "old key still decrypts" in renewed.stderr
+    state = await service.page_state(mailbox)
+    assert state.as2_identity is not None
+    assert state.as2_identity.certificate_pem.strip() == renewed.stdout.strip()
+    # The partner still encrypts to the old certificate: the message is processed.
+    built = await asyncio.to_thread(
+        partner.build, outgoing_xml(mailbox), sign=True, encrypt=True, mdn_mode="SYNC"
+    )
+    answer = await partner.send(self_url(as2_engine, mailbox), built)
+    assert answer.mdn_disposition == "processed"
+
+
+async def test_a_partner_tls_certificate_needs_an_https_url_and_can_be_cleared(
+    service: Service, partner: PyAs2Partner, data_dir: Path, tmp_path: Path
+) -> None:
+    from tests.as2.test_https_partner import self_signed_tls
+
+    mailbox = await connect_logistics(service, partner)
+    _context, pem = await asyncio.to_thread(self_signed_tls, tmp_path / "tls")
+    tls_file = str(tmp_path / "tls" / "tls.pem")
+    refused = await cli(
+        data_dir, "integration", "set", "Logistics", "--as2-partner-tls-cert", tls_file
+    )
+    assert refused.returncode != 0 and "https://" in refused.stderr
+    https = partner.url.replace("http://", "https://")
+    saved = await cli(
+        data_dir,
+        "integration",
+        "set",
+        "Logistics",
+        "--as2-partner-url",
+        https,
+        "--as2-partner-tls-cert",
+        tls_file,
+    )
+    assert saved.returncode == 0, saved.stderr
+    stored = (await service.page_state(mailbox)).integration.form.as2
+    assert stored.partner_tls_certificate.strip() == pem.strip()
+    cleared = await cli(data_dir, "integration", "set", "Logistics", "--as2-partner-tls-cert", "")
+    assert cleared.returncode == 0, cleared.stderr
+    assert (await service.page_state(mailbox)).integration.form.as2.partner_tls_certificate == ""
