@@ -32,8 +32,6 @@ if TYPE_CHECKING:
 
 POLL_S = 0.2
 """How often ``as2 send`` looks at the message's row while it waits."""
-SEARCH_ROWS = 1000
-"""How many of the mailbox's newest messages ``as2 send`` looks through for its own."""
 FINAL = (As2Status.DELIVERED, As2Status.FAILED)
 
 
@@ -241,10 +239,7 @@ async def _settled(
 
 
 async def _find(service: Service, mailbox_uuid: str, message_id: str) -> As2Message | None:
-    for message in await service.as2_messages(mailbox_uuid, SEARCH_ROWS):
-        if message.direction == "out" and message.message_id == message_id:
-            return message
-    return None
+    return await service.as2_message(mailbox_uuid, "out", message_id)
 
 
 def _outcome(message: As2Message | None, timeout: float, *, temporary: bool) -> int:

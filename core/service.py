@@ -424,6 +424,12 @@ class Service:
 
         return await self.db.call(warnings, utc_datetime())
 
+    async def as2_message(
+        self, mailbox_uuid: str, direction: str, message_id: str
+    ) -> As2Message | None:
+        """One AS2 message by its Message-ID ("in" or "out")."""
+        return await self.db.call(as2_messages.find_message, mailbox_uuid, direction, message_id)
+
     async def as2_messages(
         self, mailbox_uuid: str | None = None, limit: int = 200
     ) -> list[As2Message]:

@@ -276,6 +276,18 @@ def retry_outgoing(conn: sqlite3.Connection, job_ids: list[int]) -> int:
     return cursor.rowcount
 
 
+def find_message(
+    conn: sqlite3.Connection, mailbox_uuid: str, direction: str, message_id: str
+) -> As2Message | None:
+    rows = conn.execute(
+        f"SELECT {_LIST_COLUMNS} FROM as2_messages WHERE mailbox_uuid = ? AND direction = ? "
+        "AND message_id = ?",
+        (mailbox_uuid, direction, message_id),
+    ).fetchall()
+    found = _messages(rows)
+    return found[0] if found else None
+
+
 def list_messages(
     conn: sqlite3.Connection, mailbox_uuid: str | None = None, limit: int = 200
 ) -> list[As2Message]:
@@ -284,6 +296,10 @@ def list_messages(
         f"SELECT {_LIST_COLUMNS} FROM as2_messages {where} ORDER BY id DESC LIMIT ?",
         (*args, limit),
     ).fetchall()
+    return _messages(rows)
+
+
+def _messages(rows: list[sqlite3.Row]) -> list[As2Message]:
     return [
         As2Message(
             id=r["id"],
