@@ -8,13 +8,24 @@ c. A large random payload (``BENCH_AS2_MB``, default 100): sign + encrypt and th
    cms.py, each in a fresh process: MB/s and peak RSS (VmHWM) as a multiple of the payload,
    counted from the interpreter's own baseline (libraries and keys loaded, no payload yet) so
    the figure is the data's share: the input, the output and whatever the operation adds.
+d. End to end: two docbridge data directories with their engines on loopback, gateway 1's
+   Logistics partnered with gateway 2's Purchasing (sign sha256 + encrypt aes_256_cbc, signed
+   sync MDN). Per round and batch (``BENCH_AS2_E2E``, default ``300x1KB,5x5MB``: count x size,
+   decimal units, envelopes padded with order lines to at least that size), the envelopes are
+   received by Logistics, default rule 1 sends them over AS2, gateway 2 takes them in as
+   Purchasing's outgoing envelopes. Messages/s and MB/s from the first envelope received until
+   every out-message is delivered (MDN checked), and until gateway 2 recorded them all; the
+   time the platform side spends in ``receive_envelope`` (schema and template checks, in the
+   same process) is part of that and also reported on its own.
 
-``python -m bench as2``; ``BENCH_ROUNDS`` (default 5), ``BENCH_AS2_MB`` and ``BENCH_PARTS``
-(``abc``) shorten a run. Ends with one JSON line of figures and ratios.
+``python -m bench as2``; ``BENCH_ROUNDS`` (default 5), ``BENCH_AS2_MB``, ``BENCH_AS2_E2E`` and
+``BENCH_PARTS`` (``abcd``) shorten a run. Ends with one JSON line of figures and ratios.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import os
 import statistics
@@ -22,12 +33,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
-PARTS = os.environ.get("BENCH_PARTS", "abc")
+PARTS = os.environ.get("BENCH_PARTS", "abcd")
+E2E = os.environ.get("BENCH_AS2_E2E", "300x1KB,5x5MB")
 LARGE_MB = float(os.environ.get("BENCH_AS2_MB", "100"))
 SMALL = 1024
 PER_ROUND = 100  # messages per implementation and round
@@ -255,6 +267,197 @@ def part_large(parties: Parties, folder: Path) -> dict[str, Any]:
     return result
 
 
+# --- d: end to end, two engines on loopback ----------------------------------------------------
+
+SIZE_UNITS = {"kb": 1000, "mb": 1000_000, "b": 1}
+ACME = "0dbfa4db-e126-445e-a164-dac5593117c1"  # the demo envelope's sender
+PURCHASING = "26c79f73-753d-4148-b26a-5d3e9abbc6fb"  # and its recipient
+LINE = (
+    '        <fieldset index="{index}">\n'
+    '          <field name="lineNumber">{number}</field>\n'
+    '          <field name="articleNumber">AC-{number:07d}</field>\n'
+    '          <field name="quantity">1</field>\n'
+    '          <field name="unitPrice">1.00</field>\n'
+    "        </fieldset>\n"
+)
+
+
+def batches(spec: str) -> list[tuple[int, int]]:
+    """``300x1KB,5x5MB`` -> [(300, 1000), (5, 5000000)]."""
+    found = []
+    for item in spec.split(","):
+        count, _, size = item.strip().lower().partition("x")
+        unit = next(u for u in SIZE_UNITS if size.endswith(u))
+        found.append((int(count), int(float(size[: -len(unit)]) * SIZE_UNITS[unit])))
+    return found
+
+
+def envelope_xml(sender: str, recipient: str, envelope_uuid: str, size: int) -> bytes:
+    """The demo's minimal purchase order sent by ``sender`` to ``recipient``, with order lines
+    added until it is at least ``size`` bytes."""
+    template = (REPO / "data/demo/envelopes/10-purchase-order-acme-minimal.xml").read_text()
+    start = template.index(' uuid="') + len(' uuid="')
+    text = template[:start] + envelope_uuid + template[start + 36 :]
+    text = text.replace(f'mailboxUuid="{ACME}"', 'mailboxUuid="SENDER"')
+    text = text.replace(f'mailboxUuid="{PURCHASING}"', f'mailboxUuid="{recipient}"')
+    text = text.replace('mailboxUuid="SENDER"', f'mailboxUuid="{sender}"')
+    head, tail = text.split("      </fieldgroup>", 1)
+    lines: list[str] = []
+    length = len(text.encode())
+    index = 1
+    while length < size:
+        line = LINE.format(index=index, number=index + 1)
+        lines.append(line)
+        length += len(line)
+        index += 1
+    return (head + "".join(lines) + "      </fieldgroup>" + tail).encode()
+
+
+def make_batch(sender: str, recipient: str, uuids: list[str], size: int) -> list[bytes]:
+    return [envelope_xml(sender, recipient, u, size) for u in uuids]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def open_gateway(directory: Path, mailbox_name: str, as2_id: str) -> Any:
+    from core.bootstrap import init_data_dir
+    from core.config import load_config
+    from core.engine.engine import Engine, EngineSettings
+    from core.service import Service
+
+    await init_data_dir(directory, with_demo=True, actor="bench@setup")
+    port = free_port()
+    (directory / "docbridge.toml").write_text(
+        f'[as2]\nport = {port}\npublic_url = "http://127.0.0.1:{port}/as2"\n', encoding="utf-8"
+    )
+    service = await Service.open(directory, actor="bench@as2")
+    config = load_config(directory)
+    engine = Engine(config, EngineSettings(run_sftp=False))
+    mailbox = (await service.resolve_mailbox(mailbox_name)).uuid
+    return {"service": service, "engine": engine, "mailbox": mailbox, "id": as2_id}
+
+
+async def partner_up(one: dict[str, Any], other: dict[str, Any]) -> None:
+    from core.models import As2Settings, IntegrationForm, TransferProtocol
+
+    certificate = (await other["service"].ensure_as2_identity(other["mailbox"])).certificate_pem
+    settings = As2Settings(
+        self_id=one["id"],
+        partner_id=other["id"],
+        partner_url=f"{other['engine'].config.as2.public_url}/{other['mailbox']}",
+        partner_certificate=certificate,
+    )
+    form = IntegrationForm(protocol=TransferProtocol.AS2, as2=settings)
+    await one["service"].save_integration(one["mailbox"], form)
+    await one["service"].set_enabled(one["mailbox"], True)
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, within_s: float = 600.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"end to end: {what} not reached within {within_s:g} s")
+        await asyncio.sleep(0.02)
+
+
+async def e2e_rounds(folder: Path) -> dict[str, Any]:
+    import uuid
+
+    from core.models import As2Status, EnvelopeDirection
+
+    first = await open_gateway(folder / "gateway1", "Logistics", "GATEWAY1-LOGISTICS")
+    second = await open_gateway(folder / "gateway2", "Purchasing", "GATEWAY2-PURCHASING")
+    sender, receiver = first["service"], second["service"]
+    source, target = first["mailbox"], second["mailbox"]
+    sent_total = 0
+
+    async def delivered(uuids: set[str]) -> bool:
+        messages = await sender.as2_messages(source, limit=sent_total + 100)
+        done = {m.filename[:36] for m in messages if m.status is As2Status.DELIVERED}
+        failed = [m for m in messages if m.status is As2Status.FAILED]
+        if failed:
+            raise RuntimeError(f"end to end: a message failed: {failed[0].error}")
+        return uuids <= done
+
+    async def taken_in(uuids: set[str]) -> bool:
+        envelopes = await receiver.list_envelopes(target, limit=sent_total + 100)
+        return uuids <= {e.uuid for e in envelopes if e.direction is EnvelopeDirection.OUTGOING}
+
+    try:
+        await partner_up(first, second)
+        await partner_up(second, first)
+        await first["engine"].start()
+        await second["engine"].start()
+        # Warm up: the demo's envelopes waiting for Logistics go out first (gateway 2 hands them
+        # back in error/: Purchasing did not send them).
+        demo = {e.uuid for e in await sender.list_envelopes(source)}
+        sent_total = len(demo)
+        await until(lambda: delivered(demo), "the warm-up")
+        plan = batches(E2E)
+        rates: dict[str, list[float]] = {}
+        payloads: dict[str, int] = {}
+        for _ in range(ROUNDS):
+            for count, size in plan:
+                label = f"{count}x{size}"
+                made = [str(uuid.uuid4()) for _ in range(count)]
+                datas = await asyncio.to_thread(make_batch, target, source, made, size)
+                volume = sum(len(d) for d in datas)
+                payloads[label] = volume // count
+                wanted = set(made)
+                sent_total += count
+                began = time.perf_counter()
+                for data in datas:
+                    await sender.receive_envelope(source, data)
+                injected = time.perf_counter() - began
+                first["engine"].wake()
+                await until(functools.partial(delivered, wanted), "all MDNs")
+                acknowledged = time.perf_counter() - began
+                await until(functools.partial(taken_in, wanted), "all taken in")
+                recorded = time.perf_counter() - began
+                for key, value in (
+                    ("receive_envelope_s", injected),
+                    ("acked_msg_s", count / acknowledged),
+                    ("acked_mb_s", volume / 1e6 / acknowledged),
+                    ("taken_in_msg_s", count / recorded),
+                    ("taken_in_mb_s", volume / 1e6 / recorded),
+                ):
+                    rates.setdefault(f"{label}:{key}", []).append(value)
+    finally:
+        for gateway in (first, second):
+            await gateway["engine"].stop()
+            await gateway["service"].close()
+    result: dict[str, Any] = {"batches": E2E, "engines": "two, in one process, loopback"}
+    for count, size in batches(E2E):
+        label = f"{count}x{size}"
+        entry: dict[str, Any] = {"count": count, "payload_bytes": payloads[label]}
+        print(f"  {count} x {payloads[label]:,} B envelopes (sign+encrypt, signed sync MDN):")
+        for key, text in (
+            ("receive_envelope_s", "s in receive_envelope (within the above)"),
+            ("acked_msg_s", "messages/s until all MDNs checked"),
+            ("acked_mb_s", "MB/s until all MDNs checked"),
+            ("taken_in_msg_s", "messages/s until gateway 2 recorded all"),
+            ("taken_in_mb_s", "MB/s until gateway 2 recorded all"),
+        ):
+            values = rates[f"{label}:{key}"]
+            print(f"    {text:42}: {spread(values)}")
+            entry[key] = figures(values)
+        result[label] = entry
+    return result
+
+
+def part_e2e(folder: Path) -> dict[str, Any]:
+    import logging
+
+    logging.getLogger("docbridge").setLevel(logging.WARNING)
+    return asyncio.run(e2e_rounds(folder))
+
+
 def verdicts(results: dict[str, Any]) -> dict[str, bool]:
     held: dict[str, bool] = {}
     small = results.get("small")
@@ -284,6 +487,9 @@ def main() -> None:
         if "c" in PARTS:
             print(f"c. {LARGE_MB:g} MB payload with cms.py, a fresh process per measurement")
             results["large"] = part_large(parties, folder / "keys")
+        if "d" in PARTS:
+            print(f"d. end to end between two engines on loopback: {E2E} per round")
+            results["e2e"] = part_e2e(folder / "e2e")
     held = verdicts(results)
     print("aims: 1 KB build >= 7x pyas2lib, 1 KB parse+MDN >= 5x pyas2lib, large sign+encrypt")
     print("      and parse >= 100 MB/s, large peak RSS <= 3x payload (medians)")
