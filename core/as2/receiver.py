@@ -157,7 +157,8 @@ class Receiver:
             mdn = refusal_mdn(headers, UNEXPECTED_ERROR, text)
             refused = _record(partnership, message_id, partner_id, message, mdn, str(exc))
             await self.db.write(_store_refusal, refused, message_id, partner_id)
-            return _mdn_reply(200, mdn, text)
+            # 503: our trouble, and passing (a full disk): every AS2 sender retries it.
+            return _mdn_reply(503, mdn, text)
         record = _record(partnership, message_id, partner_id, message, message.mdn, "", claim)
         outcome = await self.db.write(_store_received, record, claim)
         if isinstance(outcome, tuple):  # a retry that raced the first copy: that one stands

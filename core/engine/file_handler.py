@@ -19,7 +19,9 @@ import contextlib
 import errno
 import os
 import secrets
+import shutil
 import stat
+import time
 import uuid as uuid_module
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,39 +137,58 @@ def stage_claim(mailboxes_dir: Path, mailbox_uuid: str, name: str, data: bytes) 
     return Claim(mailbox_uuid, "coutbox", name, token)
 
 
+NEW_CLAIM_PREFIX = ".new-"
+STALE_NEW_CLAIM_S = 3600.0  # a half-written claim older than this was left by a crash
+
+
 def place_claim(
     mailboxes_dir: Path, mailbox_uuid: str, folder: str, token: str, name: str, data: bytes
 ) -> Claim:
     """Put a file that arrived another way (AS2) straight into ``.taking/`` as a claim, durably.
 
     ``token`` is stable for one message, so a repeat after a crash lands on the same claim and
-    the claim's single job takes it in once. Blocking: run in a thread.
+    the claim's single job takes it in once. The claim folder appears with its file in it (one
+    rename of a folder written aside under a dot name): the scan, which removes claim folders
+    it finds empty, never sees it half made. Blocking: run in a thread.
     """
     root = ensure_mailbox_root(mailboxes_dir, mailbox_uuid)
     taking = root / TAKING
+    _ensure_private_dir(taking)
     holder = taking / f"{folder}-{token}"
-    final = holder / validate_name(name)
-    for _ in range(3):
-        _ensure_private_dir(taking)
-        _ensure_private_dir(holder)
-        # Staged inside the claim under a dot name: the scan removes a claim folder that looks
-        # empty, and one holding a file (even a dot one) is not empty.
-        staged = holder / f".write-{secrets.token_hex(8)}"
-        try:
-            out = open(staged, "xb")  # noqa: SIM115 - closed below, after the fsync
-        except FileNotFoundError:
-            continue  # the scan removed the still empty folder just now: make it again
-        with out:
+    base = validate_name(name)
+    aside = taking / f"{NEW_CLAIM_PREFIX}{token}-{secrets.token_hex(4)}"
+    aside.mkdir(mode=0o700)
+    try:
+        with open(aside / base, "xb") as out:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(staged, final)
-        fsync_dir(holder)
-        fsync_dir(taking)
-        break
-    else:
-        raise OSError(f"cannot make the claim folder {holder}")
-    return Claim(mailbox_uuid, folder, name, token)
+        fsync_dir(aside)
+        try:
+            os.rename(aside, holder)  # also replaces an empty claim folder
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            # A repeat (the partner resent after a crash): the claim stands; its file is the
+            # same message's payload, replaced whole.
+            os.replace(aside / base, holder / base)
+            fsync_dir(holder)
+    finally:
+        if aside.exists():
+            shutil.rmtree(aside, ignore_errors=True)
+    fsync_dir(taking)
+    return Claim(mailbox_uuid, folder, base, token)
+
+
+def _remove_stale_new_claims(taking: Path) -> None:
+    """Claims a crash left half written (their message was never answered: the partner
+    resends it) go after an hour."""
+    cutoff = time.time() - STALE_NEW_CLAIM_S
+    for entry in os.scandir(taking):
+        if entry.name.startswith(NEW_CLAIM_PREFIX):
+            with contextlib.suppress(OSError):
+                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def _ensure_private_dir(directory: Path) -> None:
@@ -180,6 +201,7 @@ def _ensure_private_dir(directory: Path) -> None:
 def _claims(taking: Path, mailbox_uuid: str) -> list[Claim]:
     if not taking.is_dir():
         return []
+    _remove_stale_new_claims(taking)
     claims: list[Claim] = []
     for entry in sorted(os.scandir(taking), key=lambda e: e.name):
         folder, _, token = entry.name.rpartition("-")

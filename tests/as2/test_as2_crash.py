@@ -39,14 +39,6 @@ KILLS = 5
 SENDERS = 8  # messages in flight at once: a kill cuts several mid-exchange
 RESENDS = 25  # answered messages sent again at the end, as after a lost answer
 UNFINISHED = (JobState.READY, JobState.RUNNING, JobState.PARKED)
-# When the receiver cannot store a message it answers "processed/Error:
-# unexpected-processing-error" with "nothing was kept; send it again later", and processes a
-# resend afresh. A kill never causes that answer, but a race in core does: place_claim's new
-# claim folder removed by the engine's folder scan before place_claim checks it (NotADirectory-
-# Error, reported). Until that is fixed the partner resends those too, as the answer asks, and
-# the test counts them; set this to False and the test fails whenever the race is hit.
-RESEND_WHEN_ASKED = True
-TRANSIENT = "processed/Error: unexpected-processing-error"
 
 
 def configure(data_dir: Path, smtp_port: int) -> int:
@@ -65,7 +57,6 @@ class Tally:
     answers: dict[int, SendOutcome] = field(default_factory=dict)  # message number -> its MDN
     tries: dict[int, int] = field(default_factory=dict)
     unanswered: list[str] = field(default_factory=list)  # why tries got no MDN
-    resent_when_asked: int = 0  # error MDNs that asked for a resend
 
     @property
     def retried(self) -> int:
@@ -73,10 +64,10 @@ class Tally:
 
 
 def waiting_files(root: Path) -> list[Path]:
-    """Payloads not yet taken in: in outbox/, or claimed in .taking/. A dot-named staging file
-    that a kill left mid-write in a claim folder is no payload (and place_claim leaves it
-    there: a known defect, reported, not this test's subject)."""
-    return [*(root / "outbox").iterdir(), *(p for p in taken(root) if not p.name.startswith("."))]
+    """Payloads not yet taken in: in outbox/, or claimed in .taking/ (a claim a kill left half
+    written, under a .new- name, is no claim: its message was never answered)."""
+    claimed = [p for p in taken(root) if not p.parent.name.startswith(".")]
+    return [*(root / "outbox").iterdir(), *claimed]
 
 
 async def listening(port: int) -> bool:
@@ -92,8 +83,8 @@ async def listening(port: int) -> bool:
 async def send_until_answered(
     partner: PyAs2Partner, url: str, port: int, number: int, message: as2.Message, tally: Tally
 ) -> None:
-    """Send, and send the same message again until an MDN comes back (a sync MDN, HTTP < 500;
-    see RESEND_WHEN_ASKED)."""
+    """Send, and send the same message again until an MDN comes back (a sync MDN, HTTP < 500),
+    as AS2 senders do."""
     deadline = time.monotonic() + 120
     while True:
         tally.tries[number] = tally.tries.get(number, 0) + 1
@@ -102,14 +93,10 @@ async def send_until_answered(
         except (TimeoutError, aiohttp.ClientError) as exc:
             tally.unanswered.append(type(exc).__name__)
         else:
-            asked = RESEND_WHEN_ASKED and outcome.mdn_disposition == TRANSIENT
-            if outcome.http_status < 500 and outcome.mdn_status is not None and not asked:
+            if outcome.http_status < 500 and outcome.mdn_status is not None:
                 tally.answers[number] = outcome
                 return
-            if asked:
-                tally.resent_when_asked += 1
-            else:
-                tally.unanswered.append(f"HTTP {outcome.http_status}, MDN {outcome.mdn_status}")
+            tally.unanswered.append(f"HTTP {outcome.http_status}, MDN {outcome.mdn_status}")
         assert time.monotonic() < deadline, f"message {number} never answered"
         # The engine is down (or going down): retry once it listens again.
         await eventually(lambda: listening(port), within_s=60)
@@ -209,8 +196,7 @@ async def test_kill_9_while_a_partner_sends_stores_each_payload_once_and_answers
 
     print(
         f"{kills} kills; {sum(tally.tries.values())} sends for {TOTAL} messages, "
-        f"{tally.retried} retried; unanswered tries: {len(tally.unanswered)}; "
-        f"resent when asked: {tally.resent_when_asked}"
+        f"{tally.retried} retried; unanswered tries: {len(tally.unanswered)}"
     )
     assert kills == KILLS
     assert tally.retried > 0  # kills cut exchanges under way: those were sent again
