@@ -21,12 +21,11 @@ import os
 import secrets
 import shutil
 import stat
-import time
 import uuid as uuid_module
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.clock import utc_now
+from core.clock import timestamp, utc_now
 from core.envelope_checks import (
     RECIPIENT_ROLE,
     check_envelope_against_template,
@@ -183,7 +182,7 @@ def place_claim(
 def _remove_stale_new_claims(taking: Path) -> None:
     """Claims a crash left half written (their message was never answered: the partner
     resends it) go after an hour."""
-    cutoff = time.time() - STALE_NEW_CLAIM_S
+    cutoff = timestamp() - STALE_NEW_CLAIM_S
     for entry in os.scandir(taking):
         if entry.name.startswith(NEW_CLAIM_PREFIX):
             with contextlib.suppress(OSError):
