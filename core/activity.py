@@ -24,7 +24,7 @@ from core.models import (
     JobKind,
     JobState,
 )
-from core.storage import accounts, bans, jobs, logs
+from core.storage import accounts, as2_messages, bans, jobs, logs
 from core.storage.db import Tx
 from core.storage.engine_state import read_engine_status
 
@@ -41,7 +41,8 @@ _MAIL_PREFIX = "mail "
 
 
 def read_activity(tx: Tx, mailbox_uuid: str | None = None, limit: int = 100) -> ActivityView:
-    """Engine status, items needing attention, the latest ``limit`` attempts and the bans.
+    """Engine status, items needing attention, the latest ``limit`` attempts, the bans and the
+    latest ``limit`` AS2 messages (in and out, with their MDNs).
 
     A unit for ``Database.read``: one snapshot, so the lines and the jobs they name agree.
     """
@@ -53,6 +54,7 @@ def read_activity(tx: Tx, mailbox_uuid: str | None = None, limit: int = 100) -> 
     keys = {key for key in map(job_key, records) if key is not None}
     by_key = jobs.find_jobs(tx, keys) if keys else {}
     current = bans.list_bans(tx, now)
+    messages = as2_messages.list_messages(tx, mailbox_uuid, limit)
     if mailbox_uuid is not None:
         troubled = [job for job in troubled if job.mailbox_uuid == mailbox_uuid]
     return ActivityView(
@@ -67,6 +69,7 @@ def read_activity(tx: Tx, mailbox_uuid: str | None = None, limit: int = 100) -> 
             for ban in current
         ),
         mailbox_names=names,
+        as2_messages=tuple(messages),
     )
 
 

@@ -429,6 +429,7 @@ class ActivityView:
     attempts: tuple[AttemptView, ...]
     bans: tuple[BanView, ...]
     mailbox_names: dict[str, str]
+    as2_messages: tuple[As2Message, ...] = ()  # newest first, in and out, with their MDNs
 
 
 @dataclass(frozen=True, slots=True)
