@@ -67,6 +67,7 @@ class PyAs2Partner:
         self.async_mdns: list[tuple[dict[str, str], bytes]] = []
         self.behaviour = Behaviour()
         self.requests = 0
+        self.sent_messages: list[as2.Message] = []  # what it sent us, for async MDNs
         self.message_ids: list[str] = []
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -160,6 +161,7 @@ class PyAs2Partner:
         return message
 
     async def send(self, url: str, message: as2.Message) -> SendOutcome:
+        self.sent_messages.append(message)
         headers = {k: str(v) for k, v in message.headers.items()}
         async with (
             aiohttp.ClientSession() as session,
@@ -177,6 +179,24 @@ class PyAs2Partner:
                 outcome.mdn_message_id = mdn.message_id
                 outcome.mdn_disposition = _disposition(body)
             return outcome
+
+    def check_mdn(
+        self, headers: dict[str, str], body: bytes
+    ) -> tuple[str | None, str | None, as2.Message]:
+        """pyas2lib's verdict on an asynchronous MDN we posted (signature and MIC against the
+        message it sent), with that message. Blocking."""
+        originals = {m.message_id: m for m in self.sent_messages}
+        found: list[as2.Message] = []
+
+        def original(message_id: str, _recipient: str) -> as2.Message | None:
+            message = originals.get(message_id)
+            if message is not None:
+                found.append(message)
+            return message
+
+        status, detail = as2.Mdn().parse(_raw(headers.items(), body), original)
+        assert found, "the MDN names no message the partner sent"
+        return status, detail, found[0]
 
     async def _post(self, url: str, headers: dict[str, str], body: bytes) -> None:
         async with (

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from core.engine.engine import Engine, EngineLoop
-from core.models import As2Status, EnvelopeDirection, MdnMode
+from core.models import As2Message, As2Status, EnvelopeDirection, MdnMode
 from core.service import Service
 from tests.as2.conftest import connect_logistics, self_url
 from tests.as2.partner import PyAs2Partner
@@ -41,7 +41,7 @@ def addressed_to(mailbox: str, uuid_prefix: str = "1238cdda") -> bytes:
     return data.replace(b'uuid="0238cdda', f'uuid="{uuid_prefix}'.encode(), 1)
 
 
-async def messages(service: Service, mailbox: str, direction: str) -> list[object]:
+async def messages(service: Service, mailbox: str, direction: str) -> list[As2Message]:
     return [m for m in await service.as2_messages(mailbox) if m.direction == direction]
 
 
