@@ -208,15 +208,15 @@ async def test_tab_moves_through_the_sections(data_dir: Path, service: Service) 
     async with make_app(data_dir).run_test(size=SMALL) as pilot:
         screen = await open_activity(pilot)
         seen = []
-        for _ in range(4):
+        for _ in range(5):
             seen.append(pilot.app.focused.id if pilot.app.focused else None)
             await pilot.press("tab")
             await settle(pilot)
-        assert seen == ["items", "attempts", "sessions", "bans"]
+        assert seen == ["items", "attempts", "sessions", "bans", "as2"]
         assert screen.section == "items"
         await pilot.press("shift+tab")
         await settle(pilot)
-        assert screen.section == "bans" and pilot.app.focused is screen.query_one("#bans")
+        assert screen.section == "as2" and pilot.app.focused is screen.query_one("#as2")
 
 
 async def test_bans_are_reachable_and_lifted_at_80x24_while_items_are_parked(
@@ -261,7 +261,7 @@ async def test_section_hints_follow_the_keymap(data_dir: Path, service: Service)
         assert screen.section == "bans"
         await pilot.press("ctrl+t")
         await settle(pilot)
-        assert screen.section == "items"
+        assert screen.section == "as2"
 
 
 # -- a failing refresh never ends the app -------------------------------------------------------

@@ -64,6 +64,7 @@ EXPECTED_HELP = [
     ("Activity (F6)", "2", "activity.attempts"),
     ("Activity (F6)", "3", "activity.sessions"),
     ("Activity (F6)", "4", "activity.bans"),
+    ("Activity (F6)", "5", "activity.as2"),
     ("Activity (F6)", "c", "activity.conversions"),
     ("Conversion log (F4)", "escape", "conversions.back"),
     ("Conversion log (F4)", "v", "conversions.view"),

@@ -1,4 +1,5 @@
-"""Block (3) for AS2: our URL and certificate (generated), the partner's fields (typed in)."""
+"""Block (3) for AS2: our URL and certificate (generated), the partner's fields (typed in), and
+the mailbox's recent AS2 messages; under the Self URL, whether the engine serves it now."""
 
 from __future__ import annotations
 
@@ -7,18 +8,20 @@ from dataclasses import replace
 from datetime import datetime
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
-from textual.widgets import Checkbox, Input, Select
+from textual.widgets import Checkbox, Input, Select, Static
 
+from core.errors import DocbridgeError
 from core.models import (
     ENCRYPTION_ALGORITHMS,
     SIGNING_ALGORITHMS,
     As2Identity,
     As2Settings,
     CertificateExpiry,
+    EngineStatus,
     IntegrationForm,
     MdnMode,
     PageState,
@@ -33,6 +36,7 @@ from tui.modals.certificate import (
 )
 from tui.page.block import Command, FieldEdited
 from tui.toast import say
+from tui.widgets.activity_sections import recent_lines, serve_hint
 from tui.widgets.fields import CopyRow, FieldError, FieldRow, FormInput
 from tui.widgets.marks import MarkedCheckbox
 
@@ -42,6 +46,7 @@ INPUTS = {  # form key -> widget id
     "as2.partner_id": "as2-partner_id",
     "as2.partner_email": "as2-partner_email",
 }
+RECENT = 5  # messages under the fields
 
 
 def certificate_lines(
@@ -114,6 +119,7 @@ class As2Details(Vertical):
 
     def _fields(self) -> ComposeResult:
         yield CopyRow("Self URL", "self_url", id="as2-self-url")
+        yield FieldRow("", Static(id="as2-serve-hint"))
         yield CopyRow("Self certificate", "self_certificate", id="as2-self-cert")
         yield FieldRow("Self ID", FormInput("as2.self_id", id="as2-self_id"))
         yield FieldError("as2.self_id", id="err-as2-self_id")
@@ -175,6 +181,7 @@ class As2Details(Vertical):
             MarkedCheckbox("Compression", id="as2-compression", compact=True),
             classes="checks",
         )
+        yield FieldRow("Recent messages", Static(id="as2-recent"))
 
     def fill(self, state: PageState) -> None:
         self.state = state
@@ -196,6 +203,35 @@ class As2Details(Vertical):
         )
         self.show_identity(state.as2_identity)
         self._render_partner_certificate()
+        self.show_engine(getattr(self.app, "engine_status", None))
+
+    def on_mount(self) -> None:
+        # The page reads the engine's status every few seconds: the hint and the messages follow.
+        self.watch(self.app, "engine_status", self._engine_changed, init=False)
+
+    def _engine_changed(self, status: EngineStatus | None) -> None:
+        if self.filled:
+            self.show_engine(status)
+
+    def show_engine(self, status: EngineStatus | None) -> None:
+        """Whether partners can reach the Self URL now; the recent messages read again."""
+        self.query_one("#as2-serve-hint", Static).update(serve_hint(status))
+        self._load_recent()
+
+    @work(group="as2-recent", exclusive=True, exit_on_error=False)
+    @guarded
+    async def _load_recent(self) -> None:
+        state = self.state
+        if state is None:
+            return
+        area = self.query_one("#as2-recent", Static)
+        try:
+            found = await self.service.as2_messages(state.mailbox.uuid, RECENT)
+        except DocbridgeError as error:  # shown in place: this runs every few seconds
+            area.update(Text(f"cannot be read now: {error.title}", style="italic"))
+            return
+        if self.state is not None and self.state.mailbox.uuid == state.mailbox.uuid:
+            area.update(recent_lines(found))
 
     def read(self, form: IntegrationForm) -> IntegrationForm:
         if not self.filled:
@@ -221,6 +257,8 @@ class As2Details(Vertical):
                 mdn_mode=MdnMode(choice("as2-mdn_mode", MdnMode.SYNC.value)),
                 mdn_signed=self.query_one("#as2-mdn_signed", Checkbox).value,
                 compression=self.query_one("#as2-compression", Checkbox).value,
+                # Not on the page yet (set with the CLI): kept as stored.
+                partner_tls_certificate=form.as2.partner_tls_certificate,
             ),
         )
 

@@ -1,7 +1,8 @@
 """F6: what the engine does, one section at a time so it reads at 80x24.
 
 Sections: items needing attention (retrying, parked), recent attempts, connected SFTP sessions,
-banned addresses. A detail pane under the table shows the selected row in full (error, ids).
+banned addresses, recent AS2 messages in and out with their MDNs. A detail pane under the table
+shows the selected row in full (error, ids).
 Everything comes from :meth:`core.service.Service.activity_view` (the same in a client of
 another process's engine), with states derived in the core; the screen refreshes every two
 seconds while it is in front. A failing refresh never ends the app: it is reported once, named in
@@ -22,13 +23,31 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane, Tabs
 
-from core.models import ActivityView, AttemptView, BanView, ItemState, ItemView, JobKind
+from core.models import (
+    ActivityView,
+    As2Message,
+    AttemptView,
+    BanView,
+    ItemState,
+    ItemView,
+    JobKind,
+)
 from core.service import Service
 from tui.errors import guarded, report_error
 from tui.keys import bindings, key_label
 from tui.modals.confirm import ConfirmModal
 from tui.toast import say
-from tui.widgets.activity_sections import SECTION_BY_ID, SECTIONS, clip, facts, when, widths
+from tui.widgets.activity_sections import (
+    SECTION_BY_ID,
+    SECTIONS,
+    as2_facts,
+    as2_row,
+    clip,
+    facts,
+    layout,
+    tab_titles,
+    when,
+)
 
 REFRESH_SECONDS = 2.0
 
@@ -47,6 +66,7 @@ class ActivityScreen(Screen[None]):
         "activity.attempts",
         "activity.sessions",
         "activity.bans",
+        "activity.as2",
         "activity.conversions",
     )
 
@@ -102,27 +122,26 @@ class ActivityScreen(Screen[None]):
     def _show(self, view: ActivityView) -> None:
         self._show_summary()
         names = view.mailbox_names
-        self._fill("items", [(str(i.job.id), self._item_row(i)) for i in view.items])
-        self._fill("attempts", [(str(a.record.id), self._attempt_row(a)) for a in view.attempts])
-        sessions = view.status.sessions
-        self._fill(
-            "sessions",
-            [
+        rows: dict[str, list[tuple[str, tuple[str | None, ...]]]] = {
+            "items": [(str(i.job.id), self._item_row(i)) for i in view.items],
+            "attempts": [(str(a.record.id), self._attempt_row(a)) for a in view.attempts],
+            "sessions": [
                 (str(n), (names.get(s.get("mailbox", ""), s.get("mailbox", "")), s.get("address")))
-                for n, s in enumerate(sessions)
+                for n, s in enumerate(view.status.sessions)
             ],
-        )
-        self._fill("bans", [(b.ban.address, self._ban_row(b)) for b in view.bans])
-        counts = {
-            "items": len(view.items),
-            "attempts": len(view.attempts),
-            "sessions": len(sessions),
-            "bans": len(view.bans),
+            "bans": [(b.ban.address, self._ban_row(b)) for b in view.bans],
+            "as2": [
+                (str(m.id), as2_row(m, names.get(m.mailbox_uuid, m.mailbox_uuid)))
+                for m in view.as2_messages
+            ],
         }
+        for section in SECTIONS:  # in order: the last one records the width the columns fit
+            self._fill(section.id, rows[section.id])
+        counts = {section_id: len(found) for section_id, found in rows.items()}
+        keys = {s.id: key_label(self.app, s.key_id) for s in SECTIONS}
         tabs = self.query_one(TabbedContent)
-        for section in SECTIONS:
-            label = f"{key_label(self.app, section.key_id)} {section.title} ({counts[section.id]})"
-            tabs.get_tab(f"section-{section.id}").label = Content(label)
+        for section_id, title in tab_titles(counts, keys, self.size.width or 80).items():
+            tabs.get_tab(f"section-{section_id}").label = Content(title)
         self._show_detail()
 
     def _show_summary(self) -> None:
@@ -140,8 +159,9 @@ class ActivityScreen(Screen[None]):
             text.append(
                 f"   queue: {status.queue_depth}   retrying: {retrying}   parked: {status.parked}"
             )
-            if "sftp" in status.listeners:
-                text.append(f"   sftp {status.listeners['sftp']}")
+            for listener in ("sftp", "as2"):
+                if listener in status.listeners:
+                    text.append(f"   {listener} {status.listeners[listener]}")
         self.query_one("#activity-summary", Static).update(text)
 
     @staticmethod
@@ -163,16 +183,17 @@ class ActivityScreen(Screen[None]):
         """Replace a table's rows; the cursor stays on the same item when it is still there."""
         section = SECTION_BY_ID[section_id]
         table = self.query_one(f"#{section_id}", DataTable)
-        sizes = widths(section, self.size.width or 80)
+        shown = layout(section, self.size.width or 80)
         if not table.columns or self._width != self.size.width:
             table.clear(columns=True)
-            for (label, _), size in zip(section.columns, sizes, strict=True):
+            for index, size in shown:
+                label = section.columns[index][0]
                 table.add_column(label, width=size, key=label)
         selected = self._selected_key(table)
         cursor = table.cursor_row
         table.clear()
         for key, row in rows:
-            table.add_row(*(clip(v, w) for v, w in zip(row, sizes, strict=True)), key=key)
+            table.add_row(*(clip(row[i], w) for i, w in shown), key=key)
         if table.row_count:
             keys = [key for key, _ in rows]
             target = keys.index(selected) if selected in keys else cursor
@@ -202,6 +223,7 @@ class ActivityScreen(Screen[None]):
                 "attempts": self.view.attempts,
                 "sessions": self.view.status.sessions,
                 "bans": self.view.bans,
+                "as2": self.view.as2_messages,
             }
         table = self.query_one(f"#{section_id}", DataTable)
         found = rows.get(section_id, ())
@@ -223,6 +245,8 @@ class ActivityScreen(Screen[None]):
 
     def _describe(self, selected: Any) -> RenderableType:
         names = self.view.mailbox_names if self.view is not None else {}
+        if isinstance(selected, As2Message):
+            return as2_facts(selected, names.get(selected.mailbox_uuid, selected.mailbox_uuid))
         if isinstance(selected, ItemView):
             job = selected.job
             ref = "File" if job.kind is JobKind.FILE else "Envelope"
