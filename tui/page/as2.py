@@ -20,23 +20,24 @@ from core.models import (
     SIGNING_ALGORITHMS,
     As2Identity,
     As2Settings,
-    CertificateExpiry,
     EngineStatus,
     IntegrationForm,
     MdnMode,
     PageState,
 )
 from tui.clipboard import copy_text
-from tui.errors import guarded
+from tui.errors import guarded, run_guarded
 from tui.keys import bindings, key_label
 from tui.modals.certificate import (
     ExportCertificateModal,
     ImportCertificateModal,
     ImportedCertificate,
 )
-from tui.page.block import Command, FieldEdited
+from tui.modals.confirm import ConfirmModal
+from tui.page.block import Command, FieldEdited, PageStateChanged
 from tui.toast import say
 from tui.widgets.activity_sections import recent_lines, serve_hint
+from tui.widgets.certificate_text import certificate_lines
 from tui.widgets.fields import CopyRow, FieldError, FieldRow, FormInput
 from tui.widgets.marks import MarkedCheckbox
 
@@ -47,42 +48,6 @@ INPUTS = {  # form key -> widget id
     "as2.partner_email": "as2-partner_email",
 }
 RECENT = 5  # messages under the fields
-
-
-def certificate_lines(
-    subject: str, fingerprint: str, not_after: str, expiry: CertificateExpiry | None = None
-) -> Text:
-    """Subject, fingerprint and expiry (with the days left and a warning from 30 days out);
-    the fingerprint split at a colon to keep pairs whole."""
-    shown = not_after
-    with contextlib.suppress(ValueError):
-        shown = datetime.fromisoformat(not_after).strftime("%Y-%m-%d %H:%M UTC")
-    half = len(fingerprint.split(":")) // 2
-    pairs = fingerprint.split(":")
-    text = Text()
-    text.append("Subject ", style="dim")
-    text.append(subject)
-    text.append("\nSHA-256 ", style="dim")
-    text.append(":".join(pairs[:half]) + ":" if half else fingerprint)
-    if half:
-        text.append("\n        " + ":".join(pairs[half:]))
-    text.append("\nExpires ", style="dim")
-    text.append(shown)
-    if expiry is not None:
-        text.append_text(days_left(expiry))
-    return text
-
-
-def days_left(expiry: CertificateExpiry) -> Text:
-    """ " (3649 days left)", or a warning once a threshold (30/14/7/1 days) is reached."""
-    if expiry.expired:
-        return Text(" EXPIRED: partners refuse it; renew it now", style="bold red")
-    plural = "s" if expiry.days_left != 1 else ""
-    left = f" ({expiry.days_left} day{plural} left)"
-    if expiry.threshold is None:
-        return Text(left, style="dim")
-    style = "bold red" if expiry.threshold <= 7 else "bold yellow"
-    return Text(f"{left} renew it before then", style=style)
 
 
 class As2Details(Vertical):
@@ -413,4 +378,43 @@ class As2Details(Vertical):
                     self.action_export_certificate,
                 )
             )
+            commands.append(
+                (
+                    "Renew self certificate",
+                    "AS2: a new key pair; the old key still decrypts until partners switch",
+                    self.action_renew_certificate,
+                )
+            )
         return commands
+
+    @guarded
+    def action_renew_certificate(self) -> None:
+        state = self.state
+        if state is None or state.as2_identity is None:
+            return
+        mailbox_uuid = state.mailbox.uuid
+
+        async def renew() -> None:
+            identity = await self.service.renew_as2_identity(mailbox_uuid)
+            if self.state is None or self.state.mailbox.uuid != mailbox_uuid:
+                return
+            self.identity_created(identity)
+            self.post_message(PageStateChanged(lambda s: replace(s, as2_identity=identity)))
+            say(
+                self.app,
+                "New self certificate made: export it and send it to the partner. It signs from "
+                "now on; messages encrypted to the old one are still read.",
+                title="Certificate renewed",
+            )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                run_guarded(self, renew(), group="as2-renew")
+
+        question = ConfirmModal(
+            "Make a new self certificate?",
+            "The partner needs the new certificate to check our signatures and MDNs from now "
+            "on; the old key keeps decrypting what the partner still encrypts to the old one.",
+            "Renew",
+        )
+        self.app.push_screen(question, answered)
