@@ -381,7 +381,7 @@ async def e2e_rounds(folder: Path) -> dict[str, Any]:
 
     async def delivered(uuids: set[str]) -> bool:
         """Every message of these envelopes delivered, or parked (counted, not waited for)."""
-        messages = await sender.as2_messages(source, limit=sent_total + 100)
+        messages = await sender.as2.messages(source, limit=sent_total + 100)
         done = {m.filename[:36] for m in messages if m.status is As2Status.DELIVERED}
         for m in messages:
             if m.status is As2Status.FAILED and m.filename[:36] in uuids:

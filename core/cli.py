@@ -391,7 +391,7 @@ def _page_summary(page: EnvelopePage) -> str:
 
 async def _status(service: Service, args: argparse.Namespace) -> int:
     status = await service.engine_status()
-    expiring = await service.certificate_warnings()
+    expiring = await service.as2.certificate_warnings()
     if args.json:
         _print_json({**asdict(status), "certificate_warnings": [_warning(w) for w in expiring]})
         return 0

@@ -92,7 +92,7 @@ def _seconds(text: str) -> float:
 
 async def _messages(service: Service, args: argparse.Namespace) -> int:
     mailbox = await service.resolve_mailbox(args.mailbox) if args.mailbox else None
-    found = await service.as2_messages(mailbox.uuid if mailbox else None, args.limit)
+    found = await service.as2.messages(mailbox.uuid if mailbox else None, args.limit)
     names = {m.uuid: m.name for m in await service.list_mailboxes()}
     if args.json:
         print_json([_message_json(m, names) for m in found])
@@ -137,9 +137,9 @@ def _disposition(message: As2Message) -> str:
 
 async def _certificate(service: Service, args: argparse.Namespace) -> int:
     mailbox = await service.resolve_mailbox(args.mailbox)
-    identity = await service.as2_certificate(mailbox.uuid)  # refuses a mailbox without one
+    identity = await service.as2.certificate(mailbox.uuid)  # refuses a mailbox without one
     if args.renew:
-        identity = await service.renew_as2_identity(mailbox.uuid)
+        identity = await service.as2.renew_identity(mailbox.uuid)
         say(
             f"{mailbox.name}: new certificate made; it signs from now on, and the old key "
             "still decrypts. Send this certificate to the partner.",
@@ -169,7 +169,7 @@ async def _send(service: Service, args: argparse.Namespace) -> int:
             "has no AS2 endpoint, so it sends no AS2 messages; nothing was queued.",
             "Restart it with AS2 ('docbridge serve' without --no-as2).",
         )
-    message_id = await service.send_as2_file(mailbox.uuid, str(args.file))
+    message_id = await service.as2.send_file(mailbox.uuid, str(args.file))
     say(f"Message-ID: {message_id}")
     sys.stdout.flush()
     engine = None
@@ -195,7 +195,7 @@ async def _temporary_engine(service: Service, message_id: str) -> Engine | None:
         err=True,
     )
     try:
-        return await service.start_as2_engine()
+        return await service.as2.start_engine()
     except DocbridgeError as exc:
         raise DocbridgeError(
             f"Message {message_id} is queued, but no engine can run here: {exc}",
@@ -239,7 +239,7 @@ async def _settled(
 
 
 async def _find(service: Service, mailbox_uuid: str, message_id: str) -> As2Message | None:
-    return await service.as2_message(mailbox_uuid, "out", message_id)
+    return await service.as2.message(mailbox_uuid, "out", message_id)
 
 
 def _outcome(message: As2Message | None, timeout: float, *, temporary: bool) -> int:

@@ -219,7 +219,7 @@ async def test_kill_9_while_a_partner_sends_stores_each_payload_once_and_answers
     assert sorted(sent) == sorted(expected)
     assert await asyncio.to_thread(lambda: sorted(p.name for p in (root / "error").iterdir())) == []
     # The message log: 500 received, one per Message-ID, none refused.
-    received = [m for m in await service.as2_messages(mailbox, limit=5000) if m.direction == "in"]
+    received = [m for m in await service.as2.messages(mailbox, limit=5000) if m.direction == "in"]
     assert len(received) == TOTAL
     assert {m.status for m in received} == {As2Status.RECEIVED}
     assert {m.message_id for m in received} == {m.message_id for m in built}

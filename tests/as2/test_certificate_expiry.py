@@ -99,4 +99,4 @@ async def test_a_certificate_outside_the_window_sends_no_mail(
     service: Service, data_dir: Path, tmp_path: Path
 ) -> None:
     await expiring_partner(service, tmp_path, 45)
-    assert await service.certificate_warnings() == []
+    assert await service.as2.certificate_warnings() == []

@@ -84,7 +84,7 @@ async def connected(service: Service, engine: Engine, partner: PyAs2Partner, **a
     waiting = [e for e in envelopes if e.status.value == "WAITING"]
 
     async def sent() -> bool:
-        out = [m for m in await service.as2_messages(mailbox) if m.direction == "out"]
+        out = [m for m in await service.as2.messages(mailbox) if m.direction == "out"]
         settled = [m for m in out if m.status in (As2Status.DELIVERED, As2Status.FAILED)]
         if partner.behaviour.hold_async_mdn:  # taken by the partner is as far as they get
             settled = [m for m in out if m.status is not As2Status.SENDING]
@@ -100,7 +100,7 @@ def payloads_of(partner: PyAs2Partner, message_id: str) -> list[bytes]:
 
 
 async def row(service: Service, mailbox: str, message_id: str) -> As2Message:
-    [found] = [m for m in await service.as2_messages(mailbox) if m.message_id == message_id]
+    [found] = [m for m in await service.as2.messages(mailbox) if m.message_id == message_id]
     return found
 
 
@@ -123,7 +123,7 @@ async def test_messages_lists_both_directions_with_their_mdns_in_text_and_json(
     listed = await cli(data_dir, "as2", "messages", "--mailbox", "Logistics")
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()
-    stored = await service.as2_messages(mailbox)
+    stored = await service.as2.messages(mailbox)
     assert len(lines) == len(stored)  # one line per message (the demo's envelopes went out too)
     assert f"{len(stored)} AS2 messages" in listed.stderr
     [newest] = [n for n, line in enumerate(lines) if outbound_id in line]
@@ -299,7 +299,7 @@ async def refused(
     assert result.returncode == 1
     assert result.stdout == ""
     assert "Traceback" not in result.stderr
-    assert await service.as2_messages() == []
+    assert await service.as2.messages() == []
     if mailbox:
         assert await sent_copies(data_dir, mailbox) == []
     return result
@@ -358,7 +358,7 @@ async def test_send_refuses_when_the_running_engine_has_no_as2_endpoint(
     assert result.stdout == ""
     assert "has no AS2 endpoint" in result.stderr and "nothing was queued" in result.stderr
     assert "--no-as2" in result.stderr
-    assert [m for m in await service.as2_messages(mailbox) if m.filename == "order.edi"] == []
+    assert [m for m in await service.as2.messages(mailbox) if m.filename == "order.edi"] == []
     assert await sent_copies(data_dir, mailbox) == []
 
 

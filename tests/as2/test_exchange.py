@@ -42,7 +42,7 @@ def addressed_to(mailbox: str, uuid_prefix: str = "1238cdda") -> bytes:
 
 
 async def messages(service: Service, mailbox: str, direction: str) -> list[As2Message]:
-    return [m for m in await service.as2_messages(mailbox) if m.direction == direction]
+    return [m for m in await service.as2.messages(mailbox) if m.direction == direction]
 
 
 # -- receiving ---------------------------------------------------------------------------------

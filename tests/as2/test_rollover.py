@@ -64,7 +64,7 @@ async def test_a_renewed_self_certificate_signs_and_the_old_key_still_decrypts(
 ) -> None:
     mailbox = await connect_logistics(service, partner)
     old_certificate = partner.our_certificate
-    new = await service.renew_as2_identity(mailbox)
+    new = await service.as2.renew_identity(mailbox)
     assert new.certificate_pem.encode() != old_certificate
     # A partner that has not switched yet encrypts to the old certificate: still processed.
     built = await asyncio.to_thread(

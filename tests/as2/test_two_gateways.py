@@ -125,7 +125,7 @@ def relayed(sender: str, recipient: str, envelope_uuid: str) -> bytes:
 async def as2_log(gateway: Gateway, direction: str) -> list[As2Message]:
     return [
         m
-        for m in await gateway.service.as2_messages(gateway.mailbox, limit=1000)
+        for m in await gateway.service.as2.messages(gateway.mailbox, limit=1000)
         if m.direction == direction
     ]
 

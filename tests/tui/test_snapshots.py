@@ -50,7 +50,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DOCBRIDGE_FIXED_NOW", "2025-01-15T09:30:00.000Z")
     monkeypatch.setenv("DOCBRIDGE_NO_LOCAL_CLIPBOARD", "1")
     monkeypatch.setattr("core.service.generate_password", lambda: FAKE_PASSWORD)
-    monkeypatch.setattr("core.service.generate_identity", fake_identity)
+    monkeypatch.setattr("core.as2_desk.generate_identity", fake_identity)
     directory = tmp_path / "home"
     asyncio.run(init_data_dir(directory, with_demo=True, actor="snapshot"))
     return directory

@@ -191,7 +191,7 @@ class As2Details(Vertical):
             return
         area = self.query_one("#as2-recent", Static)
         try:
-            found = await self.service.as2_messages(state.mailbox.uuid, RECENT)
+            found = await self.service.as2.messages(state.mailbox.uuid, RECENT)
         except DocbridgeError as error:  # shown in place: this runs every few seconds
             area.update(Text(f"cannot be read now: {error.title}", style="italic"))
             return
@@ -251,7 +251,7 @@ class As2Details(Vertical):
             expiry = None
             with contextlib.suppress(ValueError):
                 not_after = datetime.fromisoformat(identity.not_after.replace("Z", "+00:00"))
-                expiry = self.service.certificate_expiry(not_after)
+                expiry = self.service.as2.certificate_expiry(not_after)
             row.set_value(
                 certificate_lines(
                     identity.subject, identity.fingerprint_sha256, identity.not_after, expiry
@@ -276,7 +276,7 @@ class As2Details(Vertical):
                 info.subject,
                 info.fingerprint_sha256,
                 info.not_after.isoformat(),
-                self.service.certificate_expiry(info.not_after),
+                self.service.as2.certificate_expiry(info.not_after),
             ),
             load,
         )
@@ -395,7 +395,7 @@ class As2Details(Vertical):
         mailbox_uuid = state.mailbox.uuid
 
         async def renew() -> None:
-            identity = await self.service.renew_as2_identity(mailbox_uuid)
+            identity = await self.service.as2.renew_identity(mailbox_uuid)
             if self.state is None or self.state.mailbox.uuid != mailbox_uuid:
                 return
             self.identity_created(identity)
