@@ -51,7 +51,7 @@ async def exchange(service: Service, engine: Engine, partner: PyAs2Partner) -> s
 
     async def delivered() -> bool:
         envelopes = await service.list_envelopes(mailbox)
-        sent = [m for m in await service.as2_messages(mailbox) if m.direction == "out"]
+        sent = [m for m in await service.as2.messages(mailbox) if m.direction == "out"]
         return (
             all(e.status.value != "WAITING" for e in envelopes)
             and len(sent) == len(partner.received) > 0
@@ -85,7 +85,7 @@ async def test_activity_and_the_page_list_both_messages_with_their_mdns(
     data_dir: Path, service: Service, as2_engine: Engine, partner: PyAs2Partner
 ) -> None:
     mailbox = await exchange(service, as2_engine, partner)
-    stored = await service.as2_messages(mailbox)
+    stored = await service.as2.messages(mailbox)
     [received] = [m for m in stored if m.direction == "in"]
     sent = [m for m in stored if m.direction == "out"]
     assert received.status is As2Status.RECEIVED and sent
