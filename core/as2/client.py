@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import ssl
 from dataclasses import dataclass
+from email import message_from_bytes
 
 import aiohttp
 from multidict import CIMultiDict
@@ -34,9 +35,23 @@ class Answer:
         return self.status in RETRYABLE_STATUS or self.status >= 500
 
     def describe(self) -> str:
-        """The status and the start of the body, for the activity log (partners' words)."""
-        text = self.body[:200].decode("utf-8", "replace").strip().replace("\n", " ")
+        """The status and the partner's words, for the activity log: the text part of a MIME
+        answer (an error MDN), not its boundaries and headers."""
+        text = " ".join(_readable(self.headers, self.body).split())[:300]
         return f"HTTP {self.status}" + (f": {text}" if text else "")
+
+
+def _readable(headers: tuple[tuple[str, str], ...], body: bytes) -> str:
+    content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
+    if content_type.lower().startswith("multipart/"):
+        head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1", "replace")
+        message = message_from_bytes(head + body[:_MAX_ANSWER])
+        for part in message.walk():
+            if part.get_content_type() == "text/plain":
+                payload = part.get_payload(decode=True)
+                if isinstance(payload, bytes):
+                    return payload.decode("utf-8", "replace")
+    return body[:1000].decode("utf-8", "replace")
 
 
 class PartnerUnreachable(Exception):
@@ -68,7 +83,10 @@ class Poster:
                 answer = await response.content.read(_MAX_ANSWER)
                 return Answer(response.status, tuple(response.headers.items()), answer)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise PartnerUnreachable(f"Cannot reach {url}: {exc or type(exc).__name__}") from exc
+            text = f"Cannot reach {url}: {exc or type(exc).__name__}"
+            if "WRONG_VERSION_NUMBER" in str(exc) and url.lower().startswith("https://"):
+                text += " (the address answers in plain HTTP: use http:// in the Recipient URL)"
+            raise PartnerUnreachable(text) from exc
 
     def _context(self, pem: str) -> ssl.SSLContext:
         """Trust exactly this certificate (cached: building a context costs a few ms)."""

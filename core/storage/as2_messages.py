@@ -62,6 +62,7 @@ class Outgoing:
     mdn_disposition: str
     mic_check: str
     error: str
+    signed: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -196,6 +197,7 @@ def record_built(
     conn: sqlite3.Connection,
     row_id: int,
     *,
+    partner_id: str,
     size: int,
     mic: str,
     mic_algorithm: str,
@@ -204,11 +206,14 @@ def record_built(
     encrypted: bool,
     compressed: bool,
 ) -> None:
-    """What this attempt sends, before it is sent: an MDN may come back before the POST ends."""
+    """What this attempt sends, before it is sent: an MDN may come back before the POST ends.
+    The partner is as configured now (a message parked for a wrong id, fixed, then resent)."""
     conn.execute(
-        "UPDATE as2_messages SET size = ?, mic = ?, mic_algorithm = ?, mdn_mode = ?, signed = ?, "
-        "encrypted = ?, compressed = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?",
+        "UPDATE as2_messages SET partner_id = ?, size = ?, mic = ?, mic_algorithm = ?, "
+        "mdn_mode = ?, signed = ?, encrypted = ?, compressed = ?, attempts = attempts + 1, "
+        "updated_at = ? WHERE id = ?",
         (
+            partner_id,
             size,
             mic,
             mic_algorithm,
@@ -343,4 +348,5 @@ def _outgoing(row: sqlite3.Row) -> Outgoing:
         mdn_disposition=row["mdn_disposition"] or "",
         mic_check=row["mic_check"] or "",
         error=row["error"] or "",
+        signed=bool(row["signed"]),
     )
