@@ -198,7 +198,8 @@ class As2Desk:
                 f"{mailbox.name} has no AS2 certificate yet.",
                 "It is generated on the first Save with AS2: choose AS2 on the mailbox's "
                 "Integrations page (or 'docbridge integration set MAILBOX --protocol as2 ...') "
-                "and Save.",
+                "and Save. To give it to a partner before you have the partner's certificate "
+                "(which Save needs), make it now: 'docbridge as2 certificate MAILBOX --create'.",
             )
         return identity
 

@@ -55,6 +55,12 @@ def add_as2_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     certificate.add_argument("mailbox", metavar="MAILBOX", help="uuid or name")
     certificate.add_argument(
+        "--create",
+        action="store_true",
+        help="make it now if the mailbox has none yet (before the partner's certificate, which "
+        "Save needs, is at hand)",
+    )
+    certificate.add_argument(
         "--renew",
         action="store_true",
         help="make a new key pair and certificate first (the old key still decrypts while "
@@ -137,6 +143,8 @@ def _disposition(message: As2Message) -> str:
 
 async def _certificate(service: Service, args: argparse.Namespace) -> int:
     mailbox = await service.resolve_mailbox(args.mailbox)
+    if args.create:
+        await service.ensure_as2_identity(mailbox.uuid)  # the one Save with AS2 then uses
     identity = await service.as2.certificate(mailbox.uuid)  # refuses a mailbox without one
     if args.renew:
         identity = await service.as2.renew_identity(mailbox.uuid)

@@ -411,3 +411,20 @@ async def test_a_partner_tls_certificate_needs_an_https_url_and_can_be_cleared(
     cleared = await cli(data_dir, "integration", "set", "Logistics", "--as2-partner-tls-cert", "")
     assert cleared.returncode == 0, cleared.stderr
     assert (await service.page_state(mailbox)).integration.form.as2.partner_tls_certificate == ""
+
+
+async def test_certificate_create_makes_ours_before_the_partner_s_is_at_hand(
+    service: Service, data_dir: Path
+) -> None:
+    """Two gateways pairing: each needs the other's certificate to Save; --create breaks the
+    circle (found walking the TUI as a new user)."""
+    refused = await cli(data_dir, "as2", "certificate", "Logistics")
+    assert "--create" in refused.stderr
+    made = await cli(data_dir, "as2", "certificate", "Logistics", "--create")
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.startswith("-----BEGIN CERTIFICATE-----")
+    page = await service.page_state((await service.resolve_mailbox("Logistics")).uuid)
+    assert page.as2_identity is not None
+    assert page.as2_identity.certificate_pem.strip() == made.stdout.strip()
+    again = await cli(data_dir, "as2", "certificate", "Logistics", "--create")
+    assert again.stdout == made.stdout  # made once: the same certificate after

@@ -327,7 +327,7 @@ class As2Details(Vertical):
             save = key_label(self.app, "page.save")
             say(
                 self.app,
-                f"There is no certificate yet: Save ({save}) with AS2 generates it.",
+                f"No certificate yet: Save ({save}) or 'as2 certificate --create' makes it.",
                 severity="warning",
             )
             return
