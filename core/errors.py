@@ -56,6 +56,10 @@ class StoreProblem(StrEnum):
     CORRUPT = "corrupt"
 
 
+class ChangedElsewhere(DocbridgeError):
+    """What a form was based on was changed by someone else meanwhile: saving would undo it."""
+
+
 class StoreError(DocbridgeError):
     """The SQLite store refused a statement; the transaction was rolled back as a whole.
 

@@ -19,7 +19,7 @@ from core.as2_desk import As2Desk
 from core.clock import utc_now
 from core.config import Config, load_config
 from core.conversion_desk import ConversionDesk
-from core.errors import DocbridgeError, FieldErrors, InvalidInput, NotFound
+from core.errors import ChangedElsewhere, DocbridgeError, FieldErrors, InvalidInput, NotFound
 from core.files import read_example_file, write_public_file
 from core.integration import changed_fields, validate_integration_form
 from core.models import (
@@ -215,11 +215,15 @@ class Service:
     async def get_integration(self, mailbox_uuid: str) -> Integration:
         return await self.db.call(_get_integration, mailbox_uuid)
 
-    async def save_integration(self, mailbox_uuid: str, form: IntegrationForm) -> SaveResult:
+    async def save_integration(
+        self, mailbox_uuid: str, form: IntegrationForm, based_on: IntegrationForm | None = None
+    ) -> SaveResult:
         """Validate every field, then persist the whole form at once (or nothing).
 
         The first Save of an SFTP integration generates its password, returned here in clear
-        once and stored only as an argon2id hash.
+        once and stored only as an argon2id hash. ``based_on``: the settings the form was
+        loaded with; if the stored ones differ now (the CLI or another window saved), nothing
+        is saved and :class:`ChangedElsewhere` says so, instead of undoing that change.
         """
         errors = await asyncio.to_thread(validate_integration_form, form)
         if errors:
@@ -234,7 +238,7 @@ class Service:
         if form.protocol is TransferProtocol.AS2:
             identity = await self.ensure_as2_identity(mailbox_uuid)
         saved, stored = await self.db.write(
-            _save_integration, self.actor, mailbox_uuid, form, password_hash
+            _save_integration, self.actor, mailbox_uuid, form, password_hash, based_on
         )
         return SaveResult(
             integration=saved, new_password=password if stored else None, as2_identity=identity
@@ -481,7 +485,12 @@ def _get_integration(tx: Tx, mailbox_uuid: str) -> Integration:
 
 
 def _save_integration(
-    tx: Tx, actor: str, mailbox_uuid: str, form: IntegrationForm, password_hash: str | None
+    tx: Tx,
+    actor: str,
+    mailbox_uuid: str,
+    form: IntegrationForm,
+    password_hash: str | None,
+    based_on: IntegrationForm | None = None,
 ) -> tuple[Integration, bool]:
     """The whole form, audited; the generated password's hash too, unless another process
     set a password meanwhile (never replaced silently). Returns the integration and whether
@@ -489,6 +498,13 @@ def _save_integration(
     # Compared with what the page showed: a pre-filled Self ID the user kept is no change of
     # theirs, though it is stored for the first time now.
     before = _get_integration(tx, mailbox_uuid)
+    if based_on is not None and before.form != based_on:
+        raise ChangedElsewhere(
+            "These settings were changed elsewhere (the command line or another window) "
+            "since this page loaded them; nothing was saved, so that change is not undone.",
+            f"Changed: {', '.join(changed_fields(based_on, before.form))}. Reload the page "
+            "(switch to the mailbox again) and redo your edits.",
+        )
     integrations.save_form(tx, mailbox_uuid, form)
     details: dict[str, object] = {"changed": changed_fields(before.form, form)}
     stored_password = password_hash is not None and not before.password_set

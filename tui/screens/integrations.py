@@ -272,7 +272,10 @@ class IntegrationsScreen(FormScreen[None]):
         if errors:
             self.show_save_errors(errors)
             return False
-        result = await self.persist(lambda: self.service.save_integration(mailbox_uuid, form))
+        baseline = self.baseline  # what the page loaded: a change made elsewhere is not undone
+        result = await self.persist(
+            lambda: self.service.save_integration(mailbox_uuid, form, baseline)
+        )
         if result is None:
             return False
         if self.state.mailbox.uuid != mailbox_uuid:
