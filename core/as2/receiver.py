@@ -82,7 +82,7 @@ class Receiver:
         self._taken = taken  # wakes the engine's loop for the job kind just queued
 
     async def receive(
-        self, mailbox_uuid: str, headers: list[tuple[str, str]], body: bytes
+        self, mailbox_uuid: str, headers: list[tuple[str, str]], body: bytes | bytearray
     ) -> Reply:
         fields = {name.lower(): value for name, value in headers}
         as2_from = _unquote(fields.get("as2-from", ""))
@@ -124,7 +124,7 @@ class Receiver:
         return await self._take(partnership, message_id, as2_from, headers, message)
 
     def _parse(
-        self, partnership: Partnership, headers: list[tuple[str, str]], body: bytes
+        self, partnership: Partnership, headers: list[tuple[str, str]], body: bytes | bytearray
     ) -> InboundMessage:
         keyed = with_keys(partnership)
         limit = self.config.as2.max_payload_size

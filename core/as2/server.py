@@ -17,7 +17,7 @@ from core.as2.receiver import Reply, text_reply
 from core.config import As2Config
 
 log = logging.getLogger("docbridge.as2")
-Handler = Callable[[str, list[tuple[str, str]], bytes], Awaitable[Reply]]
+Handler = Callable[[str, list[tuple[str, str]], bytes | bytearray], Awaitable[Reply]]
 _CHUNK = 1024 * 1024
 SHUTDOWN_GRACE_S = 5.0
 
@@ -98,18 +98,30 @@ class As2Server:
             reply = text_reply(500, "The message could not be processed now; send it again later.")
         return _response(reply)
 
-    async def _read_body(self, request: web.Request) -> bytes:
+    async def _read_body(self, request: web.Request) -> bytes | bytearray:
         """The body, refused before it is read when it announces more than the cap, and as
-        soon as it passes the cap when it does not say its length (chunked)."""
+        soon as it passes the cap when it does not say its length (chunked). An announced
+        length is read into one buffer of that size: a large message is held once here (and
+        once more as its payload while it is parsed), never copied whole in between."""
         cap = self.config.max_body_size
-        if request.content_length is not None and request.content_length > cap:
+        announced = request.content_length
+        if announced is not None and announced > cap:
             raise BodyTooLarge
-        body = bytearray()
+        body = bytearray(announced or 0)
+        view, filled = memoryview(body), 0
         async for chunk in request.content.iter_chunked(_CHUNK):
-            body += chunk
-            if len(body) > cap:
+            end = filled + len(chunk)
+            if end > cap:
                 raise BodyTooLarge
-        return bytes(body)
+            if announced is None:
+                body += chunk
+            else:
+                view[filled:end] = chunk  # aiohttp stops at the announced length
+            filled = end
+        del view
+        if announced is not None and filled < announced:
+            del body[filled:]  # the peer closed early: what came, no padding
+        return body  # a bytearray: bytes' reader methods, without a copy
 
     async def _explain(self, request: web.Request) -> web.StreamResponse:
         reply = text_reply(405, "This is an AS2 endpoint: send AS2 messages here with POST.")

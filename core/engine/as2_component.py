@@ -33,7 +33,7 @@ class As2Component:
         self._wake = wake
 
     async def _mdn_arrived(
-        self, mailbox: str, headers: list[tuple[str, str]], body: bytes
+        self, mailbox: str, headers: list[tuple[str, str]], body: bytes | bytearray
     ) -> Reply:
         reply = await self.sending.receive_mdn(mailbox, headers, body)
         self._wake(JobKind.AS2_SEND)

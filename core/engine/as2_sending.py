@@ -156,13 +156,13 @@ class As2Sending:
     # -- asynchronous MDNs from partners --------------------------------------------------------
 
     async def receive_mdn(
-        self, mailbox_uuid: str, headers: list[tuple[str, str]], body: bytes
+        self, mailbox_uuid: str, headers: list[tuple[str, str]], body: bytes | bytearray
     ) -> Reply:
         partnership = await self.db.read(read_partnership, mailbox_uuid)
         if partnership is None or not partnership.is_as2:
             return text_reply(404, "No AS2 mailbox at this URL.")
         pem = partnership.settings.partner_certificate
-        mdn = await asyncio.to_thread(read_mdn, headers, body, pem)
+        mdn = await asyncio.to_thread(read_mdn, headers, bytes(body), pem)  # a few KB
         if not mdn.original_message_id:
             return text_reply(400, "Not an MDN: no Original-Message-ID was found.")
         row = await self.db.read(as2_messages.get_outgoing, mailbox_uuid, mdn.original_message_id)

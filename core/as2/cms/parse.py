@@ -47,7 +47,7 @@ _MAX_LAYERS = 8
 
 def parse_message(
     headers: Sequence[tuple[str, str]],
-    body: bytes,
+    body: bytes | bytearray,
     us: OurIdentity | Sequence[OurIdentity],
     partner: PartnerIdentity | Sequence[PartnerIdentity],
     payload_limit: int | None = None,
