@@ -52,6 +52,17 @@ def job_row(conn: sqlite3.Connection, kind: JobKind, ref: str) -> Job | None:
     return _job(row) if row else None
 
 
+# The due jobs of a kind, oldest first. INDEXED BY: left to itself the planner takes the
+# (state, kind, next_attempt_at) index and sorts every ready job by id, a cost that grows with
+# the backlog; this index is walked in id order and the walk stops at the limit.
+CLAIMABLE = (
+    "SELECT j.id FROM jobs j INDEXED BY jobs_claim"
+    " JOIN integrations i ON i.mailbox_uuid = j.mailbox_uuid"
+    " WHERE j.kind = ? AND j.state = 'ready' AND j.next_attempt_at <= ? AND i.enabled = 1"
+    " ORDER BY j.id LIMIT ?"
+)
+
+
 def claim(
     conn: sqlite3.Connection, kind: JobKind, owner: str, lease_s: float, limit: int
 ) -> list[Job]:
@@ -59,10 +70,7 @@ def claim(
     now = timestamp()
     rows = conn.execute(
         "UPDATE jobs SET state = 'running', lease_owner = ?, lease_until = ?, "
-        "attempts = attempts + 1, updated_at = ? WHERE id IN ("
-        " SELECT j.id FROM jobs j JOIN integrations i ON i.mailbox_uuid = j.mailbox_uuid"
-        " WHERE j.kind = ? AND j.state = 'ready' AND j.next_attempt_at <= ? AND i.enabled = 1"
-        " ORDER BY j.id LIMIT ?) "
+        f"attempts = attempts + 1, updated_at = ? WHERE id IN ({CLAIMABLE}) "
         f"RETURNING {_JOB_ROW}, payload",
         (owner, now + lease_s, utc_now(), kind, now, limit),
     ).fetchall()
