@@ -19,7 +19,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NoReturn
 
-from core.as2.certificates import load_certificate_text
 from core.bootstrap import init_data_dir
 from core.cli_as2 import HANDLERS as AS2_HANDLERS
 from core.cli_as2 import add_as2_commands
@@ -315,6 +314,8 @@ def _form_changes(args: argparse.Namespace) -> tuple[dict[str, str | bool], dict
             changes[field] = ""  # cleared: the system CAs again
         elif isinstance(certificate, str):
             try:
+                from core.as2.certificates import load_certificate_text  # cryptography
+
                 changes[field] = load_certificate_text(certificate)
             except DocbridgeError as exc:
                 errors[field] = str(exc)
