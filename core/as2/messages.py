@@ -170,7 +170,7 @@ def parse_inbound_message(
     outer = {name.lower(): value for name, value in headers}
 
     def find_org(as2_id: str) -> as2.Organization | None:
-        return organization(us) if as2_id == us.as2_id else None
+        return _organization(us) if as2_id == us.as2_id else None
 
     def find_partner(as2_id: str) -> as2.Partner | None:
         return _partner(partner) if as2_id == partner.as2_id else None
@@ -304,10 +304,8 @@ def _build_mdn(
     return OutboundMdn(headers=tuple(mdn.headers.items()), body=mdn.content)
 
 
-def organization(
-    us: OurIdentity, *, mdn_url: str | None = None, domain: str | None = None
-) -> as2.Organization:
-    """pyas2lib's view of us (also used to build outbound messages)."""
+def _organization(us: OurIdentity) -> as2.Organization:
+    """pyas2lib's view of us."""
     key = us.private_key
     if us.certificate_pem and b"-----BEGIN" in key:
         key = key.rstrip(b"\n") + b"\n" + us.certificate_pem
@@ -317,8 +315,6 @@ def organization(
         sign_key_pass=us.private_key_password,
         decrypt_key=key,
         decrypt_key_pass=us.private_key_password,
-        mdn_url=mdn_url,
-        domain=domain,
     )
 
 

@@ -243,14 +243,14 @@ def _record(
         mic_algorithm=message.mic_algorithm or "",
         mdn_mode=mode,
         mdn_url=delivery,
-        mdn_disposition=message.disposition if claim else _disposition_of(mdn, message),
+        mdn_disposition=message.disposition if claim else _disposition_of(message),
         mdn=StoredMdn(mdn.headers, mdn.body) if mdn else None,
         error=error,
         job_ref=claim.ref if claim else "",
     )
 
 
-def _disposition_of(mdn: OutboundMdn | None, message: InboundMessage) -> str:
+def _disposition_of(message: InboundMessage) -> str:
     if message.processed:  # stored failed after a good parse: the refusal MDN says so
         return f"processed/error: {UNEXPECTED_ERROR}"
     return message.disposition

@@ -325,7 +325,7 @@ def _record_async_mdn(tx: Tx, row: Outgoing, result: Result) -> None:
     as2_messages.record_mdn(
         tx,
         row.id,
-        disposition=mdn.disposition or "" if mdn else "",
+        disposition=(mdn.disposition or "") if mdn is not None else "",
         mic_check=result.mic_check,
         delivered=result.done,
         error=result.error,
@@ -335,10 +335,7 @@ def _record_async_mdn(tx: Tx, row: Outgoing, result: Result) -> None:
 
 
 def _mdn_job_done(tx: Tx, job: Job, error: str, retry: jobs.RetryPolicy, permanent: bool) -> None:
-    if not error and not permanent:
-        jobs.complete(tx, job.id)
-        return
-    if permanent and not error:  # nothing to send (the record is gone): nothing to do
+    if not error:  # posted; or nothing to post any more (the record is gone)
         jobs.complete(tx, job.id)
         return
     state = jobs.fail(tx, job, error, retry, permanent=permanent)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from core.clock import utc_now
 from core.models import As2Message, As2Status
@@ -63,7 +63,6 @@ class Outgoing:
     mic_check: str
     error: str
     signed: bool = False
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def processed_inbound(

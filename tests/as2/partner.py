@@ -160,6 +160,16 @@ class PyAs2Partner:
         message.build(payload, filename=filename, content_type=content_type, message_id=message_id)
         return message
 
+    def build_signed(self, payload: bytes, **options: Any) -> as2.Message:
+        """The usual partnership: signed (SHA-256), encrypted, a signed synchronous MDN."""
+        defaults: dict[str, Any] = {
+            "sign": True,
+            "encrypt": True,
+            "mdn_mode": "SYNC",
+            "mdn_digest_alg": "sha256",
+        }
+        return self.build(payload, **{**defaults, **options})
+
     async def send(self, url: str, message: as2.Message) -> SendOutcome:
         self.sent_messages.append(message)
         headers = {k: str(v) for k, v in message.headers.items()}

@@ -101,14 +101,7 @@ async def test_a_retry_gets_the_original_mdn_and_delivers_nothing_twice(
     service: Service, as2_engine: Engine, partner: PyAs2Partner
 ) -> None:
     mailbox = await connect_logistics(service, partner)
-    message = await asyncio.to_thread(
-        partner.build,
-        outgoing_xml(mailbox),
-        sign=True,
-        encrypt=True,
-        mdn_mode="SYNC",
-        mdn_digest_alg="sha256",
-    )
+    message = await asyncio.to_thread(partner.build_signed, outgoing_xml(mailbox))
     first = await partner.send(self_url(as2_engine, mailbox), message)
     again = await partner.send(self_url(as2_engine, mailbox), message)
     assert first.mdn_status == again.mdn_status == "processed"

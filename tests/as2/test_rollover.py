@@ -67,26 +67,14 @@ async def test_a_renewed_self_certificate_signs_and_the_old_key_still_decrypts(
     new = await service.as2.renew_identity(mailbox)
     assert new.certificate_pem.encode() != old_certificate
     # A partner that has not switched yet encrypts to the old certificate: still processed.
-    built = await asyncio.to_thread(
-        partner.build,
-        outgoing_xml(mailbox),
-        sign=True,
-        encrypt=True,
-        mdn_mode="SYNC",
-        mdn_digest_alg="sha256",
-    )
+    built = await asyncio.to_thread(partner.build_signed, outgoing_xml(mailbox))
     answer = await partner.send(self_url(as2_engine, mailbox), built)
     assert answer.mdn_disposition == "processed"
     # The MDN is signed with the new key: the partner verifies it once it has the new one.
     assert answer.mdn_status != "processed"
     partner.our_certificate = new.certificate_pem.encode()
     again = await asyncio.to_thread(
-        partner.build,
-        outgoing_xml(mailbox, "5b0f4c1e-7d2a-4e8b-9c3d-1a2b3c4d5eff"),
-        sign=True,
-        encrypt=True,
-        mdn_mode="SYNC",
-        mdn_digest_alg="sha256",
+        partner.build_signed, outgoing_xml(mailbox, "5b0f4c1e-7d2a-4e8b-9c3d-1a2b3c4d5eff")
     )
     verified = await partner.send(self_url(as2_engine, mailbox), again)
     assert verified.mdn_status == "processed", verified.mdn_detail

@@ -36,14 +36,7 @@ async def exchange(service: Service, engine: Engine, partner: PyAs2Partner) -> s
     """The partner sends one message to Logistics's Self URL (sync signed MDN); an envelope for
     Logistics goes to the partner under default rule 1 (with the demo's waiting ones)."""
     mailbox = await connect_logistics(service, partner)
-    message = await asyncio.to_thread(
-        partner.build,
-        outgoing_xml(mailbox),
-        sign=True,
-        encrypt=True,
-        mdn_mode="SYNC",
-        mdn_digest_alg="sha256",
-    )
+    message = await asyncio.to_thread(partner.build_signed, outgoing_xml(mailbox))
     outcome = await partner.send(self_url(engine, mailbox), message)
     assert (outcome.mdn_status, outcome.mdn_detail) == ("processed", None)
     await service.receive_envelope(mailbox, await asyncio.to_thread(addressed_to, mailbox))

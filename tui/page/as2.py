@@ -19,7 +19,6 @@ from core.models import (
     ENCRYPTION_ALGORITHMS,
     SIGNING_ALGORITHMS,
     As2Identity,
-    As2Settings,
     EngineStatus,
     IntegrationForm,
     MdnMode,
@@ -211,7 +210,9 @@ class As2Details(Vertical):
 
         return replace(
             form,
-            as2=As2Settings(
+            # Over what is stored: a field the page does not show (set with the CLI) stays.
+            as2=replace(
+                form.as2,
                 self_id=text("as2.self_id"),
                 partner_url=text("as2.partner_url"),
                 partner_certificate=self.partner_certificate,
@@ -222,8 +223,6 @@ class As2Details(Vertical):
                 mdn_mode=MdnMode(choice("as2-mdn_mode", MdnMode.SYNC.value)),
                 mdn_signed=self.query_one("#as2-mdn_signed", Checkbox).value,
                 compression=self.query_one("#as2-compression", Checkbox).value,
-                # Not on the page yet (set with the CLI): kept as stored.
-                partner_tls_certificate=form.as2.partner_tls_certificate,
             ),
         )
 
