@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["store", "engine", "backlog", "tui_page", "sftp", "conversions", "as2"]
+BENCHMARKS = ["store", "engine", "intake", "backlog", "tui_page", "sftp", "conversions", "as2"]
 
 
 def main(names: list[str]) -> None:

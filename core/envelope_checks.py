@@ -47,25 +47,15 @@ def _check_role(
 
 
 def check_envelope_against_template(conn: sqlite3.Connection, parsed: EnvelopeXml) -> None:
-    template = accounts.get_template(conn, parsed.template_uuid)
-    if template is None:
-        raise InvalidInput(
-            f"Unknown template {parsed.template_uuid}.",
-            "The envelope must name a template of this account (see 'docbridge mailbox list').",
-        )
     version = accounts.get_template_version(conn, parsed.template_uuid, parsed.template_version)
     if version is None:
-        versions = ", ".join(str(v) for v in template.versions)
-        raise InvalidInput(
-            f"Template '{template.name}' has no version {parsed.template_version}.",
-            f"Known versions: {versions}.",
-        )
+        raise _unknown_template_or_version(conn, parsed)
     known_documents = {d["id"] for d in version.documents}
     for document in parsed.documents:
         if document.id not in known_documents:
             raise InvalidInput(
-                f"Document '{document.id}' is not part of template '{template.name}' "
-                f"version {version.version}.",
+                f"Document '{document.id}' is not part of template "
+                f"'{_template_name(conn, parsed)}' version {version.version}.",
                 f"Its documents are: {', '.join(sorted(known_documents))}.",
             )
         allowed = version.field_names(document.id)
@@ -76,10 +66,31 @@ def check_envelope_against_template(conn: sqlite3.Connection, parsed: EnvelopeXm
                 unknown += sorted({f.name for f in fieldset.fields} - group_allowed)
         if unknown:
             raise InvalidInput(
-                f"Document '{document.id}' has fields that template '{template.name}' "
-                f"version {version.version} does not define: {', '.join(unknown)}.",
+                f"Document '{document.id}' has fields that template "
+                f"'{_template_name(conn, parsed)}' version {version.version} does not define: "
+                f"{', '.join(unknown)}.",
                 "Use the field names of the template version the envelope names.",
             )
+
+
+def _unknown_template_or_version(conn: sqlite3.Connection, parsed: EnvelopeXml) -> InvalidInput:
+    template = accounts.get_template(conn, parsed.template_uuid)
+    if template is None:
+        return InvalidInput(
+            f"Unknown template {parsed.template_uuid}.",
+            "The envelope must name a template of this account (see 'docbridge mailbox list').",
+        )
+    versions = ", ".join(str(v) for v in template.versions)
+    return InvalidInput(
+        f"Template '{template.name}' has no version {parsed.template_version}.",
+        f"Known versions: {versions}.",
+    )
+
+
+def _template_name(conn: sqlite3.Connection, parsed: EnvelopeXml) -> str:
+    """Looked up only for an error message: the check itself needs the version alone."""
+    template = accounts.get_template(conn, parsed.template_uuid)
+    return template.name if template is not None else parsed.template_uuid
 
 
 def stored_xml(data: bytes, parsed: EnvelopeXml) -> str:

@@ -20,7 +20,7 @@ from lxml import etree
 
 from core.demo import SHIPPED_DATA_DIR
 from core.errors import EngineUnavailable, InvalidInput
-from core.safe_xml import DoctypeFound, PrologEnd, PrologGuard, safe_parser
+from core.safe_xml import DoctypeFound, parse_untrusted, safe_parser
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -317,22 +317,11 @@ def _parse_tree(data: bytes, max_bytes: int) -> etree._Element:
     if not data.strip():
         raise InvalidInput("Envelope XML is empty", "Send a file that contains an <envelope>.")
     try:
-        etree.fromstring(data, safe_parser(PrologGuard()))
+        return parse_untrusted(data)
     except DoctypeFound:
         raise _refuse_doctype() from None
-    except PrologEnd:
-        pass
     except etree.XMLSyntaxError as error:
         raise _not_well_formed(error) from None
-    try:
-        root = etree.fromstring(data, safe_parser())
-    except etree.XMLSyntaxError as error:
-        raise _not_well_formed(error) from None
-    docinfo: Any = root.getroottree().docinfo
-    # Defence in depth: the guard above should have seen any DOCTYPE already.
-    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
-        raise _refuse_doctype()
-    return root
 
 
 class _SchemaCache(threading.local):

@@ -311,7 +311,9 @@ class Service:
 
         parsed = await asyncio.to_thread(parse_envelope_xml, data)
         envelope_uuid = parsed.uuid or str(uuid_module.uuid4())
-        return await self.db.write(_receive_envelope, mailbox_uuid, envelope_uuid, parsed, data)
+        return await self.db.write_grouped(
+            _receive_envelope, mailbox_uuid, envelope_uuid, parsed, data
+        )
 
     async def list_envelopes(
         self,

@@ -15,6 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "core"
 STORAGE = CORE / "storage"
 PRODUCT = (CORE, ROOT / "tui", ROOT / "bench")  # what ships or measures it; tests may use SQL
+# The intake bench's reference: raw sqlite3 on purpose, what docbridge is measured against.
+RAW_REFERENCE = ROOT / "bench" / "raw_sqlite.py"
 
 
 def core_modules() -> list[str]:
@@ -109,7 +111,7 @@ def test_sql_lives_only_in_core_storage() -> None:
     offences = {
         str(path.relative_to(ROOT)): found
         for path in product_files(outside=STORAGE)
-        if (found := sql_offences(path))
+        if path != RAW_REFERENCE and (found := sql_offences(path))
     }
     assert offences == {}
 

@@ -156,11 +156,11 @@ class Receiver:
             text = "The message could not be stored; nothing was kept. Send it again later."
             mdn = refusal_mdn(headers, UNEXPECTED_ERROR, text)
             refused = _record(partnership, message_id, partner_id, message, mdn, str(exc))
-            await self.db.write(_store_refusal, refused, message_id, partner_id)
+            await self.db.write_grouped(_store_refusal, refused, message_id, partner_id)
             # 503: our trouble, and passing (a full disk): every AS2 sender retries it.
             return _mdn_reply(503, mdn, text)
         record = _record(partnership, message_id, partner_id, message, message.mdn, "", claim)
-        outcome = await self.db.write(_store_received, record, claim)
+        outcome = await self.db.write_grouped(_store_received, record, claim)
         if isinstance(outcome, tuple):  # a retry that raced the first copy: that one stands
             return await self._answer_duplicate(partnership.mailbox_uuid, message_id, outcome)
         self._taken(JobKind.FILE)
@@ -174,7 +174,7 @@ class Receiver:
         record = _record(
             partnership, message_id, partner_id, message, message.mdn, message.reason or ""
         )
-        await self.db.write(_store_refusal, record, message_id, partner_id)
+        await self.db.write_grouped(_store_refusal, record, message_id, partner_id)
         log.warning(
             "AS2 message %s from %r: %s (%s)",
             message_id,

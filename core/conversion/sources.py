@@ -54,7 +54,7 @@ from lxml import etree
 from core.conversion.edifact import EDIFACT_SUFFIXES, edifact_view, is_edifact
 from core.conversion.markup import escape_attribute, escape_text
 from core.errors import InvalidInput
-from core.safe_xml import DoctypeFound, PrologEnd, PrologGuard, safe_parser
+from core.safe_xml import DoctypeFound, parse_untrusted
 
 __all__ = ["SourceKind", "SourceView", "source_view"]
 
@@ -148,20 +148,11 @@ def _looks_like_xml(data: bytes) -> bool:
 def _check_xml(data: bytes) -> None:
     """Parse ``data`` as untrusted XML; raise :class:`InvalidInput` if it is not acceptable."""
     try:
-        etree.fromstring(data, safe_parser(PrologGuard()))
+        parse_untrusted(data)
     except DoctypeFound:
         raise _xml_doctype() from None
-    except PrologEnd:
-        pass
     except etree.XMLSyntaxError as error:
         raise _xml_syntax(error) from None
-    try:
-        root = etree.fromstring(data, safe_parser())
-    except etree.XMLSyntaxError as error:
-        raise _xml_syntax(error) from None
-    docinfo: Any = root.getroottree().docinfo
-    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
-        raise _xml_doctype()
 
 
 def _xml_doctype() -> InvalidInput:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from typing import Any
@@ -100,8 +101,17 @@ def get_template_version(
     ).fetchone()
     if row is None:
         return None
-    documents: list[dict[str, Any]] = json.loads(row["documents"])
-    return TemplateVersion(template_uuid=template_uuid, version=version, documents=tuple(documents))
+    return TemplateVersion(
+        template_uuid=template_uuid, version=version, documents=_documents(row["documents"])
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _documents(text: str) -> tuple[dict[str, Any], ...]:
+    """A version's documents from their JSON, decoded once per distinct text: every incoming
+    envelope is checked against its version, and versions rarely change (a changed one is a
+    different text, so it is never served stale). Callers only read them."""
+    return tuple(json.loads(text))
 
 
 def _mailbox(row: sqlite3.Row) -> Mailbox:

@@ -14,11 +14,13 @@ import functools
 import os
 import sqlite3
 import stat
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeAlias, TypeVar
+from typing import Concatenate, ParamSpec, TypeAlias, TypeVar, cast
 
 from core.errors import StoreBusy, StoreError, StoreFull, StoreProblem, StoreUnavailable
 from core.storage.schema import migrate
@@ -33,6 +35,7 @@ run SQL); today it is the SQLite connection, a second backend makes it a ``Proto
 (docs/scale-out.md)."""
 
 BUSY_TIMEOUT_MS = 30_000
+GROUP_LIMIT = 256  # grouped writes per shared transaction: a bound on one commit's work
 
 
 def _make_private(path: Path) -> None:
@@ -185,6 +188,9 @@ class Database:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="docbridge-db")
         self._conn: sqlite3.Connection | None = None
         self._closing: asyncio.Future[None] | None = None
+        self._group: list[_Grouped] = []  # grouped writes waiting for the next shared commit
+        self._group_lock = threading.Lock()
+        self._group_flush_queued = False
 
     async def call(
         self,
@@ -204,6 +210,68 @@ class Database:
     ) -> T:
         """Run ``fn`` in one write transaction (all or nothing) on the database thread."""
         return await self.call(_in_write_transaction, functools.partial(fn, **kwargs), *args)
+
+    async def write_grouped(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Like :meth:`write`, but sharing one durable commit with the grouped writes that
+        arrive while the database thread is busy (group commit).
+
+        Each write runs in its own savepoint: one that raises undoes its own changes only and
+        raises to its caller, the others commit. Every caller is answered after the commit, so
+        an answered write is on disk; if the commit fails, every write of the group fails.
+        """
+        loop = asyncio.get_running_loop()
+        item = _Grouped(functools.partial(fn, **kwargs), args, loop, loop.create_future())
+        with self._group_lock:
+            self._group.append(item)
+            flush = not self._group_flush_queued
+            self._group_flush_queued = True
+        if flush:
+            try:
+                self._executor.submit(self._flush_group)
+            except RuntimeError:  # closed: nothing will run it
+                with self._group_lock:
+                    self._group.remove(item)
+                    self._group_flush_queued = False
+                raise
+        return cast(T, await item.answer)
+
+    @property
+    def waiting_writes(self) -> int:
+        """Grouped writes queued for the next shared commit (how busy intake is)."""
+        with self._group_lock:
+            return len(self._group)
+
+    def _flush_group(self) -> None:
+        """On the database thread: run the waiting grouped writes in one transaction."""
+        while True:
+            with self._group_lock:
+                items = self._group[:GROUP_LIMIT]
+                del self._group[:GROUP_LIMIT]
+                more = bool(self._group)
+                self._group_flush_queued = more
+            if items:
+                self._commit_group(items)
+            if not more:
+                return
+            try:  # the rest after the work queued meanwhile: a stream of writes starves no one
+                self._executor.submit(self._flush_group)
+                return
+            except RuntimeError:  # shutting down: finish them here
+                continue
+
+    def _commit_group(self, items: list[_Grouped]) -> None:
+        try:
+            outcomes = self._run(_run_group, items, self.path)
+        except BaseException as exc:
+            outcomes = [(None, exc)] * len(items)
+        for item, outcome in zip(items, outcomes, strict=True):
+            with contextlib.suppress(RuntimeError):  # the caller's loop has closed
+                item.loop.call_soon_threadsafe(_settle, item.answer, outcome)
 
     async def read(
         self,
@@ -261,6 +329,53 @@ class Database:
             self._conn = None
 
 
+@dataclass(frozen=True)
+class _Grouped:
+    """A grouped write: its work, and where and how its caller is answered."""
+
+    fn: Callable[..., object]
+    args: tuple[object, ...]
+    loop: asyncio.AbstractEventLoop
+    answer: asyncio.Future[object]
+
+
+_Outcome: TypeAlias = tuple[object, BaseException | None]
+
+
+def _run_group(conn: sqlite3.Connection, items: list[_Grouped], path: Path) -> list[_Outcome]:
+    """Each item in its savepoint, one commit for all; an item's error is its own outcome."""
+    outcomes: list[_Outcome] = []
+    with write_transaction(conn):
+        for item in items:
+            try:
+                with savepoint(conn):
+                    outcomes.append((item.fn(conn, *item.args), None))
+            except Exception as exc:
+                if not conn.in_transaction:
+                    raise  # SQLite rolled everything back: the whole group fails with this
+                outcomes.append((None, _as_store_error(exc, path)))
+    return outcomes
+
+
+def _as_store_error(exc: Exception, path: Path) -> BaseException:
+    """An SQLite error a user can act on as its store error (chained), anything else as is."""
+    translated = store_error(exc, path) if isinstance(exc, sqlite3.Error) else None
+    if translated is None:
+        return exc
+    translated.__cause__ = exc
+    return translated
+
+
+def _settle(answer: asyncio.Future[object], outcome: _Outcome) -> None:
+    if answer.done():  # the caller was cancelled; its write stands
+        return
+    result, error = outcome
+    if error is None:
+        answer.set_result(result)
+    else:
+        answer.set_exception(error)
+
+
 def _in_write_transaction(conn: sqlite3.Connection, fn: Callable[..., T], /, *args: object) -> T:
     with write_transaction(conn):
         return fn(conn, *args)
@@ -279,7 +394,10 @@ def savepoint(conn: sqlite3.Connection) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        conn.execute("ROLLBACK TO item")
-        conn.execute("RELEASE item")
+        # SQLite may have rolled the whole transaction back itself (disk full, I/O error):
+        # then there is no savepoint left, and the item's error is what the caller must see.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK TO item")
+            conn.execute("RELEASE item")
         raise
     conn.execute("RELEASE item")
