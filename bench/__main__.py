@@ -5,7 +5,18 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["store", "engine", "intake", "backlog", "tui_page", "sftp", "conversions", "as2"]
+BENCHMARKS = [
+    "store",
+    "engine",
+    "intake",
+    "backlog",
+    "tui_page",
+    "sftp",
+    "conversions",
+    "as2",
+    "memory",
+    "cli_start",
+]
 
 
 def main(names: list[str]) -> None:
