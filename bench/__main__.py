@@ -15,7 +15,6 @@ BENCHMARKS = [
     "conversions",
     "as2",
     "memory",
-    "cli_start",
 ]
 
 
