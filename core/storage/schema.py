@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # not typing: the quick commands start without it (core.cli_quick)
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -336,14 +337,26 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def migrate(conn: sqlite3.Connection) -> None:
-    """Bring the database to ``SCHEMA_VERSION``; refuse a database from a newer docbridge."""
-    from core.errors import DocbridgeError
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The database's schema version: a read of the file header, no lock taken."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring the database to ``SCHEMA_VERSION``; refuse a database from a newer docbridge.
+
+    The usual case, a current schema, costs one header read: no write lock (which would wait
+    behind a running engine's commit) and no sqlite-utils. Only a schema that is behind takes
+    the lock, and then looks again, since another process may have migrated meanwhile.
+    """
+    if schema_version(conn) == SCHEMA_VERSION:
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
-        current = conn.execute("PRAGMA user_version").fetchone()[0]
+        current = schema_version(conn)
         if current > SCHEMA_VERSION:
+            from core.errors import DocbridgeError
+
             raise DocbridgeError(
                 f"The database has schema version {current}, newer than this docbridge "
                 f"({SCHEMA_VERSION}).",
@@ -351,7 +364,7 @@ def migrate(conn: sqlite3.Connection) -> None:
             )
         if current == SCHEMA_VERSION:
             conn.execute("COMMIT")
-            return  # the usual case: no migration, so sqlite-utils is not even imported
+            return  # migrated by another process meanwhile
         import sqlite_utils
 
         db = sqlite_utils.Database(conn)
