@@ -1,24 +1,27 @@
 """What every ``docbridge`` subcommand module shares: one escaped line of output, JSON on
 stdout, the paging arguments and the handler type.
 
-Kept apart from :mod:`core.cli` so that subcommand modules (:mod:`core.cli_rules`) use the same
-helpers without importing the dispatcher that imports them (the core has no import circle).
+Kept apart from :mod:`core.cli_commands` so that subcommand modules (:mod:`core.cli_rules`) use
+the same helpers without importing the dispatcher that imports them (the core has no import
+circle). Light on purpose (no argparse, json or typing until used): the quick commands
+(:mod:`core.cli_quick`) print through it too.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
 
 from core.text import printable
 
+TYPE_CHECKING = False  # not typing: see core.cli_quick
 if TYPE_CHECKING:
+    import argparse
+    from typing import Any
+
     from core.service import Service
 
-Handler = Callable[["Service", argparse.Namespace], Awaitable[int]]
+Handler = Callable[["Service", "argparse.Namespace"], Awaitable[int]]
 
 
 def say(text: str, *, err: bool = False) -> None:
@@ -28,6 +31,8 @@ def say(text: str, *, err: bool = False) -> None:
 
 
 def print_json(data: Any) -> None:
+    import json
+
     json.dump(data, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
 
@@ -50,5 +55,7 @@ def whole_number(text: str, low: int, high: int, range_text: str) -> int:
     except ValueError:
         value = None
     if value is None or not low <= value <= high:
+        import argparse  # loaded already: argparse is the caller
+
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number {range_text}")
     return value

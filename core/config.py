@@ -7,69 +7,37 @@ folder, so a TUI and a ``docbridge serve`` started the same way share one store.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# Where a data directory is and what a fresh one holds live in a module light enough for the
+# start of a quick command (core.cli_quick); they are part of this module's interface too.
+from core.data_dir import (
+    CONFIG_FILE,
+    DATABASE_FILE,
+    DEFAULT_CONFIG_TEXT,
+    SMTP_PASSWORD_ENV,
+    resolve_data_dir,
+)
 from core.errors import InvalidInput
 
-CONFIG_FILE = "docbridge.toml"
-# The SMTP password (when smtp.username is set) comes from the environment, never from a file.
-SMTP_PASSWORD_ENV = "DOCBRIDGE_SMTP_PASSWORD"
-DATABASE_FILE = "docbridge.sqlite3"
-
-DEFAULT_CONFIG_TEXT = """\
-# docbridge configuration. Changes take effect when docbridge restarts.
-
-[sftp]
-# Address the embedded SFTP server listens on, and the host name customers connect to.
-listen_host = "127.0.0.1"
-port = 2222
-public_host = "127.0.0.1"
-# Largest single upload and per-mailbox quota, in bytes.
-max_file_size = 104857600
-mailbox_quota = 1073741824
-# SSH sessions one mailbox may have open at once (each may hold up to 64 files).
-max_sessions_per_mailbox = 10
-
-[as2]
-listen_host = "127.0.0.1"
-port = 4080
-# Base of every mailbox's Self URL: <public_url>/<mailbox uuid>
-public_url = "http://127.0.0.1:4080/as2"
-# Largest request body accepted (bigger: HTTP 413 before it is read) and largest payload once
-# decompressed (bigger: MDN "decompression-failed"), in bytes.
-max_body_size = 104857600
-max_payload_size = 104857600
-# How long an asynchronous MDN may take before the message is parked, and how long one HTTP
-# exchange with a partner may take, in seconds.
-mdn_deadline_seconds = 3600
-http_timeout_seconds = 120
-
-[smtp]
-host = "127.0.0.1"
-port = 25
-# One of "none", "starttls", "tls" (implicit TLS). Always explicit: no silent downgrade.
-tls_mode = "none"
-# With a username, the password is read from the environment variable DOCBRIDGE_SMTP_PASSWORD.
-username = ""
-sender = "docbridge@localhost"
-
-[conversion]
-# Longest one conversion map (XSLT) may run, in seconds, and the most it may write, in bytes.
-time_limit_seconds = 10
-max_output = 52428800
-# The conversion log keeps each attempt's input and output for inspection up to this size
-# (bytes, each) and for this many days.
-keep_bytes = 1048576
-keep_days = 30
-
-[tui]
-# Seconds a revealed password stays readable on screen before it is masked again (5 to 3600).
-password_reveal_seconds = 60
-"""
+__all__ = [
+    "CONFIG_FILE",
+    "DATABASE_FILE",
+    "DEFAULT_CONFIG_TEXT",
+    "SMTP_PASSWORD_ENV",
+    "As2Config",
+    "Config",
+    "ConversionConfig",
+    "SftpConfig",
+    "SmtpConfig",
+    "TuiConfig",
+    "load_config",
+    "resolve_data_dir",
+    "write_default_config",
+]
 
 
 @dataclass(frozen=True)
@@ -157,17 +125,6 @@ class Config:
     @property
     def mailboxes_dir(self) -> Path:
         return self.data_dir / "mailboxes"
-
-
-def resolve_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """``--data-dir`` wins, then ``DOCBRIDGE_HOME``, then ``$XDG_DATA_HOME/docbridge``."""
-    if explicit:
-        return Path(explicit).expanduser().resolve()
-    home = os.environ.get("DOCBRIDGE_HOME")
-    if home:
-        return Path(home).expanduser().resolve()
-    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return (Path(xdg) / "docbridge").resolve()
 
 
 def write_default_config(data_dir: Path) -> Path:

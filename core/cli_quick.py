@@ -1,0 +1,236 @@
+"""The quick path of the commands scripts and monitors run most often: ``docbridge status`` and
+``docbridge envelope receive MAILBOX FILE``, synchronous, without argparse and asyncio.
+
+A cold start used to cost some 300 ms, nearly all of it imports (the service with its conversion
+and AS2 desks, asyncio, the models, argparse, importlib.metadata). ``status`` here loads none of
+them: plain reads on a read-only connection (:mod:`core.storage.status_reads`), cryptography
+only when an AS2 certificate is stored. ``envelope receive`` runs the service's own unit of work
+(parse, check, store, queue: the same code as :meth:`core.service.Service.receive_envelope`) in
+one write transaction on a connection of its own, without the event loop and database thread.
+
+Only the plain spelling is taken: ``--data-dir DIR`` (or ``--data-dir=DIR``) at most once,
+anywhere, and ``--json`` after ``status``. Anything else (help, an abbreviated or repeated option,
+an operand that looks like an option) returns None and goes through argparse
+(:mod:`core.cli_commands`), which answers exactly as before. ``status`` also hands over, before
+printing anything, when it would need what it avoids: a missing store, a schema to migrate, a
+store error to report.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Sequence
+
+from core.cli_output import print_json, say
+from core.data_dir import CONFIG_FILE, DATABASE_FILE, DEFAULT_CONFIG_TEXT, resolve_data_dir
+
+TYPE_CHECKING = False  # not typing: it is one of the imports this module exists to avoid
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from core.models import CertificateWarning
+
+ENVELOPE_TOO_BIG_HINT = "Envelope XML is never that large; check that this is the right file."
+
+
+def run_quick(argv: Sequence[str]) -> int | None:
+    """The exit code of ``argv`` when it is a quick command in its plain spelling and could be
+    answered here; None: run it through :mod:`core.cli_commands` (nothing was changed or shown).
+    Domain errors propagate, as from the full path."""
+    recognised = recognise(argv)
+    if recognised is None:
+        return None
+    data_dir_option, words = recognised
+    data_dir = resolve_data_dir(data_dir_option)
+    if words[0] == "status":
+        return status(data_dir, as_json=len(words) == 2)
+    return receive(data_dir, words[2], words[3])
+
+
+def recognise(argv: Sequence[str]) -> tuple[str | None, list[str]] | None:
+    """(``--data-dir`` value or None, the other words) of a quick command, or None."""
+    data_dir: str | None = None
+    words: list[str] = []
+    seen_data_dir = False
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word == "--data-dir" or word.startswith("--data-dir="):
+            if seen_data_dir:
+                return None
+            seen_data_dir = True
+            if word == "--data-dir":
+                if index + 1 == len(argv) or argv[index + 1].startswith("-"):
+                    return None
+                data_dir = argv[index + 1]
+                index += 2
+                continue
+            data_dir = word.partition("=")[2]
+        else:
+            words.append(word)
+        index += 1
+    if words in (["status"], ["status", "--json"]):
+        return data_dir, words
+    if (
+        len(words) == 4
+        and words[:2] == ["envelope", "receive"]
+        and not words[2].startswith("-")
+        and not words[3].startswith("-")
+    ):
+        return data_dir, words
+    return None
+
+
+# -- status ------------------------------------------------------------------------------------
+
+
+def status(data_dir: Path, *, as_json: bool) -> int | None:
+    """``docbridge status``; None hands over to the full path before anything is printed."""
+    from core.clock import timestamp
+    from core.storage import status_reads
+
+    check_config(data_dir)
+    conn = status_reads.open_current(os.path.join(data_dir, DATABASE_FILE))
+    if conn is None:
+        return None  # no store (the full path says how to make one) or a schema to migrate
+    try:
+        fields = status_reads.engine_status_fields(conn, timestamp())
+        names = status_reads.mailbox_names(conn) if fields["sessions"] else {}
+        warnings = _certificate_warnings(conn) if status_reads.stores_as2_certificates(conn) else []
+    except sqlite3.Error:
+        return None  # the full path reports it as the store error it is
+    finally:
+        conn.close()
+    print_status(fields, warnings, names, as_json=as_json)
+    return 0
+
+
+def check_config(data_dir: Path) -> None:
+    """Raise what opening the service would for a broken ``docbridge.toml``.
+
+    A missing file or one still holding the default text is known good without tomllib and the
+    config dataclasses; any other is read and checked by :func:`core.config.load_config`.
+    """
+    default = DEFAULT_CONFIG_TEXT.encode()
+    try:
+        with open(os.path.join(data_dir, CONFIG_FILE), "rb") as file:
+            text = file.read(len(default) + 1)
+    except FileNotFoundError:
+        return
+    except OSError:
+        text = b""  # whatever load_config makes of it
+    if text != default:
+        from core.config import load_config
+
+        load_config(data_dir)
+
+
+def _certificate_warnings(conn: sqlite3.Connection) -> list[CertificateWarning]:
+    from core.as2.expiry import warnings  # cryptography: only with a certificate stored
+    from core.clock import utc_datetime
+
+    return warnings(conn, utc_datetime())
+
+
+def print_status(
+    status: dict[str, object],
+    expiring: Sequence[CertificateWarning],
+    names: dict[str, str],
+    *,
+    as_json: bool,
+) -> None:
+    """Print ``docbridge status``: ``status`` has the fields of
+    :class:`core.models.EngineStatus`; ``names`` maps the uuids of session mailboxes to names."""
+    if as_json:
+        print_json({**status, "certificate_warnings": [_warning(w) for w in expiring]})
+        return
+    if status["running"]:
+        say(
+            f"engine:     running (pid {status['pid']} on {status['host']}, "
+            f"since {status['started_at']})"
+        )
+        listeners = status["listeners"]
+        assert isinstance(listeners, dict)
+        for name, address in listeners.items():
+            say(f"listener:   {name} {address}")
+        sessions = status["sessions"]
+        assert isinstance(sessions, tuple)
+        say(f"sessions:   {len(sessions) or 'none'}")
+        for session in sessions:
+            mailbox = session.get("mailbox", "?")
+            who = f"{names[mailbox]} ({mailbox})" if mailbox in names else mailbox
+            address, since = session.get("address", "?"), session.get("since", "?")
+            say(f"            {who} from {address} since {since}")
+    else:
+        say("engine:     stopped (start it with 'docbridge serve' or the TUI)")
+    say(f"queue:      {status['queue_depth']} waiting")
+    say(f"parked:     {status['parked']}")
+    for warning in expiring:
+        found = _warning(warning)
+        say(
+            f"certificate: {found['mailbox']} {found['which']} certificate valid until "
+            f"{found['valid_until']}: {found['left']}"
+        )
+
+
+def _warning(warning: CertificateWarning) -> dict[str, object]:
+    days = warning.expiry.days_left
+    left = "expired" if warning.expiry.expired else f"{days} day{'s' if days != 1 else ''} left"
+    return {
+        "mailbox": warning.mailbox_name,
+        "mailbox_uuid": warning.mailbox_uuid,
+        "which": warning.which,
+        "fingerprint": warning.fingerprint,
+        "valid_until": warning.expiry.not_after.strftime("%Y-%m-%d %H:%M UTC"),
+        "days_left": warning.expiry.days_left,
+        "left": left,
+    }
+
+
+# -- envelope receive ----------------------------------------------------------------------------
+
+
+def receive(data_dir: Path, mailbox_reference: str, file: str) -> int | None:
+    """``docbridge envelope receive``: the steps of the full path, in its order (config, store,
+    mailbox, file, XML, then the checks and the write in one transaction), on a connection of
+    its own. None (a missing store) hands over before anything is read or written."""
+    import uuid
+
+    from core.config import load_config
+
+    config = load_config(data_dir)
+    if not config.database_path.exists():
+        return None  # the full path says how to make one
+    from core.envelope_xml import parse_envelope_xml
+
+    # The service's own units of work, so that the checks are the same by construction.
+    from core.service import _receive_envelope, _resolve_mailbox
+    from core.storage.db import connect, store_error, write_transaction
+
+    try:
+        conn = connect(config.database_path)
+        try:
+            mailbox = _resolve_mailbox(conn, mailbox_reference)
+            data = read_envelope_file(file, config.sftp.max_file_size)
+            parsed = parse_envelope_xml(data)
+            envelope_uuid = parsed.uuid or str(uuid.uuid4())
+            with write_transaction(conn):
+                envelope = _receive_envelope(conn, mailbox.uuid, envelope_uuid, parsed, data)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        translated = store_error(exc, config.database_path)
+        if translated is None:
+            raise
+        raise translated from exc
+    say(envelope.uuid)
+    return 0
+
+
+def read_envelope_file(path: str, limit: int) -> bytes:
+    """The envelope XML file: a regular file only, no bigger than an SFTP upload may be, so that
+    /dev/zero or a FIFO given by mistake neither fills the memory nor blocks."""
+    from core.files import read_regular_file
+
+    return read_regular_file(path, limit, ENVELOPE_TOO_BIG_HINT, "an envelope XML file")

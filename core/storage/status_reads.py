@@ -1,0 +1,105 @@
+"""What ``docbridge status`` reads, as plain values, on a connection that never writes.
+
+Apart from :mod:`core.storage.engine_state` and the models on purpose: the command is run by
+scripts and monitoring every few seconds, and starts without dataclasses, the domain models,
+asyncio or the database thread (see :mod:`core.cli_quick`). The figures are those of
+:func:`core.storage.engine_state.read_engine_status` (a test compares them); the dictionary has
+the fields of :class:`core.models.EngineStatus`, in order.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from core.storage.schema import SCHEMA_VERSION, schema_version
+
+BUSY_TIMEOUT_S = 30.0  # as core.storage.db (which imports asyncio: not here)
+
+
+def open_current(path: str) -> sqlite3.Connection | None:
+    """A read-only connection to the existing store at ``path`` whose schema is current; None
+    when there is no such file or its schema is not this docbridge's (the ordinary path then
+    creates nothing, migrates or explains). Never creates the file."""
+    try:
+        conn = sqlite3.connect(
+            "file://" + _uri_path(path), uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_S
+        )
+    except sqlite3.Error:
+        return None
+    try:
+        conn.execute("PRAGMA query_only = ON")
+        if schema_version(conn) == SCHEMA_VERSION:
+            return conn
+    except sqlite3.Error:
+        pass
+    conn.close()
+    return None
+
+
+def _uri_path(path: str) -> str:
+    # What an SQLite URI would otherwise read as an escape, its query or its fragment; mode=rw
+    # opens an existing file only.
+    quoted = path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+    return quoted + "?mode=rw"
+
+
+def engine_status_fields(conn: sqlite3.Connection, now: float) -> dict[str, object]:
+    """The engine lease (running when it lasts beyond ``now``) and the queue, in one snapshot."""
+    conn.execute("BEGIN")
+    try:
+        lease = conn.execute(
+            "SELECT owner, pid, host, started_at, heartbeat_at, lease_until, listeners, sessions "
+            "FROM engine_lease WHERE id = 1"
+        ).fetchone()
+        depth, parked = conn.execute(
+            "SELECT COALESCE(SUM(state IN ('ready', 'running')), 0), "
+            "COALESCE(SUM(state = 'parked'), 0) FROM jobs"
+        ).fetchone()
+    finally:
+        conn.execute("COMMIT")
+    fields: dict[str, object] = {
+        "running": False,
+        "owner": None,
+        "pid": None,
+        "host": None,
+        "started_at": None,
+        "heartbeat_at": None,
+        "listeners": {},
+        "sessions": (),
+        "queue_depth": depth,
+        "parked": parked,
+    }
+    if lease is None or lease[5] < now:
+        return fields
+    import json  # only while an engine runs: its listeners and sessions
+
+    owner, pid, host, started_at, heartbeat_at, _until, listeners, sessions = lease
+    fields.update(
+        running=True,
+        owner=owner,
+        pid=pid,
+        host=host,
+        started_at=started_at,
+        heartbeat_at=heartbeat_at,
+        listeners=json.loads(listeners or "{}"),
+        sessions=tuple(json.loads(sessions or "[]")),
+    )
+    return fields
+
+
+def mailbox_names(conn: sqlite3.Connection) -> dict[str, str]:
+    """uuid -> name of every mailbox (to name the mailboxes of SFTP sessions)."""
+    return dict(conn.execute("SELECT uuid, name FROM mailboxes").fetchall())
+
+
+def stores_as2_certificates(conn: sqlite3.Connection) -> bool:
+    """Whether any AS2 integration holds a certificate (ours or the partner's): only then does
+    ``status`` need to read certificates (and load cryptography) for expiry warnings. The same
+    rows as :func:`core.storage.integrations.as2_certificates`."""
+    row = conn.execute(
+        "SELECT 1 FROM integrations i JOIN mailboxes m ON m.uuid = i.mailbox_uuid "
+        "LEFT JOIN as2_identities a ON a.mailbox_uuid = i.mailbox_uuid "
+        "WHERE i.protocol = 'as2' AND (COALESCE(i.as2_partner_certificate, '') != '' "
+        "OR COALESCE(a.certificate_pem, '') != '') LIMIT 1"
+    ).fetchone()
+    return row is not None
