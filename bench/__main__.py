@@ -15,6 +15,7 @@ BENCHMARKS = [
     "conversions",
     "as2",
     "memory",
+    "cli_start",
 ]
 
 
