@@ -41,6 +41,11 @@ from core.storage.db import Database, Tx
 
 log = logging.getLogger("docbridge.engine")
 PRUNE_INTERVAL_S = 600.0
+# Uploads are taken in once they pause for UPLOAD_QUIET_S (at the latest UPLOAD_MAX_WAIT_S after
+# the first): a burst of small files becomes one batch, and the engine does not compete for the
+# loop and the disk with each upload it reacts to.
+UPLOAD_QUIET_S = 0.05
+UPLOAD_MAX_WAIT_S = 1.0
 
 
 class EngineBusy(DocbridgeError):
@@ -117,6 +122,8 @@ class Engine:
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = {kind: asyncio.Event() for kind in JobKind}
         self._scan_now = asyncio.Event()
+        self._uploads_waiting: asyncio.TimerHandle | None = None  # the settled uploads' wake
+        self._first_upload_waiting = 0.0
         self._stopping = asyncio.Event()
         self._closed = False
         self.lost_lease = asyncio.Event()
@@ -171,6 +178,8 @@ class Engine:
             return
         self._closed = True
         self._stopping.set()
+        if self._uploads_waiting is not None:
+            self._uploads_waiting.cancel()
         for task in self._tasks:
             task.cancel()
         # Not a suppress(CancelledError) per task: that would also swallow a cancellation of
@@ -199,6 +208,18 @@ class Engine:
             self._scan_now.set()
 
     def _upload_arrived(self) -> None:
+        """Wake the file loop once the uploads pause (see UPLOAD_QUIET_S)."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._uploads_waiting is None:
+            self._first_upload_waiting = now
+        else:
+            self._uploads_waiting.cancel()
+        at = min(now + UPLOAD_QUIET_S, self._first_upload_waiting + UPLOAD_MAX_WAIT_S)
+        self._uploads_waiting = loop.call_at(at, self._take_uploads_in)
+
+    def _take_uploads_in(self) -> None:
+        self._uploads_waiting = None
         self.wake(JobKind.FILE)
 
     # -- cycle counts: what tests wait on instead of sleeping -------------------------------
