@@ -109,8 +109,9 @@ def status(data_dir: Path, *, as_json: bool) -> int | None:
 def check_config(data_dir: Path) -> None:
     """Raise what opening the service would for a broken ``docbridge.toml``.
 
-    A missing file or one still holding the default text is known good without tomllib and the
-    config dataclasses; any other is read and checked by :func:`core.config.load_config`.
+    A missing file or one still holding the default text is known good without tomllib; any
+    other is read and checked as :func:`core.config.load_config` checks it, without building the
+    config dataclasses.
     """
     default = DEFAULT_CONFIG_TEXT.encode()
     try:
@@ -121,9 +122,9 @@ def check_config(data_dir: Path) -> None:
     except OSError:
         text = b""  # whatever load_config makes of it
     if text != default:
-        from core.config import load_config
+        from core.config_file import read_settings
 
-        load_config(data_dir)
+        read_settings(data_dir)
 
 
 def _certificate_warnings(conn: sqlite3.Connection) -> list[CertificateWarning]:

@@ -7,10 +7,10 @@ folder, so a TUI and a ``docbridge serve`` started the same way share one store.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from core.config_file import read_settings
 
 # Where a data directory is and what a fresh one holds live in a module light enough for the
 # start of a quick command (core.cli_quick); they are part of this module's interface too.
@@ -21,7 +21,6 @@ from core.data_dir import (
     SMTP_PASSWORD_ENV,
     resolve_data_dir,
 )
-from core.errors import InvalidInput
 
 __all__ = [
     "CONFIG_FILE",
@@ -85,21 +84,6 @@ class TuiConfig:
     password_reveal_seconds: int = 60
 
 
-_KINDS: dict[type, str] = {int: "an integer", str: "a quoted string", bool: "true or false"}
-# Inclusive bounds of integer settings: a value outside is refused when the file is read.
-_RANGES: dict[tuple[str, str], tuple[int, int]] = {
-    ("tui", "password_reveal_seconds"): (5, 3600),
-    ("conversion", "time_limit_seconds"): (1, 3600),
-    ("conversion", "max_output"): (1024, 2**40),
-    ("conversion", "keep_bytes"): (0, 2**31),
-    ("conversion", "keep_days"): (0, 36500),
-    ("as2", "max_body_size"): (1024, 2**40),
-    ("as2", "max_payload_size"): (1, 2**40),
-    ("as2", "mdn_deadline_seconds"): (1, 30 * 86400),
-    ("as2", "http_timeout_seconds"): (1, 3600),
-}
-
-
 @dataclass(frozen=True)
 class Config:
     data_dir: Path
@@ -137,52 +121,16 @@ def write_default_config(data_dir: Path) -> Path:
 
 
 def load_config(data_dir: Path) -> Config:
-    """Read ``docbridge.toml``; a missing file means defaults, a broken one a clear error."""
-    path = data_dir / CONFIG_FILE
-    if not path.exists():
+    """Read ``docbridge.toml``; a missing file means defaults, a broken one a clear error
+    (checked by :func:`core.config_file.read_settings`)."""
+    settings = read_settings(data_dir)
+    if settings is None:
         return Config(data_dir=data_dir)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidInput(
-            f"{path} is not valid TOML: {exc}.", "Fix the file or delete it."
-        ) from exc
     return Config(
         data_dir=data_dir,
-        sftp=_section(SftpConfig, raw, "sftp", path),
-        as2=_section(As2Config, raw, "as2", path),
-        smtp=_section(SmtpConfig, raw, "smtp", path),
-        conversion=_section(ConversionConfig, raw, "conversion", path),
-        tui=_section(TuiConfig, raw, "tui", path),
+        sftp=SftpConfig(**settings["sftp"]),
+        as2=As2Config(**settings["as2"]),
+        smtp=SmtpConfig(**settings["smtp"]),
+        conversion=ConversionConfig(**settings["conversion"]),
+        tui=TuiConfig(**settings["tui"]),
     )
-
-
-def _section(cls: Any, raw: dict[str, Any], name: str, path: Path) -> Any:
-    values = raw.get(name, {})
-    if not isinstance(values, dict):
-        raise InvalidInput(f"{path}: [{name}] must be a table.")
-    defaults = cls()
-    kwargs: dict[str, Any] = {}
-    for key, value in values.items():
-        if (name, key) == ("smtp", "password"):
-            raise InvalidInput(
-                f"{path}: smtp.password does not belong in a file.",
-                f"Remove it; docbridge reads the SMTP password from {SMTP_PASSWORD_ENV} "
-                "in its environment (see 'Running in production' in the README).",
-            )
-        if not hasattr(defaults, key):
-            raise InvalidInput(f"{path}: unknown setting {name}.{key}.", "Remove or correct it.")
-        expected = type(getattr(defaults, key))
-        if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
-            kind = _KINDS.get(expected, f"a {expected.__name__}")
-            raise InvalidInput(f"{path}: {name}.{key} must be {kind}, not {value!r}.")
-        bounds = _RANGES.get((name, key))
-        if bounds is not None and not bounds[0] <= value <= bounds[1]:
-            raise InvalidInput(
-                f"{path}: {name}.{key} must be between {bounds[0]} and {bounds[1]}, not {value!r}.",
-                "Correct it, or remove it to use the default.",
-            )
-        kwargs[key] = value
-    if name == "smtp" and kwargs.get("tls_mode", "none") not in ("none", "starttls", "tls"):
-        raise InvalidInput(f"{path}: smtp.tls_mode must be one of none, starttls, tls.")
-    return cls(**kwargs)
