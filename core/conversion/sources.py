@@ -56,7 +56,7 @@ from core.conversion.markup import escape_attribute, escape_text
 from core.errors import InvalidInput
 from core.safe_xml import DoctypeFound, parse_untrusted
 
-__all__ = ["SourceKind", "SourceView", "source_view"]
+__all__ = ["SourceKind", "SourceView", "looks_like_workbook", "source_view"]
 
 
 class SourceKind(StrEnum):
@@ -98,6 +98,11 @@ _WORKBOOK_SUFFIXES = {".xlsx": SourceKind.XLSX, ".xlsm": SourceKind.XLSM, ".xls"
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 _Cell = int | float | str | bool | dt.date | dt.datetime | dt.time | dt.timedelta
+
+
+def looks_like_workbook(head: bytes) -> bool:
+    """Whether a file starting with ``head`` is read as a workbook (zip or OLE2 signature)."""
+    return head[:2] == b"PK" or head.startswith(_OLE2_MAGIC)
 
 
 def source_view(data: bytes, file_name: str) -> SourceView:

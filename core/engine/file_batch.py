@@ -12,16 +12,20 @@ crash reasoning of :mod:`core.engine.file_handler` holds for every file of the b
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from core.config import Config
-from core.conversion.apply import Limits
+from core.conversion.apply import CONTENT_MATCH_BYTES, Limits
 from core.conversion.pool import TransformPool
 from core.engine import file_handler, out_conversion
 from core.engine.file_handler import FileWork
 from core.models import Job
 from core.storage import jobs
 from core.storage.db import Database, Tx, savepoint
+
+BATCH_BYTES = 64 * 1024 * 1024  # files read together, at most (a larger file alone)
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,41 @@ async def handle(
     db: Database, config: Config, transforms: TransformPool, limits: Limits, claimed: list[Job]
 ) -> list[tuple[Job, str]]:
     """Take in a batch of claimed files; returns the jobs that could not even be moved to
-    error/ (the caller fails them, to be retried), with the error."""
+    error/ (the caller fails them, to be retried), with the error.
+
+    The batch is taken in parts of at most BATCH_BYTES on disk (a larger file alone), so the
+    memory a batch holds stays bounded however large its files are.
+    """
+    stuck: list[tuple[Job, str]] = []
+    for part in await asyncio.to_thread(batch_parts, config, claimed):
+        stuck += await _handle_part(db, config, transforms, limits, part)
+    return stuck
+
+
+def batch_parts(config: Config, claimed: list[Job]) -> list[list[Job]]:
+    """The claimed files in order, in parts of at most BATCH_BYTES on disk (a larger one alone)."""
+    parts: list[list[Job]] = [[]]
+    total = 0
+    for job in claimed:
+        size = _size_on_disk(file_handler.work_for(config.mailboxes_dir, job).path)
+        if parts[-1] and total + size > BATCH_BYTES:
+            parts.append([])
+            total = 0
+        parts[-1].append(job)
+        total += size
+    return parts
+
+
+def _size_on_disk(path: Path) -> int:
+    try:
+        return os.lstat(path).st_size
+    except OSError:
+        return 0  # gone or unreadable: reading it says which
+
+
+async def _handle_part(
+    db: Database, config: Config, transforms: TransformPool, limits: Limits, claimed: list[Job]
+) -> list[tuple[Job, str]]:
     works = await asyncio.to_thread(_read_all, config, claimed)
     gone = [w.job for w in works if w.gone]
     ready = [w for w in works if not w.gone]
@@ -67,7 +105,14 @@ def _is_source(work: FileWork) -> bool:
 
 def _read_all(config: Config, claimed: list[Job]) -> list[FileWork]:
     size = config.sftp.max_file_size
-    return [file_handler.read_file(config.mailboxes_dir, job, size) for job in claimed]
+    head = source_head(config)
+    return [file_handler.read_file(config.mailboxes_dir, job, size, head) for job in claimed]
+
+
+def source_head(config: Config) -> int:
+    """How much of a coutbox/ source is read before a rule is chosen: what content patterns
+    search and what the conversion log keeps, and one byte more to tell a longer file."""
+    return max(CONTENT_MATCH_BYTES, config.conversion.keep_bytes) + 1
 
 
 async def _convert(
@@ -82,7 +127,9 @@ async def _convert(
     for mailbox_uuid in dict.fromkeys(w.job.mailbox_uuid for w in sources):
         rules[mailbox_uuid] = await db.read(out_conversion.load_rules, mailbox_uuid)
     database = str(config.database_path)
-    return await out_conversion.convert_all(transforms, limits, database, rules, sources)
+    return await out_conversion.convert_all(
+        transforms, limits, database, rules, sources, config.sftp.max_file_size
+    )
 
 
 def _take_in(

@@ -22,7 +22,7 @@ import secrets
 import shutil
 import stat
 import uuid as uuid_module
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from core.clock import timestamp, utc_now
@@ -251,6 +251,8 @@ class FileWork:
     data: bytes = b""
     error: str | None = None  # why it goes to error/
     gone: bool = False  # nothing left to do (already handled)
+    size: int = 0  # of the file on disk
+    whole: bool = True  # False: ``data`` is the file's head only (a source not yet matched)
 
 
 def work_for(mailboxes_dir: Path, job: Job) -> FileWork:
@@ -262,27 +264,41 @@ def work_for(mailboxes_dir: Path, job: Job) -> FileWork:
     return FileWork(job, path, folder, name)
 
 
-def read_file(mailboxes_dir: Path, job: Job, max_file_size: int) -> FileWork:
+def read_file(
+    mailboxes_dir: Path, job: Job, max_file_size: int, source_head: int | None = None
+) -> FileWork:
     """Blocking: read and parse the claimed file, never more than the limits allow.
 
     The file is opened without following links and checked on the open descriptor (a regular
     file, and its size) before a byte is read; the read itself stops one byte past the limit,
     so a file that grows meanwhile cannot fill the memory either. ``max_file_size`` is the
     upload limit (``sftp.max_file_size``; 0 or less: none); envelope XML is also bounded by
-    what the parser accepts.
+    what the parser accepts. A ``coutbox/`` source larger than ``source_head`` bytes is read
+    only that far: which rule takes it is decided on its name and head, and a file no rule
+    takes is never held whole (:func:`read_whole` reads the rest for a rule).
     """
     work = work_for(mailboxes_dir, job)
-    folder, name, path = work.folder, work.name, work.path
+    if not job.payload.get("claim"):
+        return replace(work, gone=True)
+    head = source_head if work.folder == "coutbox" else None
+    return _read(work, max_file_size, head)
+
+
+def read_whole(work: FileWork, max_file_size: int) -> FileWork:
+    """Blocking: the whole of a source :func:`read_file` read the head of."""
+    return work if work.whole else _read(work, max_file_size, None)
+
+
+def _read(work: FileWork, max_file_size: int, head: int | None) -> FileWork:
+    folder, path = work.folder, work.path
 
     def refused(reason: str) -> FileWork:
-        return FileWork(job, path, folder, name, error=reason)
+        return replace(work, error=reason)
 
-    if not job.payload.get("claim"):
-        return FileWork(job, path, folder, name, gone=True)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        return FileWork(job, path, folder, name, gone=True)
+        return replace(work, gone=True)
     except OSError as exc:
         if exc.errno != errno.ELOOP:
             raise
@@ -301,18 +317,21 @@ def read_file(mailboxes_dir: Path, job: Job, max_file_size: int) -> FileWork:
         limit, too_big = _limit(folder, max_file_size, info.st_size)
         if too_big:
             return refused(too_big)
-        data = _read_at_most(fd, limit + 1)
+        if head is not None and info.st_size > head:
+            data = _read_at_most(fd, head, info.st_size)
+            return replace(work, data=data, size=info.st_size, whole=False)
+        data = _read_at_most(fd, limit + 1, info.st_size)
     finally:
         os.close(fd)
     if len(data) > limit:  # it grew after the check
         return refused(_limit(folder, max_file_size, len(data))[1] or "This file is too large.")
     if folder == "coutbox":  # a source for the OUT rules: the conversion reads it
-        return FileWork(job, path, folder, name, data=data)
+        return replace(work, data=data, size=len(data), whole=True)
     try:
         parsed = parse_envelope_xml(data, max_bytes=limit)
     except DocbridgeError as exc:
         return refused(str(exc))
-    return FileWork(job, path, folder, name, parsed=parsed, data=data)
+    return replace(work, parsed=parsed, data=data, size=len(data))
 
 
 def _limit(folder: str, max_file_size: int, size: int) -> tuple[int, str | None]:
@@ -337,17 +356,24 @@ def _limit(folder: str, max_file_size: int, size: int) -> tuple[int, str | None]
     return limit, None
 
 
-def _read_at_most(fd: int, count: int) -> bytes:
-    """Up to ``count`` bytes from ``fd``, in chunks: memory follows the file, not ``count``."""
-    chunks: list[bytes] = []
-    left = count
+def _read_at_most(fd: int, count: int, size: int) -> bytes:
+    """Up to ``count`` bytes from ``fd``, a file of ``size`` bytes when it was checked.
+
+    One read of the expected size (one bytes object, no chunks joined into a second copy), and
+    one more that finds the end; only a file that grew meanwhile is read on, up to ``count``.
+    """
+    data = os.read(fd, min(count, size + 1))
+    if len(data) >= count:
+        return data
+    chunks = [data]  # the end of the file (the next read says so), or it grew
+    left = count - len(data)
     while left > 0:
         chunk = os.read(fd, min(left, 1024 * 1024))
         if not chunk:
             break
         chunks.append(chunk)
         left -= len(chunk)
-    return b"".join(chunks)
+    return data if len(chunks) == 1 else b"".join(chunks)
 
 
 def _amount(size: int) -> str:

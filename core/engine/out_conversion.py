@@ -24,11 +24,17 @@ from core.conversion.apply import (
 )
 from core.conversion.errors import XsltError
 from core.conversion.pool import TransformItem, TransformPool
-from core.conversion.sources import SourceView, source_view
+from core.conversion.sources import SourceView, looks_like_workbook, source_view
 from core.conversion.xslt import XsltOutput
-from core.engine.file_handler import FileWork, accept_outgoing, record_error
+from core.engine.file_handler import FileWork, accept_outgoing, read_whole, record_error
 from core.errors import DocbridgeError
-from core.models import AttemptOutcome, ConversionRule, ConversionStatus, Direction
+from core.models import (
+    AttemptOutcome,
+    ConversionRule,
+    ConversionStatus,
+    Direction,
+    MatchTarget,
+)
 from core.storage import accounts, conversions, jobs, logs
 from core.storage import rules as rules_store
 from core.storage.db import Tx
@@ -68,6 +74,7 @@ class OutAttempt:
             job_ref=self.work.job.ref,
             input_name=self.work.name,
             input=self.work.data,
+            input_size=None if self.work.whole else self.work.size,
             output=output,
         )
 
@@ -117,11 +124,12 @@ async def convert_all(
     database: str,
     rules: Mapping[str, OutRules],
     works: list[FileWork],
+    max_file_size: int,
 ) -> list[OutAttempt]:
     """Every source of a batch through its mailbox's OUT rules; every failure comes back as
     its attempt's ``error`` (for error/). Views and rule choice in one thread hop, the maps a
     rule at a time through the pool's batches, the outputs checked in one more hop."""
-    prepared = await asyncio.to_thread(_prepare_all, rules, works)
+    prepared = await asyncio.to_thread(_prepare_all, rules, works, max_file_size)
     by_rule: dict[str, list[_Prepared]] = {}
     for item in prepared:
         if item.ended is None and item.rule is not None:
@@ -140,11 +148,20 @@ async def convert_all(
     return await asyncio.to_thread(_check_all, prepared, outputs)
 
 
-def _prepare_all(rules: Mapping[str, OutRules], works: list[FileWork]) -> list[_Prepared]:
-    return [_prepare(rules[w.job.mailbox_uuid], w) for w in works]
+def _prepare_all(
+    rules: Mapping[str, OutRules], works: list[FileWork], max_file_size: int
+) -> list[_Prepared]:
+    return [_prepare(rules[w.job.mailbox_uuid], w, max_file_size) for w in works]
 
 
-def _prepare(rules: OutRules, work: FileWork) -> _Prepared:
+def _prepare(rules: OutRules, work: FileWork, max_file_size: int) -> _Prepared:
+    if not work.whole:  # only its head is read: the rest only if a rule may take it
+        if not _a_rule_may_take(rules, work):
+            return _Prepared(work, ended=OutAttempt(work, None, error=NO_RULE))
+        work = read_whole(work, max_file_size)
+        if work.error is not None or work.gone:
+            error = work.error or "The file disappeared while docbridge was reading it."
+            return _Prepared(work, ended=OutAttempt(work, None, error=error))
     view: SourceView | None = None
     view_error = ""
     try:
@@ -158,6 +175,17 @@ def _prepare(rules: OutRules, work: FileWork) -> _Prepared:
         error = f"Rule '{rule.name}' cannot read this file: {view_error}"
         return _Prepared(work, rule, ended=OutAttempt(work, rule, error=error))
     return _Prepared(work, rule, view.xml)
+
+
+def _a_rule_may_take(rules: OutRules, work: FileWork) -> bool:
+    """Whether some rule may take a source of which only the head is read: its name, or the
+    text content patterns search (the first MB, all in the head); a workbook's patterns search
+    its XML view, so any content rule may take a workbook."""
+    if looks_like_workbook(work.data):
+        return out_rule_for(rules.rules, work.name, lambda: "") is not None or any(
+            rule.form.match_target is MatchTarget.CONTENT for rule in rules.rules
+        )
+    return out_rule_for(rules.rules, work.name, lambda: content_text(work.data, None)) is not None
 
 
 def _transform_item(

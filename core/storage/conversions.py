@@ -31,6 +31,7 @@ class NewConversion:
     input_name: str = ""
     input: bytes | None = None
     output: bytes | None = None
+    input_size: int | None = None  # when ``input`` is not the whole input (a source's head)
 
 
 def record(conn: sqlite3.Connection, entry: NewConversion, keep_bytes: int) -> int:
@@ -63,8 +64,8 @@ def record(conn: sqlite3.Connection, entry: NewConversion, keep_bytes: int) -> i
             (
                 conversion_id,
                 entry.input_name,
-                data_in if len(data_in) <= keep_bytes else b"",
-                len(data_in),
+                data_in if len(data_in) <= keep_bytes and entry.input_size is None else b"",
+                len(data_in) if entry.input_size is None else entry.input_size,
                 data_out if len(data_out) <= keep_bytes else b"",
                 len(data_out),
             ),
