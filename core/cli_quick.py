@@ -206,18 +206,18 @@ def receive(data_dir: Path, mailbox_reference: str, file: str) -> int | None:
     from core.envelope_xml import parse_envelope_xml
 
     # The service's own units of work, so that the checks are the same by construction.
-    from core.service import _receive_envelope, _resolve_mailbox
-    from core.storage.db import connect, store_error, write_transaction
+    from core.intake import receive_envelope, resolve_mailbox
+    from core.storage.connection import connect, store_error, write_transaction
 
     try:
         conn = connect(config.database_path)
         try:
-            mailbox = _resolve_mailbox(conn, mailbox_reference)
+            mailbox = resolve_mailbox(conn, mailbox_reference)
             data = read_envelope_file(file, config.sftp.max_file_size)
             parsed = parse_envelope_xml(data)
             envelope_uuid = parsed.uuid or str(uuid.uuid4())
             with write_transaction(conn):
-                envelope = _receive_envelope(conn, mailbox.uuid, envelope_uuid, parsed, data)
+                envelope = receive_envelope(conn, mailbox.uuid, envelope_uuid, parsed, data)
         finally:
             conn.close()
     except sqlite3.Error as exc:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core import intake
 from core.as2_desk import As2Desk
-from core.clock import utc_now
 from core.config import Config, load_config
 from core.conversion_desk import ConversionDesk
 from core.errors import ChangedElsewhere, DocbridgeError, FieldErrors, InvalidInput, NotFound
@@ -33,12 +33,10 @@ from core.models import (
     ConversionRule,
     EngineStatus,
     Envelope,
-    EnvelopeDirection,
     EnvelopeStatus,
     Integration,
     IntegrationForm,
     Job,
-    JobKind,
     JobState,
     Mailbox,
     PageState,
@@ -66,7 +64,6 @@ from core.validation import as2_id_from_name
 
 if TYPE_CHECKING:
     from core.engine.engine import Engine
-    from core.envelope_xml import EnvelopeXml
 
 
 # Heavy libraries (cryptography, lxml) load on first use: opening the page needs neither.
@@ -145,7 +142,7 @@ class Service:
 
     async def resolve_mailbox(self, reference: str) -> Mailbox:
         """A mailbox by uuid or by (case-insensitive) name."""
-        return await self.db.call(_resolve_mailbox, reference)
+        return await self.db.call(intake.resolve_mailbox, reference)
 
     async def list_templates(self, account_uuid: str) -> list[Template]:
         return await self.db.call(accounts.list_templates, account_uuid)
@@ -170,7 +167,7 @@ class Service:
             )
         mailbox = all_mailboxes[0]
         if mailbox_uuid is not None:
-            mailbox = _require_mailbox(tx, mailbox_uuid)
+            mailbox = intake.require_mailbox(tx, mailbox_uuid)
         account = accounts.get_account(tx, mailbox.account_uuid) or Account(
             mailbox.account_uuid, ""
         )
@@ -312,7 +309,7 @@ class Service:
         parsed = await asyncio.to_thread(parse_envelope_xml, data)
         envelope_uuid = parsed.uuid or str(uuid_module.uuid4())
         return await self.db.write_grouped(
-            _receive_envelope, mailbox_uuid, envelope_uuid, parsed, data
+            intake.receive_envelope, mailbox_uuid, envelope_uuid, parsed, data
         )
 
     async def list_envelopes(
@@ -482,7 +479,7 @@ class Service:
 
 
 def _get_integration(tx: Tx, mailbox_uuid: str) -> Integration:
-    mailbox = _require_mailbox(tx, mailbox_uuid)
+    mailbox = intake.require_mailbox(tx, mailbox_uuid)
     return _with_prefilled_self_id(integrations.get_integration(tx, mailbox_uuid), mailbox)
 
 
@@ -518,7 +515,7 @@ def _save_integration(
 
 
 def _set_enabled(tx: Tx, actor: str, mailbox_uuid: str, enabled: bool) -> Integration:
-    _require_mailbox(tx, mailbox_uuid)
+    intake.require_mailbox(tx, mailbox_uuid)
     if integrations.set_enabled(tx, mailbox_uuid, enabled):
         action = "integration.enabled" if enabled else "integration.disabled"
         logs.append_audit(tx, actor, action, mailbox_uuid)
@@ -533,7 +530,7 @@ def _reset_password(tx: Tx, actor: str, mailbox_uuid: str, password_hash: str) -
 def _create_rule(
     tx: Tx, actor: str, mailbox_uuid: str, rule_uuid: str, form: RuleForm
 ) -> ConversionRule:
-    _require_mailbox(tx, mailbox_uuid)
+    intake.require_mailbox(tx, mailbox_uuid)
     _check_rule(tx, mailbox_uuid, form, except_uuid=None)
     rules.insert_rule(tx, rule_uuid, mailbox_uuid, form)
     logs.append_audit(tx, actor, "rule.created", mailbox_uuid, {"rule": rule_uuid})
@@ -580,45 +577,6 @@ def _move_rule(tx: Tx, actor: str, rule_uuid: str, offset: int) -> ConversionRul
     return _require_rule(tx, rule_uuid)
 
 
-def _receive_envelope(
-    tx: Tx, mailbox_uuid: str, envelope_uuid: str, parsed: EnvelopeXml, data: bytes
-) -> Envelope:
-    """Check and store an incoming envelope, and queue its job in the same transaction: an
-    acknowledged envelope is never forgotten."""
-    from core.envelope_checks import (
-        check_envelope_against_template,
-        check_recipient_is,
-        stored_xml,
-    )
-
-    mailbox = _require_mailbox(tx, mailbox_uuid)
-    check_recipient_is(parsed, mailbox.uuid, mailbox.name)
-    check_envelope_against_template(tx, parsed)
-    existing = envelopes.get_envelope(tx, envelope_uuid)
-    if existing is not None:
-        raise InvalidInput(
-            f"Envelope {envelope_uuid} was already received "
-            f"(mailbox {existing.mailbox_uuid}, status {existing.display_status}).",
-            "Each envelope is received once; give a new envelope a new uuid.",
-        )
-    envelope = Envelope(
-        uuid=envelope_uuid,
-        mailbox_uuid=mailbox.uuid,
-        direction=EnvelopeDirection.INCOMING,
-        template_uuid=parsed.template_uuid,
-        template_version=parsed.template_version,
-        subject=parsed.subject,
-        sender_mailbox=_sender_of(parsed, mailbox),
-        recipient_mailbox=mailbox.uuid,
-        status=EnvelopeStatus.WAITING,
-        received_at=utc_now(),
-    )
-    documents = parsed.to_dict()["documents"]
-    sequence = envelopes.insert_envelope(tx, envelope, stored_xml(data, parsed), documents)
-    jobs.enqueue(tx, JobKind.ENVELOPE, envelope_uuid, mailbox.uuid)
-    return replace(envelope, sequence=sequence)
-
-
 def _envelope_page(
     tx: Tx, mailbox_uuid: str | None, status: EnvelopeStatus | None, limit: int, offset: int
 ) -> EnvelopePage:
@@ -641,30 +599,6 @@ def _unban(tx: Tx, actor: str, address: str) -> bool:
     return lifted
 
 
-def _require_mailbox(tx: Tx, mailbox_uuid: str) -> Mailbox:
-    mailbox = accounts.get_mailbox(tx, mailbox_uuid)
-    if mailbox is None:
-        raise NotFound(f"No mailbox {mailbox_uuid}.", "Run 'docbridge mailbox list' to see them.")
-    return mailbox
-
-
-def _resolve_mailbox(tx: Tx, reference: str) -> Mailbox:
-    mailbox = accounts.get_mailbox(tx, reference.strip().lower())
-    if mailbox is not None:
-        return mailbox
-    matches = accounts.find_mailboxes_by_name(tx, reference.strip())
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        uuids = ", ".join(m.uuid for m in matches)
-        raise InvalidInput(
-            f"Several mailboxes are named '{reference}'.", f"Use one of their uuids: {uuids}."
-        )
-    raise NotFound(
-        f"No mailbox with uuid or name '{reference}'.", "Run 'docbridge mailbox list' to see them."
-    )
-
-
 def _require_rule(tx: Tx, rule_uuid: str) -> ConversionRule:
     rule = rules.get_rule(tx, rule_uuid)
     if rule is None:
@@ -674,7 +608,7 @@ def _require_rule(tx: Tx, rule_uuid: str) -> ConversionRule:
 
 def _check_rule(tx: Tx, mailbox_uuid: str, form: RuleForm, except_uuid: str | None) -> None:
     template = accounts.get_template(tx, form.template_uuid) if form.template_uuid else None
-    mailbox = _require_mailbox(tx, mailbox_uuid)
+    mailbox = intake.require_mailbox(tx, mailbox_uuid)
     if template is not None and template.account_uuid != mailbox.account_uuid:
         template = None
     errors = validate_rule_form(form, template)
@@ -690,14 +624,3 @@ def _with_prefilled_self_id(integration: Integration, mailbox: Mailbox) -> Integ
         return integration
     as2 = replace(integration.form.as2, self_id=as2_id_from_name(mailbox.name))
     return replace(integration, form=replace(integration.form, as2=as2))
-
-
-def _sender_of(parsed: EnvelopeXml, mailbox: Mailbox) -> str:
-    """The sending mailbox: the ``sender`` role, else the first role that is not the mailbox."""
-    from core.envelope_checks import SENDER_ROLE
-
-    sender = parsed.role_mailbox(SENDER_ROLE)
-    if sender is not None:
-        return sender
-    others = [role.mailbox_uuid for role in parsed.roles if role.mailbox_uuid != mailbox.uuid]
-    return others[0] if others else ""
