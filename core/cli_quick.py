@@ -20,18 +20,22 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 from collections.abc import Sequence
 
 from core.cli_output import print_json, say
-from core.data_dir import CONFIG_FILE, DATABASE_FILE, DEFAULT_CONFIG_TEXT, resolve_data_dir
+from core.data_dir import CONFIG_FILE, DATABASE_FILE, DEFAULT_CONFIG_TEXT, resolve_data_dir_text
 
 TYPE_CHECKING = False  # not typing: it is one of the imports this module exists to avoid
 if TYPE_CHECKING:
+    import socket
     from pathlib import Path
 
     from core.models import CertificateWarning
 
-ENVELOPE_TOO_BIG_HINT = "Envelope XML is never that large; check that this is the right file."
+# core.envelope_xml.DEFAULT_MAX_BYTES (importing it loads lxml): the largest envelope the engine's
+# socket is handed; a larger file takes the command's own path, which says why it is refused.
+ENVELOPE_MAX_BYTES = 20 * 1024 * 1024
 
 
 def run_quick(argv: Sequence[str]) -> int | None:
@@ -42,7 +46,7 @@ def run_quick(argv: Sequence[str]) -> int | None:
     if recognised is None:
         return None
     data_dir_option, words = recognised
-    data_dir = resolve_data_dir(data_dir_option)
+    data_dir = resolve_data_dir_text(data_dir_option)  # pathlib only where a step needs it
     if words[0] == "status":
         return status(data_dir, as_json=len(words) == 2)
     return receive(data_dir, words[2], words[3])
@@ -85,7 +89,7 @@ def recognise(argv: Sequence[str]) -> tuple[str | None, list[str]] | None:
 # -- status ------------------------------------------------------------------------------------
 
 
-def status(data_dir: Path, *, as_json: bool) -> int | None:
+def status(data_dir: str, *, as_json: bool) -> int | None:
     """``docbridge status``; None hands over to the full path before anything is printed."""
     from core.clock import timestamp
     from core.storage import status_reads
@@ -106,7 +110,7 @@ def status(data_dir: Path, *, as_json: bool) -> int | None:
     return 0
 
 
-def check_config(data_dir: Path) -> None:
+def check_config(data_dir: str) -> None:
     """Raise what opening the service would for a broken ``docbridge.toml``.
 
     A missing file or one still holding the default text is known good without tomllib; any
@@ -122,9 +126,11 @@ def check_config(data_dir: Path) -> None:
     except OSError:
         text = b""  # whatever load_config makes of it
     if text != default:
+        from pathlib import Path
+
         from core.config_file import read_settings
 
-        read_settings(data_dir)
+        read_settings(Path(data_dir))
 
 
 def _certificate_warnings(conn: sqlite3.Connection) -> list[CertificateWarning]:
@@ -192,10 +198,90 @@ def _warning(warning: CertificateWarning) -> dict[str, object]:
 # -- envelope receive ----------------------------------------------------------------------------
 
 
-def receive(data_dir: Path, mailbox_reference: str, file: str) -> int | None:
-    """``docbridge envelope receive``: the steps of the full path, in its order (config, store,
-    mailbox, file, XML, then the checks and the write in one transaction), on a connection of
-    its own. None (a missing store) hands over before anything is read or written."""
+def receive(data_dir: str, mailbox_reference: str, file: str) -> int | None:
+    """``docbridge envelope receive``: handed to the running engine through its socket when
+    there is one (no parser or models loaded here, the receipt joins the engine's group
+    commits), else received here."""
+    check_config(data_dir)
+    envelope_uuid = receive_through_engine(data_dir, mailbox_reference, file)
+    if envelope_uuid is None:
+        from pathlib import Path
+
+        return receive_here(Path(data_dir), mailbox_reference, file)
+    say(envelope_uuid)
+    return 0
+
+
+def receive_through_engine(data_dir: str, mailbox_reference: str, file: str) -> str | None:
+    """The envelope's uuid once the engine stored it; None when this process must receive it
+    itself: no engine listening, a file it cannot read (its own path says why, in its order),
+    or an engine that asks to. An error a user can act on is raised as the engine words it."""
+    import json
+    import socket
+    import struct
+
+    from core.data_dir import INTAKE_SOCKET
+
+    path = os.path.join(data_dir, INTAKE_SOCKET)
+    if not os.path.exists(path):
+        return None
+    data = _plain_file(file, ENVELOPE_MAX_BYTES)
+    if data is None:
+        return None
+    header = json.dumps({"mailbox": mailbox_reference, "size": len(data)}).encode()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as door:
+            door.connect(path)
+            door.sendall(struct.pack(">I", len(header)) + header + data)
+            door.shutdown(socket.SHUT_WR)
+            answer = json.loads(_read_all(door) or b"{}")
+    except (OSError, ValueError):
+        return None  # not listening (a killed engine's socket) or cut off: receive here
+    error = answer.get("error")
+    if isinstance(error, dict):
+        from core.errors import DocbridgeError
+
+        raise DocbridgeError(str(error.get("title", "")), str(error.get("hint", "")))
+    uuid = answer.get("uuid")
+    return uuid if isinstance(uuid, str) else None
+
+
+def _read_all(door: socket.socket) -> bytes:
+    chunks = []
+    while chunk := door.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _plain_file(name: str, limit: int) -> bytes | None:
+    """The bytes of a regular file of at most ``limit`` bytes; None for anything else (missing,
+    unreadable, a device, too large): the command's own path then says what is wrong."""
+    try:
+        fd = os.open(os.path.expanduser(name.strip()), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            return None
+        data = os.read(fd, limit + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return data if len(data) <= limit else None
+
+
+def read_regular_file_quietly(file: str, limit: int) -> bytes:
+    from core.files import ENVELOPE_TOO_BIG_HINT, read_regular_file
+
+    return read_regular_file(file, limit, ENVELOPE_TOO_BIG_HINT, "an envelope XML file")
+
+
+def receive_here(data_dir: Path, mailbox_reference: str, file: str) -> int | None:
+    """The steps of the full path, in its order (config, store, mailbox, file, XML, then the
+    checks and the write in one transaction), on a connection of its own. None (a missing
+    store) hands over before anything is read or written."""
     import uuid
 
     from core.config import load_config
@@ -232,6 +318,4 @@ def receive(data_dir: Path, mailbox_reference: str, file: str) -> int | None:
 def read_envelope_file(path: str, limit: int) -> bytes:
     """The envelope XML file: a regular file only, no bigger than an SFTP upload may be, so that
     /dev/zero or a FIFO given by mistake neither fills the memory nor blocks."""
-    from core.files import read_regular_file
-
-    return read_regular_file(path, limit, ENVELOPE_TOO_BIG_HINT, "an envelope XML file")
+    return read_regular_file_quietly(path, limit)

@@ -8,12 +8,16 @@ default configuration without paying for either.
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+TYPE_CHECKING = False  # not typing: see core.cli_quick
+if TYPE_CHECKING:
+    from pathlib import Path
 
 CONFIG_FILE = "docbridge.toml"
 # The SMTP password (when smtp.username is set) comes from the environment, never from a file.
 SMTP_PASSWORD_ENV = "DOCBRIDGE_SMTP_PASSWORD"
 DATABASE_FILE = "docbridge.sqlite3"
+INTAKE_SOCKET = "intake.sock"  # the running engine's door for `docbridge envelope receive`
 
 DEFAULT_CONFIG_TEXT = """\
 # docbridge configuration. Changes take effect when docbridge restarts.
@@ -69,10 +73,19 @@ password_reveal_seconds = 60
 
 def resolve_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     """``--data-dir`` wins, then ``DOCBRIDGE_HOME``, then ``$XDG_DATA_HOME/docbridge``."""
+    from pathlib import Path
+
+    return Path(resolve_data_dir_text(explicit))
+
+
+def resolve_data_dir_text(explicit: str | os.PathLike[str] | None = None) -> str:
+    """:func:`resolve_data_dir` as a string, without loading pathlib (for the quick commands)."""
     if explicit:
-        return Path(explicit).expanduser().resolve()
+        return os.path.realpath(os.path.expanduser(explicit))
     home = os.environ.get("DOCBRIDGE_HOME")
     if home:
-        return Path(home).expanduser().resolve()
-    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return (Path(xdg) / "docbridge").resolve()
+        return os.path.realpath(os.path.expanduser(home))
+    xdg = os.environ.get("XDG_DATA_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share"
+    )
+    return os.path.realpath(os.path.join(xdg, "docbridge"))

@@ -69,6 +69,9 @@ def read_example_file(name: str) -> bytes:
     )
 
 
+ENVELOPE_TOO_BIG_HINT = "Envelope XML is never that large; check that this is the right file."
+
+
 def read_regular_file(name: str, limit: int, too_big_hint: str, expected: str) -> bytes:
     """The content of the regular file ``name`` (``~`` expanded), at most ``limit`` bytes.
 
@@ -104,11 +107,12 @@ def read_regular_file(name: str, limit: int, too_big_hint: str, expected: str) -
     finally:
         os.close(fd)
     if len(data) > limit:
-        raise InvalidInput(f"{path} is larger than {_size(limit)}.", too_big_hint)
+        raise InvalidInput(f"{path} is larger than {describe_limit(limit)}.", too_big_hint)
     return data
 
 
-def _size(limit: int) -> str:
+def describe_limit(limit: int) -> str:
+    """A byte limit as people read it: "20 MB", or "100 bytes"."""
     mib = limit / (1024 * 1024)
     return f"{mib:g} MB" if mib >= 1 else f"{limit} bytes"
 

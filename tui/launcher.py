@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from core.cli import main as cli_main
+
+TYPE_CHECKING = False  # not typing: the console script imports this module on every command
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def start_tui(data_dir: Path) -> int:

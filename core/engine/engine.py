@@ -33,6 +33,7 @@ from core.engine import (
     mail_handler,
 )
 from core.engine.as2_component import As2Component
+from core.engine.intake_listener import IntakeListener
 from core.engine.sftp_component import SftpComponent
 from core.errors import DocbridgeError, StoreError
 from core.models import AttemptOutcome, Job, JobKind
@@ -113,6 +114,7 @@ class Engine:
         self.listeners: dict[str, str] = {}
         self.sftp: SftpComponent | None = None  # while the SFTP listener runs
         self.as2: As2Component | None = None  # while the AS2 endpoint runs
+        self.intake = IntakeListener(self.db, config.data_dir, config.sftp.max_file_size)
         # Conversion maps run in worker processes, started on the first conversion.
         self.transforms = TransformPool(
             time_limit=float(config.conversion.time_limit_seconds),
@@ -155,6 +157,7 @@ class Engine:
                 as2 = As2Component(self.db, self.config, self.settings.as2_retry, self.wake)
                 self.listeners.update(await as2.start())
                 self.as2 = as2
+            await self.intake.start()
             await self._publish()
         except BaseException:
             # e.g. the SFTP port is taken: give the lease back so another engine can run.
@@ -192,6 +195,7 @@ class Engine:
         if self.as2 is not None:
             await self.as2.stop()
             self.as2 = None
+        await self.intake.stop()
         await self.transforms.close()
         # A store that cannot be written (busy, full, gone) must not stop the shutdown: the
         # claims and the lease then simply expire.

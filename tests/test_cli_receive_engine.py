@@ -1,0 +1,117 @@
+"""``docbridge envelope receive`` with an engine running: handed to the engine through its local
+socket (the command loads neither the parser nor the models), with the same answers as when it
+receives on its own; a socket nobody serves is a command receiving on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from core.cli_quick import ENVELOPE_MAX_BYTES
+from core.config import load_config
+from core.data_dir import INTAKE_SOCKET
+from core.engine.engine import Engine
+from core.envelope_xml import DEFAULT_MAX_BYTES
+from tests.conftest import run_cli
+from tests.engine.conftest import FAST
+from tests.test_cli_start import fresh_envelope, loaded_after
+
+
+@pytest.fixture
+def limited(data_dir: Path) -> Path:
+    """The demo data directory with a small upload limit (4,000 bytes), to compare that refusal
+    too."""
+    (data_dir / "docbridge.toml").write_text("[sftp]\nmax_file_size = 4000\n", encoding="utf-8")
+    return data_dir
+
+
+@asynccontextmanager
+async def engine_of(data_dir: Path) -> AsyncIterator[Engine]:
+    config = await asyncio.to_thread(load_config, data_dir)
+    running = Engine(config, replace(FAST, run_sftp=False, run_as2=False))
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+def cases(tmp_path: Path) -> list[list[str]]:
+    """The command's answers worth comparing: received, received before, no such mailbox, not
+    addressed to it, not envelope XML, over the upload limit, no file."""
+    fresh = tmp_path / "fresh.xml"
+    fresh.write_text(fresh_envelope("bbbbbbbb-1111-4222-8333-000000000001"), encoding="utf-8")
+    other = tmp_path / "other.xml"
+    other.write_text(fresh_envelope("bbbbbbbb-1111-4222-8333-000000000002"), encoding="utf-8")
+    bad = tmp_path / "bad.xml"
+    bad.write_text("<order/>", encoding="utf-8")
+    large = tmp_path / "large.xml"
+    large.write_bytes(b"<" + b" " * 5000)
+    return [
+        ["Purchasing", str(fresh)],
+        ["Purchasing", str(fresh)],
+        ["Nobody", str(fresh)],
+        ["Logistics", str(other)],
+        ["Purchasing", str(bad)],
+        ["Purchasing", str(large)],
+        ["Purchasing", str(tmp_path / "missing.xml")],
+    ]
+
+
+def answers(data_dir: Path, tmp_path: Path) -> list[tuple[int, str, str]]:
+    results = []
+    for words in cases(tmp_path):
+        done = run_cli(data_dir, "envelope", "receive", *words)
+        results.append((done.returncode, done.stdout, done.stderr))
+    return results
+
+
+async def test_receive_goes_through_the_engine_and_answers_as_the_command_alone(
+    limited: Path, tmp_path: Path
+) -> None:
+    alone = tmp_path / "alone"
+    await asyncio.to_thread(shutil.copytree, limited, alone)  # the same store, no engine
+    files = tmp_path / "files"
+    files.mkdir()
+    expected = await asyncio.to_thread(answers, alone, files)
+    assert expected[0] == (0, "bbbbbbbb-1111-4222-8333-000000000001\n", "")
+    assert all(code == 1 and err.startswith("docbridge: ") for code, _, err in expected[1:])
+
+    async with engine_of(limited):
+        assert (limited / INTAKE_SOCKET).exists()
+        through_engine = await asyncio.to_thread(answers, limited, files)
+        source = files / "third.xml"
+        source.write_text(fresh_envelope("bbbbbbbb-1111-4222-8333-000000000003"), encoding="utf-8")
+        argv = ["--data-dir", str(limited), "envelope", "receive", "Purchasing", str(source)]
+        code, heavy, output = await asyncio.to_thread(loaded_after, argv)
+    assert through_engine == expected
+    assert (code, output) == (0, "bbbbbbbb-1111-4222-8333-000000000003\n")
+    assert not heavy & {"lxml", "core.models", "asyncio"}  # the engine parsed and stored it
+    assert not (limited / INTAKE_SOCKET).exists()  # gone with the engine
+    listed = await asyncio.to_thread(run_cli, limited, "envelope", "list", "--json")
+    uuids = {item["uuid"] for item in json.loads(listed.stdout)["items"]}
+    assert {"bbbbbbbb-1111-4222-8333-000000000001", "bbbbbbbb-1111-4222-8333-000000000003"} <= uuids
+
+
+def test_a_socket_nobody_serves_is_a_command_receiving_on_its_own(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """A killed engine leaves its socket behind: the command receives the envelope itself."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stale:
+        stale.bind(str(data_dir / INTAKE_SOCKET))
+    source = tmp_path / "fresh.xml"
+    source.write_text(fresh_envelope("bbbbbbbb-1111-4222-8333-000000000009"), encoding="utf-8")
+    done = run_cli(data_dir, "envelope", "receive", "Purchasing", str(source))
+    assert (done.returncode, done.stdout) == (0, "bbbbbbbb-1111-4222-8333-000000000009\n")
+
+
+def test_the_command_hands_over_at_most_what_the_parser_accepts() -> None:
+    assert ENVELOPE_MAX_BYTES == DEFAULT_MAX_BYTES
