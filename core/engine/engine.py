@@ -45,8 +45,8 @@ PRUNE_INTERVAL_S = 600.0
 # Uploads are taken in once they pause for UPLOAD_QUIET_S (at the latest UPLOAD_MAX_WAIT_S after
 # the first): a burst of small files becomes one batch, and the engine does not compete for the
 # loop and the disk with each upload it reacts to.
-UPLOAD_QUIET_S = 0.05
-UPLOAD_MAX_WAIT_S = 1.0
+UPLOAD_QUIET_S = 0.25
+UPLOAD_MAX_WAIT_S = 2.0  # the folder scan's own interval: no file waits longer than before
 
 
 class EngineBusy(DocbridgeError):

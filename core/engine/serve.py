@@ -23,6 +23,9 @@ async def serve(data_dir: Path, run_sftp: bool = True, run_as2: bool = True) -> 
         raise DocbridgeError(
             f"No docbridge data directory at {data_dir}.", "Run 'docbridge init --demo' first."
         )
+    # The engine's threads (database, file writes) hold the GIL for up to 5 ms at a time by
+    # default, while an SFTP session waits to answer its next request: switch sooner.
+    sys.setswitchinterval(0.0005)
     engine = Engine(config, EngineSettings(run_sftp=run_sftp, run_as2=run_as2))
     await engine.start()
     stop = asyncio.Event()
