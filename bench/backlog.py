@@ -125,6 +125,9 @@ def engine_round(prepared: Path, inbox: Path, copy: Path) -> float:
     """One measurement on a fresh copy of a prepared data directory (the same queue each
     round), removed afterwards."""
     shutil.copytree(prepared, copy)
+    # The copy's dirty pages on disk first: the engine's inbox writes flush the file system,
+    # and a bigger store's fresh copy would otherwise be flushed on its account.
+    os.sync()
     try:
         return asyncio.run(engine_ms_per_envelope(copy, copy / inbox.relative_to(prepared)))
     finally:
