@@ -8,6 +8,7 @@ import asyncio
 import json
 import shutil
 import socket
+import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -115,3 +116,39 @@ def test_a_socket_nobody_serves_is_a_command_receiving_on_its_own(
 
 def test_the_command_hands_over_at_most_what_the_parser_accepts() -> None:
     assert ENVELOPE_MAX_BYTES == DEFAULT_MAX_BYTES
+
+
+def framed(header: bytes) -> bytes:
+    return struct.pack(">I", len(header)) + header
+
+
+def ask(path: Path, request: bytes) -> dict[str, object]:
+    """Send one raw request to the engine's socket; its answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as door:
+        door.connect(str(path))
+        door.sendall(request)
+        door.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := door.recv(4096):
+            answer += chunk
+    return dict(json.loads(answer))
+
+
+async def test_a_malformed_request_is_answered_and_the_engine_keeps_serving(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    path = data_dir / INTAKE_SOCKET
+    async with engine_of(data_dir):
+        for request in (
+            framed(b"hello"),  # not JSON
+            framed(b"{}"),  # no mailbox, no size
+            framed(b'{"mailbox": "Purchasing", "size": 99999999999}'),  # over any envelope
+            b"\xff\xff\xff\xff",  # a header too long to read
+        ):
+            assert await asyncio.to_thread(ask, path, request) == {"fallback": True}
+        source = tmp_path / "fresh.xml"
+        source.write_text(fresh_envelope("bbbbbbbb-1111-4222-8333-00000000000a"), encoding="utf-8")
+        done = await asyncio.to_thread(
+            run_cli, data_dir, "envelope", "receive", "Purchasing", str(source)
+        )
+    assert (done.returncode, done.stdout) == (0, "bbbbbbbb-1111-4222-8333-00000000000a\n")

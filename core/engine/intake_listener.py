@@ -73,14 +73,14 @@ class IntakeListener:
             return {"fallback": True}
         try:
             header = json.loads(await reader.readexactly(length))
-            size = int(header["size"])
+            mailbox, size = str(header["mailbox"]), int(header["size"])
             if not 0 <= size <= MAX_ENVELOPE_BYTES:
                 return {"fallback": True}  # the command's own path says why
         except (ValueError, KeyError, TypeError):
             return {"fallback": True}
         data = await reader.readexactly(size)
         try:
-            envelope_uuid = await self._receive(str(header["mailbox"]), data)
+            envelope_uuid = await self._receive(mailbox, data)
         except _HandBack:
             return {"fallback": True}
         except DocbridgeError as exc:
