@@ -1,10 +1,9 @@
 """What ``docbridge status`` reads, as plain values, on a connection that never writes.
 
-Apart from :mod:`core.storage.engine_state` and the models on purpose: the command is run by
-scripts and monitoring every few seconds, and starts without dataclasses, the domain models,
-asyncio or the database thread (see :mod:`core.cli_quick`). The figures are those of
-:func:`core.storage.engine_state.read_engine_status` (a test compares them); the dictionary has
-the fields of :class:`core.models.EngineStatus`, in order.
+Without the domain models on purpose: the command is run by scripts and monitoring every few
+seconds, and starts without dataclasses, the models, asyncio or the database thread (see
+:mod:`core.cli_quick`). :func:`core.storage.engine_state.read_engine_status` builds its
+:class:`core.models.EngineStatus` from the same dictionary, whose keys are its fields.
 """
 
 from __future__ import annotations
@@ -47,16 +46,22 @@ def engine_status_fields(conn: sqlite3.Connection, now: float) -> dict[str, obje
     """The engine lease (running when it lasts beyond ``now``) and the queue, in one snapshot."""
     conn.execute("BEGIN")
     try:
-        lease = conn.execute(
-            "SELECT owner, pid, host, started_at, heartbeat_at, lease_until, listeners, sessions "
-            "FROM engine_lease WHERE id = 1"
-        ).fetchone()
-        depth, parked = conn.execute(
-            "SELECT COALESCE(SUM(state IN ('ready', 'running')), 0), "
-            "COALESCE(SUM(state = 'parked'), 0) FROM jobs"
-        ).fetchone()
+        return engine_status_in(conn, now)
     finally:
         conn.execute("COMMIT")
+
+
+def engine_status_in(conn: sqlite3.Connection, now: float) -> dict[str, object]:
+    """:func:`engine_status_fields` in the caller's transaction (the one SQL both
+    ``docbridge status`` and :func:`core.storage.engine_state.read_engine_status` read)."""
+    lease = conn.execute(
+        "SELECT owner, pid, host, started_at, heartbeat_at, lease_until, listeners, sessions "
+        "FROM engine_lease WHERE id = 1"
+    ).fetchone()
+    depth, parked = conn.execute(
+        "SELECT COALESCE(SUM(state IN ('ready', 'running')), 0), "
+        "COALESCE(SUM(state = 'parked'), 0) FROM jobs"
+    ).fetchone()
     fields: dict[str, object] = {
         "running": False,
         "owner": None,
