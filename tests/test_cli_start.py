@@ -262,3 +262,27 @@ def test_connecting_to_a_current_store_does_not_load_sqlite_utils(data_dir: Path
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "False"
+
+
+def test_the_quick_commands_find_the_data_directory_where_the_full_path_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without pathlib, the same directory as ``Path(...).expanduser().resolve()``: relative,
+    ``~``, ``..``, a symbolic link, one that does not exist yet, and from the environment."""
+    from core.data_dir import resolve_data_dir, resolve_data_dir_text
+
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for given in ("real", "./link/", "~/link", "real/../link", "missing/deeper", str(real)):
+        expected = str(Path(given).expanduser().resolve())
+        assert resolve_data_dir_text(given) == expected == str(resolve_data_dir(given))
+    monkeypatch.setenv("DOCBRIDGE_HOME", "~/link")
+    assert resolve_data_dir_text(None) == str(real)
+    monkeypatch.delenv("DOCBRIDGE_HOME")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "link"))
+    assert resolve_data_dir_text(None) == str(real / "docbridge")
+    monkeypatch.delenv("XDG_DATA_HOME")
+    assert resolve_data_dir_text(None) == str(real.parent / ".local" / "share" / "docbridge")
