@@ -204,18 +204,28 @@ def receive(data_dir: str, mailbox_reference: str, file: str) -> int | None:
     commits), else received here."""
     check_config(data_dir)
     envelope_uuid = receive_through_engine(data_dir, mailbox_reference, file)
-    if envelope_uuid is None:
+    if envelope_uuid is None or envelope_uuid is UNANSWERED:
         from pathlib import Path
 
-        return receive_here(Path(data_dir), mailbox_reference, file)
+        resent = envelope_uuid is UNANSWERED
+        return receive_here(Path(data_dir), mailbox_reference, file, resent=resent)
     say(envelope_uuid)
     return 0
+
+
+class _Unanswered(str):
+    """The engine was handed the envelope and gave no answer (it died or froze)."""
+
+
+UNANSWERED = _Unanswered("unanswered")
+ANSWER_TIMEOUT_S = 30.0  # the engine answers in milliseconds; a frozen one is not waited for
 
 
 def receive_through_engine(data_dir: str, mailbox_reference: str, file: str) -> str | None:
     """The envelope's uuid once the engine stored it; None when this process must receive it
     itself: no engine listening, a file it cannot read (its own path says why, in its order),
-    or an engine that asks to. An error a user can act on is raised as the engine words it."""
+    or an engine that asks to; UNANSWERED when the engine got it and gave no answer. An error a
+    user can act on is raised as the engine words it."""
     import json
     import socket
     import struct
@@ -229,14 +239,20 @@ def receive_through_engine(data_dir: str, mailbox_reference: str, file: str) -> 
     if data is None:
         return None
     header = json.dumps({"mailbox": mailbox_reference, "size": len(data)}).encode()
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as door:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as door:
+        door.settimeout(ANSWER_TIMEOUT_S)
+        try:
             door.connect(path)
+        except OSError:
+            return None  # not listening (a killed engine's socket): receive here
+        try:
             door.sendall(struct.pack(">I", len(header)) + header + data)
             door.shutdown(socket.SHUT_WR)
-            answer = json.loads(_read_all(door) or b"{}")
-    except (OSError, ValueError):
-        return None  # not listening (a killed engine's socket) or cut off: receive here
+            answer = json.loads(_read_all(door))
+        except (OSError, ValueError):
+            # Cut off or silent: it may have stored the envelope before it went (receive here;
+            # finding it stored as sent is then the answer).
+            return UNANSWERED
     error = answer.get("error")
     if isinstance(error, dict):
         from core.errors import DocbridgeError
@@ -278,7 +294,9 @@ def read_regular_file_quietly(file: str, limit: int) -> bytes:
     return read_regular_file(file, limit, ENVELOPE_TOO_BIG_HINT, "an envelope XML file")
 
 
-def receive_here(data_dir: Path, mailbox_reference: str, file: str) -> int | None:
+def receive_here(
+    data_dir: Path, mailbox_reference: str, file: str, *, resent: bool = False
+) -> int | None:
     """The steps of the full path, in its order (config, store, mailbox, file, XML, then the
     checks and the write in one transaction), on a connection of its own. None (a missing
     store) hands over before anything is read or written."""
@@ -303,7 +321,9 @@ def receive_here(data_dir: Path, mailbox_reference: str, file: str) -> int | Non
             parsed = parse_envelope_xml(data)
             envelope_uuid = parsed.uuid or str(uuid.uuid4())
             with write_transaction(conn):
-                envelope = receive_envelope(conn, mailbox.uuid, envelope_uuid, parsed, data)
+                envelope = receive_envelope(
+                    conn, mailbox.uuid, envelope_uuid, parsed, data, resent=resent
+                )
         finally:
             conn.close()
     except sqlite3.Error as exc:
@@ -316,6 +336,7 @@ def receive_here(data_dir: Path, mailbox_reference: str, file: str) -> int | Non
 
 
 def read_envelope_file(path: str, limit: int) -> bytes:
-    """The envelope XML file: a regular file only, no bigger than an SFTP upload may be, so that
-    /dev/zero or a FIFO given by mistake neither fills the memory nor blocks."""
-    return read_regular_file_quietly(path, limit)
+    """The envelope XML file: a regular file only, no bigger than an SFTP upload may be nor than
+    an envelope can be, so that /dev/zero, a FIFO or a huge file given by mistake neither fills
+    the memory nor blocks (it is refused before it is read)."""
+    return read_regular_file_quietly(path, min(limit, ENVELOPE_MAX_BYTES))

@@ -20,10 +20,19 @@ if TYPE_CHECKING:
 
 
 def receive_envelope(
-    tx: Tx, mailbox_uuid: str, envelope_uuid: str, parsed: EnvelopeXml, data: bytes
+    tx: Tx,
+    mailbox_uuid: str,
+    envelope_uuid: str,
+    parsed: EnvelopeXml,
+    data: bytes,
+    resent: bool = False,
 ) -> Envelope:
     """Check and store an incoming envelope, and queue its job in the same transaction: an
-    acknowledged envelope is never forgotten."""
+    acknowledged envelope is never forgotten.
+
+    ``resent``: the caller sent this very envelope before and got no answer (the engine it
+    handed it to died or froze); if it was stored then, byte for byte in this mailbox, that
+    receipt is the answer instead of "already received"."""
     from core.envelope_checks import (
         check_envelope_against_template,
         check_recipient_is,
@@ -34,6 +43,10 @@ def receive_envelope(
     check_recipient_is(parsed, mailbox.uuid, mailbox.name)
     check_envelope_against_template(tx, parsed)
     existing = envelopes.get_envelope(tx, envelope_uuid)
+    if existing is not None and resent and existing.mailbox_uuid == mailbox.uuid:
+        stored = envelopes.get_delivery(tx, envelope_uuid)
+        if stored is not None and stored.xml == stored_xml(data, parsed):
+            return existing
     if existing is not None:
         raise InvalidInput(
             f"Envelope {envelope_uuid} was already received "

@@ -264,13 +264,13 @@ def test_envelope_receive_reads_only_a_bounded_regular_file(
         os.mkfifo(target)
     if kind == "too big":
         with target.open("wb") as file:
-            file.truncate(100 * 1024 * 1024 + 1)  # sparse: one byte over the upload limit
+            file.truncate(100 * 1024 * 1024 + 1)  # sparse: over the upload limit and any envelope
     result = run_cli(data_dir, "envelope", "receive", "Purchasing", str(target), timeout=20)
     assert result.returncode == 1
     expected = {
         "device": "is not a regular file",
         "fifo": "is not a regular file",
-        "too big": "is larger than 100 MB",
+        "too big": "is larger than 20 MB",  # the most an envelope can be
         "directory": "is a directory",
     }[kind]
     assert expected in result.stderr and "Traceback" not in result.stderr

@@ -9,6 +9,7 @@ import json
 import shutil
 import socket
 import struct
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -23,7 +24,7 @@ from core.engine.engine import Engine
 from core.envelope_xml import DEFAULT_MAX_BYTES
 from tests.conftest import run_cli
 from tests.engine.conftest import FAST
-from tests.test_cli_start import fresh_envelope, loaded_after
+from tests.test_cli_start import PURCHASING, fresh_envelope, loaded_after
 
 
 @pytest.fixture
@@ -152,3 +153,93 @@ async def test_a_malformed_request_is_answered_and_the_engine_keeps_serving(
             run_cli, data_dir, "envelope", "receive", "Purchasing", str(source)
         )
     assert (done.returncode, done.stdout) == (0, "bbbbbbbb-1111-4222-8333-00000000000a\n")
+
+
+def silent_engine(
+    path: Path, data_dir: Path, store_first: bool
+) -> tuple[threading.Thread, list[bytes]]:
+    """An engine at ``path`` that takes one request, stores it if ``store_first`` (as the real
+    engine would have just before dying) and closes without an answer."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    requests: list[bytes] = []
+
+    def serve() -> None:
+        with server:
+            conn, _ = server.accept()
+            with conn:
+                request = b""
+                while chunk := conn.recv(65536):
+                    request += chunk
+                requests.append(request)
+                if store_first:
+                    (length,) = struct.unpack(">I", request[:4])
+                    data = request[4 + length :]
+                    store(data_dir, data)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    return thread, requests
+
+
+def store(data_dir: Path, data: bytes) -> None:
+    from core.envelope_xml import parse_envelope_xml
+    from core.intake import receive_envelope
+    from core.storage.connection import connect, write_transaction
+
+    parsed = parse_envelope_xml(data)
+    conn = connect(data_dir / "docbridge.sqlite3")
+    try:
+        with write_transaction(conn):
+            receive_envelope(conn, PURCHASING, parsed.uuid or "", parsed, data)
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("stored", [True, False], ids=["stored-then-died", "died-before"])
+def test_an_engine_that_dies_without_answering_still_gives_one_receipt_and_exit_0(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], stored: bool
+) -> None:
+    """The engine got the envelope and went away before answering (maybe after storing it):
+    the command receives it itself, and finding it stored, byte for byte, is its answer."""
+    from core.cli import main
+
+    thread, requests = silent_engine(data_dir / INTAKE_SOCKET, data_dir, store_first=stored)
+    source = tmp_path / "fresh.xml"
+    source.write_text(fresh_envelope("bbbbbbbb-1111-4222-8333-00000000000b"), encoding="utf-8")
+    code = main(["--data-dir", str(data_dir), "envelope", "receive", "Purchasing", str(source)])
+    thread.join(10)
+    assert requests  # it was handed over
+    assert (code, capsys.readouterr().out) == (0, "bbbbbbbb-1111-4222-8333-00000000000b\n")
+    other = tmp_path / "other.xml"
+    other.write_text(
+        fresh_envelope("bbbbbbbb-1111-4222-8333-00000000000b").replace("<subject>", "<subject>X"),
+        encoding="utf-8",
+    )
+    (data_dir / INTAKE_SOCKET).unlink()
+    assert main(["--data-dir", str(data_dir), "envelope", "receive", "Purchasing", str(other)]) == 1
+    assert "was already received" in capsys.readouterr().err  # another envelope, same uuid
+
+
+def test_an_engine_that_never_answers_is_not_waited_for(
+    data_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from core import cli_quick
+    from core.cli import main
+
+    monkeypatch.setattr(cli_quick, "ANSWER_TIMEOUT_S", 0.5)
+    frozen = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    frozen.bind(str(data_dir / INTAKE_SOCKET))
+    frozen.listen(1)  # accepts into the backlog, never reads nor answers (a stopped process)
+    try:
+        source = tmp_path / "fresh.xml"
+        source.write_text(fresh_envelope("bbbbbbbb-1111-4222-8333-00000000000c"), encoding="utf-8")
+        argv = ["--data-dir", str(data_dir), "envelope", "receive", "Purchasing", str(source)]
+        assert main(argv) == 0
+    finally:
+        frozen.close()
+    assert capsys.readouterr().out == "bbbbbbbb-1111-4222-8333-00000000000c\n"
