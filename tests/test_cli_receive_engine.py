@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import socket
 import struct
@@ -22,6 +23,7 @@ from core.config import load_config
 from core.data_dir import INTAKE_SOCKET
 from core.engine.engine import Engine
 from core.envelope_xml import DEFAULT_MAX_BYTES
+from core.service import Service
 from tests.conftest import run_cli
 from tests.engine.conftest import FAST
 from tests.test_cli_start import PURCHASING, fresh_envelope, loaded_after
@@ -243,3 +245,47 @@ def test_an_engine_that_never_answers_is_not_waited_for(
     finally:
         frozen.close()
     assert capsys.readouterr().out == "bbbbbbbb-1111-4222-8333-00000000000c\n"
+
+
+async def ask_async(path: Path, request: bytes) -> dict[str, object]:
+    """:func:`ask` on the event loop (threads would starve the engine's own worker threads)."""
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    try:
+        writer.write(request)
+        await writer.drain()
+        writer.write_eof()
+        return dict(json.loads(await reader.read()))
+    finally:
+        writer.close()
+
+
+async def test_stopping_the_engine_answers_receipts_under_way_and_drops_silent_clients(
+    data_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A SIGTERM'd engine finishes what it is receiving (while its store is open) and drops a
+    client that sends nothing, without a traceback in its log."""
+    path = data_dir / INTAKE_SOCKET
+    requests = []
+    for number in range(30):
+        data = fresh_envelope(f"bbbbbbbb-1111-4222-8333-{number:012d}").encode()
+        header = json.dumps({"mailbox": "Purchasing", "size": len(data)}).encode()
+        requests.append(framed(header) + data)
+    async with engine_of(data_dir):
+        idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        idle.connect(str(path))  # says nothing
+        answers = [asyncio.create_task(ask_async(path, r)) for r in requests]
+        await asyncio.sleep(0)  # the engine stops with receipts arriving (a test of timing)
+    idle.close()
+    got = await asyncio.wait_for(asyncio.gather(*answers, return_exceptions=True), 30)
+    for answer in got:  # answered, or cut off before it arrived (the command receives it)
+        assert isinstance(answer, (dict, OSError, ValueError)), answer
+        if isinstance(answer, dict):
+            assert set(answer) <= {"uuid", "fallback"}, answer
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    answered = {a["uuid"] for a in got if isinstance(a, dict) and "uuid" in a}
+    service = await Service.open(data_dir, actor="test")
+    try:
+        stored = {e.uuid for e in await service.list_envelopes(limit=1000)}
+    finally:
+        await service.close()
+    assert answered and answered <= stored  # an answer means stored

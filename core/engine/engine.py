@@ -202,6 +202,7 @@ class Engine:
         with contextlib.suppress(sqlite3.Error, StoreError):
             await self.db.write(_give_back, self.owner)
         await self.db.close()
+        log.info("engine stopped")
 
     def wake(self, kind: JobKind | None = None) -> None:
         """Look for work now instead of at the next poll (new envelope, new upload)."""

@@ -20,6 +20,7 @@ import os
 import struct
 import uuid as uuid_module
 from pathlib import Path
+from typing import Any
 
 from core import intake
 from core.data_dir import INTAKE_SOCKET
@@ -30,6 +31,8 @@ log = logging.getLogger("docbridge.intake")
 HEADER = struct.Struct(">I")
 MAX_HEADER = 64 * 1024
 MAX_ENVELOPE_BYTES = 20 * 1024 * 1024  # what the command hands over (core.cli_quick)
+REQUEST_TIMEOUT_S = 10.0  # a command sends its request at once; a silent client is dropped
+STOP_WAIT_S = 10.0  # receipts under way when the engine stops
 
 
 class IntakeListener:
@@ -38,6 +41,8 @@ class IntakeListener:
         self.path = data_dir / INTAKE_SOCKET
         self._max_file_size = max_file_size
         self._server: asyncio.AbstractServer | None = None
+        self._reading: set[asyncio.Task[Any]] = set()  # requests still arriving
+        self._working: set[asyncio.Task[Any]] = set()  # requests being received
 
     async def start(self) -> None:
         """Listen; a path the system cannot bind (too long, read-only) leaves the command to
@@ -51,36 +56,42 @@ class IntakeListener:
             log.warning("no local intake socket at %s: %s", self.path, exc)
 
     async def stop(self) -> None:
+        """No new requests; those still arriving are dropped (the command receives on its
+        own), those being received are finished and answered while the store is still open."""
         if self._server is None:
             return
         self._server.close()
-        await self._server.wait_closed()
+        for task in self._reading:
+            task.cancel()
+        pending = self._reading | self._working
+        if pending:
+            await asyncio.wait(pending, timeout=STOP_WAIT_S)
         await asyncio.to_thread(_remove, self.path)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
         try:
-            answer = await self._answer(reader)
+            self._reading.add(task)
+            try:
+                request = await asyncio.wait_for(_read_request(reader), REQUEST_TIMEOUT_S)
+            finally:
+                self._reading.discard(task)
+            self._working.add(task)
+            answer = await self._answer(request) if isinstance(request, tuple) else request
             writer.write(json.dumps(answer).encode() + b"\n")
             await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass  # the command went away; a stored envelope stays stored, as over any door
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
+            pass  # the command went away or fell silent; a stored envelope stays stored
+        except asyncio.CancelledError:
+            pass  # stopping while the request was still arriving: the command receives it
         finally:
+            self._working.discard(task)
             writer.close()
 
-    async def _answer(self, reader: asyncio.StreamReader) -> dict[str, object]:
-        (length,) = HEADER.unpack(await reader.readexactly(HEADER.size))
-        if length > MAX_HEADER:
-            return {"fallback": True}
+    async def _answer(self, request: tuple[str, bytes]) -> dict[str, object]:
         try:
-            header = json.loads(await reader.readexactly(length))
-            mailbox, size = str(header["mailbox"]), int(header["size"])
-            if not 0 <= size <= MAX_ENVELOPE_BYTES:
-                return {"fallback": True}  # the command's own path says why
-        except (ValueError, KeyError, TypeError):
-            return {"fallback": True}
-        data = await reader.readexactly(size)
-        try:
-            envelope_uuid = await self._receive(mailbox, data)
+            envelope_uuid = await self._receive(*request)
         except _HandBack:
             return {"fallback": True}
         except DocbridgeError as exc:
@@ -103,6 +114,21 @@ class IntakeListener:
             intake.receive_envelope, mailbox.uuid, envelope_uuid, parsed, data
         )
         return envelope.uuid
+
+
+async def _read_request(reader: asyncio.StreamReader) -> tuple[str, bytes] | dict[str, object]:
+    """(mailbox, envelope bytes), or the answer to a request that is not one."""
+    (length,) = HEADER.unpack(await reader.readexactly(HEADER.size))
+    if length > MAX_HEADER:
+        return {"fallback": True}
+    try:
+        header = json.loads(await reader.readexactly(length))
+        mailbox, size = str(header["mailbox"]), int(header["size"])
+    except (ValueError, KeyError, TypeError):
+        return {"fallback": True}
+    if not 0 <= size <= MAX_ENVELOPE_BYTES:
+        return {"fallback": True}  # the command's own path says why
+    return mailbox, await reader.readexactly(size)
 
 
 class _HandBack(Exception):
