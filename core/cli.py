@@ -35,8 +35,15 @@ def main(argv: Sequence[str] | None = None, start_tui: StartTui | None = None) -
     if code is not None:
         return code
     from core import cli_commands
+    from core.errors import DocbridgeError
 
-    args, data_dir = cli_commands.parse(arguments)
+    try:
+        args, data_dir = cli_commands.parse(arguments)
+    except DocbridgeError as exc:  # an empty --data-dir
+        from core.cli_output import say
+
+        say(f"docbridge: {exc}", err=True)
+        return 1
     if args.command is None:
         if start_tui is None:
             from core.cli_output import say

@@ -50,6 +50,13 @@ def read_settings(data_dir: Path) -> dict[str, dict[str, Any]] | None:
         raise InvalidInput(
             f"{path} is not valid TOML: {exc}.", "Fix the file or delete it."
         ) from exc
+    unknown = [name for name in raw if name not in SECTIONS]
+    if unknown:  # a misspelt section would silently leave its settings at their defaults
+        shown = f"[{unknown[0]}]" if isinstance(raw[unknown[0]], dict) else unknown[0]
+        raise InvalidInput(
+            f"{path}: unknown section or setting {shown}.",
+            f"Remove or correct it; the sections are {', '.join(f'[{s}]' for s in SECTIONS)}.",
+        )
     defaults = default_settings()
     return {name: _section(defaults[name], raw, name, path) for name in SECTIONS}
 

@@ -79,7 +79,16 @@ def resolve_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 
 def resolve_data_dir_text(explicit: str | os.PathLike[str] | None = None) -> str:
-    """:func:`resolve_data_dir` as a string, without loading pathlib (for the quick commands)."""
+    """:func:`resolve_data_dir` as a string, without loading pathlib (for the quick commands).
+
+    An empty ``--data-dir`` (a script's unset variable) is refused, never taken as the default
+    directory: that would act on another gateway's data."""
+    if explicit is not None and not os.fspath(explicit).strip():
+        from core.errors import InvalidInput
+
+        raise InvalidInput(
+            "--data-dir is empty.", "Give the data directory's path, or leave the option out."
+        )
     if explicit:
         return os.path.realpath(os.path.expanduser(explicit))
     home = os.environ.get("DOCBRIDGE_HOME")

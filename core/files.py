@@ -78,6 +78,8 @@ def read_regular_file(name: str, limit: int, too_big_hint: str, expected: str) -
     The size is checked on the open file and the read is bounded, so a file that grows meanwhile,
     or a device such as ``/dev/zero``, never fills the memory; a FIFO never blocks the read.
     """
+    if not name.strip():
+        raise InvalidInput("No file given.", f"Give the path of {expected}.")
     path = Path(name.strip()).expanduser()
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)

@@ -23,7 +23,7 @@ from core.cli_quick import recognise
 from core.storage import lease
 from core.storage.db import connect, write_transaction
 from core.storage.schema import SCHEMA_VERSION, migrate
-from tests.conftest import PROJECT_ROOT, run_cli
+from tests.conftest import DOCBRIDGE, PROJECT_ROOT, run_cli
 
 PURCHASING = "26c79f73-753d-4148-b26a-5d3e9abbc6fb"
 DEMO_ENVELOPE = PROJECT_ROOT / "data/demo/envelopes/01-purchase-order-acme.xml"
@@ -286,3 +286,46 @@ def test_the_quick_commands_find_the_data_directory_where_the_full_path_does(
     assert resolve_data_dir_text(None) == str(real / "docbridge")
     monkeypatch.delenv("XDG_DATA_HOME")
     assert resolve_data_dir_text(None) == str(real.parent / ".local" / "share" / "docbridge")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--data-dir", "", "status"], ["--data-dir=", "mailbox", "list"], ["--data-dir=  ", "status"]],
+    ids=["quick", "argparse", "blank"],
+)
+def test_an_empty_data_dir_is_refused_not_taken_for_the_default(
+    argv: list[str], tmp_path: Path
+) -> None:
+    """A script's unset variable must not act on the default data directory."""
+    env = {**os.environ, "DOCBRIDGE_HOME": str(tmp_path / "default")}
+    result = subprocess.run(
+        [str(DOCBRIDGE), *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        "docbridge: --data-dir is empty. Give the data directory's path, or leave the option out.\n"
+    )
+    assert not (tmp_path / "default").exists()
+
+
+def test_a_misspelt_config_section_is_refused_by_status_and_the_full_path(
+    data_dir: Path,
+) -> None:
+    """``[stfp]`` once left the admin's port and limits silently at their defaults."""
+    with (data_dir / "docbridge.toml").open("a", encoding="utf-8") as config:
+        config.write("\n[stfp]\nport = 2022\n")
+    for words in (["status"], ["mailbox", "list"]):
+        result = run_cli(data_dir, *words)
+        assert result.returncode == 1
+        assert "unknown section or setting [stfp]" in result.stderr
+        assert "the sections are [sftp], [as2], [smtp], [conversion], [tui]" in result.stderr
+
+
+def test_an_empty_file_name_says_no_file_was_given(data_dir: Path) -> None:
+    result = run_cli(data_dir, "envelope", "receive", "Purchasing", "")
+    assert result.returncode == 1
+    assert result.stderr == "docbridge: No file given. Give the path of an envelope XML file.\n"
