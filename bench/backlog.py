@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.intake import PRODUCERS, _count, documents
+from bench.intake import _count, filled
 from core.bootstrap import init_data_dir
 from core.config import load_config
 from core.engine.engine import Engine, EngineSettings
@@ -88,22 +88,8 @@ def per_job_ms(conn: sqlite3.Connection) -> float:
 
 
 async def envelope_store(directory: Path, behind: int) -> Path:
-    """A demo data directory with DRAIN + ``behind`` envelopes waiting for Purchasing, whose
-    integration (default rule 1) is switched on once they are all in."""
-    await init_data_dir(directory, with_demo=True, actor="bench")
-    service = await Service.open(directory, actor="bench")
-    mailbox = (await service.resolve_mailbox("Purchasing")).uuid
-    batch = documents(DRAIN + behind)
-
-    async def produce(share: list[bytes]) -> None:
-        for document in share:
-            await service.receive_envelope(mailbox, document)
-
-    await asyncio.gather(*(produce(batch[n::PRODUCERS]) for n in range(PRODUCERS)))
-    await service.save_integration(mailbox, IntegrationForm())
-    await service.set_enabled(mailbox, True)
-    await service.close()
-    return directory / "mailboxes" / mailbox / "inbox"
+    """DRAIN + ``behind`` envelopes waiting for Purchasing (integration on); its inbox/."""
+    return await filled(directory, DRAIN + behind)
 
 
 async def engine_ms_per_envelope(home: Path, inbox: Path) -> float:

@@ -18,34 +18,12 @@ import time
 from pathlib import Path
 
 from bench.backlog import spread
-from bench.intake import PRODUCERS, _count, documents
-from core.bootstrap import init_data_dir
+from bench.intake import _count, filled
 from core.config import load_config
 from core.engine.engine import Engine, EngineSettings
-from core.models import IntegrationForm
-from core.service import Service
 
 COUNT = 5000
 AIM = 2000.0
-
-
-async def prepared(home: Path) -> Path:
-    """COUNT envelopes waiting for Purchasing, whose integration is then switched on; its
-    inbox/."""
-    await init_data_dir(home, with_demo=True, actor="bench")
-    service = await Service.open(home, actor="bench")
-    mailbox = (await service.resolve_mailbox("Purchasing")).uuid
-    batch = documents(COUNT)
-
-    async def produce(share: list[bytes]) -> None:
-        for document in share:
-            await service.receive_envelope(mailbox, document)
-
-    await asyncio.gather(*(produce(batch[n::PRODUCERS]) for n in range(PRODUCERS)))
-    await service.save_integration(mailbox, IntegrationForm())
-    await service.set_enabled(mailbox, True)
-    await service.close()
-    return home / "mailboxes" / mailbox / "inbox"
 
 
 async def drained_per_second(home: Path, inbox: Path) -> float:
@@ -67,7 +45,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for number in range(rounds):
             home = Path(tmp) / f"home-{number}"
-            inbox = asyncio.run(prepared(home))
+            inbox = asyncio.run(filled(home, COUNT))
             os.sync()
             rates.append(asyncio.run(drained_per_second(home, inbox)))
     shown = spread(rates)

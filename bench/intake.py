@@ -54,6 +54,25 @@ async def prepared(home: Path) -> str:
     return mailbox
 
 
+async def filled(home: Path, count: int) -> Path:
+    """A demo data directory with ``count`` envelopes waiting for Purchasing (received 8 at a
+    time while its integration is off), the integration then switched on; its inbox/."""
+    await init_data_dir(home, with_demo=True, actor="bench")
+    service = await Service.open(home, actor="bench")
+    mailbox = (await service.resolve_mailbox("Purchasing")).uuid
+    batch = documents(count)
+
+    async def produce(share: list[bytes]) -> None:
+        for document in share:
+            await service.receive_envelope(mailbox, document)
+
+    await asyncio.gather(*(produce(batch[n::PRODUCERS]) for n in range(PRODUCERS)))
+    await service.save_integration(mailbox, IntegrationForm())
+    await service.set_enabled(mailbox, True)
+    await service.close()
+    return home / "mailboxes" / mailbox / "inbox"
+
+
 async def docbridge_round(home: Path, batch: list[bytes]) -> float:
     """Envelopes/s from the first receipt until the last one is in inbox/."""
     mailbox = await prepared(home)
