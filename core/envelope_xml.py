@@ -10,6 +10,7 @@ names the problem and, where libxml2 knows it, the line.
 
 from __future__ import annotations
 
+import codecs
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -316,12 +317,28 @@ def _parse_tree(data: bytes, max_bytes: int) -> etree._Element:
         )
     if not data.strip():
         raise InvalidInput("Envelope XML is empty", "Send a file that contains an <envelope>.")
+    if _looks_binary(data):  # libxml2 would call it "Document is empty"
+        raise InvalidInput(
+            "This is not envelope XML: it holds binary data.",
+            "Envelope XML is text; check that this is the right file.",
+        )
     try:
         return parse_untrusted(data)
     except DoctypeFound:
         raise _refuse_doctype() from None
     except etree.XMLSyntaxError as error:
         raise _not_well_formed(error) from None
+
+
+def _looks_binary(data: bytes) -> bool:
+    """NUL bytes near the start, in a document that is not UTF-16 or UTF-32 XML (whose text
+    holds NUL bytes: with a byte-order mark, or a ``<`` next to one)."""
+    head = bytes(data[:1024])
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32)):
+        return False
+    if head.startswith((b"<\x00", b"\x00<", b"\x00\x00\x00<")):
+        return False
+    return b"\x00" in head
 
 
 class _SchemaCache(threading.local):

@@ -496,3 +496,24 @@ def test_check_field_name_agrees_with_the_schema(name: str) -> None:
     else:
         schema_ok = True
     assert schema_ok == (check_field_name(name) is None)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"\x00\x01\x02binary dump", b"PK\x03\x04\x14\x00\x00\x00zip", b"\x89PNG\r\n\x1a\n\x00\x00"],
+    ids=["dump", "zip", "png"],
+)
+def test_binary_data_is_said_to_be_binary_not_an_empty_document(data: bytes) -> None:
+    """libxml2 calls a file starting with a NUL byte 'Document is empty'."""
+    error = invalid(data)
+    assert str(error) == (
+        "This is not envelope XML: it holds binary data. "
+        "Envelope XML is text; check that this is the right file."
+    )
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+def test_utf16_and_utf32_envelopes_are_not_taken_for_binary(codec: str) -> None:
+    text = envelope(prolog=f'<?xml version="1.0" encoding="{codec.upper()}"?>\n').decode()
+    parsed = parse_envelope_xml(text.encode(codec))
+    assert parsed.subject == "Order 1"

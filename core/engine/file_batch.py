@@ -12,6 +12,7 @@ crash reasoning of :mod:`core.engine.file_handler` holds for every file of the b
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from core.models import Job
 from core.storage import jobs
 from core.storage.db import Database, Tx, savepoint
 
+log = logging.getLogger("docbridge.engine")
 BATCH_BYTES = 64 * 1024 * 1024  # files read together, at most (a larger file alone)
 
 
@@ -171,12 +173,21 @@ def _send_to_error(failures: list[Failure]) -> tuple[list[Failure], list[tuple[J
     moved: list[Failure] = []
     stuck: list[tuple[Job, str]] = []
     for failure in failures:
+        work = failure.work
         try:
-            file_handler.send_to_error(failure.work, failure.reason)
+            file_handler.send_to_error(work, failure.reason)
         except OSError as exc:
-            stuck.append((failure.work.job, f"Cannot move the file to error/: {exc}"))
+            stuck.append((work.job, f"Cannot move the file to error/: {exc}"))
         else:
             moved.append(failure)
+            reason = failure.reason.splitlines()[0] if failure.reason else ""
+            log.warning(
+                "refused %s/%s of mailbox %s (to error/): %s",
+                work.folder,
+                work.name,
+                work.job.mailbox_uuid,
+                reason,
+            )
     return moved, stuck
 
 

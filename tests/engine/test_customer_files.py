@@ -4,8 +4,11 @@ taken in goes to error/ with a note; moving it back retries it."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from pathlib import Path
+
+import pytest
 
 from core.engine.engine import Engine
 from core.models import EnvelopeDirection, IntegrationForm
@@ -225,3 +228,22 @@ async def test_a_later_success_of_the_same_name_leaves_the_old_failure_explained
     await eventually(sent)
     assert await asyncio.to_thread((error / "order.xml").read_bytes) == b"<envelope>"
     assert await asyncio.to_thread((error / "order.xml.error.txt").read_text) == note
+
+
+async def test_a_binary_file_in_outbox_is_refused_as_binary_and_logged(
+    service: Service, engine: Engine, data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The note once read "Document is empty", and nothing reached the log."""
+    caplog.set_level(logging.INFO, logger="docbridge")
+    mailbox = await enable(service, "Purchasing", IntegrationForm())
+    root = await asyncio.to_thread(ensure_mailbox_root, data_dir / "mailboxes", mailbox)
+    await asyncio.to_thread(drop, root, "outbox", "dump.bin", b"\x00\x01binary\x02")
+    engine.wake("file")
+
+    async def moved() -> bool:
+        return (root / "error" / "dump.bin.error.txt").exists()
+
+    await eventually(moved)
+    note = (root / "error" / "dump.bin.error.txt").read_text()
+    assert note.startswith("This is not envelope XML: it holds binary data.")
+    assert f"refused outbox/dump.bin of mailbox {mailbox} (to error/): This is not" in caplog.text
