@@ -348,6 +348,10 @@ class _SchemaCache(threading.local):
 
 
 _schemas = _SchemaCache()
+# libxml2 sets up its built-in schema types on the first schema a process compiles, and threads
+# compiling their first schemas at once break that set-up: every one of them then fails with
+# "Document is not valid XML Schema". Compiling one at a time is cheap (once per thread).
+_compiling = threading.Lock()
 
 
 def _schema() -> etree.XMLSchema:
@@ -359,7 +363,8 @@ def _schema() -> etree.XMLSchema:
                 "Reinstall docbridge: the package carries it (core/data/ when installed).",
             )
         schema_doc = etree.parse(str(ENVELOPE_XSD_PATH), safe_parser())
-        schema = etree.XMLSchema(schema_doc)
+        with _compiling:
+            schema = etree.XMLSchema(schema_doc)
         _schemas.schema = schema
     return schema
 
