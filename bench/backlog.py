@@ -29,10 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.intake import _count, filled
+from bench.intake import drain_seconds, filled
 from core.bootstrap import init_data_dir
 from core.config import load_config
-from core.engine.engine import Engine, EngineSettings
 from core.models import IntegrationForm, JobKind
 from core.service import Service
 from core.storage import integrations, jobs
@@ -94,17 +93,7 @@ async def envelope_store(directory: Path, behind: int) -> Path:
 
 async def engine_ms_per_envelope(home: Path, inbox: Path) -> float:
     """The engine's time per envelope for the first DRAIN envelopes of the queue."""
-    engine = Engine(
-        load_config(home), EngineSettings(run_sftp=False, run_as2=False, idle_poll_s=0.01)
-    )
-    began = time.perf_counter()
-    await engine.start()
-    # Polls the folder (the engine reports no completion event), not too often.
-    while await asyncio.to_thread(_count, inbox) < DRAIN:  # noqa: ASYNC110
-        await asyncio.sleep(0.025)
-    elapsed = time.perf_counter() - began
-    await engine.stop()
-    return elapsed * 1000 / DRAIN
+    return await drain_seconds(home, inbox, DRAIN) * 1000 / DRAIN
 
 
 def engine_round(prepared: Path, inbox: Path, copy: Path) -> float:

@@ -14,29 +14,18 @@ import asyncio
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 from bench.backlog import spread
-from bench.intake import _count, filled
-from core.config import load_config
-from core.engine.engine import Engine, EngineSettings
+from bench.intake import drain_seconds, filled
 
 COUNT = 5000
 AIM = 2000.0
 
 
 async def drained_per_second(home: Path, inbox: Path) -> float:
-    engine = Engine(load_config(home), EngineSettings(run_sftp=False, idle_poll_s=0.01))
-    began = time.perf_counter()
-    await engine.start()
-    # Polls the folder (the engine reports no completion event), not too often.
     # The demo envelopes for Purchasing wait too (they go first): the figure counts only COUNT.
-    while await asyncio.to_thread(_count, inbox) < COUNT:  # noqa: ASYNC110
-        await asyncio.sleep(0.02)
-    elapsed = time.perf_counter() - began
-    await engine.stop()
-    return COUNT / elapsed
+    return COUNT / await drain_seconds(home, inbox, COUNT)
 
 
 def main() -> None:

@@ -73,6 +73,22 @@ async def filled(home: Path, count: int) -> Path:
     return home / "mailboxes" / mailbox / "inbox"
 
 
+async def drain_seconds(home: Path, inbox: Path, count: int) -> float:
+    """Seconds from the engine's start (in this process, no listeners) until ``count`` files
+    are in ``inbox``."""
+    engine = Engine(
+        load_config(home), EngineSettings(run_sftp=False, run_as2=False, idle_poll_s=0.01)
+    )
+    began = time.perf_counter()
+    await engine.start()
+    # Polls the folder (the engine reports no completion event), not too often.
+    while await asyncio.to_thread(_count, inbox) < count:  # noqa: ASYNC110
+        await asyncio.sleep(0.025)
+    elapsed = time.perf_counter() - began
+    await engine.stop()
+    return elapsed
+
+
 async def docbridge_round(home: Path, batch: list[bytes]) -> float:
     """Envelopes/s from the first receipt until the last one is in inbox/."""
     mailbox = await prepared(home)
