@@ -4,7 +4,6 @@ against the mailbox it enters through (a mailbox only ever speaks as itself, SPE
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 from core.envelope_xml import EnvelopeField, EnvelopeXml, serialize_envelope_xml
 from core.errors import InvalidInput
 from core.storage import accounts
+from core.storage.connection import Tx
 
 SENDER_ROLE = "sender"
 RECIPIENT_ROLE = "recipient"
@@ -46,7 +46,7 @@ def _check_role(
     )
 
 
-def check_envelope_against_template(conn: sqlite3.Connection, parsed: EnvelopeXml) -> None:
+def check_envelope_against_template(conn: Tx, parsed: EnvelopeXml) -> None:
     version = accounts.get_template_version(conn, parsed.template_uuid, parsed.template_version)
     if version is None:
         raise _unknown_template_or_version(conn, parsed)
@@ -73,7 +73,7 @@ def check_envelope_against_template(conn: sqlite3.Connection, parsed: EnvelopeXm
             )
 
 
-def _unknown_template_or_version(conn: sqlite3.Connection, parsed: EnvelopeXml) -> InvalidInput:
+def _unknown_template_or_version(conn: Tx, parsed: EnvelopeXml) -> InvalidInput:
     template = accounts.get_template(conn, parsed.template_uuid)
     if template is None:
         return InvalidInput(
@@ -87,7 +87,7 @@ def _unknown_template_or_version(conn: sqlite3.Connection, parsed: EnvelopeXml) 
     )
 
 
-def _template_name(conn: sqlite3.Connection, parsed: EnvelopeXml) -> str:
+def _template_name(conn: Tx, parsed: EnvelopeXml) -> str:
     """Looked up only for an error message: the check itself needs the version alone."""
     template = accounts.get_template(conn, parsed.template_uuid)
     return template.name if template is not None else parsed.template_uuid
@@ -110,7 +110,7 @@ _NUMBER = re.compile(r"-?\d+(\.\d+)?")
 _BOOLEAN = ("true", "false")
 
 
-def check_field_values(conn: sqlite3.Connection, parsed: EnvelopeXml) -> None:
+def check_field_values(conn: Tx, parsed: EnvelopeXml) -> None:
     """An envelope a mailbox sends must fill its template version's required fields and give
     each typed field a value of its type (date ``YYYY-MM-DD``, number ``-12.50``, boolean
     ``true``/``false``), in every document and every row of every table. Run after

@@ -148,6 +148,19 @@ def test_only_core_storage_imports_sqlite_utils() -> None:
     assert "sqlite_utils" in imports_of(STORAGE / "schema.py")  # the check looks where it is
 
 
+def test_only_the_postgres_package_imports_psycopg() -> None:
+    """A node on SQLite never loads psycopg; the rest of the code speaks to both backends
+    through the same units of work."""
+    postgres = STORAGE / "postgres"
+    importers = {
+        str(path.relative_to(ROOT))
+        for path in product_files(outside=postgres)
+        if any(name.split(".")[0] in ("psycopg", "psycopg_pool") for name in imports_of(path))
+    }
+    assert importers == set()
+    assert "psycopg" in imports_of(postgres / "connection.py")  # the check looks where it is
+
+
 # -- no import circles in the core ---------------------------------------------------------------
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-import sqlite3
 from datetime import datetime
 
 from core.mail.notification import Notification
 from core.models import CertificateExpiry, CertificateWarning, JobKind
 from core.storage import jobs
+from core.storage.connection import Tx
 from core.storage.integrations import as2_certificates
 from core.text import printable
 
@@ -44,7 +44,7 @@ def describe(found: CertificateExpiry) -> str:
     return f"{found.days_left} day{'s' if found.days_left != 1 else ''} left"
 
 
-def warnings(conn: sqlite3.Connection, now: datetime) -> list[CertificateWarning]:
+def warnings(conn: Tx, now: datetime) -> list[CertificateWarning]:
     """Every AS2 certificate (ours and partners') at or past a warning threshold."""
     from core.as2.certificates import read_certificates  # cryptography: on demand
 
@@ -67,7 +67,7 @@ def warnings(conn: sqlite3.Connection, now: datetime) -> list[CertificateWarning
     return found
 
 
-def queue_expiry_mails(conn: sqlite3.Connection, now: datetime, sender: str) -> int:
+def queue_expiry_mails(conn: Tx, now: datetime, sender: str) -> int:
     """One mail per certificate and threshold to the mailbox's notify address; returns how
     many were queued now (the mail job's key makes a second call queue none)."""
     queued = 0

@@ -7,7 +7,6 @@ is read in a thread (:func:`with_keys`): the store never holds private keys.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from core.as2.messages import OurIdentity, PartnerIdentity
 from core.as2.outbound import SendOptions
 from core.models import As2Settings, TransferProtocol
 from core.storage import accounts
+from core.storage.connection import Tx
 from core.storage.integrations import (
     get_as2_identity,
     get_integration,
@@ -83,7 +83,7 @@ class Partnership:
         )
 
 
-def read_partnership(conn: sqlite3.Connection, mailbox_uuid: str) -> Partnership | None:
+def read_partnership(conn: Tx, mailbox_uuid: str) -> Partnership | None:
     """The mailbox's partnership, or None when there is no such mailbox."""
     mailbox = accounts.get_mailbox(conn, mailbox_uuid)
     if mailbox is None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 import json
-import sqlite3
 from typing import Any
 
 from core.models import Account, Mailbox, Template, TemplateVersion
+from core.storage.connection import Tx
 
 
-def insert_account(conn: sqlite3.Connection, account: Account) -> None:
+def insert_account(conn: Tx, account: Account) -> None:
     conn.execute(
         "INSERT INTO accounts (uuid, name) VALUES (?, ?) "
         "ON CONFLICT(uuid) DO UPDATE SET name = excluded.name",
@@ -18,7 +18,7 @@ def insert_account(conn: sqlite3.Connection, account: Account) -> None:
     )
 
 
-def insert_mailbox(conn: sqlite3.Connection, mailbox: Mailbox, position: int) -> None:
+def insert_mailbox(conn: Tx, mailbox: Mailbox, position: int) -> None:
     conn.execute(
         "INSERT INTO mailboxes (uuid, account_uuid, name, position) VALUES (?, ?, ?, ?) "
         "ON CONFLICT(uuid) DO UPDATE SET name = excluded.name, position = excluded.position",
@@ -26,9 +26,7 @@ def insert_mailbox(conn: sqlite3.Connection, mailbox: Mailbox, position: int) ->
     )
 
 
-def insert_template(
-    conn: sqlite3.Connection, template: Template, versions: list[TemplateVersion]
-) -> None:
+def insert_template(conn: Tx, template: Template, versions: list[TemplateVersion]) -> None:
     conn.execute(
         "INSERT INTO templates (uuid, account_uuid, name) VALUES (?, ?, ?) "
         "ON CONFLICT(uuid) DO UPDATE SET name = excluded.name",
@@ -41,38 +39,38 @@ def insert_template(
     )
 
 
-def list_accounts(conn: sqlite3.Connection) -> list[Account]:
+def list_accounts(conn: Tx) -> list[Account]:
     rows = conn.execute("SELECT uuid, name FROM accounts ORDER BY name").fetchall()
     return [Account(uuid=r["uuid"], name=r["name"]) for r in rows]
 
 
-def get_account(conn: sqlite3.Connection, uuid: str) -> Account | None:
+def get_account(conn: Tx, uuid: str) -> Account | None:
     row = conn.execute("SELECT uuid, name FROM accounts WHERE uuid = ?", (uuid,)).fetchone()
     return Account(uuid=row["uuid"], name=row["name"]) if row else None
 
 
-def list_mailboxes(conn: sqlite3.Connection) -> list[Mailbox]:
+def list_mailboxes(conn: Tx) -> list[Mailbox]:
     rows = conn.execute(
         "SELECT uuid, account_uuid, name FROM mailboxes ORDER BY account_uuid, position, name"
     ).fetchall()
     return [_mailbox(r) for r in rows]
 
 
-def get_mailbox(conn: sqlite3.Connection, uuid: str) -> Mailbox | None:
+def get_mailbox(conn: Tx, uuid: str) -> Mailbox | None:
     row = conn.execute(
         "SELECT uuid, account_uuid, name FROM mailboxes WHERE uuid = ?", (uuid,)
     ).fetchone()
     return _mailbox(row) if row else None
 
 
-def find_mailboxes_by_name(conn: sqlite3.Connection, name: str) -> list[Mailbox]:
+def find_mailboxes_by_name(conn: Tx, name: str) -> list[Mailbox]:
     rows = conn.execute(
         "SELECT uuid, account_uuid, name FROM mailboxes WHERE name = ? COLLATE NOCASE", (name,)
     ).fetchall()
     return [_mailbox(r) for r in rows]
 
 
-def list_templates(conn: sqlite3.Connection, account_uuid: str) -> list[Template]:
+def list_templates(conn: Tx, account_uuid: str) -> list[Template]:
     rows = conn.execute(
         "SELECT t.uuid, t.account_uuid, t.name, group_concat(v.version) AS versions "
         "FROM templates t JOIN template_versions v ON v.template_uuid = t.uuid "
@@ -82,7 +80,7 @@ def list_templates(conn: sqlite3.Connection, account_uuid: str) -> list[Template
     return [_template(r) for r in rows]
 
 
-def get_template(conn: sqlite3.Connection, uuid: str) -> Template | None:
+def get_template(conn: Tx, uuid: str) -> Template | None:
     row = conn.execute(
         "SELECT t.uuid, t.account_uuid, t.name, group_concat(v.version) AS versions "
         "FROM templates t JOIN template_versions v ON v.template_uuid = t.uuid "
@@ -92,9 +90,7 @@ def get_template(conn: sqlite3.Connection, uuid: str) -> Template | None:
     return _template(row) if row else None
 
 
-def get_template_version(
-    conn: sqlite3.Connection, template_uuid: str, version: int
-) -> TemplateVersion | None:
+def get_template_version(conn: Tx, template_uuid: str, version: int) -> TemplateVersion | None:
     row = conn.execute(
         "SELECT documents FROM template_versions WHERE template_uuid = ? AND version = ?",
         (template_uuid, version),
@@ -114,11 +110,11 @@ def _documents(text: str) -> tuple[dict[str, Any], ...]:
     return tuple(json.loads(text))
 
 
-def _mailbox(row: sqlite3.Row) -> Mailbox:
+def _mailbox(row: Any) -> Mailbox:
     return Mailbox(uuid=row["uuid"], account_uuid=row["account_uuid"], name=row["name"])
 
 
-def _template(row: sqlite3.Row) -> Template:
+def _template(row: Any) -> Template:
     versions = tuple(sorted(int(v) for v in str(row["versions"]).split(",")))
     return Template(
         uuid=row["uuid"], account_uuid=row["account_uuid"], name=row["name"], versions=versions

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
 from core.clock import utc_now
 from core.models import As2Message, As2Status
+from core.storage.connection import Tx
 
 IN, OUT = "in", "out"
 _LIST_COLUMNS = (
@@ -66,7 +68,7 @@ class Outgoing:
 
 
 def processed_inbound(
-    conn: sqlite3.Connection, mailbox_uuid: str, partner_id: str, message_id: str
+    conn: Tx, mailbox_uuid: str, partner_id: str, message_id: str
 ) -> tuple[int, StoredMdn | None, str, str] | None:
     """A message from this partner already processed: (row id, its MDN, mode, async URL)."""
     row = conn.execute(
@@ -81,7 +83,7 @@ def processed_inbound(
     return int(row["id"]), mdn, str(row["mdn_mode"] or "none"), str(row["mdn_url"] or "")
 
 
-def record_inbound(conn: sqlite3.Connection, record: InboundRecord) -> int:
+def record_inbound(conn: Tx, record: InboundRecord) -> int:
     """Insert or (for a retry of a refused message) overwrite; returns the row id.
 
     A row already RECEIVED is never overwritten: the caller checked for duplicates in the same
@@ -127,17 +129,17 @@ def record_inbound(conn: sqlite3.Connection, record: InboundRecord) -> int:
     return int(row[0])
 
 
-def attempts_of(conn: sqlite3.Connection, row_id: int) -> int:
+def attempts_of(conn: Tx, row_id: int) -> int:
     row = conn.execute("SELECT attempts FROM as2_messages WHERE id = ?", (row_id,)).fetchone()
     return int(row[0]) if row else 0
 
 
-def job_ref_of(conn: sqlite3.Connection, row_id: int) -> str:
+def job_ref_of(conn: Tx, row_id: int) -> str:
     row = conn.execute("SELECT job_ref FROM as2_messages WHERE id = ?", (row_id,)).fetchone()
     return str(row[0] or "") if row else ""
 
 
-def stored_mdn(conn: sqlite3.Connection, row_id: int) -> tuple[StoredMdn | None, str, str]:
+def stored_mdn(conn: Tx, row_id: int) -> tuple[StoredMdn | None, str, str]:
     """An inbound message's MDN with where to send it: (mdn, partner id, async URL)."""
     row = conn.execute(
         "SELECT mdn_headers, mdn_body, partner_id, mdn_url FROM as2_messages WHERE id = ?",
@@ -149,7 +151,7 @@ def stored_mdn(conn: sqlite3.Connection, row_id: int) -> tuple[StoredMdn | None,
 
 
 def add_outgoing(
-    conn: sqlite3.Connection,
+    conn: Tx,
     mailbox_uuid: str,
     partner_id: str,
     message_id: str,
@@ -175,7 +177,7 @@ def add_outgoing(
     )
 
 
-def get_outgoing(conn: sqlite3.Connection, mailbox_uuid: str, message_id: str) -> Outgoing | None:
+def get_outgoing(conn: Tx, mailbox_uuid: str, message_id: str) -> Outgoing | None:
     row = conn.execute(
         "SELECT * FROM as2_messages WHERE mailbox_uuid = ? AND direction = 'out' "
         "AND message_id = ?",
@@ -184,7 +186,7 @@ def get_outgoing(conn: sqlite3.Connection, mailbox_uuid: str, message_id: str) -
     return _outgoing(row) if row else None
 
 
-def find_outgoing(conn: sqlite3.Connection, message_id: str) -> Outgoing | None:
+def find_outgoing(conn: Tx, message_id: str) -> Outgoing | None:
     """An outbound message by Message-ID alone (an asynchronous MDN names only that)."""
     row = conn.execute(
         "SELECT * FROM as2_messages WHERE direction = 'out' AND message_id = ?", (message_id,)
@@ -193,7 +195,7 @@ def find_outgoing(conn: sqlite3.Connection, message_id: str) -> Outgoing | None:
 
 
 def record_built(
-    conn: sqlite3.Connection,
+    conn: Tx,
     row_id: int,
     *,
     partner_id: str,
@@ -226,7 +228,7 @@ def record_built(
     )
 
 
-def mark_awaiting_mdn(conn: sqlite3.Connection, row_id: int, due: float) -> None:
+def mark_awaiting_mdn(conn: Tx, row_id: int, due: float) -> None:
     """The partner took the request; its asynchronous MDN is due by ``due`` (unless it came)."""
     conn.execute(
         "UPDATE as2_messages SET status = ?, mdn_due = ?, error = '', updated_at = ? "
@@ -235,14 +237,14 @@ def mark_awaiting_mdn(conn: sqlite3.Connection, row_id: int, due: float) -> None
     )
 
 
-def final_status(conn: sqlite3.Connection, row_id: int) -> As2Status | None:
+def final_status(conn: Tx, row_id: int) -> As2Status | None:
     """DELIVERED or FAILED once the MDN settled it, else None."""
     row = conn.execute("SELECT status FROM as2_messages WHERE id = ?", (row_id,)).fetchone()
     status = As2Status(row[0]) if row else None
     return status if status in (As2Status.DELIVERED, As2Status.FAILED) else None
 
 
-def mark_attempt_failed(conn: sqlite3.Connection, row_id: int, error: str, final: bool) -> None:
+def mark_attempt_failed(conn: Tx, row_id: int, error: str, final: bool) -> None:
     status = As2Status.FAILED if final else As2Status.SENDING
     conn.execute(
         "UPDATE as2_messages SET status = ?, error = ?, updated_at = ? WHERE id = ?",
@@ -251,7 +253,7 @@ def mark_attempt_failed(conn: sqlite3.Connection, row_id: int, error: str, final
 
 
 def record_mdn(
-    conn: sqlite3.Connection,
+    conn: Tx,
     row_id: int,
     *,
     disposition: str,
@@ -268,7 +270,7 @@ def record_mdn(
     )
 
 
-def retry_outgoing(conn: sqlite3.Connection, job_ids: list[int]) -> int:
+def retry_outgoing(conn: Tx, job_ids: list[int]) -> int:
     """Failed outbound messages of these (reprocessed) jobs are to be sent again: sending."""
     marks = ",".join("?" * len(job_ids))
     cursor = conn.execute(
@@ -280,9 +282,7 @@ def retry_outgoing(conn: sqlite3.Connection, job_ids: list[int]) -> int:
     return cursor.rowcount
 
 
-def find_message(
-    conn: sqlite3.Connection, mailbox_uuid: str, direction: str, message_id: str
-) -> As2Message | None:
+def find_message(conn: Tx, mailbox_uuid: str, direction: str, message_id: str) -> As2Message | None:
     rows = conn.execute(
         f"SELECT {_LIST_COLUMNS} FROM as2_messages WHERE mailbox_uuid = ? AND direction = ? "
         "AND message_id = ?",
@@ -292,9 +292,7 @@ def find_message(
     return found[0] if found else None
 
 
-def list_messages(
-    conn: sqlite3.Connection, mailbox_uuid: str | None = None, limit: int = 200
-) -> list[As2Message]:
+def list_messages(conn: Tx, mailbox_uuid: str | None = None, limit: int = 200) -> list[As2Message]:
     where, args = ("WHERE mailbox_uuid = ?", (mailbox_uuid,)) if mailbox_uuid else ("", ())
     rows = conn.execute(
         f"SELECT {_LIST_COLUMNS} FROM as2_messages {where} ORDER BY id DESC LIMIT ?",
@@ -303,7 +301,7 @@ def list_messages(
     return _messages(rows)
 
 
-def _messages(rows: list[sqlite3.Row]) -> list[As2Message]:
+def _messages(rows: list[Any]) -> list[As2Message]:
     return [
         As2Message(
             id=r["id"],
@@ -333,7 +331,7 @@ def _mdn(headers: str | None, body: bytes | None) -> StoredMdn | None:
     return StoredMdn(pairs, bytes(body))
 
 
-def _outgoing(row: sqlite3.Row) -> Outgoing:
+def _outgoing(row: Any) -> Outgoing:
     return Outgoing(
         id=row["id"],
         mailbox_uuid=row["mailbox_uuid"],

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from core.clock import timestamp
 from core.models import Ban
+from core.storage.connection import Tx
 
 
-def list_bans(conn: sqlite3.Connection, now: float | None = None) -> list[Ban]:
+def list_bans(conn: Tx, now: float | None = None) -> list[Ban]:
     now = timestamp() if now is None else now
     rows = conn.execute(
         "SELECT address, failures, banned_at, banned_until FROM sftp_bans "
@@ -18,7 +17,7 @@ def list_bans(conn: sqlite3.Connection, now: float | None = None) -> list[Ban]:
     return [Ban(r[0], r[1], r[2], r[3]) for r in rows]
 
 
-def upsert_ban(conn: sqlite3.Connection, ban: Ban) -> None:
+def upsert_ban(conn: Tx, ban: Ban) -> None:
     conn.execute(
         "INSERT INTO sftp_bans (address, failures, banned_at, banned_until) VALUES (?, ?, ?, ?) "
         "ON CONFLICT(address) DO UPDATE SET failures = excluded.failures, "
@@ -27,10 +26,10 @@ def upsert_ban(conn: sqlite3.Connection, ban: Ban) -> None:
     )
 
 
-def delete_ban(conn: sqlite3.Connection, address: str) -> bool:
+def delete_ban(conn: Tx, address: str) -> bool:
     return conn.execute("DELETE FROM sftp_bans WHERE address = ?", (address,)).rowcount > 0
 
 
-def purge_expired(conn: sqlite3.Connection, now: float | None = None) -> None:
+def purge_expired(conn: Tx, now: float | None = None) -> None:
     now = timestamp() if now is None else now
     conn.execute("DELETE FROM sftp_bans WHERE banned_until <= ?", (now,))

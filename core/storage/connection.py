@@ -11,19 +11,78 @@ import contextlib
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, Protocol, TypeVar
 
+from core.clock import timestamp
 from core.errors import StoreBusy, StoreError, StoreFull, StoreProblem, StoreUnavailable
 from core.storage.schema import migrate
 
-Tx: TypeAlias = sqlite3.Connection
-"""What a unit of work receives: the transaction :meth:`Database.write` or :meth:`Database.read`
-opened for it. Units outside ``core/storage/`` only hand it on to storage functions (they never
-run SQL); today it is the SQLite connection, a second backend makes it a ``Protocol``
-(docs/scale-out.md)."""
+U = TypeVar("U", bound=Callable[..., Any])
+
+
+class Cursor(Protocol):
+    """What a statement returns: rows (by index and by column name) and a count."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Tx(Protocol):
+    """What a unit of work receives: the transaction :meth:`Database.write` or
+    :meth:`Database.read` opened for it, on either backend (docs/scale-out.md).
+
+    Units outside ``core/storage/`` only hand it on to storage functions (they never run SQL).
+    Storage functions write SQL both backends run (``?`` placeholders; the PostgreSQL
+    connection translates them) and ask :func:`is_postgres` where the dialects differ.
+    """
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Cursor: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Cursor: ...
+
+    @property
+    def in_transaction(self) -> bool: ...
+
+
+def is_postgres(tx: Tx) -> bool:
+    """Whether this transaction runs on PostgreSQL (where the SQL dialects differ)."""
+    return getattr(tx, "dialect", "sqlite") == "postgres"
+
+
+def store_now(tx: Tx) -> float:
+    """Seconds since the epoch by the store's clock, for leases, due times and bans.
+
+    On PostgreSQL the database's clock decides, so nodes whose clocks disagree still agree on
+    which lease ran out; SQLite serves one host, whose clock is the store's.
+    """
+    now = getattr(tx, "store_now", None)
+    return float(now()) if now is not None else timestamp()
+
+
+def concurrent_write(unit: U) -> U:
+    """Marks a unit of work that stays correct beside other writers without the store's write
+    lock (its conflicts are settled by row locks, ``SKIP LOCKED`` or ``ON CONFLICT``).
+
+    SQLite runs every write alone anyway. PostgreSQL runs unmarked units one at a time across
+    every node (a transaction-scoped advisory lock), as SQLite would, since their
+    check-then-act was written for that; marked ones (job claims and completions, heartbeats)
+    run side by side, which is what lets several engines share the work.
+    """
+    setattr(unit, CONCURRENT_MARK, True)
+    return unit
+
+
+CONCURRENT_MARK = "_docbridge_concurrent_write"
+
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -166,7 +225,7 @@ def store_error(exc: sqlite3.Error, path: Path) -> StoreError | None:
 
 
 @contextlib.contextmanager
-def savepoint(conn: sqlite3.Connection) -> Iterator[None]:
+def savepoint(conn: Tx) -> Iterator[None]:
     """One item of a batch transaction: an exception undoes this item's writes only (and
     propagates), the batch's other items stay."""
     conn.execute("SAVEPOINT item")

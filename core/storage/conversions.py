@@ -3,8 +3,8 @@ counters that the rules table shows (kept in step in the same transaction)."""
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
 from core.clock import utc_now
 from core.models import (
@@ -14,6 +14,7 @@ from core.models import (
     ConversionStatus,
     Direction,
 )
+from core.storage.connection import Tx
 
 
 @dataclass(frozen=True)
@@ -34,13 +35,13 @@ class NewConversion:
     input_size: int | None = None  # when ``input`` is not the whole input (a source's head)
 
 
-def record(conn: sqlite3.Connection, entry: NewConversion, keep_bytes: int) -> int:
+def record(conn: Tx, entry: NewConversion, keep_bytes: int) -> int:
     """Append an attempt and count it on its rule; input and output are kept when each is at
     most ``keep_bytes`` (the sizes are always kept)."""
     cursor = conn.execute(
         "INSERT INTO conversions (at, mailbox_uuid, direction, rule_uuid, rule_name, "
         "envelope_uuid, file_name, subject, status, error, job_ref) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (
             utc_now(),
             entry.mailbox_uuid,
@@ -55,7 +56,7 @@ def record(conn: sqlite3.Connection, entry: NewConversion, keep_bytes: int) -> i
             entry.job_ref,
         ),
     )
-    conversion_id = int(cursor.lastrowid or 0)
+    conversion_id = int(cursor.fetchone()[0])
     if entry.input is not None or entry.output is not None:
         data_in, data_out = entry.input or b"", entry.output or b""
         conn.execute(
@@ -76,7 +77,7 @@ def record(conn: sqlite3.Connection, entry: NewConversion, keep_bytes: int) -> i
     return conversion_id
 
 
-def list_records(conn: sqlite3.Connection, query: ConversionFilter) -> list[ConversionRecord]:
+def list_records(conn: Tx, query: ConversionFilter) -> list[ConversionRecord]:
     """Newest first, filtered."""
     where, args = _where(query)
     rows = conn.execute(
@@ -88,12 +89,12 @@ def list_records(conn: sqlite3.Connection, query: ConversionFilter) -> list[Conv
     return [_record(r) for r in rows]
 
 
-def count_records(conn: sqlite3.Connection, query: ConversionFilter) -> int:
+def count_records(conn: Tx, query: ConversionFilter) -> int:
     where, args = _where(query)
     return int(conn.execute(f"SELECT COUNT(*) FROM conversions c {where}", args).fetchone()[0])
 
 
-def get_record(conn: sqlite3.Connection, conversion_id: int) -> ConversionRecord | None:
+def get_record(conn: Tx, conversion_id: int) -> ConversionRecord | None:
     row = conn.execute(
         "SELECT c.*, p.input_size, p.output_size FROM conversions c "
         "LEFT JOIN conversion_payloads p ON p.conversion_id = c.id WHERE c.id = ?",
@@ -102,12 +103,12 @@ def get_record(conn: sqlite3.Connection, conversion_id: int) -> ConversionRecord
     return _record(row) if row else None
 
 
-def get_job_ref(conn: sqlite3.Connection, conversion_id: int) -> str:
+def get_job_ref(conn: Tx, conversion_id: int) -> str:
     row = conn.execute("SELECT job_ref FROM conversions WHERE id = ?", (conversion_id,)).fetchone()
     return str(row["job_ref"] or "") if row else ""
 
 
-def get_payload(conn: sqlite3.Connection, conversion_id: int) -> ConversionPayload | None:
+def get_payload(conn: Tx, conversion_id: int) -> ConversionPayload | None:
     row = conn.execute(
         "SELECT * FROM conversion_payloads WHERE conversion_id = ?", (conversion_id,)
     ).fetchone()
@@ -122,7 +123,7 @@ def get_payload(conn: sqlite3.Connection, conversion_id: int) -> ConversionPaylo
     )
 
 
-def no_rule_count(conn: sqlite3.Connection, mailbox_uuid: str) -> int:
+def no_rule_count(conn: Tx, mailbox_uuid: str) -> int:
     """Attempts of this mailbox that no rule took (default rule, or a file sent to error/)."""
     row = conn.execute(
         "SELECT COUNT(*) FROM conversions WHERE mailbox_uuid = ? AND rule_uuid IS NULL",
@@ -131,7 +132,7 @@ def no_rule_count(conn: sqlite3.Connection, mailbox_uuid: str) -> int:
     return int(row[0])
 
 
-def prune_payloads(conn: sqlite3.Connection, older_than: str) -> int:
+def prune_payloads(conn: Tx, older_than: str) -> int:
     """Drop kept inputs and outputs of records older than ``older_than`` (ISO time); the
     records themselves stay, so the counters and the history still add up."""
     cursor = conn.execute(
@@ -166,7 +167,7 @@ def _where(query: ConversionFilter) -> tuple[str, tuple[object, ...]]:
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
 
 
-def _record(row: sqlite3.Row) -> ConversionRecord:
+def _record(row: Any) -> ConversionRecord:
     return ConversionRecord(
         id=row["id"],
         at=row["at"],

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 from core.clock import utc_now
 from core.models import Envelope, EnvelopeDelivery, EnvelopeDirection, EnvelopeStatus
+from core.storage.connection import Tx
 
 
-def insert_envelope(
-    conn: sqlite3.Connection, envelope: Envelope, xml: str, documents: list[dict[str, Any]]
-) -> int:
+def insert_envelope(conn: Tx, envelope: Envelope, xml: str, documents: list[dict[str, Any]]) -> int:
     """Store a new envelope; returns its arrival sequence number."""
     cursor = conn.execute(
         "INSERT INTO envelopes (uuid, mailbox_uuid, direction, template_uuid, template_version, "
         "subject, sender_mailbox, recipient_mailbox, status, xml, documents, received_at, "
-        "sent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "sent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
         (
             envelope.uuid,
             envelope.mailbox_uuid,
@@ -34,10 +32,10 @@ def insert_envelope(
             envelope.sent_at,
         ),
     )
-    return int(cursor.lastrowid or 0)
+    return int(cursor.fetchone()[0])
 
 
-def get_delivery(conn: sqlite3.Connection, uuid: str) -> EnvelopeDelivery | None:
+def get_delivery(conn: Tx, uuid: str) -> EnvelopeDelivery | None:
     """An envelope with what delivering it needs: its XML and the names a notification shows
     (mailbox, template, sender). None when the envelope is gone."""
     row = conn.execute(
@@ -60,7 +58,7 @@ def get_delivery(conn: sqlite3.Connection, uuid: str) -> EnvelopeDelivery | None
     )
 
 
-def mark_rejected(conn: sqlite3.Connection, uuid: str, reason: str) -> None:
+def mark_rejected(conn: Tx, uuid: str, reason: str) -> None:
     """The default rule refused the envelope: cancelled by the system, with the reason."""
     conn.execute(
         "UPDATE envelopes SET status = ?, reject_reason = ?, rejected_by = 'system' WHERE uuid = ?",
@@ -68,7 +66,7 @@ def mark_rejected(conn: sqlite3.Connection, uuid: str, reason: str) -> None:
     )
 
 
-def mark_completed(conn: sqlite3.Connection, uuid: str) -> None:
+def mark_completed(conn: Tx, uuid: str) -> None:
     """The envelope reached the customer (or its notification is queued); the first
     completion's time stays (a repeated effect after a crash does not move it)."""
     conn.execute(
@@ -77,13 +75,13 @@ def mark_completed(conn: sqlite3.Connection, uuid: str) -> None:
     )
 
 
-def get_envelope(conn: sqlite3.Connection, uuid: str) -> Envelope | None:
+def get_envelope(conn: Tx, uuid: str) -> Envelope | None:
     row = conn.execute(f"SELECT {_COLUMNS} FROM envelopes WHERE uuid = ?", (uuid,)).fetchone()
     return _envelope(row) if row else None
 
 
 def list_envelopes(
-    conn: sqlite3.Connection,
+    conn: Tx,
     mailbox_uuid: str | None = None,
     status: EnvelopeStatus | None = None,
     limit: int = 1000,
@@ -101,7 +99,7 @@ def list_envelopes(
 
 
 def count_envelopes(
-    conn: sqlite3.Connection,
+    conn: Tx,
     mailbox_uuid: str | None = None,
     status: EnvelopeStatus | None = None,
 ) -> int:
@@ -132,7 +130,7 @@ _COLUMNS = (
 _COLUMNS_OF_E = ", ".join(f"e.{name.strip()}" for name in _COLUMNS.split(","))
 
 
-def _envelope(row: sqlite3.Row) -> Envelope:
+def _envelope(row: Any) -> Envelope:
     return Envelope(
         uuid=row["uuid"],
         mailbox_uuid=row["mailbox_uuid"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,9 +15,10 @@ from core.models import (
     MdnMode,
     TransferProtocol,
 )
+from core.storage.connection import Tx
 
 
-def get_integration(conn: sqlite3.Connection, mailbox_uuid: str) -> Integration:
+def get_integration(conn: Tx, mailbox_uuid: str) -> Integration:
     """The saved integration, or the defaults a fresh page shows (SFTP, default rule 1, off)."""
     row = conn.execute(
         "SELECT * FROM integrations WHERE mailbox_uuid = ?", (mailbox_uuid,)
@@ -65,14 +65,14 @@ def get_integration(conn: sqlite3.Connection, mailbox_uuid: str) -> Integration:
     )
 
 
-def _ensure_row(conn: sqlite3.Connection, mailbox_uuid: str) -> None:
+def _ensure_row(conn: Tx, mailbox_uuid: str) -> None:
     conn.execute(
         "INSERT INTO integrations (mailbox_uuid) VALUES (?) ON CONFLICT(mailbox_uuid) DO NOTHING",
         (mailbox_uuid,),
     )
 
 
-def save_form(conn: sqlite3.Connection, mailbox_uuid: str, form: IntegrationForm) -> None:
+def save_form(conn: Tx, mailbox_uuid: str, form: IntegrationForm) -> None:
     _ensure_row(conn, mailbox_uuid)
     as2 = form.as2
     conn.execute(
@@ -104,7 +104,7 @@ def save_form(conn: sqlite3.Connection, mailbox_uuid: str, form: IntegrationForm
     )
 
 
-def set_enabled(conn: sqlite3.Connection, mailbox_uuid: str, enabled: bool) -> bool:
+def set_enabled(conn: Tx, mailbox_uuid: str, enabled: bool) -> bool:
     """Set the toggle; returns whether it changed."""
     _ensure_row(conn, mailbox_uuid)
     cursor = conn.execute(
@@ -115,7 +115,7 @@ def set_enabled(conn: sqlite3.Connection, mailbox_uuid: str, enabled: bool) -> b
     return cursor.rowcount > 0
 
 
-def set_password_hash(conn: sqlite3.Connection, mailbox_uuid: str, password_hash: str) -> None:
+def set_password_hash(conn: Tx, mailbox_uuid: str, password_hash: str) -> None:
     _ensure_row(conn, mailbox_uuid)
     conn.execute(
         "UPDATE integrations SET password_hash = ?, password_changed_at = ? WHERE mailbox_uuid = ?",
@@ -123,21 +123,21 @@ def set_password_hash(conn: sqlite3.Connection, mailbox_uuid: str, password_hash
     )
 
 
-def get_password_hash(conn: sqlite3.Connection, mailbox_uuid: str) -> str | None:
+def get_password_hash(conn: Tx, mailbox_uuid: str) -> str | None:
     row = conn.execute(
         "SELECT password_hash FROM integrations WHERE mailbox_uuid = ?", (mailbox_uuid,)
     ).fetchone()
     return row["password_hash"] if row else None
 
 
-def enabled_mailboxes(conn: sqlite3.Connection) -> list[str]:
+def enabled_mailboxes(conn: Tx) -> list[str]:
     """The mailboxes whose integration is on: the folders the engine watches (an AS2
     mailbox's payloads wait there as claims)."""
     rows = conn.execute("SELECT mailbox_uuid FROM integrations WHERE enabled = 1").fetchall()
     return [str(r[0]) for r in rows]
 
 
-def login_hash(conn: sqlite3.Connection, login: str) -> str | None:
+def login_hash(conn: Tx, login: str) -> str | None:
     """The password hash an SFTP login (a mailbox uuid, canonical) is checked against; None
     unless the mailbox's integration is on and SFTP: only such a login may succeed."""
     row = conn.execute(
@@ -148,7 +148,7 @@ def login_hash(conn: sqlite3.Connection, login: str) -> str | None:
     return str(row[0]) if row and row[0] else None
 
 
-def sftp_session_rules(conn: sqlite3.Connection) -> dict[str, float]:
+def sftp_session_rules(conn: Tx) -> dict[str, float]:
     """Mailboxes that may keep SFTP sessions (on, SFTP, with a password), each with the unix
     time its password last changed (0: unknown): a session older than that must end."""
     rows = conn.execute(
@@ -164,7 +164,7 @@ def _timestamp(iso: str | None) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def get_as2_identity(conn: sqlite3.Connection, mailbox_uuid: str) -> As2Identity | None:
+def get_as2_identity(conn: Tx, mailbox_uuid: str) -> As2Identity | None:
     row = conn.execute(
         "SELECT * FROM as2_identities WHERE mailbox_uuid = ?", (mailbox_uuid,)
     ).fetchone()
@@ -180,7 +180,7 @@ def get_as2_identity(conn: sqlite3.Connection, mailbox_uuid: str) -> As2Identity
     )
 
 
-def insert_as2_identity(conn: sqlite3.Connection, identity: As2Identity) -> bool:
+def insert_as2_identity(conn: Tx, identity: As2Identity) -> bool:
     """Store a generated identity unless another process stored one first; True if stored."""
     cursor = conn.execute(
         "INSERT INTO as2_identities (mailbox_uuid, certificate_pem, key_path, subject, "
@@ -199,7 +199,7 @@ def insert_as2_identity(conn: sqlite3.Connection, identity: As2Identity) -> bool
     return cursor.rowcount > 0
 
 
-def replace_as2_identity(conn: sqlite3.Connection, new: As2Identity) -> As2Identity | None:
+def replace_as2_identity(conn: Tx, new: As2Identity) -> As2Identity | None:
     """Make ``new`` the mailbox's identity; the one it replaces is kept as retired (its key
     still decrypts) and returned."""
     old = get_as2_identity(conn, new.mailbox_uuid)
@@ -222,7 +222,7 @@ def replace_as2_identity(conn: sqlite3.Connection, new: As2Identity) -> As2Ident
     return old
 
 
-def retired_as2_identities(conn: sqlite3.Connection, mailbox_uuid: str) -> list[As2Identity]:
+def retired_as2_identities(conn: Tx, mailbox_uuid: str) -> list[As2Identity]:
     """Earlier identities of the mailbox, newest first (their keys still decrypt)."""
     rows = conn.execute(
         "SELECT * FROM as2_retired_identities WHERE mailbox_uuid = ? ORDER BY id DESC",
@@ -250,7 +250,7 @@ class StoredCertificate:
     notify_email: str
 
 
-def as2_certificates(conn: sqlite3.Connection) -> list[StoredCertificate]:
+def as2_certificates(conn: Tx) -> list[StoredCertificate]:
     """The certificates of every saved AS2 integration: ours and the partner's."""
     rows = conn.execute(
         "SELECT i.mailbox_uuid, m.name, i.notify_email, i.as2_partner_certificate, "

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from core.clock import timestamp, utc_now
 from core.models import Job, JobKind, JobState
+from core.storage.connection import Tx
 
 MAX_ATTEMPTS = 8
 MAX_DELAY_S = 300.0
@@ -29,7 +29,7 @@ class RetryPolicy:
 
 
 def enqueue(
-    conn: sqlite3.Connection,
+    conn: Tx,
     kind: JobKind,
     ref: str,
     mailbox_uuid: str,
@@ -44,7 +44,7 @@ def enqueue(
     return cursor.rowcount > 0
 
 
-def job_row(conn: sqlite3.Connection, kind: JobKind, ref: str) -> Job | None:
+def job_row(conn: Tx, kind: JobKind, ref: str) -> Job | None:
     """The job with this (kind, ref), or None (its payload is left out)."""
     row = conn.execute(
         f"SELECT {_JOB_ROW} FROM jobs WHERE kind = ? AND ref = ?", (kind, ref)
@@ -63,9 +63,7 @@ CLAIMABLE = (
 )
 
 
-def claim(
-    conn: sqlite3.Connection, kind: JobKind, owner: str, lease_s: float, limit: int
-) -> list[Job]:
+def claim(conn: Tx, kind: JobKind, owner: str, lease_s: float, limit: int) -> list[Job]:
     """Take up to ``limit`` due jobs of enabled integrations, oldest first, with payloads."""
     now = timestamp()
     rows = conn.execute(
@@ -77,7 +75,7 @@ def claim(
     return sorted((_job(r, with_payload=True) for r in rows), key=lambda job: job.id)
 
 
-def complete(conn: sqlite3.Connection, job_id: int) -> None:
+def complete(conn: Tx, job_id: int) -> None:
     conn.execute(
         "UPDATE jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, "
         "last_error = NULL, updated_at = ? WHERE id = ?",
@@ -86,7 +84,7 @@ def complete(conn: sqlite3.Connection, job_id: int) -> None:
 
 
 def fail(
-    conn: sqlite3.Connection,
+    conn: Tx,
     job: Job,
     error: str,
     policy: RetryPolicy = RetryPolicy(),
@@ -109,7 +107,7 @@ def fail(
     return state
 
 
-def defer(conn: sqlite3.Connection, job_id: int, until: float) -> None:
+def defer(conn: Tx, job_id: int, until: float) -> None:
     """Back in the queue at ``until`` without counting a try (it waits for something, such
     as a partner's MDN; it did not fail)."""
     conn.execute(
@@ -119,7 +117,7 @@ def defer(conn: sqlite3.Connection, job_id: int, until: float) -> None:
     )
 
 
-def due_now(conn: sqlite3.Connection, kind: JobKind, ref: str) -> None:
+def due_now(conn: Tx, kind: JobKind, ref: str) -> None:
     """A waiting job runs at the next claim (what it waited for has come)."""
     conn.execute(
         "UPDATE jobs SET next_attempt_at = 0 WHERE kind = ? AND ref = ? AND state = 'ready'",
@@ -127,7 +125,7 @@ def due_now(conn: sqlite3.Connection, kind: JobKind, ref: str) -> None:
     )
 
 
-def count_refs(conn: sqlite3.Connection, kind: JobKind, prefix: str) -> int:
+def count_refs(conn: Tx, kind: JobKind, prefix: str) -> int:
     """How many jobs of ``kind`` have a ref starting with ``prefix``."""
     row = conn.execute(
         "SELECT count(*) FROM jobs WHERE kind = ? AND substr(ref, 1, ?) = ?",
@@ -145,7 +143,7 @@ Policies = Mapping[JobKind, RetryPolicy]
 _STOPPED = re.compile(r"^The engine stopped (\d+) times? while handling this")
 
 
-def release_all_running(conn: sqlite3.Connection, policies: Policies | None = None) -> int:
+def release_all_running(conn: Tx, policies: Policies | None = None) -> int:
     """Hand back the claims of a previous engine (it crashed: only one engine runs at a time).
 
     A claim that ends this way counts as a failed attempt: an item that stops the engine each
@@ -155,15 +153,13 @@ def release_all_running(conn: sqlite3.Connection, policies: Policies | None = No
     return _release(conn, "state = 'running'", (), policies or {})
 
 
-def release_expired(conn: sqlite3.Connection, policies: Policies | None = None) -> int:
+def release_expired(conn: Tx, policies: Policies | None = None) -> int:
     """Hand back claims whose lease ran out (the engine stalled on them); counted as for
     :func:`release_all_running`."""
     return _release(conn, "state = 'running' AND lease_until < ?", (timestamp(),), policies or {})
 
 
-def _release(
-    conn: sqlite3.Connection, where: str, args: tuple[Any, ...], policies: Policies
-) -> int:
+def _release(conn: Tx, where: str, args: tuple[Any, ...], policies: Policies) -> int:
     rows = conn.execute(
         f"SELECT id, kind, attempts, last_error FROM jobs WHERE {where}", args
     ).fetchall()
@@ -189,7 +185,7 @@ def _release(
     return len(rows)
 
 
-def give_back(conn: sqlite3.Connection, owner: str) -> int:
+def give_back(conn: Tx, owner: str) -> int:
     """An engine that stops cleanly returns its claims: ready at once, the attempt not counted
     (stopping the engine is nothing the item did)."""
     cursor = conn.execute(
@@ -200,7 +196,7 @@ def give_back(conn: sqlite3.Connection, owner: str) -> int:
     return cursor.rowcount
 
 
-def reprocess(conn: sqlite3.Connection, job_ids: list[int]) -> int:
+def reprocess(conn: Tx, job_ids: list[int]) -> int:
     """Put parked (or failed-and-waiting) jobs back at the front: due now, attempts reset."""
     marks = ",".join("?" * len(job_ids))
     cursor = conn.execute(
@@ -217,7 +213,7 @@ _JOB_ROW = (
 )
 
 
-def _job(row: sqlite3.Row, with_payload: bool = False) -> Job:
+def _job(row: Any, with_payload: bool = False) -> Job:
     """A job from its ``_JOB_ROW`` columns (and ``payload``, when selected)."""
     return Job(
         id=row["id"],
@@ -234,9 +230,7 @@ def _job(row: sqlite3.Row, with_payload: bool = False) -> Job:
     )
 
 
-def list_jobs(
-    conn: sqlite3.Connection, states: tuple[JobState, ...], limit: int = 200
-) -> list[Job]:
+def list_jobs(conn: Tx, states: tuple[JobState, ...], limit: int = 200) -> list[Job]:
     marks = ",".join("?" * len(states))
     rows = conn.execute(
         f"SELECT {_JOB_ROW} FROM jobs WHERE state IN ({marks}) ORDER BY id LIMIT ?",
@@ -245,7 +239,7 @@ def list_jobs(
     return [_job(r) for r in rows]
 
 
-def list_troubled(conn: sqlite3.Connection, limit: int = 200) -> list[Job]:
+def list_troubled(conn: Tx, limit: int = 200) -> list[Job]:
     """Jobs a person may want to look at: parked, or not done and failed at least once."""
     rows = conn.execute(
         f"SELECT {_JOB_ROW} FROM jobs WHERE state = 'parked' "
@@ -255,9 +249,7 @@ def list_troubled(conn: sqlite3.Connection, limit: int = 200) -> list[Job]:
     return [_job(r) for r in rows]
 
 
-def find_jobs(
-    conn: sqlite3.Connection, keys: set[tuple[JobKind, str]]
-) -> dict[tuple[JobKind, str], Job]:
+def find_jobs(conn: Tx, keys: set[tuple[JobKind, str]]) -> dict[tuple[JobKind, str], Job]:
     """The jobs with these (kind, ref) keys, by key (missing ones are left out)."""
     found: dict[tuple[JobKind, str], Job] = {}
     ordered = sorted(keys)
@@ -271,9 +263,7 @@ def find_jobs(
     return found
 
 
-def requeue(
-    conn: sqlite3.Connection, kind: JobKind, ref: str, payload_update: Mapping[str, Any]
-) -> bool:
+def requeue(conn: Tx, kind: JobKind, ref: str, payload_update: Mapping[str, Any]) -> bool:
     """Queue a job again whatever its state (done, parked, waiting), due now with fresh
     attempts and ``payload_update`` merged into its payload; False if it is running (or gone)."""
     row = conn.execute(
@@ -291,7 +281,7 @@ def requeue(
     return True
 
 
-def set_payloads(conn: sqlite3.Connection, payloads: Mapping[int, Mapping[str, Any]]) -> None:
+def set_payloads(conn: Tx, payloads: Mapping[int, Mapping[str, Any]]) -> None:
     """Replace the payloads of jobs (what a retry must reuse, e.g. the file name chosen)."""
     conn.executemany(
         "UPDATE jobs SET payload = ? WHERE id = ?",

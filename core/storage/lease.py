@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from dataclasses import dataclass
 
 from core.clock import timestamp, utc_now
+from core.storage.connection import Tx
 
 
 @dataclass(frozen=True)
@@ -22,9 +22,7 @@ class LeaseHolder:
     started_at: str
 
 
-def try_acquire(
-    conn: sqlite3.Connection, owner: str, pid: int, host: str, lease_s: float
-) -> LeaseHolder | None:
+def try_acquire(conn: Tx, owner: str, pid: int, host: str, lease_s: float) -> LeaseHolder | None:
     """Take the lease; returns None on success, or the live holder that keeps it."""
     now = timestamp()
     row = conn.execute("SELECT * FROM engine_lease WHERE id = 1").fetchone()
@@ -44,7 +42,7 @@ def try_acquire(
     return None
 
 
-def renew(conn: sqlite3.Connection, owner: str, lease_s: float) -> bool:
+def renew(conn: Tx, owner: str, lease_s: float) -> bool:
     """Extend our lease; False means another engine took it (we must stop)."""
     cursor = conn.execute(
         "UPDATE engine_lease SET heartbeat_at = ?, lease_until = ? WHERE id = 1 AND owner = ?",
@@ -54,7 +52,7 @@ def renew(conn: sqlite3.Connection, owner: str, lease_s: float) -> bool:
 
 
 def publish(
-    conn: sqlite3.Connection, owner: str, listeners: dict[str, str], sessions: list[dict[str, str]]
+    conn: Tx, owner: str, listeners: dict[str, str], sessions: list[dict[str, str]]
 ) -> None:
     conn.execute(
         "UPDATE engine_lease SET listeners = ?, sessions = ? WHERE id = 1 AND owner = ?",
@@ -62,7 +60,7 @@ def publish(
     )
 
 
-def release(conn: sqlite3.Connection, owner: str) -> None:
+def release(conn: Tx, owner: str) -> None:
     conn.execute("DELETE FROM engine_lease WHERE id = 1 AND owner = ?", (owner,))
 
 

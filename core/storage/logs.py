@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 from core.clock import utc_now
 from core.models import ActivityRecord, AuditEntry
+from core.storage.connection import Tx
 
 
 def append_audit(
-    conn: sqlite3.Connection,
+    conn: Tx,
     actor: str,
     action: str,
     mailbox_uuid: str | None = None,
@@ -24,9 +24,7 @@ def append_audit(
     )
 
 
-def list_audit(
-    conn: sqlite3.Connection, mailbox_uuid: str | None = None, limit: int = 200
-) -> list[AuditEntry]:
+def list_audit(conn: Tx, mailbox_uuid: str | None = None, limit: int = 200) -> list[AuditEntry]:
     where, args = ("WHERE mailbox_uuid = ?", (mailbox_uuid,)) if mailbox_uuid else ("", ())
     rows = conn.execute(
         f"SELECT * FROM audit_log {where} ORDER BY id DESC LIMIT ?", (*args, limit)
@@ -45,7 +43,7 @@ def list_audit(
 
 
 def append_activity(
-    conn: sqlite3.Connection,
+    conn: Tx,
     mailbox_uuid: str,
     rule: str,
     status: str,
@@ -61,7 +59,7 @@ def append_activity(
 
 
 def list_activity(
-    conn: sqlite3.Connection, mailbox_uuid: str | None = None, limit: int = 200
+    conn: Tx, mailbox_uuid: str | None = None, limit: int = 200
 ) -> list[ActivityRecord]:
     where, args = ("WHERE mailbox_uuid = ?", (mailbox_uuid,)) if mailbox_uuid else ("", ())
     rows = conn.execute(

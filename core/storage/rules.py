@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
+from typing import Any
 
 from core.clock import utc_now
 from core.models import ConversionRule, Direction, MatchTarget, RuleForm
+from core.storage.connection import Tx
 
 _FORM_COLUMNS = (
     "name, enabled, direction, template_uuid, template_version, match_pattern, match_target, "
@@ -30,21 +31,19 @@ def _form_values(form: RuleForm) -> tuple[object, ...]:
     )
 
 
-def list_rules(conn: sqlite3.Connection, mailbox_uuid: str) -> list[ConversionRule]:
+def list_rules(conn: Tx, mailbox_uuid: str) -> list[ConversionRule]:
     rows = conn.execute(
         "SELECT * FROM rules WHERE mailbox_uuid = ? ORDER BY position", (mailbox_uuid,)
     ).fetchall()
     return [_rule(r) for r in rows]
 
 
-def get_rule(conn: sqlite3.Connection, rule_uuid: str) -> ConversionRule | None:
+def get_rule(conn: Tx, rule_uuid: str) -> ConversionRule | None:
     row = conn.execute("SELECT * FROM rules WHERE uuid = ?", (rule_uuid,)).fetchone()
     return _rule(row) if row else None
 
 
-def name_taken(
-    conn: sqlite3.Connection, mailbox_uuid: str, name: str, except_uuid: str | None = None
-) -> bool:
+def name_taken(conn: Tx, mailbox_uuid: str, name: str, except_uuid: str | None = None) -> bool:
     row = conn.execute(
         "SELECT 1 FROM rules WHERE mailbox_uuid = ? AND name = ? AND uuid != ?",
         (mailbox_uuid, name, except_uuid or ""),
@@ -52,9 +51,7 @@ def name_taken(
     return row is not None
 
 
-def insert_rule(
-    conn: sqlite3.Connection, rule_uuid: str, mailbox_uuid: str, form: RuleForm
-) -> None:
+def insert_rule(conn: Tx, rule_uuid: str, mailbox_uuid: str, form: RuleForm) -> None:
     """Append at the end of the mailbox's list (callers hold the write lock)."""
     position = conn.execute(
         "SELECT COALESCE(MAX(position) + 1, 0) FROM rules WHERE mailbox_uuid = ?", (mailbox_uuid,)
@@ -67,7 +64,7 @@ def insert_rule(
     )
 
 
-def update_rule(conn: sqlite3.Connection, rule_uuid: str, form: RuleForm) -> None:
+def update_rule(conn: Tx, rule_uuid: str, form: RuleForm) -> None:
     assignments = ", ".join(f"{column.strip()} = ?" for column in _FORM_COLUMNS.split(","))
     conn.execute(
         f"UPDATE rules SET {assignments}, updated_at = ? WHERE uuid = ?",
@@ -75,14 +72,14 @@ def update_rule(conn: sqlite3.Connection, rule_uuid: str, form: RuleForm) -> Non
     )
 
 
-def set_rule_enabled(conn: sqlite3.Connection, rule_uuid: str, enabled: bool) -> None:
+def set_rule_enabled(conn: Tx, rule_uuid: str, enabled: bool) -> None:
     conn.execute(
         "UPDATE rules SET enabled = ?, updated_at = ? WHERE uuid = ?",
         (int(enabled), utc_now(), rule_uuid),
     )
 
 
-def delete_rule(conn: sqlite3.Connection, rule: ConversionRule) -> None:
+def delete_rule(conn: Tx, rule: ConversionRule) -> None:
     """Delete and close the gap so positions stay 0..n-1."""
     conn.execute("DELETE FROM rules WHERE uuid = ?", (rule.uuid,))
     conn.execute(
@@ -95,21 +92,21 @@ def delete_rule(conn: sqlite3.Connection, rule: ConversionRule) -> None:
     )
 
 
-def swap_positions(conn: sqlite3.Connection, first: ConversionRule, second: ConversionRule) -> None:
+def swap_positions(conn: Tx, first: ConversionRule, second: ConversionRule) -> None:
     # Positions are unique per mailbox, so park one row on -1 during the swap.
     conn.execute("UPDATE rules SET position = -1 WHERE uuid = ?", (first.uuid,))
     conn.execute("UPDATE rules SET position = ? WHERE uuid = ?", (first.position, second.uuid))
     conn.execute("UPDATE rules SET position = ? WHERE uuid = ?", (second.position, first.uuid))
 
 
-def rule_at(conn: sqlite3.Connection, mailbox_uuid: str, position: int) -> ConversionRule | None:
+def rule_at(conn: Tx, mailbox_uuid: str, position: int) -> ConversionRule | None:
     row = conn.execute(
         "SELECT * FROM rules WHERE mailbox_uuid = ? AND position = ?", (mailbox_uuid, position)
     ).fetchone()
     return _rule(row) if row else None
 
 
-def _rule(row: sqlite3.Row) -> ConversionRule:
+def _rule(row: Any) -> ConversionRule:
     form = RuleForm(
         name=row["name"],
         enabled=bool(row["enabled"]),
@@ -137,7 +134,7 @@ def _rule(row: sqlite3.Row) -> ConversionRule:
 
 
 def find_rules_by_name(
-    conn: sqlite3.Connection, name: str, mailbox_uuid: str | None = None
+    conn: Tx, name: str, mailbox_uuid: str | None = None
 ) -> list[ConversionRule]:
     if mailbox_uuid:
         rows = conn.execute(

@@ -12,6 +12,11 @@ import sqlite3
 
 from core.storage.schema import SCHEMA_VERSION, schema_version
 
+TYPE_CHECKING = False  # not typing: the quick commands start without it
+
+if TYPE_CHECKING:
+    from core.storage.connection import Tx
+
 BUSY_TIMEOUT_S = 30.0  # as core.storage.db (which imports asyncio: not here)
 
 
@@ -42,7 +47,7 @@ def _uri_path(path: str) -> str:
     return quoted + "?mode=rw"
 
 
-def engine_status_fields(conn: sqlite3.Connection, now: float) -> dict[str, object]:
+def engine_status_fields(conn: Tx, now: float) -> dict[str, object]:
     """The engine lease (running when it lasts beyond ``now``) and the queue, in one snapshot."""
     conn.execute("BEGIN")
     try:
@@ -51,7 +56,7 @@ def engine_status_fields(conn: sqlite3.Connection, now: float) -> dict[str, obje
         conn.execute("COMMIT")
 
 
-def engine_status_in(conn: sqlite3.Connection, now: float) -> dict[str, object]:
+def engine_status_in(conn: Tx, now: float) -> dict[str, object]:
     """:func:`engine_status_fields` in the caller's transaction (the one SQL both
     ``docbridge status`` and :func:`core.storage.engine_state.read_engine_status` read)."""
     lease = conn.execute(
@@ -92,12 +97,12 @@ def engine_status_in(conn: sqlite3.Connection, now: float) -> dict[str, object]:
     return fields
 
 
-def mailbox_names(conn: sqlite3.Connection) -> dict[str, str]:
+def mailbox_names(conn: Tx) -> dict[str, str]:
     """uuid -> name of every mailbox (to name the mailboxes of SFTP sessions)."""
     return dict(conn.execute("SELECT uuid, name FROM mailboxes").fetchall())
 
 
-def stores_as2_certificates(conn: sqlite3.Connection) -> bool:
+def stores_as2_certificates(conn: Tx) -> bool:
     """Whether any AS2 integration holds a certificate (ours or the partner's): only then does
     ``status`` need to read certificates (and load cryptography) for expiry warnings. The same
     rows as :func:`core.storage.integrations.as2_certificates`."""

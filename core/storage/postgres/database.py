@@ -1,0 +1,230 @@
+"""The database door on PostgreSQL: the same ``call``/``write``/``read`` as SQLite's
+:class:`core.storage.db.Database`, for several nodes sharing one database.
+
+Units of work are synchronous functions of a transaction, as on SQLite; here they run on a few
+threads, each with a connection from a psycopg pool, so the event loop never waits on the
+network. A unit is one transaction. Writes run one at a time across every node (a
+transaction-scoped advisory lock, as SQLite's ``BEGIN IMMEDIATE``) unless the unit is marked
+:func:`~core.storage.connection.concurrent_write`: those (job claims, completions, heartbeats)
+run side by side and settle conflicts with row locks. A unit PostgreSQL aborts for a
+serialization failure or a deadlock is run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from core.errors import StoreError
+from core.storage.connection import CONCURRENT_MARK
+from core.storage.postgres.connection import PgTx, configure_connection
+from core.storage.postgres.schema import migrate
+from core.storage.store_url import redacted
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+THREADS = 4  # units at once per process; also the pool's size
+# pg_advisory_xact_lock key that serialises unmarked writes across every node.
+WRITE_LOCK = 0x646F_6362_7772_6974 & 0x7FFF_FFFF_FFFF_FFFF
+RETRIES = 8  # runs of a unit aborted by a serialization failure or a deadlock
+CONNECT_TIMEOUT_S = 30.0
+
+
+class PgDatabase:
+    """Runs units of work on PostgreSQL; the only door to it."""
+
+    def __init__(self, url: str, *, threads: int = THREADS) -> None:
+        self.url = url
+        self.path = Path(redacted(url))  # what error messages name (no password)
+        self._threads = threads
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="docbridge-pg")
+        self._pool: ConnectionPool | None = None
+        self._pool_lock = threading.Lock()
+        self._closing: asyncio.Future[None] | None = None
+        self._writes_under_way = 0
+
+    async def call(
+        self, fn: Callable[Concatenate[Any, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run ``fn`` in one write transaction (SQLite's ``call`` is a bare connection; here
+        every unit is a transaction)."""
+        return await self.write(fn, *args, **kwargs)
+
+    async def write(
+        self, fn: Callable[Concatenate[Any, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run ``fn`` in one write transaction (all or nothing) on a database thread."""
+        concurrent = bool(getattr(fn, CONCURRENT_MARK, False))
+        unit = functools.partial(fn, **kwargs)
+        job = functools.partial(self._run, "write", concurrent, unit, args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, job)
+
+    async def write_grouped(
+        self, fn: Callable[Concatenate[Any, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """A write of its own: PostgreSQL commits concurrent transactions together itself
+        (its WAL flush serves every commit waiting on it), so nothing is gained by sharing."""
+        self._writes_under_way += 1
+        try:
+            return await self.write(fn, *args, **kwargs)
+        finally:
+            self._writes_under_way -= 1
+
+    @property
+    def waiting_writes(self) -> int:
+        return self._writes_under_way
+
+    async def read(
+        self, fn: Callable[Concatenate[Any, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run ``fn`` on one consistent snapshot (REPEATABLE READ, read only)."""
+        unit = functools.partial(fn, **kwargs)
+        job = functools.partial(self._run, "read", True, unit, args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, job)
+
+    def run_sync(self, mode: str, fn: Callable[..., T], *args: Any) -> T:
+        """A unit on the calling thread (tests and tools outside the event loop)."""
+        return self._run(mode, bool(getattr(fn, CONCURRENT_MARK, False)), fn, args)
+
+    def _run(self, mode: str, concurrent: bool, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        for attempt in range(1, RETRIES + 1):
+            try:
+                return self._run_once(mode, concurrent, fn, args)
+            except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected):
+                if attempt == RETRIES:
+                    raise
+                time.sleep(0.005 * attempt)  # on a database thread, never the loop
+            except psycopg.Error as exc:
+                translated = store_error(exc, self.path)
+                if translated is None:
+                    raise
+                raise translated from exc
+            except PoolTimeout as exc:
+                raise _unreachable(self.path, str(exc)) from exc
+        raise AssertionError("unreachable")
+
+    def _run_once(
+        self, mode: str, concurrent: bool, fn: Callable[..., T], args: tuple[Any, ...]
+    ) -> T:
+        pool = self._open_pool()
+        with pool.connection(timeout=CONNECT_TIMEOUT_S) as conn:
+            tx = PgTx(conn)
+            with conn.transaction():
+                if mode == "read":
+                    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                elif not concurrent:
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                return fn(tx, *args)
+
+    def _open_pool(self) -> ConnectionPool:
+        with self._pool_lock:
+            if self._pool is None:
+                pool = ConnectionPool(
+                    self.url,
+                    min_size=1,
+                    max_size=self._threads + 1,
+                    kwargs={"autocommit": True},
+                    configure=configure_connection,
+                    open=False,
+                    name="docbridge",
+                )
+                pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+                try:
+                    with pool.connection() as conn:
+                        migrate(conn)
+                except BaseException:
+                    pool.close()
+                    raise
+                self._pool = pool
+            return self._pool
+
+    async def close(self) -> None:
+        """Close the pool and the threads; callers closing at once share the one shutdown."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(asyncio.to_thread(self._close))
+        await asyncio.shield(self._closing)
+
+    def _close(self) -> None:
+        self._executor.shutdown(wait=True)
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
+
+
+# SQLSTATE classes and codes a person can act on; anything else is a defect of ours.
+_UNREACHABLE_CLASSES = ("08", "57P")  # connection exceptions; server shut down
+_MESSAGES: dict[str, tuple[str, str]] = {
+    "53100": (
+        "The disk of the PostgreSQL store {where} is full",
+        "Free disk space on the database server, then try again; nothing was half-saved.",
+    ),
+    "53200": (
+        "The PostgreSQL store {where} ran out of memory",
+        "Look at the database server's memory, then try again; nothing was half-saved.",
+    ),
+    "53300": (
+        "The PostgreSQL store {where} has no connection left",
+        "Raise max_connections on the server or run fewer nodes; nothing was changed.",
+    ),
+    "25006": (
+        "The PostgreSQL store {where} is read-only",
+        "It is a standby (after a failover?): point [store] url at the primary; nothing was "
+        "changed.",
+    ),
+    "28000": (
+        "The PostgreSQL store {where} refused docbridge's login",
+        "Check the user and password in [store] url (or DOCBRIDGE_STORE_URL).",
+    ),
+    "28P01": (
+        "The PostgreSQL store {where} refused docbridge's password",
+        "Check the password in [store] url (or DOCBRIDGE_STORE_URL).",
+    ),
+    "3D000": (
+        "The PostgreSQL database {where} does not exist",
+        "Create it (createdb), or correct the database name in [store] url.",
+    ),
+    "55P03": (
+        "The PostgreSQL store {where} is busy",
+        "Another node holds what this needs; try again in a moment. Nothing was changed.",
+    ),
+    "57014": (
+        "The PostgreSQL store {where} cancelled a statement",
+        "A statement timeout or an admin cancelled it; try again. Nothing was changed.",
+    ),
+}
+
+
+def store_error(exc: psycopg.Error, where: Path) -> StoreError | None:
+    """The domain error for a PostgreSQL error a user can act on, or None for a defect."""
+    code = exc.sqlstate or ""
+    if code in _MESSAGES:
+        title, hint = _MESSAGES[code]
+        return StoreError(title.format(where=where), hint, path=where, sqlite_error=code)
+    if code.startswith(_UNREACHABLE_CLASSES) or (
+        isinstance(exc, psycopg.OperationalError) and not code
+    ):
+        return _unreachable(where, str(exc).strip())
+    return None
+
+
+def _unreachable(where: Path, detail: str) -> StoreError:
+    return StoreError(
+        f"The PostgreSQL store {where} cannot be reached",
+        "Check that the database server runs and that [store] url (or DOCBRIDGE_STORE_URL) "
+        "names it; a change under way may or may not have been saved: look before you redo "
+        f"it. ({detail.splitlines()[0] if detail else 'no detail'})",
+        path=where,
+        sqlite_error="08000",
+    )
