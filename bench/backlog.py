@@ -65,9 +65,7 @@ def store(directory: Path, mailbox: str, size: int) -> sqlite3.Connection:
             jobs.enqueue(conn, JobKind.FILE, f"backlog-{number}", mailbox)
     with write_transaction(conn):
         for number in range(0, size, 10):  # a retry waiting, not due
-            row = jobs.job_row(conn, JobKind.FILE, f"backlog-{number}")
-            assert row is not None
-            jobs.defer(conn, row.id, 1e12)
+            jobs.postpone(conn, JobKind.FILE, f"backlog-{number}", 1e12)
     assert integrations.get_integration(conn, mailbox).enabled
     return conn
 
@@ -80,7 +78,7 @@ def per_job_ms(conn: sqlite3.Connection) -> float:
             began = time.perf_counter()
             claimed = jobs.claim(conn, JobKind.FILE, "bench", 60.0, BATCH)
             for job in claimed:
-                jobs.complete(conn, job.id)
+                jobs.complete(conn, job)
             costs.append((time.perf_counter() - began) * 1000 / max(len(claimed), 1))
             raise _Undo
     return statistics.median(costs)

@@ -26,7 +26,8 @@ from core.models import (
     TransferProtocol,
 )
 from core.storage import accounts, as2_messages, integrations, logs
-from core.storage.db import Database, Tx
+from core.storage.connection import Tx
+from core.storage.store import Store
 from core.validation import as2_id_from_name
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def generate_identity(common_name: str, key_path: Path) -> GeneratedIdentity:
 
 
 class As2Desk:
-    def __init__(self, db: Database, config: Config, actor: str) -> None:
+    def __init__(self, db: Store, config: Config, actor: str) -> None:
         self.db = db
         self.config = config
         self.actor = actor

@@ -49,7 +49,8 @@ def _create_data_dir(data_dir: Path) -> tuple[bool, Config]:
     created = not (data_dir / "docbridge.toml").exists()
     write_default_config(data_dir)
     config = load_config(data_dir)
-    connect(config.database_path).close()  # creates and migrates the schema
+    if not config.store_url:  # PostgreSQL: the service's first unit migrates it
+        connect(config.database_path).close()  # creates and migrates the schema
     return created, config
 
 

@@ -20,8 +20,10 @@ from typing import Any, NoReturn
 from core.cli_as2 import HANDLERS as AS2_HANDLERS
 from core.cli_as2 import add_as2_commands
 from core.cli_output import Handler
+from core.cli_output import node_name as _node_name
 from core.cli_output import page_limit as _page_limit
 from core.cli_output import page_offset as _page_offset
+from core.cli_output import port as _port
 from core.cli_output import print_json as _print_json
 from core.cli_output import say as _say
 from core.cli_quick import print_status, read_envelope_file
@@ -163,6 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--no-sftp", action="store_true", help="do not start the SFTP listener")
     serve.add_argument("--no-as2", action="store_true", help="do not start the AS2 endpoint")
+    serve.add_argument(
+        "--node-name",
+        type=_node_name,
+        default="",
+        metavar="NAME",
+        help="this node's name on a shared store (default: the host name)",
+    )
+    serve.add_argument("--sftp-port", type=_port, metavar="N", help="instead of [sftp] port")
+    serve.add_argument("--as2-port", type=_port, metavar="N", help="instead of [as2] port")
     status = commands.add_parser("status", parents=[common], help="engine, listeners, queue")
     status.add_argument("--json", action="store_true")
     activity = commands.add_parser("activity", parents=[common], help="recent processing attempts")
@@ -201,7 +212,14 @@ async def _dispatch(args: argparse.Namespace, data_dir: Path) -> int:
     if args.command == "serve":
         from core.engine.serve import serve
 
-        return await serve(data_dir, run_sftp=not args.no_sftp, run_as2=not args.no_as2)
+        return await serve(
+            data_dir,
+            run_sftp=not args.no_sftp,
+            run_as2=not args.no_as2,
+            node_name=args.node_name,
+            sftp_port=args.sftp_port,
+            as2_port=args.as2_port,
+        )
     handler = _HANDLERS[(args.command, getattr(args, "action", None))]
     service = await Service.open(data_dir, default_actor("cli"))
     try:

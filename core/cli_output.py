@@ -48,6 +48,26 @@ def page_offset(text: str) -> int:
     return whole_number(text, 0, 2**62, "of 0 or more")
 
 
+def port(text: str) -> int:
+    return whole_number(text, 0, 65535, "from 0 to 65535 (0: any free port)")
+
+
+NODE_NAME_CHARACTERS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+)
+
+
+def node_name(text: str) -> str:
+    """argparse type: a node's name, as it shows in ``docbridge status`` and logs."""
+    if not 1 <= len(text) <= 64 or not set(text) <= NODE_NAME_CHARACTERS:
+        import argparse
+
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a node name: 1 to 64 letters, digits, '.', '_' or '-'"
+        )
+    return text
+
+
 def whole_number(text: str, low: int, high: int, range_text: str) -> int:
     """argparse type: an integer in ``low..high``; argparse names the flag in its error."""
     try:

@@ -24,7 +24,13 @@ import stat
 from collections.abc import Sequence
 
 from core.cli_output import print_json, say
-from core.data_dir import CONFIG_FILE, DATABASE_FILE, DEFAULT_CONFIG_TEXT, resolve_data_dir_text
+from core.data_dir import (
+    CONFIG_FILE,
+    DATABASE_FILE,
+    DEFAULT_CONFIG_TEXT,
+    STORE_URL_ENV,
+    resolve_data_dir_text,
+)
 
 TYPE_CHECKING = False  # not typing: it is one of the imports this module exists to avoid
 if TYPE_CHECKING:
@@ -94,7 +100,8 @@ def status(data_dir: str, *, as_json: bool) -> int | None:
     from core.clock import timestamp
     from core.storage import status_reads
 
-    check_config(data_dir)
+    if not check_config(data_dir):
+        return None  # a PostgreSQL store: the full path
     conn = status_reads.open_current(os.path.join(data_dir, DATABASE_FILE))
     if conn is None:
         return None  # no store (the full path says how to make one) or a schema to migrate
@@ -110,19 +117,22 @@ def status(data_dir: str, *, as_json: bool) -> int | None:
     return 0
 
 
-def check_config(data_dir: str) -> None:
-    """Raise what opening the service would for a broken ``docbridge.toml``.
+def check_config(data_dir: str) -> bool:
+    """Raise what opening the service would for a broken ``docbridge.toml``; whether the store
+    is SQLite in the data directory (the only one the quick path opens).
 
     A missing file or one still holding the default text is known good without tomllib; any
     other is read and checked as :func:`core.config.load_config` checks it, without building the
     config dataclasses.
     """
+    if os.environ.get(STORE_URL_ENV, "").strip():
+        return False
     default = DEFAULT_CONFIG_TEXT.encode()
     try:
         with open(os.path.join(data_dir, CONFIG_FILE), "rb") as file:
             text = file.read(len(default) + 1)
     except FileNotFoundError:
-        return
+        return True
     except OSError:
         text = b""  # whatever load_config makes of it
     if text != default:
@@ -130,7 +140,9 @@ def check_config(data_dir: str) -> None:
 
         from core.config_file import read_settings
 
-        read_settings(Path(data_dir))
+        settings = read_settings(Path(data_dir))
+        return not (settings and str(settings["store"].get("url", "")).strip())
+    return True
 
 
 def _certificate_warnings(conn: sqlite3.Connection) -> list[CertificateWarning]:
@@ -152,15 +164,21 @@ def print_status(
     if as_json:
         print_json({**status, "certificate_warnings": [_warning(w) for w in expiring]})
         return
+    nodes = status.get("nodes") or ()
+    assert isinstance(nodes, tuple)
+    if len(nodes) > 1:  # several nodes share this store: each with its state and listeners
+        for node in nodes:
+            _say_node(node)
     if status["running"]:
-        say(
-            f"engine:     running (pid {status['pid']} on {status['host']}, "
-            f"since {status['started_at']})"
-        )
-        listeners = status["listeners"]
-        assert isinstance(listeners, dict)
-        for name, address in listeners.items():
-            say(f"listener:   {name} {address}")
+        if len(nodes) <= 1:
+            say(
+                f"engine:     running (pid {status['pid']} on {status['host']}, "
+                f"since {status['started_at']})"
+            )
+            listeners = status["listeners"]
+            assert isinstance(listeners, dict)
+            for name, address in listeners.items():
+                say(f"listener:   {name} {address}")
         sessions = status["sessions"]
         assert isinstance(sessions, tuple)
         say(f"sessions:   {len(sessions) or 'none'}")
@@ -168,7 +186,8 @@ def print_status(
             mailbox = session.get("mailbox", "?")
             who = f"{names[mailbox]} ({mailbox})" if mailbox in names else mailbox
             address, since = session.get("address", "?"), session.get("since", "?")
-            say(f"            {who} from {address} since {since}")
+            where = f" on {session['node']}" if len(nodes) > 1 and "node" in session else ""
+            say(f"            {who} from {address} since {since}{where}")
     else:
         say("engine:     stopped (start it with 'docbridge serve' or the TUI)")
     say(f"queue:      {status['queue_depth']} waiting")
@@ -179,6 +198,23 @@ def print_status(
             f"certificate: {found['mailbox']} {found['which']} certificate valid until "
             f"{found['valid_until']}: {found['left']}"
         )
+
+
+def _say_node(node: dict[str, object]) -> None:
+    if not node["running"]:
+        say(
+            f"node:       {node['name']}: gone (last heartbeat {node['heartbeat_at']}, "
+            f"pid {node['pid']} on {node['host']})"
+        )
+        return
+    say(
+        f"node:       {node['name']}: running (pid {node['pid']} on {node['host']}, "
+        f"since {node['started_at']})"
+    )
+    listeners = node["listeners"]
+    assert isinstance(listeners, dict)
+    for name, address in listeners.items():
+        say(f"listener:   {node['name']} {name} {address}")
 
 
 def _warning(warning: CertificateWarning) -> dict[str, object]:
@@ -202,8 +238,10 @@ def receive(data_dir: str, mailbox_reference: str, file: str) -> int | None:
     """``docbridge envelope receive``: handed to the running engine through its socket when
     there is one (no parser or models loaded here, the receipt joins the engine's group
     commits), else received here."""
-    check_config(data_dir)
+    local_store = check_config(data_dir)
     envelope_uuid = receive_through_engine(data_dir, mailbox_reference, file)
+    if (envelope_uuid is None or envelope_uuid is UNANSWERED) and not local_store:
+        return None  # a PostgreSQL store: the full path receives it
     if envelope_uuid is None or envelope_uuid is UNANSWERED:
         from pathlib import Path
 

@@ -32,6 +32,7 @@ __all__ = [
     "ConversionConfig",
     "SftpConfig",
     "SmtpConfig",
+    "StoreConfig",
     "TuiConfig",
     "load_config",
     "resolve_data_dir",
@@ -47,6 +48,7 @@ class SftpConfig:
     max_file_size: int = 100 * 1024 * 1024
     mailbox_quota: int = 1024 * 1024 * 1024
     max_sessions_per_mailbox: int = 10
+    mailbox_root: str = ""  # "": mailboxes/ in the data directory
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,13 @@ class TuiConfig:
 
 
 @dataclass(frozen=True)
+class StoreConfig:
+    """Where the state lives: "" is SQLite in the data directory, else a PostgreSQL URL."""
+
+    url: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path
     sftp: SftpConfig = field(default_factory=SftpConfig)
@@ -92,10 +101,19 @@ class Config:
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     conversion: ConversionConfig = field(default_factory=ConversionConfig)
     tui: TuiConfig = field(default_factory=TuiConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
 
     @property
     def database_path(self) -> Path:
         return self.data_dir / DATABASE_FILE
+
+    @property
+    def store_url(self) -> str:
+        """The PostgreSQL store's URL (``DOCBRIDGE_STORE_URL`` wins over ``[store] url``), or ""
+        for SQLite in the data directory; a URL docbridge cannot use is refused here."""
+        from core.storage.store_url import chosen_url
+
+        return chosen_url(self.store.url)
 
     @property
     def keys_dir(self) -> Path:
@@ -108,6 +126,11 @@ class Config:
 
     @property
     def mailboxes_dir(self) -> Path:
+        """The mailbox folders: ``[sftp] mailbox_root`` (shared by several nodes, e.g. an NFS
+        mount), else ``mailboxes/`` in the data directory."""
+        if self.sftp.mailbox_root:
+            root = Path(self.sftp.mailbox_root).expanduser()
+            return root if root.is_absolute() else self.data_dir / root
         return self.data_dir / "mailboxes"
 
 
@@ -133,4 +156,5 @@ def load_config(data_dir: Path) -> Config:
         smtp=SmtpConfig(**settings["smtp"]),
         conversion=ConversionConfig(**settings["conversion"]),
         tui=TuiConfig(**settings["tui"]),
+        store=StoreConfig(**settings["store"]),
     )

@@ -15,7 +15,7 @@ from typing import Any
 from core.data_dir import CONFIG_FILE, DEFAULT_CONFIG_TEXT, SMTP_PASSWORD_ENV
 from core.errors import InvalidInput
 
-SECTIONS = ("sftp", "as2", "smtp", "conversion", "tui")
+SECTIONS = ("sftp", "as2", "smtp", "conversion", "tui", "store")
 
 _KINDS: dict[type, str] = {int: "an integer", str: "a quoted string", bool: "true or false"}
 # Inclusive bounds of integer settings: a value outside is refused when the file is read.

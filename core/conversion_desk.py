@@ -41,11 +41,12 @@ from core.models import (
 from core.naming import NamingContext, render_file_name
 from core.rule_json import form_from_json, form_to_json
 from core.storage import accounts, conversions, jobs, logs, rules
-from core.storage.db import Database, Tx
+from core.storage.connection import Tx
+from core.storage.store import Store
 
 
 class ConversionDesk:
-    def __init__(self, db: Database, config: Config, actor: str) -> None:
+    def __init__(self, db: Store, config: Config, actor: str) -> None:
         self.db = db
         self.config = config
         self.actor = actor

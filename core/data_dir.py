@@ -17,6 +17,7 @@ CONFIG_FILE = "docbridge.toml"
 # The SMTP password (when smtp.username is set) comes from the environment, never from a file.
 SMTP_PASSWORD_ENV = "DOCBRIDGE_SMTP_PASSWORD"
 DATABASE_FILE = "docbridge.sqlite3"
+STORE_URL_ENV = "DOCBRIDGE_STORE_URL"  # a PostgreSQL store's URL (wins over [store] url)
 INTAKE_SOCKET = "intake.sock"  # the running engine's door for `docbridge envelope receive`
 
 DEFAULT_CONFIG_TEXT = """\
@@ -32,6 +33,9 @@ max_file_size = 104857600
 mailbox_quota = 1073741824
 # SSH sessions one mailbox may have open at once (each may hold up to 64 files).
 max_sessions_per_mailbox = 10
+# Where the mailbox folders are. Empty: mailboxes/ in the data directory. Several nodes share
+# one folder tree (a POSIX mount such as NFSv4.1+, README: "Running several nodes").
+mailbox_root = ""
 
 [as2]
 listen_host = "127.0.0.1"
@@ -68,6 +72,12 @@ keep_days = 30
 [tui]
 # Seconds a revealed password stays readable on screen before it is masked again (5 to 3600).
 password_reveal_seconds = 60
+
+[store]
+# Where docbridge keeps its state. Empty: SQLite in this data directory (one host). A PostgreSQL
+# URL, postgresql://USER:PASSWORD@HOST:PORT/DATABASE, lets several nodes share one store (README:
+# "Running several nodes"). DOCBRIDGE_STORE_URL, if set, wins: keep the password out of files.
+url = ""
 """
 
 

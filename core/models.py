@@ -311,6 +311,9 @@ class EngineStatus:
     sessions: tuple[dict[str, str], ...] = ()  # connected SFTP sessions: mailbox, address, since
     queue_depth: int = 0
     parked: int = 0
+    # Every node that ran on this store: name, running (False: gone), pid, host, started_at,
+    # heartbeat_at, listeners. One on a single host; several on a shared PostgreSQL store.
+    nodes: tuple[dict[str, object], ...] = ()
 
 
 @dataclass(frozen=True)

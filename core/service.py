@@ -58,8 +58,9 @@ from core.storage import (
     logs,
     rules,
 )
-from core.storage.db import Database, Tx
+from core.storage.connection import Tx
 from core.storage.engine_state import read_engine_status
+from core.storage.store import Store, open_store
 from core.validation import as2_id_from_name
 
 if TYPE_CHECKING:
@@ -112,7 +113,7 @@ class Service:
     def __init__(self, config: Config, actor: str) -> None:
         self.config = config
         self.actor = actor
-        self.db = Database(config.database_path)
+        self.db: Store = open_store(config.database_path, config.store_url)
         self._host_fingerprint: str | None = None
         # Run, examples, rules as JSON, the conversion log and its reprocess.
         self.conversions = ConversionDesk(self.db, config, actor)
@@ -122,7 +123,7 @@ class Service:
     async def open(cls, data_dir: Path, actor: str) -> Service:
         """Open an initialised data directory (``docbridge init`` makes one)."""
         config = await asyncio.to_thread(load_config, data_dir)
-        if not await asyncio.to_thread(config.database_path.exists):
+        if not config.store_url and not await asyncio.to_thread(config.database_path.exists):
             raise DocbridgeError(
                 f"No docbridge data directory at {data_dir}.",
                 "Run 'docbridge init --demo' (or pass --data-dir / set DOCBRIDGE_HOME).",

@@ -12,6 +12,7 @@ from blockbuster import BlockBuster
 from core.bootstrap import init_data_dir
 from core.service import Service
 from tests.blocking import make_guard
+from tests.pg_server import PostgresServer, start_server
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT_ROOT.parent / "shared"
@@ -28,6 +29,23 @@ def blockbuster() -> Iterator[BlockBuster]:
         yield guard
     finally:
         guard.deactivate()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the whole run, started by the first test that needs it (the
+    tests start their own: initdb + pg_ctl in a temporary folder, a free loopback port)."""
+    server = start_server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A fresh, empty database on the test server, for this test alone."""
+    return postgres_server.new_database()
 
 
 @pytest.fixture

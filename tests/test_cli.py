@@ -399,14 +399,15 @@ def test_status_text_lists_the_sftp_sessions_as_json_does(data_dir: Path) -> Non
     conn = connect(data_dir / "docbridge.sqlite3")
     try:
         with write_transaction(conn):
-            holder = lease.try_acquire(conn, "test-engine", os.getpid(), socket.gethostname(), 300)
+            host = socket.gethostname()
+            holder, _ = lease.try_acquire(conn, "node", "test-engine", os.getpid(), host, 300)
             assert holder is None  # taken
-            lease.publish(conn, "test-engine", {"sftp": "127.0.0.1:2222"}, sessions)
+            lease.publish(conn, "node", "test-engine", {"sftp": "127.0.0.1:2222"}, sessions)
     finally:
         conn.close()
 
     as_json = json.loads(run_cli(data_dir, "status", "--json").stdout)
-    assert as_json["sessions"] == sessions
+    assert as_json["sessions"] == [dict(session, node="node") for session in sessions]
     text = run_cli(data_dir, "status")
     assert text.returncode == 0, text.stderr
     lines = text.stdout.splitlines()

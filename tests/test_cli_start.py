@@ -125,8 +125,10 @@ def publish_running_engine(data_dir: Path) -> None:
     conn = connect(data_dir / "docbridge.sqlite3")
     try:
         with write_transaction(conn):
-            assert lease.try_acquire(conn, "t", os.getpid(), socket.gethostname(), 300) is None
-            lease.publish(conn, "t", {"sftp": "127.0.0.1:2222", "as2": "127.0.0.1:4080"}, sessions)
+            holder, _ = lease.try_acquire(conn, "n", "t", os.getpid(), socket.gethostname(), 300)
+            assert holder is None
+            listeners = {"sftp": "127.0.0.1:2222", "as2": "127.0.0.1:4080"}
+            lease.publish(conn, "n", "t", listeners, sessions)
     finally:
         conn.close()
 
@@ -189,7 +191,8 @@ def test_status_with_an_edited_config_reads_it_and_answers(data_dir: Path) -> No
 
 def test_status_of_a_store_behind_migrates_it_through_the_full_path(data_dir: Path) -> None:
     conn = sqlite3.connect(data_dir / "docbridge.sqlite3")
-    conn.execute("DROP INDEX jobs_claim")
+    conn.execute("DROP TABLE nodes")  # undo the last migration (v9: the engine lease's rows)
+    conn.execute("CREATE TABLE engine_lease (id INTEGER PRIMARY KEY)")
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
     conn.close()
     result = run_cli(data_dir, "status")

@@ -43,7 +43,8 @@ from core.models import As2Status, AttemptOutcome, JobKind
 from core.sftp.folders import validate_name
 from core.storage import as2_messages, jobs, logs
 from core.storage.as2_messages import InboundRecord, StoredMdn
-from core.storage.db import Database, Tx
+from core.storage.connection import Tx
+from core.storage.store import Store
 
 log = logging.getLogger("docbridge.as2")
 RULE_LABEL = "as2:receive"
@@ -76,7 +77,7 @@ def claim_token(partner_id: str, message_id: str) -> str:
 
 
 class Receiver:
-    def __init__(self, db: Database, config: Config, taken: Callable[[JobKind], None]) -> None:
+    def __init__(self, db: Store, config: Config, taken: Callable[[JobKind], None]) -> None:
         self.db = db
         self.config = config
         self._taken = taken  # wakes the engine's loop for the job kind just queued

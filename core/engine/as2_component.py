@@ -13,13 +13,13 @@ from core.engine.as2_sending import As2Sending
 from core.errors import DocbridgeError
 from core.models import JobKind
 from core.storage import jobs
-from core.storage.db import Database
+from core.storage.store import Store
 
 
 class As2Component:
     def __init__(
         self,
-        db: Database,
+        db: Store,
         config: Config,
         retry: jobs.RetryPolicy,
         wake: Callable[[JobKind | None], None],

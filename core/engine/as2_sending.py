@@ -30,7 +30,8 @@ from core.engine.as2_queue import SOURCE_ENVELOPE, SOURCE_FILE
 from core.models import As2Status, AttemptOutcome, Job, JobKind, JobState
 from core.storage import as2_messages, envelopes, jobs, logs
 from core.storage.as2_messages import Outgoing
-from core.storage.db import Database, Tx
+from core.storage.connection import Tx
+from core.storage.store import Store
 
 log = logging.getLogger("docbridge.as2")
 RULE_LABEL = "as2:send"
@@ -57,7 +58,7 @@ class Result:
 
 
 class As2Sending:
-    def __init__(self, db: Database, config: Config, retry: jobs.RetryPolicy) -> None:
+    def __init__(self, db: Store, config: Config, retry: jobs.RetryPolicy) -> None:
         self.db = db
         self.config = config
         self.retry = retry
@@ -277,7 +278,7 @@ def _finish(tx: Tx, work: SendWork, result: Result, retry: jobs.RetryPolicy) -> 
         # An MDN that came while this attempt was under way: run again now to end the job.
         settled = row is not None and as2_messages.final_status(tx, row.id) is not None
         # Waiting for an asynchronous MDN is not a failed try.
-        jobs.defer(tx, job.id, 0.0 if settled else result.wait_until)
+        jobs.defer(tx, job, 0.0 if settled else result.wait_until)
         return False
     if row is not None and result.mdn is not None:
         as2_messages.record_mdn(
@@ -293,7 +294,7 @@ def _finish(tx: Tx, work: SendWork, result: Result, retry: jobs.RetryPolicy) -> 
             as2_messages.record_mdn(
                 tx, row.id, disposition="", mic_check="", delivered=True, error=""
             )
-        jobs.complete(tx, job.id)
+        jobs.complete(tx, job)
         if envelope_uuid:
             envelopes.mark_completed(tx, envelope_uuid)
         logs.append_activity(
@@ -336,7 +337,7 @@ def _record_async_mdn(tx: Tx, row: Outgoing, result: Result) -> None:
 
 def _mdn_job_done(tx: Tx, job: Job, error: str, retry: jobs.RetryPolicy, permanent: bool) -> None:
     if not error:  # posted; or nothing to post any more (the record is gone)
-        jobs.complete(tx, job.id)
+        jobs.complete(tx, job)
         return
     state = jobs.fail(tx, job, error, retry, permanent=permanent)
     logs.append_activity(tx, job.mailbox_uuid, "as2:mdn", state, error=error)

@@ -38,7 +38,8 @@ from core.engine.sftp_component import SftpComponent
 from core.errors import DocbridgeError, StoreError
 from core.models import AttemptOutcome, Job, JobKind
 from core.storage import conversions, integrations, jobs, lease
-from core.storage.db import Database, Tx
+from core.storage.connection import Tx
+from core.storage.store import Store, open_store
 
 log = logging.getLogger("docbridge.engine")
 PRUNE_INTERVAL_S = 600.0
@@ -54,9 +55,10 @@ class EngineBusy(DocbridgeError):
 
     def __init__(self, holder: lease.LeaseHolder) -> None:
         super().__init__(
-            f"An engine already runs for this data directory (pid {holder.pid} on {holder.host}, "
-            f"since {holder.started_at}).",
-            "Stop it first, or use this process as a client of it.",
+            f"An engine already runs as node '{holder.name}' on this store (pid {holder.pid} on "
+            f"{holder.host}, since {holder.started_at}).",
+            "Stop it first, use this process as a client of it, or give this one another "
+            "name (docbridge serve --node-name).",
         )
         self.holder = holder
 
@@ -81,6 +83,7 @@ class EngineSettings:
     scan_interval_s: float = 2.0
     batch_size: int = 100
     claim_lease_s: float = 60.0
+    node_name: str = ""  # "" : the host's name (docbridge serve --node-name)
     envelope_retry: jobs.RetryPolicy = field(default_factory=jobs.RetryPolicy)
     file_retry: jobs.RetryPolicy = field(default_factory=jobs.RetryPolicy)
     mail_retry: jobs.RetryPolicy = field(
@@ -109,7 +112,8 @@ class Engine:
     def __init__(self, config: Config, settings: EngineSettings | None = None) -> None:
         self.config = config
         self.settings = settings or EngineSettings()
-        self.db = Database(config.database_path)
+        self.db: Store = open_store(config.database_path, config.store_url)
+        self.node_name = self.settings.node_name or default_node_name()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.listeners: dict[str, str] = {}
         self.sftp: SftpComponent | None = None  # while the SFTP listener runs
@@ -141,13 +145,13 @@ class Engine:
     async def start(self) -> None:
         """Take the lease (or raise EngineBusy), recover a crashed engine's claims, start."""
         holder, released = await self.db.write(
-            _acquire, self.owner, self.settings.lease_s, self.settings.policies
+            _acquire, self.node_name, self.owner, self.settings.lease_s, self.settings.policies
         )
         if holder is not None:
             await self.db.close()
             raise EngineBusy(holder)
         if released:
-            log.info("recovered %d claims of a previous engine", released)
+            log.info("recovered %d claims of engines that stopped", released)
         try:
             if self.settings.run_sftp:
                 sftp = SftpComponent(self.db, self.config, self._upload_arrived)
@@ -200,7 +204,7 @@ class Engine:
         # A store that cannot be written (busy, full, gone) must not stop the shutdown: the
         # claims and the lease then simply expire.
         with contextlib.suppress(sqlite3.Error, StoreError):
-            await self.db.write(_give_back, self.owner)
+            await self.db.write(_give_back, self.node_name, self.owner)
         await self.db.close()
         log.info("engine stopped")
 
@@ -260,7 +264,7 @@ class Engine:
             }
             for s in (self.sftp.sessions() if self.sftp is not None else [])
         ]
-        await self.db.write(lease.publish, self.owner, self.listeners, sessions)
+        await self.db.write(lease.publish, self.node_name, self.owner, self.listeners, sessions)
 
     async def _guard(self, loop: Callable[[], Awaitable[None]]) -> None:
         """Keep a loop alive: an unexpected error is logged and the loop restarts.
@@ -291,7 +295,7 @@ class Engine:
     async def _heartbeat_loop(self) -> None:
         while not self._stopping.is_set():
             renewed = await self.db.write(
-                _renew, self.owner, self.settings.lease_s, self.settings.policies
+                _renew, self.node_name, self.owner, self.settings.lease_s, self.settings.policies
             )
             if not renewed:
                 log.error("engine lease lost to another engine; stopping")
@@ -327,6 +331,9 @@ class Engine:
             if claimed:
                 try:
                     notified = await self._handle_envelopes(claimed)
+                except jobs.ClaimLost as lost:
+                    log.info("%s; handling the batch's items one by one", lost)
+                    notified = await self._handle_envelopes_alone(claimed)
                 except Exception:
                     # A defect somewhere in the batch: each item again on its own, so only the
                     # culprit fails, with its own error (effects are idempotent: repeating is
@@ -371,6 +378,8 @@ class Engine:
         for job in claimed:
             try:
                 notified |= await self._handle_envelopes([job])
+            except jobs.ClaimLost as lost:
+                log.info("%s: whoever claimed it again records it", lost)
             except Exception as exc:
                 log.exception("envelope %s failed", job.ref)
                 await self._fail_job(job, f"Internal error: {exc}")
@@ -469,7 +478,10 @@ class Engine:
                 log.exception("cannot move %s to error/; it stays parked", row.ref)
             self._hand_back_failures.add(row.id)
             return
-        await self.db.write(file_handler.record_error, work, reason)
+        try:
+            await self.db.write(file_handler.record_handed_back, work, reason)
+        except jobs.ClaimLost as lost:
+            log.info("%s: handed back meanwhile", lost)
 
     async def _file_loop(self) -> None:
         while not self._stopping.is_set():
@@ -477,6 +489,9 @@ class Engine:
             if claimed:
                 try:
                     await self._handle_files(claimed)
+                except jobs.ClaimLost as lost:
+                    log.info("%s; handling the batch's files one by one", lost)
+                    await self._handle_files_alone(claimed)
                 except Exception:
                     # A defect somewhere in the batch: each file again on its own, so only
                     # the culprit fails (claims make every step safe to repeat).
@@ -497,6 +512,8 @@ class Engine:
         for job in claimed:
             try:
                 await self._handle_files([job])
+            except jobs.ClaimLost as lost:
+                log.info("%s: whoever claimed it again records it", lost)
             except Exception as exc:
                 log.exception("customer file %s failed", job.ref)
                 await self._fail_job(job, f"Internal error: {exc}")
@@ -504,7 +521,10 @@ class Engine:
 
     async def _fail_job(self, job: Job, error: str) -> None:
         """Fail one job with its own error, on record in the activity log."""
-        await self.db.write(_fail_job, job, error, self.settings)
+        try:
+            await self.db.write(_fail_job, job, error, self.settings)
+        except jobs.ClaimLost as lost:
+            log.info("%s: whoever claimed it again records it", lost)
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:
@@ -519,26 +539,34 @@ async def _wait(event: asyncio.Event, timeout_s: float) -> None:
 # -- units of work: each runs in one transaction (Database.write) -------------------------------
 
 
+def default_node_name() -> str:
+    """A node is named after its host unless told otherwise (several on one host need names)."""
+    return socket.gethostname() or "docbridge"
+
+
 def _acquire(
-    tx: Tx, owner: str, lease_s: float, policies: jobs.Policies
+    tx: Tx, name: str, owner: str, lease_s: float, policies: jobs.Policies
 ) -> tuple[lease.LeaseHolder | None, int]:
-    """Take the lease and recover a previous engine's claims; or the live holder, and 0."""
-    holder = lease.try_acquire(tx, owner, os.getpid(), socket.gethostname(), lease_s)
+    """Take the node's lease and recover the claims of engines that stopped (this node's
+    previous run, dead nodes); or the live holder of the name, and 0."""
+    holder, _before = lease.try_acquire(tx, name, owner, os.getpid(), socket.gethostname(), lease_s)
     if holder is not None:
         return holder, 0
-    return None, jobs.release_all_running(tx, policies)
+    return None, jobs.release_dead_claims(tx, policies)
 
 
-def _renew(tx: Tx, owner: str, lease_s: float, policies: jobs.Policies) -> bool:
-    """Hand back claims whose lease ran out and extend ours; False: another engine took it."""
+def _renew(tx: Tx, name: str, owner: str, lease_s: float, policies: jobs.Policies) -> bool:
+    """Hand back claims whose lease ran out or whose node died, and extend ours; False:
+    another process took our name."""
     jobs.release_expired(tx, policies)
-    return lease.renew(tx, owner, lease_s)
+    jobs.release_dead_claims(tx, policies)
+    return lease.renew(tx, name, owner, lease_s)
 
 
-def _give_back(tx: Tx, owner: str) -> None:
+def _give_back(tx: Tx, name: str, owner: str) -> None:
     """A clean stop: our claims back in the queue at once, and the lease free."""
     jobs.give_back(tx, owner)
-    lease.release(tx, owner)
+    lease.release(tx, name, owner)
 
 
 def _fail_job(tx: Tx, job: Job, error: str, settings: EngineSettings) -> None:

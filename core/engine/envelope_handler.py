@@ -210,7 +210,7 @@ def record(
     """Record every outcome and end every claim: a unit for ``Database.write`` (one
     transaction for the whole batch, the conversion log's entries included)."""
     for job in gone:
-        jobs.complete(tx, job.id)
+        jobs.complete(tx, job)
     for outcome in outcomes:
         work = outcome.work
         conversions.record(tx, outcome.conversion or _default_entry(outcome), keep_bytes)
@@ -243,7 +243,7 @@ def record(
                     tx, JobKind.MAIL, work.uuid, work.mailbox_uuid, notification.to_payload()
                 )
             envelopes.mark_completed(tx, work.uuid)
-        jobs.complete(tx, work.job.id)
+        jobs.complete(tx, work.job)
         logs.append_activity(
             tx,
             work.mailbox_uuid,

@@ -24,7 +24,8 @@ from core.engine import file_handler, out_conversion
 from core.engine.file_handler import FileWork
 from core.models import Job
 from core.storage import jobs
-from core.storage.db import Database, Tx, savepoint
+from core.storage.connection import Tx, savepoint
+from core.storage.store import Store
 
 log = logging.getLogger("docbridge.engine")
 BATCH_BYTES = 64 * 1024 * 1024  # files read together, at most (a larger file alone)
@@ -40,7 +41,7 @@ class Failure:
 
 
 async def handle(
-    db: Database, config: Config, transforms: TransformPool, limits: Limits, claimed: list[Job]
+    db: Store, config: Config, transforms: TransformPool, limits: Limits, claimed: list[Job]
 ) -> list[tuple[Job, str]]:
     """Take in a batch of claimed files; returns the jobs that could not even be moved to
     error/ (the caller fails them, to be retried), with the error.
@@ -76,7 +77,7 @@ def _size_on_disk(path: Path) -> int:
 
 
 async def _handle_part(
-    db: Database, config: Config, transforms: TransformPool, limits: Limits, claimed: list[Job]
+    db: Store, config: Config, transforms: TransformPool, limits: Limits, claimed: list[Job]
 ) -> list[tuple[Job, str]]:
     works = await asyncio.to_thread(_read_all, config, claimed)
     gone = [w.job for w in works if w.gone]
@@ -118,7 +119,7 @@ def source_head(config: Config) -> int:
 
 
 async def _convert(
-    db: Database,
+    db: Store,
     config: Config,
     transforms: TransformPool,
     limits: Limits,
@@ -144,7 +145,7 @@ def _take_in(
     """One transaction for the batch: each file recorded (None) or refused (its reason)."""
     reasons: dict[int, str | None] = {}
     for job in gone:
-        jobs.complete(tx, job.id)
+        jobs.complete(tx, job)
     for work in outbox:
         reasons[work.job.id] = file_handler.take_in(tx, work)
     for attempt in attempts:

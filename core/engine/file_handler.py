@@ -392,7 +392,7 @@ def take_in(tx: Tx, work: FileWork) -> str | None:
     error = accept_outgoing(tx, work.job.mailbox_uuid, work.parsed, work.data, envelope_uuid)
     if error is not None:
         return error
-    jobs.complete(tx, work.job.id)
+    jobs.complete(tx, work.job)
     logs.append_activity(
         tx,
         work.job.mailbox_uuid,
@@ -507,7 +507,19 @@ def send_to_error(work: FileWork, reason: str) -> str:
 
 
 def record_error(tx: Tx, work: FileWork, reason: str) -> None:
-    jobs.complete(tx, work.job.id)
+    """A claimed file went to error/: its job is done."""
+    jobs.complete(tx, work.job)
+    _log_error(tx, work, reason)
+
+
+def record_handed_back(tx: Tx, work: FileWork, reason: str) -> None:
+    """A parked file is back in error/: its job is done (parked: no claim to end; another
+    node that handed it back first wins, :class:`~core.storage.jobs.ClaimLost`)."""
+    jobs.close_parked(tx, work.job)
+    _log_error(tx, work, reason)
+
+
+def _log_error(tx: Tx, work: FileWork, reason: str) -> None:
     logs.append_activity(
         tx,
         work.job.mailbox_uuid,

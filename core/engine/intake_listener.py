@@ -25,7 +25,7 @@ from typing import Any
 from core import intake
 from core.data_dir import INTAKE_SOCKET
 from core.errors import DocbridgeError
-from core.storage.db import Database
+from core.storage.store import Store
 
 log = logging.getLogger("docbridge.intake")
 HEADER = struct.Struct(">I")
@@ -36,7 +36,7 @@ STOP_WAIT_S = 10.0  # receipts under way when the engine stops
 
 
 class IntakeListener:
-    def __init__(self, db: Database, data_dir: Path, max_file_size: int) -> None:
+    def __init__(self, db: Store, data_dir: Path, max_file_size: int) -> None:
         self._db = db
         self.path = data_dir / INTAKE_SOCKET
         self._max_file_size = max_file_size

@@ -69,7 +69,7 @@ def record(
     """A unit for ``Database.write``: the mail's outcome (``error`` None: the server accepted
     it) and the end of its claim, in one transaction."""
     if error is None:
-        jobs.complete(tx, job.id)
+        jobs.complete(tx, job)
         logs.append_activity(
             tx, job.mailbox_uuid, "default:notify", AttemptOutcome.MAILED, envelope_uuid=job.ref
         )

@@ -239,7 +239,7 @@ def take_in(tx: Tx, attempt: OutAttempt, keep_bytes: int) -> None:
                 f"{where}: {error}"
             )
         made.append(envelope_uuid)
-    jobs.complete(tx, job.id)
+    jobs.complete(tx, job)
     conversions.record(tx, attempt.entry(attempt.status), keep_bytes)
     for envelope_uuid in made:
         logs.append_activity(

@@ -19,14 +19,15 @@ from core.models import Ban
 from core.sftp.server import SessionInfo, SftpServer
 from core.sftp.throttle import LoginThrottle
 from core.storage import bans, integrations
-from core.storage.db import Database, Tx
+from core.storage.connection import Tx
+from core.storage.store import Store
 
 
 class SftpComponent:
     """Owns the SFTP server while the engine runs: :meth:`start`, :meth:`maintain` every
     heartbeat, :meth:`stop`. Also the server's :class:`~core.sftp.backend.SftpBackend`."""
 
-    def __init__(self, db: Database, config: Config, wake: Callable[[], None]) -> None:
+    def __init__(self, db: Store, config: Config, wake: Callable[[], None]) -> None:
         self._db = db
         self._config = config
         self._wake = wake
@@ -100,7 +101,7 @@ class SftpComponent:
 class _BanMirror:
     """Keeps the throttle's bans and the store's in step, both ways."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Store) -> None:
         self._db = db
         self.persisted: set[str] = set()
         self._writes: set[asyncio.Task[None]] = set()

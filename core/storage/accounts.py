@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from core.models import Account, Mailbox, Template, TemplateVersion
-from core.storage.connection import Tx
+from core.storage.connection import Tx, is_postgres
 
 
 def insert_account(conn: Tx, account: Account) -> None:
@@ -65,14 +65,19 @@ def get_mailbox(conn: Tx, uuid: str) -> Mailbox | None:
 
 def find_mailboxes_by_name(conn: Tx, name: str) -> list[Mailbox]:
     rows = conn.execute(
-        "SELECT uuid, account_uuid, name FROM mailboxes WHERE name = ? COLLATE NOCASE", (name,)
+        "SELECT uuid, account_uuid, name FROM mailboxes WHERE lower(name) = lower(?)", (name,)
     ).fetchall()
     return [_mailbox(r) for r in rows]
 
 
+def _versions(conn: Tx) -> str:
+    """The template's versions as "1,2,3" (one aggregate, spelt per dialect)."""
+    return "string_agg(v.version::text, ',')" if is_postgres(conn) else "group_concat(v.version)"
+
+
 def list_templates(conn: Tx, account_uuid: str) -> list[Template]:
     rows = conn.execute(
-        "SELECT t.uuid, t.account_uuid, t.name, group_concat(v.version) AS versions "
+        f"SELECT t.uuid, t.account_uuid, t.name, {_versions(conn)} AS versions "
         "FROM templates t JOIN template_versions v ON v.template_uuid = t.uuid "
         "WHERE t.account_uuid = ? GROUP BY t.uuid ORDER BY t.name",
         (account_uuid,),
@@ -82,7 +87,7 @@ def list_templates(conn: Tx, account_uuid: str) -> list[Template]:
 
 def get_template(conn: Tx, uuid: str) -> Template | None:
     row = conn.execute(
-        "SELECT t.uuid, t.account_uuid, t.name, group_concat(v.version) AS versions "
+        f"SELECT t.uuid, t.account_uuid, t.name, {_versions(conn)} AS versions "
         "FROM templates t JOIN template_versions v ON v.template_uuid = t.uuid "
         "WHERE t.uuid = ? GROUP BY t.uuid",
         (uuid,),

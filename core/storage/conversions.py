@@ -14,7 +14,7 @@ from core.models import (
     ConversionStatus,
     Direction,
 )
-from core.storage.connection import Tx
+from core.storage.connection import Tx, is_postgres
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def record(conn: Tx, entry: NewConversion, keep_bytes: int) -> int:
 
 def list_records(conn: Tx, query: ConversionFilter) -> list[ConversionRecord]:
     """Newest first, filtered."""
-    where, args = _where(query)
+    where, args = _where(query, is_postgres(conn))
     rows = conn.execute(
         "SELECT c.*, p.input_size, p.output_size FROM conversions c "
         f"LEFT JOIN conversion_payloads p ON p.conversion_id = c.id {where} "
@@ -90,7 +90,7 @@ def list_records(conn: Tx, query: ConversionFilter) -> list[ConversionRecord]:
 
 
 def count_records(conn: Tx, query: ConversionFilter) -> int:
-    where, args = _where(query)
+    where, args = _where(query, is_postgres(conn))
     return int(conn.execute(f"SELECT COUNT(*) FROM conversions c {where}", args).fetchone()[0])
 
 
@@ -143,7 +143,7 @@ def prune_payloads(conn: Tx, older_than: str) -> int:
     return cursor.rowcount
 
 
-def _where(query: ConversionFilter) -> tuple[str, tuple[object, ...]]:
+def _where(query: ConversionFilter, postgres: bool) -> tuple[str, tuple[object, ...]]:
     clauses: list[str] = []
     args: list[object] = []
     if query.mailbox_uuid:
@@ -162,7 +162,8 @@ def _where(query: ConversionFilter) -> tuple[str, tuple[object, ...]]:
             "%" + query.keyword.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         )
         columns = ("c.file_name", "c.subject", "c.envelope_uuid", "c.rule_name")
-        clauses.append("(" + " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in columns) + ")")
+        like = "ILIKE" if postgres else "LIKE"  # SQLite's LIKE ignores ASCII case already
+        clauses.append("(" + " OR ".join(f"{c} {like} ? ESCAPE '\\'" for c in columns) + ")")
         args.extend([pattern] * len(columns))
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeAlias, TypeVar, cast
+from typing import Any, Concatenate, ParamSpec, TypeAlias, TypeVar, cast
 
 from core.storage.connection import (
     BUSY_TIMEOUT_MS,
@@ -66,7 +66,7 @@ class Database:
 
     async def call(
         self,
-        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        fn: Callable[Concatenate[Any, P], T],
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
@@ -76,7 +76,7 @@ class Database:
 
     async def write(
         self,
-        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        fn: Callable[Concatenate[Any, P], T],
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
@@ -85,7 +85,7 @@ class Database:
 
     async def write_grouped(
         self,
-        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        fn: Callable[Concatenate[Any, P], T],
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
@@ -147,7 +147,7 @@ class Database:
 
     async def read(
         self,
-        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        fn: Callable[Concatenate[Any, P], T],
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
@@ -156,7 +156,7 @@ class Database:
 
     def _run(
         self,
-        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        fn: Callable[Concatenate[Any, P], T],
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:

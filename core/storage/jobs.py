@@ -1,7 +1,9 @@
 """The durable work queue: claim with a lease, finish in the same transaction as the effect's
 record, retry with growing delays, park after too many failures.
 
-Hot path: plain ``sqlite3`` statements, batched; the caller owns the transaction.
+Hot path: plain statements, batched; the caller owns the transaction. Both backends: on
+PostgreSQL several nodes claim from one queue (``FOR UPDATE SKIP LOCKED``), leases and due times
+follow the database clock, and a claim ends only while it is still ours (fenced by attempt).
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from core.clock import timestamp, utc_now
+from core.clock import utc_now
 from core.models import Job, JobKind, JobState
-from core.storage.connection import Tx
+from core.storage.connection import Tx, concurrent_write, is_postgres, store_now
 
 MAX_ATTEMPTS = 8
 MAX_DELAY_S = 300.0
@@ -26,6 +28,17 @@ class RetryPolicy:
 
     max_attempts: int = MAX_ATTEMPTS
     max_delay_s: float = MAX_DELAY_S
+
+
+class ClaimLost(Exception):
+    """The job is no longer ours: its lease ran out and it was handed back, or another node
+    claims it now. The unit that tried to end it rolls back; whoever holds it records it."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(
+            f"job {job.id} ({job.kind} {job.ref}, attempt {job.attempts}) is no longer ours"
+        )
+        self.job = job
 
 
 def enqueue(
@@ -61,26 +74,54 @@ CLAIMABLE = (
     " WHERE j.kind = ? AND j.state = 'ready' AND j.next_attempt_at <= ? AND i.enabled = 1"
     " ORDER BY j.id LIMIT ?"
 )
+# PostgreSQL: claimers pass over each other's locked rows instead of queueing behind them
+# (SKIP LOCKED); at READ COMMITTED a row another node claimed meanwhile is re-checked and left.
+CLAIMABLE_SHARED = (
+    "SELECT j.id FROM jobs j JOIN integrations i ON i.mailbox_uuid = j.mailbox_uuid"
+    " WHERE j.kind = ? AND j.state = 'ready' AND j.next_attempt_at <= ? AND i.enabled = 1"
+    " ORDER BY j.id LIMIT ? FOR UPDATE OF j SKIP LOCKED"
+)
 
 
+@concurrent_write
 def claim(conn: Tx, kind: JobKind, owner: str, lease_s: float, limit: int) -> list[Job]:
     """Take up to ``limit`` due jobs of enabled integrations, oldest first, with payloads."""
-    now = timestamp()
+    now = store_now(conn)
+    claimable = CLAIMABLE_SHARED if is_postgres(conn) else CLAIMABLE
     rows = conn.execute(
         "UPDATE jobs SET state = 'running', lease_owner = ?, lease_until = ?, "
-        f"attempts = attempts + 1, updated_at = ? WHERE id IN ({CLAIMABLE}) "
+        f"attempts = attempts + 1, updated_at = ? WHERE id IN ({claimable}) "
         f"RETURNING {_JOB_ROW}, payload",
         (owner, now + lease_s, utc_now(), kind, now, limit),
     ).fetchall()
     return sorted((_job(r, with_payload=True) for r in rows), key=lambda job: job.id)
 
 
-def complete(conn: Tx, job_id: int) -> None:
-    conn.execute(
+# A claim is still ours while the job runs at the attempt we claimed: a claim handed back (its
+# lease ran out) and taken again has a higher attempt, so a stalled holder cannot end it.
+_STILL_OURS = "id = ? AND state = 'running' AND attempts = ?"
+
+
+def complete(conn: Tx, job: Job) -> None:
+    """Done, in the transaction that records the effect; :class:`ClaimLost` if no longer ours."""
+    cursor = conn.execute(
         "UPDATE jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, "
-        "last_error = NULL, updated_at = ? WHERE id = ?",
-        (utc_now(), job_id),
+        f"last_error = NULL, updated_at = ? WHERE {_STILL_OURS}",
+        (utc_now(), job.id, job.attempts),
     )
+    if cursor.rowcount != 1:
+        raise ClaimLost(job)
+
+
+def close_parked(conn: Tx, job: Job) -> None:
+    """A parked job whose item was handed back to the customer is done; :class:`ClaimLost` if
+    it is no longer parked (another node handed it back first, or it was reprocessed)."""
+    cursor = conn.execute(
+        "UPDATE jobs SET state = 'done', updated_at = ? WHERE id = ? AND state = 'parked'",
+        (utc_now(), job.id),
+    )
+    if cursor.rowcount != 1:
+        raise ClaimLost(job)
 
 
 def fail(
@@ -98,22 +139,36 @@ def fail(
     if permanent or job.attempts >= policy.max_attempts:
         state, due = JobState.PARKED, 0.0
     else:
-        state, due = JobState.READY, timestamp() + retry_delay(job.attempts, policy.max_delay_s)
-    conn.execute(
+        due = store_now(conn) + retry_delay(job.attempts, policy.max_delay_s)
+        state = JobState.READY
+    cursor = conn.execute(
         "UPDATE jobs SET state = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL, "
-        "last_error = ?, max_attempts = ?, updated_at = ? WHERE id = ?",
-        (state, due, error, policy.max_attempts, utc_now(), job.id),
+        f"last_error = ?, max_attempts = ?, updated_at = ? WHERE {_STILL_OURS}",
+        (state, due, error, policy.max_attempts, utc_now(), job.id, job.attempts),
     )
+    if cursor.rowcount != 1:
+        raise ClaimLost(job)
     return state
 
 
-def defer(conn: Tx, job_id: int, until: float) -> None:
+def defer(conn: Tx, job: Job, until: float) -> None:
     """Back in the queue at ``until`` without counting a try (it waits for something, such
-    as a partner's MDN; it did not fail)."""
+    as a partner's MDN; it did not fail); :class:`ClaimLost` if no longer ours."""
+    cursor = conn.execute(
+        "UPDATE jobs SET state = 'ready', next_attempt_at = ?, "
+        "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, "
+        f"lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE {_STILL_OURS}",
+        (until, utc_now(), job.id, job.attempts),
+    )
+    if cursor.rowcount != 1:
+        raise ClaimLost(job)
+
+
+def postpone(conn: Tx, kind: JobKind, ref: str, until: float) -> None:
+    """A waiting job is not due before ``until`` (a retry waiting, as the backlog bench sets)."""
     conn.execute(
-        "UPDATE jobs SET state = 'ready', next_attempt_at = ?, attempts = max(attempts - 1, 0), "
-        "lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
-        (until, utc_now(), job_id),
+        "UPDATE jobs SET next_attempt_at = ? WHERE kind = ? AND ref = ? AND state = 'ready'",
+        (until, kind, ref),
     )
 
 
@@ -153,10 +208,25 @@ def release_all_running(conn: Tx, policies: Policies | None = None) -> int:
     return _release(conn, "state = 'running'", (), policies or {})
 
 
+def release_dead_claims(conn: Tx, policies: Policies | None = None) -> int:
+    """Hand back the claims of owners that are no live node: a node that crashed or was
+    killed (its node lease ran out), or this node's previous run; counted as for
+    :func:`release_all_running`. Live nodes' claims stay theirs."""
+    return _release(
+        conn,
+        "state = 'running' AND (lease_owner IS NULL OR lease_owner NOT IN "
+        "(SELECT owner FROM nodes WHERE lease_until >= ?))",
+        (store_now(conn),),
+        policies or {},
+    )
+
+
 def release_expired(conn: Tx, policies: Policies | None = None) -> int:
     """Hand back claims whose lease ran out (the engine stalled on them); counted as for
     :func:`release_all_running`."""
-    return _release(conn, "state = 'running' AND lease_until < ?", (timestamp(),), policies or {})
+    return _release(
+        conn, "state = 'running' AND lease_until < ?", (store_now(conn),), policies or {}
+    )
 
 
 def _release(conn: Tx, where: str, args: tuple[Any, ...], policies: Policies) -> int:
@@ -189,7 +259,8 @@ def give_back(conn: Tx, owner: str) -> int:
     """An engine that stops cleanly returns its claims: ready at once, the attempt not counted
     (stopping the engine is nothing the item did)."""
     cursor = conn.execute(
-        "UPDATE jobs SET state = 'ready', attempts = MAX(attempts - 1, 0), lease_owner = NULL, "
+        "UPDATE jobs SET state = 'ready', "
+        "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, lease_owner = NULL, "
         "lease_until = NULL, updated_at = ? WHERE state = 'running' AND lease_owner = ?",
         (utc_now(), owner),
     )

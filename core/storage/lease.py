@@ -1,7 +1,9 @@
-"""The engine lease: at most one engine per data directory, visible to every process.
+"""Node leases: one row per running engine (a node), visible to every process and every node.
 
-The holder renews the row every second; a lease that ran out, or whose holder's pid is gone on
-this host, can be taken over. A second engine is told who holds it.
+A node is named (``docbridge serve --node-name``; the host name by default). Its holder renews
+the row every second; a lease that ran out, or whose holder's pid is gone on this host, can be
+taken over by a process with the same name; a second live process with that name is told who
+holds it. On PostgreSQL the lease runs out by the database's clock.
 """
 
 from __future__ import annotations
@@ -10,58 +12,74 @@ import json
 import os
 from dataclasses import dataclass
 
-from core.clock import timestamp, utc_now
-from core.storage.connection import Tx
+from core.clock import utc_now
+from core.storage.connection import Tx, concurrent_write, store_now
 
 
 @dataclass(frozen=True)
 class LeaseHolder:
+    name: str
     owner: str
     pid: int
     host: str
     started_at: str
 
 
-def try_acquire(conn: Tx, owner: str, pid: int, host: str, lease_s: float) -> LeaseHolder | None:
-    """Take the lease; returns None on success, or the live holder that keeps it."""
-    now = timestamp()
-    row = conn.execute("SELECT * FROM engine_lease WHERE id = 1").fetchone()
+def try_acquire(
+    conn: Tx, name: str, owner: str, pid: int, host: str, lease_s: float
+) -> tuple[LeaseHolder | None, str | None]:
+    """Take node ``name``'s lease: (None, the owner it had before, if any) on success, or (the
+    live holder that keeps it, None). Run alone (not concurrent): check, then write."""
+    now = store_now(conn)
+    row = conn.execute(
+        "SELECT owner, pid, host, started_at, lease_until FROM nodes WHERE name = ?", (name,)
+    ).fetchone()
     if row is not None and row["owner"] != owner and row["lease_until"] >= now:
-        holder = LeaseHolder(row["owner"], row["pid"], row["host"], row["started_at"])
+        holder = LeaseHolder(name, row["owner"], row["pid"], row["host"], row["started_at"])
         if not (holder.host == host and not _pid_alive(holder.pid)):
-            return holder
+            return holder, None
     conn.execute(
-        "INSERT INTO engine_lease (id, owner, pid, host, started_at, heartbeat_at, lease_until, "
-        "listeners, sessions) VALUES (1, ?, ?, ?, ?, ?, ?, '{}', '[]') "
-        "ON CONFLICT(id) DO UPDATE SET owner = excluded.owner, pid = excluded.pid, "
+        "INSERT INTO nodes (name, owner, pid, host, started_at, heartbeat_at, lease_until, "
+        "listeners, sessions) VALUES (?, ?, ?, ?, ?, ?, ?, '{}', '[]') "
+        "ON CONFLICT(name) DO UPDATE SET owner = excluded.owner, pid = excluded.pid, "
         "host = excluded.host, started_at = excluded.started_at, "
         "heartbeat_at = excluded.heartbeat_at, lease_until = excluded.lease_until, "
         "listeners = '{}', sessions = '[]'",
-        (owner, pid, host, utc_now(), utc_now(), now + lease_s),
+        (name, owner, pid, host, utc_now(), utc_now(), now + lease_s),
     )
-    return None
+    return None, (row["owner"] if row is not None else None)
 
 
-def renew(conn: Tx, owner: str, lease_s: float) -> bool:
-    """Extend our lease; False means another engine took it (we must stop)."""
+@concurrent_write
+def renew(conn: Tx, name: str, owner: str, lease_s: float) -> bool:
+    """Extend our lease; False means another process took our name (we must stop)."""
     cursor = conn.execute(
-        "UPDATE engine_lease SET heartbeat_at = ?, lease_until = ? WHERE id = 1 AND owner = ?",
-        (utc_now(), timestamp() + lease_s, owner),
+        "UPDATE nodes SET heartbeat_at = ?, lease_until = ? WHERE name = ? AND owner = ?",
+        (utc_now(), store_now(conn) + lease_s, name, owner),
     )
     return cursor.rowcount == 1
 
 
+@concurrent_write
 def publish(
-    conn: Tx, owner: str, listeners: dict[str, str], sessions: list[dict[str, str]]
+    conn: Tx, name: str, owner: str, listeners: dict[str, str], sessions: list[dict[str, str]]
 ) -> None:
     conn.execute(
-        "UPDATE engine_lease SET listeners = ?, sessions = ? WHERE id = 1 AND owner = ?",
-        (json.dumps(listeners), json.dumps(sessions), owner),
+        "UPDATE nodes SET listeners = ?, sessions = ? WHERE name = ? AND owner = ?",
+        (json.dumps(listeners), json.dumps(sessions), name, owner),
     )
 
 
-def release(conn: Tx, owner: str) -> None:
-    conn.execute("DELETE FROM engine_lease WHERE id = 1 AND owner = ?", (owner,))
+def release(conn: Tx, name: str, owner: str) -> None:
+    conn.execute("DELETE FROM nodes WHERE name = ? AND owner = ?", (name, owner))
+
+
+def live_owners(conn: Tx) -> list[str]:
+    """The owners of every node whose lease still runs (by the store's clock)."""
+    rows = conn.execute(
+        "SELECT owner FROM nodes WHERE lease_until >= ?", (store_now(conn),)
+    ).fetchall()
+    return [str(row[0]) for row in rows]
 
 
 def _pid_alive(pid: int) -> bool:

@@ -324,6 +324,21 @@ def _v8_claim_index(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX jobs_claim ON jobs (kind, state, id)")
 
 
+def _v9_nodes(db: sqlite_utils.Database) -> None:
+    # The one-engine lease becomes one row per node (docbridge serve --node-name), so that
+    # several engines may share a store; the lease itself held nothing worth keeping.
+    db.execute("DROP TABLE engine_lease")
+    db.execute(NODES_TABLE)
+
+
+# Shared with the PostgreSQL schema (core/storage/postgres/schema.py), which has the same table.
+NODES_TABLE = (
+    "CREATE TABLE nodes (name TEXT PRIMARY KEY, owner TEXT NOT NULL, pid INTEGER NOT NULL, "
+    "host TEXT NOT NULL, started_at TEXT NOT NULL, heartbeat_at TEXT NOT NULL, "
+    "lease_until REAL NOT NULL, listeners TEXT, sessions TEXT)"
+)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_initial,
     _v2_engine,
@@ -333,6 +348,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v6_retired_as2_identities,
     _v7_partner_tls_certificate,
     _v8_claim_index,
+    _v9_nodes,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -58,14 +58,19 @@ def engine_status_fields(conn: Tx, now: float) -> dict[str, object]:
 
 def engine_status_in(conn: Tx, now: float) -> dict[str, object]:
     """:func:`engine_status_fields` in the caller's transaction (the one SQL both
-    ``docbridge status`` and :func:`core.storage.engine_state.read_engine_status` read)."""
-    lease = conn.execute(
-        "SELECT owner, pid, host, started_at, heartbeat_at, lease_until, listeners, sessions "
-        "FROM engine_lease WHERE id = 1"
-    ).fetchone()
+    ``docbridge status`` and :func:`core.storage.engine_state.read_engine_status` read).
+
+    Every node is listed (``nodes``); one whose lease ran out is ``gone``. The top-level fields
+    describe the first running node by name (the only one, on a single host), and ``sessions``
+    holds the SFTP sessions of every running node.
+    """
+    rows = conn.execute(
+        "SELECT name, owner, pid, host, started_at, heartbeat_at, lease_until, listeners, "
+        "sessions FROM nodes ORDER BY name"
+    ).fetchall()
     depth, parked = conn.execute(
-        "SELECT COALESCE(SUM(state IN ('ready', 'running')), 0), "
-        "COALESCE(SUM(state = 'parked'), 0) FROM jobs"
+        "SELECT COALESCE(SUM(CASE WHEN state IN ('ready', 'running') THEN 1 ELSE 0 END), 0), "
+        "COALESCE(SUM(CASE WHEN state = 'parked' THEN 1 ELSE 0 END), 0) FROM jobs"
     ).fetchone()
     fields: dict[str, object] = {
         "running": False,
@@ -76,24 +81,36 @@ def engine_status_in(conn: Tx, now: float) -> dict[str, object]:
         "heartbeat_at": None,
         "listeners": {},
         "sessions": (),
-        "queue_depth": depth,
-        "parked": parked,
+        "queue_depth": int(depth),
+        "parked": int(parked),
+        "nodes": (),
     }
-    if lease is None or lease[5] < now:
+    if not rows:
         return fields
-    import json  # only while an engine runs: its listeners and sessions
+    import json  # only once an engine ran: its listeners and sessions
 
-    owner, pid, host, started_at, heartbeat_at, _until, listeners, sessions = lease
-    fields.update(
-        running=True,
-        owner=owner,
-        pid=pid,
-        host=host,
-        started_at=started_at,
-        heartbeat_at=heartbeat_at,
-        listeners=json.loads(listeners or "{}"),
-        sessions=tuple(json.loads(sessions or "[]")),
-    )
+    nodes: list[dict[str, object]] = []
+    sessions: list[dict[str, str]] = []
+    for name, owner, pid, host, started_at, heartbeat_at, until, listeners, held in rows:
+        running = until >= now
+        node: dict[str, object] = {
+            "name": name,
+            "running": running,
+            "pid": pid,
+            "host": host,
+            "started_at": started_at,
+            "heartbeat_at": heartbeat_at,
+            "listeners": json.loads(listeners or "{}") if running else {},
+        }
+        nodes.append(node)
+        if not running:
+            continue
+        sessions += [dict(s, node=name) for s in json.loads(held or "[]")]
+        if not fields["running"]:
+            fields.update(node, owner=owner)
+            del fields["name"]
+    fields["sessions"] = tuple(sessions)
+    fields["nodes"] = tuple(nodes)
     return fields
 
 

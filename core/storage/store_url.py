@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from urllib.parse import urlsplit, urlunsplit
 
+from core.data_dir import STORE_URL_ENV
 from core.errors import DocbridgeError
 
-STORE_URL_ENV = "DOCBRIDGE_STORE_URL"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 

@@ -19,17 +19,15 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
-
-import psycopg
-from psycopg import errors as pg_errors
-from psycopg_pool import ConnectionPool, PoolTimeout
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from core.errors import StoreError
 from core.storage.connection import CONCURRENT_MARK
-from core.storage.postgres.connection import PgTx, configure_connection
-from core.storage.postgres.schema import migrate
 from core.storage.store_url import redacted
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -44,9 +42,13 @@ CONNECT_TIMEOUT_S = 30.0
 class PgDatabase:
     """Runs units of work on PostgreSQL; the only door to it."""
 
-    def __init__(self, url: str, *, threads: int = THREADS) -> None:
+    def __init__(
+        self, url: str, *, threads: int = THREADS, connect_timeout_s: float = CONNECT_TIMEOUT_S
+    ) -> None:
         self.url = url
-        self.path = Path(redacted(url))  # what error messages name (no password)
+        self.where = redacted(url)  # what messages name: never the password
+        self.path = Path(self.where)
+        self._connect_timeout_s = connect_timeout_s
         self._threads = threads
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="docbridge-pg")
         self._pool: ConnectionPool | None = None
@@ -57,9 +59,12 @@ class PgDatabase:
     async def call(
         self, fn: Callable[Concatenate[Any, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        """Run ``fn`` in one write transaction (SQLite's ``call`` is a bare connection; here
-        every unit is a transaction)."""
-        return await self.write(fn, *args, **kwargs)
+        """Run ``fn`` in one transaction without the write lock: what SQLite runs on its bare
+        connection, statement by statement (single reads, mostly), is at least as isolated
+        here and waits for no writer."""
+        unit = functools.partial(fn, **kwargs)
+        job = functools.partial(self._run, "write", True, unit, args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, job)
 
     async def write(
         self, fn: Callable[Concatenate[Any, P], T], *args: P.args, **kwargs: P.kwargs
@@ -98,6 +103,12 @@ class PgDatabase:
         return self._run(mode, bool(getattr(fn, CONCURRENT_MARK, False)), fn, args)
 
     def _run(self, mode: str, concurrent: bool, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        # psycopg is imported here, on a database thread: importing it reads files (package
+        # metadata), which must not happen on the event loop.
+        import psycopg
+        from psycopg import errors as pg_errors
+        from psycopg_pool import PoolTimeout
+
         for attempt in range(1, RETRIES + 1):
             try:
                 return self._run_once(mode, concurrent, fn, args)
@@ -106,19 +117,21 @@ class PgDatabase:
                     raise
                 time.sleep(0.005 * attempt)  # on a database thread, never the loop
             except psycopg.Error as exc:
-                translated = store_error(exc, self.path)
+                translated = store_error(exc, self.where)
                 if translated is None:
                     raise
                 raise translated from exc
             except PoolTimeout as exc:
-                raise _unreachable(self.path, str(exc)) from exc
+                raise _unreachable(self.where, str(exc)) from exc
         raise AssertionError("unreachable")
 
     def _run_once(
         self, mode: str, concurrent: bool, fn: Callable[..., T], args: tuple[Any, ...]
     ) -> T:
+        from core.storage.postgres.connection import PgTx
+
         pool = self._open_pool()
-        with pool.connection(timeout=CONNECT_TIMEOUT_S) as conn:
+        with pool.connection(timeout=self._connect_timeout_s) as conn:
             tx = PgTx(conn)
             with conn.transaction():
                 if mode == "read":
@@ -128,8 +141,20 @@ class PgDatabase:
                 return fn(tx, *args)
 
     def _open_pool(self) -> ConnectionPool:
+        import psycopg
+        from psycopg_pool import ConnectionPool
+
+        from core.storage.postgres.connection import configure_connection
+        from core.storage.postgres.schema import migrate
+
         with self._pool_lock:
             if self._pool is None:
+                # One connection first: its error (refused login, no such database) is the one
+                # to show, where a pool would only time out retrying. It migrates, too.
+                with psycopg.connect(
+                    self.url, autocommit=True, connect_timeout=max(1, int(self._connect_timeout_s))
+                ) as conn:
+                    migrate(conn)
                 pool = ConnectionPool(
                     self.url,
                     min_size=1,
@@ -139,13 +164,7 @@ class PgDatabase:
                     open=False,
                     name="docbridge",
                 )
-                pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
-                try:
-                    with pool.connection() as conn:
-                        migrate(conn)
-                except BaseException:
-                    pool.close()
-                    raise
+                pool.open(wait=True, timeout=self._connect_timeout_s)
                 self._pool = pool
             return self._pool
 
@@ -206,12 +225,14 @@ _MESSAGES: dict[str, tuple[str, str]] = {
 }
 
 
-def store_error(exc: psycopg.Error, where: Path) -> StoreError | None:
+def store_error(exc: psycopg.Error, where: str) -> StoreError | None:
     """The domain error for a PostgreSQL error a user can act on, or None for a defect."""
-    code = exc.sqlstate or ""
+    import psycopg
+
+    code = exc.sqlstate or _code_in_connect_error(str(exc))
     if code in _MESSAGES:
         title, hint = _MESSAGES[code]
-        return StoreError(title.format(where=where), hint, path=where, sqlite_error=code)
+        return StoreError(title.format(where=where), hint, path=Path(where), sqlite_error=code)
     if code.startswith(_UNREACHABLE_CLASSES) or (
         isinstance(exc, psycopg.OperationalError) and not code
     ):
@@ -219,12 +240,27 @@ def store_error(exc: psycopg.Error, where: Path) -> StoreError | None:
     return None
 
 
-def _unreachable(where: Path, detail: str) -> StoreError:
+# A failed connect carries no SQLSTATE, only the server's words.
+_CONNECT_TEXTS = (
+    ("does not exist", "3D000"),  # database "x" does not exist (a role's is a login failure)
+    ("password authentication failed", "28P01"),
+    ("no pg_hba.conf entry", "28000"),
+    ("too many clients", "53300"),
+)
+
+
+def _code_in_connect_error(text: str) -> str:
+    if 'role "' in text and "does not exist" in text:
+        return "28000"
+    return next((code for words, code in _CONNECT_TEXTS if words in text), "")
+
+
+def _unreachable(where: str, detail: str) -> StoreError:
     return StoreError(
         f"The PostgreSQL store {where} cannot be reached",
         "Check that the database server runs and that [store] url (or DOCBRIDGE_STORE_URL) "
         "names it; a change under way may or may not have been saved: look before you redo "
         f"it. ({detail.splitlines()[0] if detail else 'no detail'})",
-        path=where,
+        path=Path(where),
         sqlite_error="08000",
     )

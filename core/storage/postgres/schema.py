@@ -132,8 +132,8 @@ _V1_INITIAL = """
        error text
     );
     CREATE INDEX idx_activity_log_mailbox_uuid_id ON activity_log (mailbox_uuid, id);
-    CREATE TABLE engine_lease (
-       id bigint PRIMARY KEY,
+    CREATE TABLE nodes (
+       name text PRIMARY KEY,
        owner text NOT NULL,
        pid bigint NOT NULL,
        host text NOT NULL,
