@@ -168,7 +168,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--node-name",
         type=_node_name,
-        default="",
         metavar="NAME",
         help="this node's name on a shared store (default: the host name)",
     )
@@ -216,7 +215,7 @@ async def _dispatch(args: argparse.Namespace, data_dir: Path) -> int:
             data_dir,
             run_sftp=not args.no_sftp,
             run_as2=not args.no_as2,
-            node_name=args.node_name,
+            node_name=args.node_name or "",
             sftp_port=args.sftp_port,
             as2_port=args.as2_port,
         )

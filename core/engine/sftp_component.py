@@ -116,14 +116,19 @@ class _BanMirror:
         self.persisted.add(ban.address)
 
     async def sync(self, throttle: LoginThrottle) -> None:
-        """Bans lifted in the TUI (rows deleted) end here too; expired rows are purged."""
-        stored = await self._db.write(_purge_and_list_bans)
-        for ban in throttle.bans():
-            if ban.address in self.persisted and ban.address not in stored:
-                throttle.unban(ban.address)
-                self.persisted.discard(ban.address)
+        """Bans lifted in the TUI (rows deleted) end here too, bans made by another node on
+        the same store start here too (within a heartbeat); expired rows are purged."""
+        stored = {ban.address: ban for ban in await self._db.write(_purge_and_list_bans)}
+        held = {ban.address for ban in throttle.bans()}
+        for address in held:
+            if address in self.persisted and address not in stored:
+                throttle.unban(address)
+                self.persisted.discard(address)
+        arrived = [ban for address, ban in stored.items() if address not in held]
+        throttle.restore(arrived)
+        self.persisted.update(ban.address for ban in arrived)
 
 
-def _purge_and_list_bans(tx: Tx) -> set[str]:
+def _purge_and_list_bans(tx: Tx) -> list[Ban]:
     bans.purge_expired(tx)
-    return {ban.address for ban in bans.list_bans(tx)}
+    return bans.list_bans(tx)
