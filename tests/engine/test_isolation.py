@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +21,7 @@ from core.models import DefaultRule, IntegrationForm, JobKind
 from core.service import Service
 from core.sftp.folders import ensure_mailbox_root
 from core.storage import jobs
-from core.storage.db import write_transaction
+from core.storage.connection import Tx
 from tests.engine.conftest import FAST, SmtpServer
 from tests.engine.test_crash import with_new_uuid
 from tests.engine.test_customer_files import outgoing, outgoing_xml
@@ -154,15 +153,14 @@ async def test_a_mail_that_cannot_be_built_fails_alone_and_the_others_go_out(
     mailbox = await switch_on(service, "Accounts Payable", form)
     good = [f"<mail-{i}@test>" for i in range(6)]
 
-    def queue(conn: sqlite3.Connection) -> None:
-        with write_transaction(conn):
-            for i, message_id in enumerate(good):
-                mail = Notification(message_id, "gw@example.com", "ops@example.com", "s", "b")
-                jobs.enqueue(conn, JobKind.MAIL, f"good-{i}", mailbox, mail.to_payload())
-                if i == 2:
-                    jobs.enqueue(conn, JobKind.MAIL, "bad", mailbox, {"message_id": "<bad@test>"})
+    def queue(tx: Tx) -> None:
+        for i, message_id in enumerate(good):
+            mail = Notification(message_id, "gw@example.com", "ops@example.com", "s", "b")
+            jobs.enqueue(tx, JobKind.MAIL, f"good-{i}", mailbox, mail.to_payload())
+            if i == 2:
+                jobs.enqueue(tx, JobKind.MAIL, "bad", mailbox, {"message_id": "<bad@test>"})
 
-    await service.db.call(queue)
+    await service.db.write(queue)
     caplog.set_level(logging.ERROR, logger="docbridge.engine")
     await idle_engine.start()
 
@@ -197,16 +195,14 @@ async def test_an_item_the_engine_stops_on_every_time_is_parked_after_max_attemp
     payload = {"folder": "outbox", "name": "order.xml", "claim": token}
     ref = f"{mailbox}/outbox/order.xml@{token}"
 
-    def engines_that_died(conn: sqlite3.Connection) -> None:
-        with write_transaction(conn):
-            jobs.enqueue(conn, JobKind.FILE, ref, mailbox, payload)
-        for stop in range(3):  # FAST allows 3 attempts per file
-            with write_transaction(conn):
-                if stop:
-                    jobs.release_all_running(conn)  # the next engine starts
-                assert len(jobs.claim(conn, JobKind.FILE, f"dead-{stop}", 60, 10)) == 1
+    def engine_that_died(tx: Tx, stop: int) -> None:
+        if stop:
+            jobs.release_dead_claims(tx)  # the next engine starts: no node holds the claim
+        assert len(jobs.claim(tx, JobKind.FILE, f"dead-{stop}", 60, 10)) == 1
 
-    await service.db.call(engines_that_died)
+    await service.db.write(jobs.enqueue, JobKind.FILE, ref, mailbox, payload)
+    for stop in range(3):  # FAST allows 3 attempts per file
+        await service.db.write(engine_that_died, stop)
     await idle_engine.start()
     note = root / "error" / "order.xml.error.txt"
 
