@@ -294,9 +294,13 @@ class Engine:
 
     async def _heartbeat_loop(self) -> None:
         while not self._stopping.is_set():
-            renewed = await self.db.write(
+            renewed, released = await self.db.write(
                 _renew, self.node_name, self.owner, self.settings.lease_s, self.settings.policies
             )
+            if released:
+                log.info("recovered %d claims of engines that stopped", released)
+                for kind in (JobKind.ENVELOPE, JobKind.FILE):
+                    self._wake[kind].set()
             if not renewed:
                 log.error("engine lease lost to another engine; stopping")
                 self.lost_lease.set()
@@ -555,12 +559,13 @@ def _acquire(
     return None, jobs.release_dead_claims(tx, policies)
 
 
-def _renew(tx: Tx, name: str, owner: str, lease_s: float, policies: jobs.Policies) -> bool:
-    """Hand back claims whose lease ran out or whose node died, and extend ours; False:
-    another process took our name."""
-    jobs.release_expired(tx, policies)
-    jobs.release_dead_claims(tx, policies)
-    return lease.renew(tx, name, owner, lease_s)
+def _renew(
+    tx: Tx, name: str, owner: str, lease_s: float, policies: jobs.Policies
+) -> tuple[bool, int]:
+    """Hand back claims whose lease ran out or whose node died, and extend ours: (False if
+    another process took our name, how many claims were handed back)."""
+    released = jobs.release_expired(tx, policies) + jobs.release_dead_claims(tx, policies)
+    return lease.renew(tx, name, owner, lease_s), released
 
 
 def _give_back(tx: Tx, name: str, owner: str) -> None:

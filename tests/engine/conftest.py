@@ -25,9 +25,11 @@ from core.storage.jobs import RetryPolicy
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every engine test runs on both stores: SQLite in the data directory, and PostgreSQL
     (a fresh database on the suite's server), unless it is about the SQLite file itself."""
-    if "data_dir" in metafunc.fixturenames and not metafunc.definition.get_closest_marker(
-        "sqlite_only"
-    ):
+    if "data_dir" not in metafunc.fixturenames:
+        return
+    if metafunc.definition.get_closest_marker("postgres_only"):
+        metafunc.parametrize("backend", ["postgres"], indirect=True)
+    elif not metafunc.definition.get_closest_marker("sqlite_only"):
         metafunc.parametrize("backend", ["sqlite", "postgres"], indirect=True)
 
 
