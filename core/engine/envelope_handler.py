@@ -31,7 +31,7 @@ from core.models import (
 from core.sftp.folders import ensure_mailbox_root, write_files_atomically
 from core.storage import conversions, envelopes, jobs, logs
 from core.storage import rules as rules_store
-from core.storage.db import Tx
+from core.storage.connection import Tx, concurrent_write
 from core.storage.integrations import get_integration
 
 
@@ -198,6 +198,7 @@ def fail(tx: Tx, job: Job, error: str, policy: jobs.RetryPolicy) -> None:
     logs.append_activity(tx, job.mailbox_uuid, rule, state, envelope_uuid=job.ref, error=error)
 
 
+@concurrent_write  # rows of its own claims; counters and logs by atomic statements
 def record(
     tx: Tx,
     outcomes: list[Outcome],

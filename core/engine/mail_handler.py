@@ -15,7 +15,7 @@ from core.mail.notification import Notification
 from core.mail.smtp import MailDeliveryError, smtp_session
 from core.models import AttemptOutcome, Job
 from core.storage import jobs, logs
-from core.storage.db import Tx
+from core.storage.connection import Tx, concurrent_write
 
 
 class Recorder(Protocol):
@@ -58,6 +58,7 @@ def _connection_lost(exc: MailDeliveryError) -> bool:
     return isinstance(exc.__cause__, OSError | TimeoutError) or "disconnect" in str(exc).lower()
 
 
+@concurrent_write  # rows of its own claims; counters and logs by atomic statements
 def record(
     tx: Tx,
     job: Job,
