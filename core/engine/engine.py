@@ -154,7 +154,8 @@ class Engine:
             log.info("recovered %d claims of engines that stopped", released)
         try:
             if self.settings.run_sftp:
-                sftp = SftpComponent(self.db, self.config, self._upload_arrived)
+                shared = self.node_name if self.config.store_url else ""
+                sftp = SftpComponent(self.db, self.config, self._upload_arrived, shared)
                 self.listeners.update(await sftp.start())
                 self.sftp = sftp
             if self.settings.run_as2:

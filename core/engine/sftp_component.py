@@ -27,9 +27,12 @@ class SftpComponent:
     """Owns the SFTP server while the engine runs: :meth:`start`, :meth:`maintain` every
     heartbeat, :meth:`stop`. Also the server's :class:`~core.sftp.backend.SftpBackend`."""
 
-    def __init__(self, db: Store, config: Config, wake: Callable[[], None]) -> None:
+    def __init__(
+        self, db: Store, config: Config, wake: Callable[[], None], node: str = ""
+    ) -> None:
         self._db = db
         self._config = config
+        self._node = node  # set on a shared store: this node's upload temp names
         self._wake = wake
         self._mirror = _BanMirror(db)
         self._server: SftpServer | None = None
@@ -47,6 +50,7 @@ class SftpComponent:
             self._config.sftp_host_key_path,
             self,
             throttle,
+            node=self._node,
         )
         port = await server.start()
         self._server = server

@@ -44,6 +44,10 @@ ERROR_SUFFIX: Final = ".error.txt"
 UPLOAD_PREFIX: Final = ".upload-"
 WRITE_PREFIX: Final = ".write-"
 STALE_STAGING_S: Final = 3600.0
+# Another node's upload temp file is left alone this long: its session may be open on that node
+# (several nodes share one mailbox tree), which this node cannot see.
+OTHER_NODES_STALE_S: Final = 7 * 86400.0
+_TOKEN_HEX = 16  # staging_path's secrets.token_hex(8)
 """A temp file in staging untouched this long was left by an interrupted process: the platform
 writes a file within seconds, and an upload that is still open is never swept, however idle."""
 MAX_NAME_BYTES: Final = 255
@@ -97,6 +101,21 @@ def ensure_mailbox_root(mailboxes_dir: Path, mailbox_uuid: str) -> Path:
                 "Remove it; docbridge recreates the mailbox folders.",
             )
     return root
+
+
+def upload_prefix(node: str = "") -> str:
+    """The temp names of one node's uploads: ``.upload-<node>-<token>`` on a node of a cluster
+    (its sweeps must know its own from another node's), ``.upload-<token>`` alone."""
+    return f"{UPLOAD_PREFIX}{node}-" if node else UPLOAD_PREFIX
+
+
+def _is_own_upload(name: str, own_prefix: str) -> bool:
+    """Whether an upload temp file is this node's: alone (no node in the prefix) every one is;
+    on a node, exactly ``own_prefix`` + a token, so node "a" never takes node "a-b"'s."""
+    if own_prefix == UPLOAD_PREFIX:
+        return True
+    token = name[len(own_prefix) :]
+    return name.startswith(own_prefix) and len(token) == _TOKEN_HEX and "-" not in token
 
 
 def staging_path(root: Path, prefix: str = WRITE_PREFIX) -> Path:
@@ -201,6 +220,7 @@ def sweep_staging(
     all_uploads: bool = False,
     older_than_s: float = STALE_STAGING_S,
     now: float | None = None,
+    own_uploads: str = UPLOAD_PREFIX,
 ) -> int:
     """Remove the temp files interrupted processes left in a mailbox's staging area; return
     how many. Blocking.
@@ -209,14 +229,17 @@ def sweep_staging(
     it behind: ``.write-*`` from the platform's writes, ``.upload-*`` from the SFTP server.
     Removed: such files last modified at least ``older_than_s`` ago, except the upload temp
     files named in ``in_use`` (uploads still open, whose client may be idle for hours). With
-    ``all_uploads`` every ``.upload-*`` not in ``in_use`` goes whatever its age: for when the
-    caller's SFTP server, the only writer of those, has no session open (at its start).
+    ``all_uploads`` every upload temp file of this node (``own_uploads``, see
+    :func:`upload_prefix`) not in ``in_use`` goes whatever its age: for when the caller's SFTP
+    server, the only writer of those, has no session open (at its start). Another node's
+    upload temp files (nodes sharing the mailbox tree) go only after ``OTHER_NODES_STALE_S``.
 
     A file being written is never removed: platform writes finish within seconds, and open
     uploads are in ``in_use``. Only regular files with docbridge's temp prefixes are touched,
     and a staging folder that is not a real directory (a planted link) is left alone.
     """
-    cutoff = (timestamp() if now is None else now) - older_than_s
+    now = timestamp() if now is None else now
+    cutoff, others_cutoff = now - older_than_s, now - max(older_than_s, OTHER_NODES_STALE_S)
     try:
         dir_fd = os.open(root / STAGING, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except (FileNotFoundError, NotADirectoryError):
@@ -237,7 +260,11 @@ def sweep_staging(
                     info = entry.stat(follow_symlinks=False)
                     if not stat.S_ISREG(info.st_mode):
                         continue
-                    if info.st_mtime > cutoff and not (upload and all_uploads):
+                    own = upload and _is_own_upload(name, own_uploads)
+                    if upload and not own:
+                        if info.st_mtime > others_cutoff:
+                            continue
+                    elif info.st_mtime > cutoff and not (own and all_uploads):
                         continue
                     os.unlink(name, dir_fd=dir_fd)
                 except FileNotFoundError:  # renamed into place (or removed) meanwhile
@@ -254,6 +281,7 @@ def sweep_mailboxes(
     in_use: Container[str] = frozenset(),
     all_uploads: bool = False,
     older_than_s: float = STALE_STAGING_S,
+    own_uploads: str = UPLOAD_PREFIX,
 ) -> dict[str, int]:
     """:func:`sweep_staging` for every mailbox; returns the mailboxes where files were removed,
     with how many. Blocking. Links among the mailboxes are not followed."""
@@ -271,6 +299,7 @@ def sweep_mailboxes(
                 in_use=in_use,
                 all_uploads=all_uploads,
                 older_than_s=older_than_s,
+                own_uploads=own_uploads,
             )
             if count:
                 removed[entry.name] = count

@@ -32,7 +32,7 @@ from core.errors import InvalidInput
 from core.sftp.auth import PasswordVerifier, VerifierBusy
 from core.sftp.backend import SftpBackend
 from core.sftp.close_hook import require_close_hook
-from core.sftp.folders import ensure_mailbox_root, sweep_mailboxes, validate_name
+from core.sftp.folders import ensure_mailbox_root, sweep_mailboxes, upload_prefix, validate_name
 from core.sftp.host_key import RSA, fingerprint, load_or_create_host_key
 from core.sftp.quota import MailboxUsage
 from core.sftp.session import FileBudget, MailboxContext, MailboxSftpSession
@@ -189,8 +189,11 @@ class SftpServer:
         *,
         verifier: PasswordVerifier | None = None,
         rsa_host_key_path: Path | None = None,
+        node: str = "",
     ) -> None:
         self.config = config
+        # Nodes sharing the mailbox tree name their upload temp files apart (sweeps below).
+        self.upload_prefix = upload_prefix(node)
         self.mailboxes_dir = mailboxes_dir
         # Resolved at start: the folder may sit behind a symlink an admin chose.
         self._real_mailboxes_dir = mailboxes_dir
@@ -342,6 +345,7 @@ class SftpServer:
             self.config.max_file_size,
             self._staging_in_use,
             self._files,
+            self.upload_prefix,
         )
         channel = MailboxSftpSession(chan, context)
         session.channels.add(channel)
@@ -465,7 +469,12 @@ class SftpServer:
 
     def _sweep_staging(self, in_use: frozenset[str], at_start: bool) -> int:
         # At start no session is open: every upload temp file not in use is an orphan.
-        removed = sweep_mailboxes(self.mailboxes_dir, in_use=in_use, all_uploads=at_start)
+        removed = sweep_mailboxes(
+            self.mailboxes_dir,
+            in_use=in_use,
+            all_uploads=at_start,
+            own_uploads=self.upload_prefix,
+        )
         for mailbox, count in removed.items():
             log.info(
                 "removed %d temp file(s) of interrupted uploads or writes in %s", count, mailbox

@@ -110,6 +110,7 @@ class MailboxContext:
     # (core.sftp.folders.sweep_staging) must leave them alone however idle their client is.
     staging_in_use: set[str]
     files: FileBudget = field(default_factory=lambda: FileBudget(capacity=1024))
+    upload_prefix: str = UPLOAD_PREFIX  # this node's upload temp names (folders.upload_prefix)
 
 
 @dataclass(frozen=True)
@@ -469,7 +470,7 @@ class MailboxSftpSession(asyncssh.SFTPServer):
         return upload
 
     def _create_staging(self) -> tuple[int, Path]:
-        temp = staging_path(self._root, UPLOAD_PREFIX)
+        temp = staging_path(self._root, self._context.upload_prefix)
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         return fd, temp
 

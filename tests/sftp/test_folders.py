@@ -16,8 +16,10 @@ from core.sftp.folders import (
     FOLDERS,
     ensure_mailbox_root,
     move_to_error,
+    staging_path,
     sweep_mailboxes,
     sweep_staging,
+    upload_prefix,
     validate_name,
     write_atomically,
 )
@@ -106,6 +108,24 @@ def test_sweep_removes_what_interrupted_processes_left_and_nothing_in_use(tmp_pa
     # At server start no upload can be open: every upload temp is an orphan, whatever its age.
     assert sweep_staging(root, all_uploads=True) == 2
     assert _staged(root) == [".write-dir", ".write-running", "kept-by-an-admin"]
+
+
+def test_nodes_sharing_a_mailbox_tree_sweep_only_their_own_uploads(tmp_path: Path) -> None:
+    """Several nodes, one mailbox tree: node a's start must not delete the uploads node b's
+    customers are sending right now (b's sessions are invisible to a), nor node "a-b"'s."""
+    root = ensure_mailbox_root(tmp_path, MAILBOX_A)
+    own = upload_prefix("a")
+    a_orphan = staging_path(root, own).name
+    b_live = staging_path(root, upload_prefix("b")).name
+    ab_live = staging_path(root, upload_prefix("a-b")).name
+    b_forgotten = staging_path(root, upload_prefix("b")).name
+    _plant(root, a_orphan, old=False)
+    _plant(root, b_live, old=True)  # idle for two hours: its session may still be open on b
+    _plant(root, ab_live, old=False)
+    _plant(root, b_forgotten, old=False)
+    os.utime(root / ".staging" / b_forgotten, (time.time() - 8 * 86400,) * 2)  # b is long gone
+    assert sweep_staging(root, all_uploads=True, own_uploads=own) == 2
+    assert _staged(root) == sorted([b_live, ab_live])
 
 
 def test_sweep_never_follows_a_planted_staging_link(tmp_path: Path) -> None:
