@@ -57,6 +57,7 @@ from core.storage import (
     jobs,
     logs,
     rules,
+    secrets,
 )
 from core.storage.connection import Tx
 from core.storage.engine_state import read_engine_status
@@ -195,7 +196,12 @@ class Service:
 
     async def sftp_host_key_fingerprint(self) -> str | None:
         """What customers pin; None until an engine has generated the host key."""
-        if self._host_fingerprint is None:
+        if self._host_fingerprint is None and self.config.store_url:
+            from core.engine.cluster_keys import HOST_KEY_SECRET, stored_fingerprint
+
+            stored = await self.db.read(secrets.get_secret, HOST_KEY_SECRET)
+            self._host_fingerprint = stored_fingerprint(stored)
+        elif self._host_fingerprint is None:
             host_key = self.config.sftp_host_key_path
             try:
                 self._host_fingerprint = await asyncio.to_thread(read_fingerprint, host_key)

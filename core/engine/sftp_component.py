@@ -27,9 +27,7 @@ class SftpComponent:
     """Owns the SFTP server while the engine runs: :meth:`start`, :meth:`maintain` every
     heartbeat, :meth:`stop`. Also the server's :class:`~core.sftp.backend.SftpBackend`."""
 
-    def __init__(
-        self, db: Store, config: Config, wake: Callable[[], None], node: str = ""
-    ) -> None:
+    def __init__(self, db: Store, config: Config, wake: Callable[[], None], node: str = "") -> None:
         self._db = db
         self._config = config
         self._node = node  # set on a shared store: this node's upload temp names
@@ -44,6 +42,11 @@ class SftpComponent:
         stored = await self._db.call(bans.list_bans)
         throttle.restore(stored)
         self._mirror.persisted.update(ban.address for ban in stored)
+        host_key = None
+        if self._config.store_url:  # several nodes: one host key for all, from the store
+            from core.engine.cluster_keys import cluster_host_key
+
+            host_key = await cluster_host_key(self._db, self._config.sftp_host_key_path)
         server = SftpServer(
             self._config.sftp,
             self._config.mailboxes_dir,
@@ -51,6 +54,7 @@ class SftpComponent:
             self,
             throttle,
             node=self._node,
+            host_key=host_key,
         )
         port = await server.start()
         self._server = server

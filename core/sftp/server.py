@@ -190,6 +190,7 @@ class SftpServer:
         verifier: PasswordVerifier | None = None,
         rsa_host_key_path: Path | None = None,
         node: str = "",
+        host_key: asyncssh.SSHKey | None = None,
     ) -> None:
         self.config = config
         # Nodes sharing the mailbox tree name their upload temp files apart (sweeps below).
@@ -199,6 +200,7 @@ class SftpServer:
         self._real_mailboxes_dir = mailboxes_dir
         self.host_key_path = host_key_path
         self.rsa_host_key_path = rsa_host_key_path
+        self._given_host_key = host_key  # a cluster's key from the store: host_key_path unused
         self.backend = backend
         self.throttle = throttle
         self._verifier = verifier or PasswordVerifier()
@@ -220,7 +222,10 @@ class SftpServer:
         if self._acceptor is not None:
             return self._port
         require_close_hook()  # before anything else: the server must not run without it
-        self._host_keys = [await asyncio.to_thread(load_or_create_host_key, self.host_key_path)]
+        host_key = self._given_host_key
+        if host_key is None:
+            host_key = await asyncio.to_thread(load_or_create_host_key, self.host_key_path)
+        self._host_keys = [host_key]
         if self.rsa_host_key_path is not None:
             self._host_keys.append(
                 await asyncio.to_thread(load_or_create_host_key, self.rsa_host_key_path, RSA)

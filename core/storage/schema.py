@@ -331,6 +331,19 @@ def _v9_nodes(db: sqlite_utils.Database) -> None:
     db.execute(NODES_TABLE)
 
 
+def _v10_secrets(db: sqlite_utils.Database) -> None:
+    # Sealed private keys shared by the nodes of a store (core.sealing); on one host the keys
+    # stay files in keys/, so this table stays empty there.
+    db.execute(SECRETS_TABLE.replace("BYTES", "BLOB"))
+
+
+SECRETS_TABLE = (
+    "CREATE TABLE secrets (name TEXT PRIMARY KEY, algorithm TEXT NOT NULL, "
+    "public_part TEXT NOT NULL, private_enc BYTES NOT NULL, nonce BYTES NOT NULL, "
+    "key_id TEXT NOT NULL, created_at TEXT NOT NULL)"
+)
+
+
 # Shared with the PostgreSQL schema (core/storage/postgres/schema.py), which has the same table.
 NODES_TABLE = (
     "CREATE TABLE nodes (name TEXT PRIMARY KEY, owner TEXT NOT NULL, pid INTEGER NOT NULL, "
@@ -349,6 +362,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v7_partner_tls_certificate,
     _v8_claim_index,
     _v9_nodes,
+    _v10_secrets,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -18,6 +20,7 @@ from core.config import SmtpConfig, load_config
 from core.data_dir import STORE_URL_ENV
 from core.engine.engine import Engine, EngineSettings
 from core.models import IntegrationForm, TransferProtocol
+from core.sealing import MASTER_KEY_ENV
 from core.service import Service
 from core.storage.jobs import RetryPolicy
 
@@ -45,6 +48,8 @@ def store_url(backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.
     url = request.getfixturevalue("postgres_url") if backend == "postgres" else ""
     if url:
         monkeypatch.setenv(STORE_URL_ENV, url)
+        # The cluster's keys are sealed in the store with the nodes' master key.
+        monkeypatch.setenv(MASTER_KEY_ENV, base64.b64encode(os.urandom(32)).decode())
     return url
 
 

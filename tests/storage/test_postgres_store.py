@@ -13,6 +13,7 @@ from core.models import JobKind
 from core.storage import jobs
 from core.storage.connection import Tx
 from core.storage.postgres.database import PgDatabase
+from core.storage.postgres.schema import SCHEMA_VERSION
 from tests.pg_server import PostgresServer
 from tests.storage.conftest import add_mailbox
 
@@ -52,7 +53,7 @@ async def test_nodes_starting_together_migrate_once(postgres_url: str) -> None:
         versions = await asyncio.gather(*(node.read(_schema_version) for node in nodes))
     finally:
         await asyncio.gather(*(node.close() for node in nodes))
-    assert versions == [1] * 6  # one row per migration: nobody ran it twice
+    assert versions == [SCHEMA_VERSION] * 6  # one row per migration: nobody ran it twice
 
 
 async def test_an_unreachable_server_is_a_store_error_that_says_so(

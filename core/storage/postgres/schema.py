@@ -236,7 +236,19 @@ _V1_INITIAL = """
     CREATE INDEX jobs_ready ON jobs (kind, id) WHERE state = 'ready';
 """
 
-MIGRATIONS: list[str] = [_V1_INITIAL]
+_V2_SECRETS = """
+    CREATE TABLE secrets (
+       name text PRIMARY KEY,
+       algorithm text NOT NULL,
+       public_part text NOT NULL,
+       private_enc bytea NOT NULL,
+       nonce bytea NOT NULL,
+       key_id text NOT NULL,
+       created_at text NOT NULL
+    );
+"""
+
+MIGRATIONS: list[str] = [_V1_INITIAL, _V2_SECRETS]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
