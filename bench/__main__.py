@@ -10,6 +10,7 @@ BENCHMARKS = [
     "engine",
     "intake",
     "backlog",
+    "cluster",
     "tui_page",
     "sftp",
     "conversions",

@@ -1,0 +1,288 @@
+"""Several nodes on one store: envelopes/s drained by 1, 2 and 4 engine processes sharing one
+PostgreSQL database, and by one engine process on SQLite, side by side in interleaved rounds.
+
+Each configuration starts from the same backlog: COUNT envelopes (plus the demo's few) waiting
+for Purchasing under default rule 1 (envelope XML into inbox/), received while its integration
+was off. PostgreSQL is filled once (through the service) and cloned per measurement with
+``CREATE DATABASE ... TEMPLATE``; SQLite is filled once and its data directory copied per
+measurement; the mailbox folders are copied likewise, so every measurement starts with an empty
+inbox/. Every node is a real ``docbridge serve --no-sftp --no-as2`` process with its own data
+directory (config and intake socket), all sharing the first one's mailbox folders through
+``[sftp] mailbox_root``. The nodes are started first and the clock starts only once each has
+printed its "running" line (Python start-up is not timed): then the integration is switched on
+and the clock runs until COUNT files are in inbox/ (polled every 25 ms, as bench/intake.py
+does). A node notices the switch on its next idle poll (0.25 s), which the figure includes.
+
+The PostgreSQL server (tests/pg_server.py) runs on this same machine (2 cores here) and competes
+with the nodes for the CPUs; it runs with fsync=off, synchronous_commit=off and
+full_page_writes=off (a test server), while the SQLite engine commits with synchronous=FULL and
+fsyncs its files: the two stores' figures are not a like-for-like durability comparison, the
+point is how PostgreSQL throughput grows with the number of nodes. The rounds rotate the order of
+the four configurations. The last line is one JSON object; its key ``scaling`` is the median
+envelopes/s of 2 processes over that of 1 process on PostgreSQL (aim: at least 1.5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import LiteralString
+
+import psycopg
+from psycopg import sql
+
+from bench.backlog import spread
+from bench.intake import PRODUCERS, _count, documents
+from core.bootstrap import init_data_dir
+from core.data_dir import STORE_URL_ENV
+from core.models import IntegrationForm
+from core.service import Service
+from tests.pg_server import PostgresServer, start_server
+
+COUNT = 4_000
+AIM = 1.5  # 2 processes over 1 on PostgreSQL
+CONFIGURATIONS = ("pg_1", "pg_2", "pg_4", "sqlite_1")
+DOCBRIDGE = Path(sys.executable).parent / "docbridge"
+TEMPLATE = "filled"
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """A filled data directory (PostgreSQL: its config and mailbox folders only) and the uuid
+    of the mailbox whose envelopes wait."""
+
+    home: Path
+    mailbox: str
+
+    def inbox(self, home: Path) -> Path:
+        return home / "mailboxes" / self.mailbox / "inbox"
+
+
+@contextlib.contextmanager
+def store_url(url: str) -> Iterator[None]:
+    """DOCBRIDGE_STORE_URL set to ``url`` ("" : unset, SQLite) while the block runs."""
+    before = os.environ.pop(STORE_URL_ENV, None)
+    if url:
+        os.environ[STORE_URL_ENV] = url
+    try:
+        yield
+    finally:
+        os.environ.pop(STORE_URL_ENV, None)
+        if before is not None:
+            os.environ[STORE_URL_ENV] = before
+
+
+async def waiting(home: Path, count: int) -> str:
+    """A demo data directory with ``count`` envelopes for Purchasing (received 8 at a time)
+    and its integration saved but still off, so that nothing moves until a measurement
+    switches it on; the mailbox's uuid."""
+    await init_data_dir(home, with_demo=True, actor="bench")
+    service = await Service.open(home, actor="bench")
+    try:
+        mailbox = (await service.resolve_mailbox("Purchasing")).uuid
+        batch = documents(count)
+
+        async def produce(share: list[bytes]) -> None:
+            for document in share:
+                await service.receive_envelope(mailbox, document)
+
+        await asyncio.gather(*(produce(batch[n::PRODUCERS]) for n in range(PRODUCERS)))
+        await service.save_integration(mailbox, IntegrationForm())
+    finally:
+        await service.close()
+    return mailbox
+
+
+def fill(home: Path, url: str) -> Backlog:
+    """The backlog in the store ``url`` names ("" : SQLite in ``home``)."""
+    with store_url(url):
+        return Backlog(home, asyncio.run(waiting(home, COUNT)))
+
+
+def admin(server: PostgresServer, statement: LiteralString, *databases: str) -> None:
+    """``statement`` on the server's maintenance database, with ``databases`` as its {}s."""
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        conn.execute(sql.SQL(statement).format(*map(sql.Identifier, databases)))
+
+
+def node_homes(first: Path, nodes: int) -> list[Path]:
+    """``first`` (a copy of the filled data directory) and ``nodes - 1`` more data directories
+    holding only a config that points at the first one's mailbox folders."""
+    homes = [first]
+    for number in range(2, nodes + 1):
+        home = first.parent / f"node-{number}"
+        home.mkdir()
+        (home / "docbridge.toml").write_text(
+            f'[sftp]\nmailbox_root = "{first / "mailboxes"}"\n', encoding="utf-8"
+        )
+        homes.append(home)
+    return homes
+
+
+def node_environment(url: str) -> dict[str, str]:
+    environment = {k: v for k, v in os.environ.items() if k != STORE_URL_ENV}
+    if url:
+        environment[STORE_URL_ENV] = url
+    return environment
+
+
+def node_log(home: Path) -> Path:
+    """Where a node's logging (its stderr) goes: beside its data directory."""
+    return home.parent / f"{home.name}.log"
+
+
+async def start_node(home: Path, name: str, url: str) -> asyncio.subprocess.Process:
+    log = await asyncio.to_thread(node_log(home).open, "wb")
+    with log:  # the child keeps its own descriptor
+        return await asyncio.create_subprocess_exec(
+            str(DOCBRIDGE),
+            "--data-dir",
+            str(home),
+            "serve",
+            "--no-sftp",
+            "--no-as2",
+            "--node-name",
+            name,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=log,
+            env=node_environment(url),
+        )
+
+
+async def running(node: asyncio.subprocess.Process, home: Path) -> None:
+    """Until the node says it runs (its engine started, its claims loops going)."""
+    assert node.stdout is not None
+    line = await asyncio.wait_for(node.stdout.readline(), START_TIMEOUT_S)
+    if b"docbridge engine running as node" not in line:
+        log = node_log(home).read_text(encoding="utf-8", errors="replace")
+        raise RuntimeError(f"node in {home} did not start: {line!r}\n{log[-2000:]}")
+
+
+async def stop_nodes(nodes: list[asyncio.subprocess.Process]) -> None:
+    """SIGTERM each (a clean stop hands its claims back), killing any that do not end."""
+    for node in nodes:
+        if node.returncode is None:
+            node.send_signal(signal.SIGTERM)
+    for node in nodes:
+        try:
+            await asyncio.wait_for(node.wait(), STOP_TIMEOUT_S)
+        except TimeoutError:
+            node.kill()
+            await node.wait()
+
+
+async def drain_seconds(homes: list[Path], backlog: Backlog, url: str) -> float:
+    """Seconds from switching the integration on, with every node running, until COUNT files
+    are in inbox/."""
+    inbox = backlog.inbox(homes[0])
+    assert _count(inbox) == 0, f"{inbox} is not empty before the measurement"
+    with store_url(url):
+        service = await Service.open(homes[0], actor="bench")
+    nodes: list[asyncio.subprocess.Process] = []
+    try:
+        for number, home in enumerate(homes, start=1):
+            nodes.append(await start_node(home, f"bench-{number}", url))
+        await asyncio.gather(
+            *(running(node, home) for node, home in zip(nodes, homes, strict=True))
+        )
+        began = time.perf_counter()
+        await service.set_enabled(backlog.mailbox, True)
+        # Polls the folder (the engine reports no completion event), not too often.
+        while await asyncio.to_thread(_count, inbox) < COUNT:  # noqa: ASYNC110
+            await asyncio.sleep(0.025)
+        return time.perf_counter() - began
+    finally:
+        await stop_nodes(nodes)
+        await service.close()
+
+
+def measured(configuration: str, backlogs: dict[str, Backlog], server: PostgresServer) -> float:
+    """Envelopes/s of one configuration, e.g. "pg_2", on fresh copies of its backlog."""
+    store, nodes = configuration.split("_")
+    backlog = backlogs[store]
+    with tempfile.TemporaryDirectory(prefix=f"cluster-{configuration}-") as tmp:
+        first = Path(tmp) / "node-1"
+        shutil.copytree(backlog.home, first)
+        url = ""
+        database = f"round_{os.getpid()}_{time.monotonic_ns()}"
+        if store == "pg":
+            url = server.url(database)
+            admin(server, "CREATE DATABASE {} TEMPLATE {}", database, TEMPLATE)
+        # The copies' dirty pages on disk first, not on the account of the nodes' inbox writes.
+        os.sync()
+        try:
+            homes = node_homes(first, int(nodes))
+            return COUNT / asyncio.run(drain_seconds(homes, backlog, url))
+        finally:
+            if url:
+                admin(server, "DROP DATABASE {} WITH (FORCE)", database)
+
+
+def rotated(number: int) -> tuple[str, ...]:
+    """Round ``number``'s order: each configuration takes each place in turn."""
+    shift = number % len(CONFIGURATIONS)
+    return CONFIGURATIONS[shift:] + CONFIGURATIONS[:shift]
+
+
+def report(rates: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    shown = {configuration: spread(values) for configuration, values in rates.items()}
+    for configuration, figures in shown.items():
+        store, nodes = configuration.split("_")
+        label = f"{'PostgreSQL' if store == 'pg' else 'SQLite'}, {nodes} process(es)"
+        print(
+            f"  {label:<26} {COUNT:,} envelopes, envelopes/s: min {figures['min']:.0f}  "
+            f"median {figures['median']:.0f}  max {figures['max']:.0f}"
+        )
+    return shown
+
+
+def main() -> None:
+    rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
+    rates: dict[str, list[float]] = {configuration: [] for configuration in CONFIGURATIONS}
+    server = start_server()
+    try:
+        with tempfile.TemporaryDirectory(prefix="cluster-") as tmp:
+            admin(server, "CREATE DATABASE {}", TEMPLATE)
+            backlogs = {
+                "pg": fill(Path(tmp) / "pg-home", server.url(TEMPLATE)),
+                "sqlite": fill(Path(tmp) / "sqlite-home", ""),
+            }
+            for number in range(rounds):
+                for configuration in rotated(number):
+                    rates[configuration].append(measured(configuration, backlogs, server))
+    finally:
+        server.stop()
+    shown = report(rates)
+    pg_1, pg_2, pg_4 = (shown[c]["median"] for c in ("pg_1", "pg_2", "pg_4"))
+    scaling, scaling_4 = round(pg_2 / pg_1, 2), round(pg_4 / pg_1, 2)
+    sqlite_ratio = round(pg_1 / shown["sqlite_1"]["median"], 2)
+    print(
+        f"  PostgreSQL 2 / 1 processes: {scaling}  (aim >= {AIM})   4 / 1: {scaling_4}   "
+        f"PostgreSQL 1 process / SQLite: {sqlite_ratio}"
+    )
+    result = {
+        "bench": "cluster",
+        "rounds": rounds,
+        "envelopes": COUNT,
+        "pg_1_per_s": shown["pg_1"],
+        "pg_2_per_s": shown["pg_2"],
+        "pg_4_per_s": shown["pg_4"],
+        "sqlite_1_per_s": shown["sqlite_1"],
+        "scaling": scaling,
+        "scaling_4": scaling_4,
+        "aim_scaling": AIM,
+        "aim_held": scaling >= AIM,
+    }
+    print(json.dumps(result))
