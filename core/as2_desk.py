@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.as2.sealed_keys import SEALED_PREFIX, seal_as2_key
 from core.clock import utc_datetime
 from core.config import Config
 from core.errors import DocbridgeError, InvalidInput, NotFound
@@ -26,7 +27,9 @@ from core.models import (
     TransferProtocol,
 )
 from core.storage import accounts, as2_messages, integrations, logs
+from core.storage import secrets as stored_secrets
 from core.storage.connection import Tx
+from core.storage.secrets import StoredSecret
 from core.storage.store import Store
 from core.validation import as2_id_from_name
 
@@ -35,7 +38,7 @@ if TYPE_CHECKING:
     from core.engine.engine import Engine
 
 
-def generate_identity(common_name: str, key_path: Path) -> GeneratedIdentity:
+def generate_identity(common_name: str, key_path: Path | None) -> GeneratedIdentity:
     from core.as2 import certificates  # cryptography: on first use
 
     return certificates.generate_identity(common_name, key_path)
@@ -54,11 +57,12 @@ class As2Desk:
         existing = await self.db.call(integrations.get_as2_identity, mailbox_uuid)
         if existing is not None:
             return existing
-        identity = await self._new_identity(mailbox_uuid)
-        if await self.db.write(_store_identity, self.actor, identity):
+        identity, sealed = await self._new_identity(mailbox_uuid)
+        if await self.db.write(_store_identity, self.actor, identity, sealed):
             return identity
         # Another process won the race: its identity stands.
-        await asyncio.to_thread(Path(identity.key_path).unlink, missing_ok=True)
+        if sealed is None:
+            await asyncio.to_thread(Path(identity.key_path).unlink, missing_ok=True)
         stored = await self.db.call(integrations.get_as2_identity, mailbox_uuid)
         assert stored is not None
         return stored
@@ -66,27 +70,37 @@ class As2Desk:
     async def renew_identity(self, mailbox_uuid: str) -> As2Identity:
         """A new key pair and self certificate for the mailbox; the old key still decrypts
         while the partner moves to the new certificate (which signs from now on)."""
-        identity = await self._new_identity(mailbox_uuid)
-        await self.db.write(_renew_identity, self.actor, identity)
+        identity, sealed = await self._new_identity(mailbox_uuid)
+        await self.db.write(_renew_identity, self.actor, identity, sealed)
         return identity
 
-    async def _new_identity(self, mailbox_uuid: str) -> As2Identity:
-        """A key pair (0600 file) and self-signed certificate, not yet recorded."""
+    async def _new_identity(self, mailbox_uuid: str) -> tuple[As2Identity, StoredSecret | None]:
+        """A key pair and self-signed certificate, not yet recorded. On one host the key is a
+        0600 file; on a shared store it is sealed for the store (every node decrypts with it),
+        recorded in the same transaction as the identity."""
         mailbox = await self.db.call(require_mailbox, mailbox_uuid)
-        # A unique file per attempt: a crash between writing the key and recording it leaves
-        # an orphan file, never a clash with the next attempt.
-        key_path = self.config.keys_dir / "as2" / f"{mailbox_uuid}-{secrets.token_hex(4)}.key.pem"
+        # A unique name per attempt: a crash between writing the key and recording it leaves
+        # an orphan, never a clash with the next attempt.
+        name = f"{mailbox_uuid}-{secrets.token_hex(4)}"
+        shared = bool(self.config.store_url)
+        key_path = None if shared else self.config.keys_dir / "as2" / f"{name}.key.pem"
         generated = await asyncio.to_thread(
             generate_identity, as2_id_from_name(mailbox.name), key_path
         )
-        return As2Identity(
+        sealed = None
+        if shared:
+            sealed = await asyncio.to_thread(
+                seal_as2_key, f"as2_key:{name}", generated.key_pem, generated.certificate_pem
+            )
+        identity = As2Identity(
             mailbox_uuid=mailbox_uuid,
             certificate_pem=generated.certificate_pem,
-            key_path=str(key_path),
+            key_path=SEALED_PREFIX + sealed.name if sealed else str(key_path),
             subject=generated.info.subject,
             fingerprint_sha256=generated.info.fingerprint_sha256,
             not_after=generated.info.not_after.isoformat(),
         )
+        return identity, sealed
 
     # -- certificates' expiry and the messages ----------------------------------------------
 
@@ -324,10 +338,12 @@ def require_mailbox(tx: Tx, mailbox_uuid: str) -> Mailbox:
     return mailbox
 
 
-def _store_identity(tx: Tx, actor: str, identity: As2Identity) -> bool:
+def _store_identity(tx: Tx, actor: str, identity: As2Identity, sealed: StoredSecret | None) -> bool:
     """Store a generated identity, audited; False when another process stored one first."""
     if not integrations.insert_as2_identity(tx, identity):
         return False
+    if sealed is not None:
+        stored_secrets.insert_secret(tx, sealed)
     logs.append_audit(
         tx,
         actor,
@@ -338,7 +354,9 @@ def _store_identity(tx: Tx, actor: str, identity: As2Identity) -> bool:
     return True
 
 
-def _renew_identity(tx: Tx, actor: str, identity: As2Identity) -> None:
+def _renew_identity(tx: Tx, actor: str, identity: As2Identity, sealed: StoredSecret | None) -> None:
+    if sealed is not None:
+        stored_secrets.insert_secret(tx, sealed)
     old = integrations.replace_as2_identity(tx, identity)
     details = {"fingerprint_sha256": identity.fingerprint_sha256}
     if old is not None:

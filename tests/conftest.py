@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -10,6 +11,8 @@ import pytest
 from blockbuster import BlockBuster
 
 from core.bootstrap import init_data_dir
+from core.data_dir import STORE_URL_ENV
+from core.sealing import MASTER_KEY_ENV
 from core.service import Service
 from tests.blocking import make_guard
 from tests.pg_server import PostgresServer, start_server
@@ -48,9 +51,45 @@ def postgres_url(postgres_server: PostgresServer) -> str:
     return postgres_server.new_database()
 
 
+BOTH_STORES = ("engine", "as2")  # folders of tests/ whose tests run on SQLite and PostgreSQL
+
+
+def _on_both_stores(path: Path) -> bool:
+    return path.relative_to(PROJECT_ROOT / "tests").parts[0] in BOTH_STORES
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every engine and AS2 test runs on both stores: SQLite in the data directory, and
+    PostgreSQL (a fresh database on the suite's server), unless it is about the SQLite file
+    itself (or about several nodes, PostgreSQL only)."""
+    if "data_dir" not in metafunc.fixturenames or not _on_both_stores(metafunc.definition.path):
+        return
+    if metafunc.definition.get_closest_marker("postgres_only"):
+        metafunc.parametrize("backend", ["postgres"], indirect=True)
+    elif not metafunc.definition.get_closest_marker("sqlite_only"):
+        metafunc.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+
+
 @pytest.fixture
-async def data_dir(tmp_path: Path) -> Path:
-    """A data directory with the demo account loaded."""
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def store_url(backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The store the test's data directory uses ("" : SQLite), through DOCBRIDGE_STORE_URL so
+    that a test's own docbridge.toml and its child processes keep it."""
+    url = request.getfixturevalue("postgres_url") if backend == "postgres" else ""
+    if url:
+        monkeypatch.setenv(STORE_URL_ENV, url)
+        # The cluster's keys are sealed in the store with the nodes' master key.
+        monkeypatch.setenv(MASTER_KEY_ENV, base64.b64encode(os.urandom(32)).decode())
+    return url
+
+
+@pytest.fixture
+async def data_dir(tmp_path: Path, store_url: str) -> Path:
+    """A data directory with the demo account loaded, on the test's store."""
     directory = tmp_path / "home"
     await init_data_dir(directory, with_demo=True, actor="test@setup")
     return directory

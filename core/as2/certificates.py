@@ -48,16 +48,18 @@ _PEM_BEGIN = "-----BEGIN"
 
 @dataclass(frozen=True, slots=True)
 class GeneratedIdentity:
-    """Result of :func:`generate_identity`; the private key stays in ``key_path`` only."""
+    """Result of :func:`generate_identity`; the private key stays in ``key_path`` only (or, with
+    no path, in ``key_pem``: a shared store seals it, core.sealing)."""
 
     certificate_pem: str
-    key_path: Path
+    key_path: Path | None
     info: CertificateInfo
+    key_pem: bytes = b""
 
 
 def generate_identity(
     common_name: str,
-    key_path: Path,
+    key_path: Path | None,
     valid_days: int = 3650,
     *,
     passphrase: bytes | None = None,
@@ -121,9 +123,10 @@ def generate_identity(
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
-    _write_private_file(key_path, key_pem)
-
     certificate_pem = certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+    if key_path is None:
+        return GeneratedIdentity(certificate_pem, None, _info(certificate), key_pem=key_pem)
+    _write_private_file(key_path, key_pem)
     return GeneratedIdentity(
         certificate_pem=certificate_pem, key_path=key_path, info=_info(certificate)
     )

@@ -1,17 +1,18 @@
 """One mailbox's AS2 partnership as the sender and the receiver need it: our identity (id, key,
 certificate), the partner's (id, certificate), and how messages go (the form's fields).
 
-Read from the store in the caller's transaction (:func:`read_partnership`), then the key file
-is read in a thread (:func:`with_keys`): the store never holds private keys.
+Read from the store in the caller's transaction (:func:`read_partnership`), then the key is
+read in a thread (:func:`with_keys`): from its 0600 file on one host; on a shared store the
+store holds it sealed, opened with the master key from the node's environment.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 
 from core.as2.messages import OurIdentity, PartnerIdentity
 from core.as2.outbound import SendOptions
+from core.as2.sealed_keys import read_key, sealed_name
 from core.models import As2Settings, TransferProtocol
 from core.storage import accounts
 from core.storage.connection import Tx
@@ -20,6 +21,7 @@ from core.storage.integrations import (
     get_integration,
     retired_as2_identities,
 )
+from core.storage.secrets import StoredSecret, get_secret
 from core.validation import as2_id_from_name
 
 
@@ -37,6 +39,8 @@ class Partnership:
     # their keys are filled by with_keys().
     retired: tuple[tuple[str, str], ...] = ()
     retired_keys: tuple[tuple[bytes, str], ...] = ()
+    # On a shared store, the sealed keys these key paths name (core.as2.sealed_keys), by name.
+    sealed: dict[str, StoredSecret] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
@@ -93,18 +97,26 @@ def read_partnership(conn: Tx, mailbox_uuid: str) -> Partnership | None:
     settings = integration.form.as2
     if not settings.self_id:
         settings = replace(settings, self_id=as2_id_from_name(mailbox.name))
+    retired = tuple(
+        (old.key_path, old.certificate_pem) for old in retired_as2_identities(conn, mailbox_uuid)
+    )
+    key_path = identity.key_path if identity else ""
+    sealed = {}
+    for path in (key_path, *(old for old, _ in retired)):
+        name = sealed_name(path)
+        stored = get_secret(conn, name) if name else None
+        if stored is not None:
+            sealed[stored.name] = stored
     return Partnership(
         mailbox_uuid=mailbox_uuid,
         mailbox_name=mailbox.name,
         enabled=integration.enabled,
         is_as2=integration.saved and integration.form.protocol is TransferProtocol.AS2,
         settings=settings,
-        key_path=identity.key_path if identity else "",
+        key_path=key_path,
         certificate_pem=identity.certificate_pem if identity else "",
-        retired=tuple(
-            (old.key_path, old.certificate_pem)
-            for old in retired_as2_identities(conn, mailbox_uuid)
-        ),
+        retired=retired,
+        sealed=sealed,
     )
 
 
@@ -114,11 +126,11 @@ def with_keys(partnership: Partnership) -> Partnership:
     retired: list[tuple[bytes, str]] = []
     for key_path, pem in partnership.retired:
         try:
-            retired.append((Path(key_path).read_bytes(), pem))
+            retired.append((read_key(key_path, partnership.sealed), pem))
         except OSError:
             continue
     return replace(
         partnership,
-        private_key=Path(partnership.key_path).read_bytes(),
+        private_key=read_key(partnership.key_path, partnership.sealed),
         retired_keys=tuple(retired),
     )

@@ -120,7 +120,7 @@ def record_inbound(conn: Tx, record: InboundRecord) -> int:
         "mic_algorithm = excluded.mic_algorithm, mdn_mode = excluded.mdn_mode, "
         "mdn_url = excluded.mdn_url, mdn_disposition = excluded.mdn_disposition, "
         "mdn_headers = excluded.mdn_headers, mdn_body = excluded.mdn_body, "
-        "error = excluded.error, job_ref = excluded.job_ref, attempts = attempts + 1 "
+        "error = excluded.error, job_ref = excluded.job_ref, attempts = as2_messages.attempts + 1 "
         "WHERE as2_messages.status != 'received' RETURNING id",
         (record.mailbox_uuid, record.partner_id, record.message_id, now, now, *values),
     ).fetchone()

@@ -204,6 +204,7 @@ async def exchange(source: Gateway, target: Gateway, mode: str) -> None:
     assert all("sender" in note for note in notes), notes
 
 
+@pytest.mark.sqlite_only("two separate installations, each with a store of its own")
 @pytest.mark.parametrize("gateways", ["sync", "async"], indirect=True)
 async def test_two_data_directories_exchange_envelopes_both_ways_over_as2(
     gateways: tuple[Gateway, Gateway], request: pytest.FixtureRequest
