@@ -169,6 +169,7 @@ class Engine:
             await self.stop()
             raise
         loops: list[Callable[[], Awaitable[None]]] = [
+            self._wake_up_loop,
             self._heartbeat_loop,
             self._envelope_loop,
             self._file_loop,
@@ -283,6 +284,17 @@ class Engine:
             except Exception:
                 log.exception("engine loop %s failed; restarting in 1 s", loop.__name__)
                 await asyncio.sleep(1)
+
+    async def _wake_up_loop(self) -> None:
+        """Work queued by other processes wakes the loops at once where the store tells
+        (PostgreSQL); the loops' polling stays underneath."""
+        await self.db.wake_ups(self._notified)
+
+    def _notified(self, kind: str) -> None:
+        if kind in JobKind.__members__.values():
+            self.wake(JobKind(kind))
+        else:
+            self.wake()
 
     async def _idle(self, kind: JobKind) -> None:
         event = self._wake[kind]

@@ -68,6 +68,17 @@ def store_now(tx: Tx) -> float:
     return float(now()) if now is not None else timestamp()
 
 
+JOBS_CHANNEL = "docbridge_jobs"  # core.storage.postgres.listener listens on it
+
+
+def notify_job(tx: Tx, kind: str) -> None:
+    """Tell the engines of every node, once this transaction commits, that a job of ``kind``
+    is waiting (PostgreSQL's NOTIFY); nothing to do on SQLite, where engines poll."""
+    notify = getattr(tx, "notify", None)
+    if notify is not None:
+        notify(JOBS_CHANNEL, str(kind))
+
+
 def concurrent_write(unit: U) -> U:
     """Marks a unit of work that stays correct beside other writers without the store's write
     lock (its conflicts are settled by row locks, ``SKIP LOCKED`` or ``ON CONFLICT``).

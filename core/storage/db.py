@@ -175,6 +175,10 @@ class Database:
                 raise
             raise translated from exc
 
+    async def wake_ups(self, on_kind: Callable[[str], None]) -> None:
+        """Processes on one host have no notifications: the engine polls (and a service in
+        the same process wakes it directly). Returns at once."""
+
     async def close(self) -> None:
         """Close the connection and end the database thread; the next calls do nothing.
 

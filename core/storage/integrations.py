@@ -15,7 +15,7 @@ from core.models import (
     MdnMode,
     TransferProtocol,
 )
-from core.storage.connection import Tx
+from core.storage.connection import Tx, notify_job
 
 
 def get_integration(conn: Tx, mailbox_uuid: str) -> Integration:
@@ -112,6 +112,8 @@ def set_enabled(conn: Tx, mailbox_uuid: str, enabled: bool) -> bool:
         "WHERE mailbox_uuid = ? AND enabled != ?",
         (int(enabled), utc_now(), mailbox_uuid, int(enabled)),
     )
+    if enabled and cursor.rowcount:
+        notify_job(conn, "")  # its waiting work may be claimed now
     return cursor.rowcount > 0
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from core.clock import utc_now
 from core.models import Job, JobKind, JobState
-from core.storage.connection import Tx, concurrent_write, is_postgres, store_now
+from core.storage.connection import Tx, concurrent_write, is_postgres, notify_job, store_now
 
 MAX_ATTEMPTS = 8
 MAX_DELAY_S = 300.0
@@ -54,7 +54,10 @@ def enqueue(
         "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(kind, ref) DO NOTHING",
         (kind, ref, mailbox_uuid, json.dumps(payload or {}), utc_now(), utc_now()),
     )
-    return cursor.rowcount > 0
+    added = cursor.rowcount > 0
+    if added:
+        notify_job(conn, kind)
+    return added
 
 
 def job_row(conn: Tx, kind: JobKind, ref: str) -> Job | None:
@@ -178,6 +181,7 @@ def due_now(conn: Tx, kind: JobKind, ref: str) -> None:
         "UPDATE jobs SET next_attempt_at = 0 WHERE kind = ? AND ref = ? AND state = 'ready'",
         (kind, ref),
     )
+    notify_job(conn, kind)
 
 
 def count_refs(conn: Tx, kind: JobKind, prefix: str) -> int:
@@ -252,6 +256,8 @@ def _release(conn: Tx, where: str, args: tuple[Any, ...], policies: Policies) ->
             "lease_until = NULL, last_error = ?, max_attempts = ?, updated_at = ? WHERE id = ?",
             (state, error, policy.max_attempts, utc_now(), job_id),
         )
+    if rows:
+        notify_job(conn, "")
     return len(rows)
 
 
@@ -264,6 +270,8 @@ def give_back(conn: Tx, owner: str) -> int:
         "lease_until = NULL, updated_at = ? WHERE state = 'running' AND lease_owner = ?",
         (utc_now(), owner),
     )
+    if cursor.rowcount:
+        notify_job(conn, "")  # another node may take them at once
     return cursor.rowcount
 
 
@@ -275,6 +283,7 @@ def reprocess(conn: Tx, job_ids: list[int]) -> int:
         f"WHERE id IN ({marks}) AND state IN ('parked', 'ready')",
         (utc_now(), *job_ids),
     )
+    notify_job(conn, "")
     return cursor.rowcount
 
 
@@ -349,6 +358,7 @@ def requeue(conn: Tx, kind: JobKind, ref: str, payload_update: Mapping[str, Any]
         "last_error = NULL, updated_at = ? WHERE id = ?",
         (json.dumps(payload), utc_now(), row["id"]),
     )
+    notify_job(conn, kind)
     return True
 
 

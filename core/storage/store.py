@@ -40,6 +40,10 @@ class Store(Protocol):
     @property
     def waiting_writes(self) -> int: ...
 
+    async def wake_ups(self, on_kind: Callable[[str], None]) -> None:
+        """Call ``on_kind`` with the kind of each job another process queues, until cancelled
+        (PostgreSQL: LISTEN/NOTIFY); returns at once where there are none (SQLite)."""
+
     async def close(self) -> None: ...
 
 

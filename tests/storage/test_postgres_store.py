@@ -4,6 +4,7 @@ leases, simultaneous starts migrate once, and its errors say what an admin can d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -14,6 +15,7 @@ from core.storage import jobs
 from core.storage.connection import Tx
 from core.storage.postgres.database import PgDatabase
 from core.storage.postgres.schema import SCHEMA_VERSION
+from tests.engine.test_default_rules import eventually
 from tests.pg_server import PostgresServer
 from tests.storage.conftest import add_mailbox
 
@@ -79,3 +81,35 @@ async def test_a_missing_database_is_named(postgres_server: PostgresServer) -> N
         await db.close()
     where = postgres_server.url("no_such_db")
     assert raised.value.title == f"The PostgreSQL database {where} does not exist"
+
+
+def _enqueue_then_fail(tx: Tx) -> None:
+    jobs.enqueue(tx, JobKind.FILE, "rolled-back", "mb-1")
+    raise RuntimeError("the rest of the unit failed")
+
+
+async def test_queued_work_is_announced_at_commit_and_never_after_a_rollback(
+    postgres_url: str,
+) -> None:
+    """Other nodes wake at once when work is queued (LISTEN/NOTIFY), only for committed work."""
+    db = PgDatabase(postgres_url)
+    heard: list[str] = []
+    listening = asyncio.create_task(db.wake_ups(heard.append))
+    try:
+        await db.write(add_mailbox, "mb-1")
+        await eventually(lambda: _async_true(bool(heard)))  # listening now (it said "")
+        with pytest.raises(RuntimeError):
+            await db.write(_enqueue_then_fail)
+        await db.write(jobs.enqueue, JobKind.MAIL, "committed", "mb-1")
+        await eventually(lambda: _async_true("mail" in heard))
+    finally:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening
+        await db.close()
+    # Notifications arrive in commit order: had the rolled-back one been sent, it would be here.
+    assert "file" not in heard
+
+
+async def _async_true(value: bool) -> bool:
+    return value

@@ -113,6 +113,7 @@ class PgTx:
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
         self._now: float | None = None
+        self.notices: set[tuple[str, str]] = set()  # (channel, payload), sent at commit
 
     def execute(self, sql: str, parameters: Any = (), /) -> PgCursor:
         try:
@@ -132,6 +133,15 @@ class PgTx:
     @property
     def in_transaction(self) -> bool:
         return self.conn.info.transaction_status != TransactionStatus.IDLE
+
+    def notify(self, channel: str, payload: str) -> None:
+        """Sent when the transaction commits (once per distinct payload), never on rollback."""
+        self.notices.add((channel, payload))
+
+    def send_notices(self) -> None:
+        """Queue the notifications in the transaction (PostgreSQL delivers them at commit)."""
+        for channel, payload in sorted(self.notices):
+            self.conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))
 
     def store_now(self) -> float:
         """The transaction's start by the database clock (``now()``), read once per

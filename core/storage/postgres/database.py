@@ -138,7 +138,9 @@ class PgDatabase:
                     conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 elif not concurrent:
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-                return fn(tx, *args)
+                result = fn(tx, *args)
+                tx.send_notices()
+                return result
 
     def _open_pool(self) -> ConnectionPool:
         import psycopg
@@ -167,6 +169,13 @@ class PgDatabase:
                 pool.open(wait=True, timeout=self._connect_timeout_s)
                 self._pool = pool
             return self._pool
+
+    async def wake_ups(self, on_kind: Callable[[str], None]) -> None:
+        """Call ``on_kind(kind)`` when any process queues a job of that kind, until cancelled
+        ("" : look for every kind)."""
+        from core.storage.postgres.listener import listen_for_jobs
+
+        await listen_for_jobs(self.url, on_kind)
 
     async def close(self) -> None:
         """Close the pool and the threads; callers closing at once share the one shutdown."""
