@@ -191,8 +191,7 @@ def test_status_with_an_edited_config_reads_it_and_answers(data_dir: Path) -> No
 
 def test_status_of_a_store_behind_migrates_it_through_the_full_path(data_dir: Path) -> None:
     conn = sqlite3.connect(data_dir / "docbridge.sqlite3")
-    conn.execute("DROP TABLE nodes")  # undo the last migration (v9: the engine lease's rows)
-    conn.execute("CREATE TABLE engine_lease (id INTEGER PRIMARY KEY)")
+    conn.execute("DROP TABLE singleton_leases")  # undo the last migration (v11)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
     conn.close()
     result = run_cli(data_dir, "status")

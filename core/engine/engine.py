@@ -307,7 +307,7 @@ class Engine:
 
     async def _heartbeat_loop(self) -> None:
         while not self._stopping.is_set():
-            renewed, released = await self.db.write(
+            renewed, released, maintainer = await self.db.write(
                 _renew, self.node_name, self.owner, self.settings.lease_s, self.settings.policies
             )
             if released:
@@ -318,12 +318,12 @@ class Engine:
                 log.error("engine lease lost to another engine; stopping")
                 self.lost_lease.set()
                 return
-            if timestamp() >= self._next_prune:
+            if maintainer and timestamp() >= self._next_prune:
                 # Kept conversion inputs and outputs are bounded by age (conversion.keep_days).
                 cutoff = utc_days_ago(self.config.conversion.keep_days)
                 await self.db.write(conversions.prune_payloads, cutoff)
                 self._next_prune = timestamp() + PRUNE_INTERVAL_S
-            if timestamp() >= self._next_certificate_check:
+            if maintainer and timestamp() >= self._next_certificate_check:
                 await self._warn_of_expiring_certificates()
             if self.sftp is not None:
                 # Sessions the kill switch or a password reset ended close; sessions published.
@@ -556,6 +556,10 @@ async def _wait(event: asyncio.Event, timeout_s: float) -> None:
 # -- units of work: each runs in one transaction (Database.write) -------------------------------
 
 
+MAINTENANCE = "maintenance"  # the singleton lease: pruning, certificate expiry mails
+MAINTENANCE_LEASE_S = 30.0  # renewed every heartbeat; another node takes over once it runs out
+
+
 def default_node_name() -> str:
     """A node is named after its host unless told otherwise (several on one host need names)."""
     return socket.gethostname() or "docbridge"
@@ -574,11 +578,14 @@ def _acquire(
 
 def _renew(
     tx: Tx, name: str, owner: str, lease_s: float, policies: jobs.Policies
-) -> tuple[bool, int]:
+) -> tuple[bool, int, bool]:
     """Hand back claims whose lease ran out or whose node died, and extend ours: (False if
-    another process took our name, how many claims were handed back)."""
+    another process took our name, how many claims were handed back, whether this node is
+    the one that prunes and warns of expiring certificates for the whole store)."""
     released = jobs.release_expired(tx, policies) + jobs.release_dead_claims(tx, policies)
-    return lease.renew(tx, name, owner, lease_s), released
+    renewed = lease.renew(tx, name, owner, lease_s)
+    maintainer = renewed and lease.hold_singleton(tx, MAINTENANCE, name, MAINTENANCE_LEASE_S)
+    return renewed, released, maintainer
 
 
 def _give_back(tx: Tx, name: str, owner: str) -> None:

@@ -71,7 +71,10 @@ def publish(
 
 
 def release(conn: Tx, name: str, owner: str) -> None:
-    conn.execute("DELETE FROM nodes WHERE name = ? AND owner = ?", (name, owner))
+    """A clean stop: the node's row and the once-per-store leases it held (another node
+    takes them over at its next heartbeat instead of after their lease)."""
+    if conn.execute("DELETE FROM nodes WHERE name = ? AND owner = ?", (name, owner)).rowcount:
+        conn.execute("DELETE FROM singleton_leases WHERE node = ?", (name,))
 
 
 def live_owners(conn: Tx) -> list[str]:
@@ -80,6 +83,20 @@ def live_owners(conn: Tx) -> list[str]:
         "SELECT owner FROM nodes WHERE lease_until >= ?", (store_now(conn),)
     ).fetchall()
     return [str(row[0]) for row in rows]
+
+
+def hold_singleton(conn: Tx, name: str, node: str, lease_s: float) -> bool:
+    """Take or keep the named once-per-store lease for ``node``; False while another live node
+    holds it. One statement, so two nodes asking at once cannot both win."""
+    now = store_now(conn)
+    row = conn.execute(
+        "INSERT INTO singleton_leases (name, node, lease_until) VALUES (?, ?, ?) "
+        "ON CONFLICT(name) DO UPDATE SET node = excluded.node, lease_until = excluded.lease_until "
+        "WHERE singleton_leases.node = excluded.node OR singleton_leases.lease_until < ? "
+        "RETURNING node",
+        (name, node, now + lease_s, now),
+    ).fetchone()
+    return row is not None
 
 
 def _pid_alive(pid: int) -> bool:

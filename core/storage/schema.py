@@ -344,6 +344,18 @@ SECRETS_TABLE = (
 )
 
 
+def _v11_singleton_leases(db: sqlite_utils.Database) -> None:
+    # Work that must run once per store, whatever the number of nodes (pruning, certificate
+    # expiry mails): the node holding the named lease does it.
+    db.execute(SINGLETON_LEASES_TABLE)
+
+
+SINGLETON_LEASES_TABLE = (
+    "CREATE TABLE singleton_leases (name TEXT PRIMARY KEY, node TEXT NOT NULL, "
+    "lease_until REAL NOT NULL)"
+)
+
+
 # Shared with the PostgreSQL schema (core/storage/postgres/schema.py), which has the same table.
 NODES_TABLE = (
     "CREATE TABLE nodes (name TEXT PRIMARY KEY, owner TEXT NOT NULL, pid INTEGER NOT NULL, "
@@ -363,6 +375,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v8_claim_index,
     _v9_nodes,
     _v10_secrets,
+    _v11_singleton_leases,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -60,3 +60,21 @@ async def test_a_renewed_lease_keeps_the_nodes_claims(store: Store) -> None:
         assert await store.write(lease.renew, "a", "a-1", 60.0)
     assert await store.write(jobs.release_dead_claims) == 0
     assert not await store.write(lease.renew, "a", "someone-else", 60.0)
+
+
+async def test_a_singleton_lease_has_one_holder_until_it_runs_out_or_is_released(
+    store: Store,
+) -> None:
+    """Pruning and certificate mails run on one node of the store, whatever their number."""
+    assert await store.write(lease.hold_singleton, "maintenance", "a", 0.3)
+    assert not await store.write(lease.hold_singleton, "maintenance", "b", 60.0)
+    assert await store.write(lease.hold_singleton, "maintenance", "a", 0.3)  # a renews
+
+    async def b_took_over() -> bool:  # a stops renewing (killed): b takes it once it runs out
+        return bool(await store.write(lease.hold_singleton, "maintenance", "b", 60.0))
+
+    await eventually(b_took_over)
+    assert not await store.write(lease.hold_singleton, "maintenance", "a", 60.0)
+    await store.write(lease.try_acquire, "b", "b-1", 4343, FAR_AWAY, 60.0)
+    await store.write(lease.release, "b", "b-1")  # b stops cleanly: a may take it at once
+    assert await store.write(lease.hold_singleton, "maintenance", "a", 60.0)

@@ -248,7 +248,15 @@ _V2_SECRETS = """
     );
 """
 
-MIGRATIONS: list[str] = [_V1_INITIAL, _V2_SECRETS]
+_V3_SINGLETON_LEASES = """
+    CREATE TABLE singleton_leases (
+       name text PRIMARY KEY,
+       node text NOT NULL,
+       lease_until double precision NOT NULL
+    );
+"""
+
+MIGRATIONS: list[str] = [_V1_INITIAL, _V2_SECRETS, _V3_SINGLETON_LEASES]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
