@@ -116,6 +116,12 @@ class Config:
         return chosen_url(self.store.url)
 
     @property
+    def lookup_database(self) -> str:
+        """Where conversion maps' look-ups read (the worker processes open it themselves):
+        the PostgreSQL store's URL, or the SQLite file."""
+        return self.store_url or str(self.database_path)
+
+    @property
     def keys_dir(self) -> Path:
         return self.data_dir / "keys"
 

@@ -136,7 +136,7 @@ class ConversionDesk:
         mailbox = await self.db.read(accounts.get_mailbox, mailbox_uuid)
         if mailbox is None:
             raise NotFound(f"No mailbox {mailbox_uuid}.")
-        return Limits().for_account(str(self.config.database_path), mailbox.account_uuid)
+        return Limits().for_account(self.config.lookup_database, mailbox.account_uuid)
 
     async def view_source(self, data: bytes, file_name: str) -> SourceView:
         """The XML view an OUT rule's map reads (raises InvalidInput naming format and place)."""

@@ -51,7 +51,7 @@ def postgres_url(postgres_server: PostgresServer) -> str:
     return postgres_server.new_database()
 
 
-BOTH_STORES = ("engine", "as2")  # folders of tests/ whose tests run on SQLite and PostgreSQL
+BOTH_STORES = ("engine", "as2", "conversion", "rules")  # run on SQLite and on PostgreSQL
 
 
 def _on_both_stores(path: Path) -> bool:

@@ -39,6 +39,7 @@ from lxml import etree
 
 from core.conversion.errors import XsltRuntimeError
 from core.storage import lookups
+from core.storage.connection import Tx
 
 WD_NAMESPACE = "java:com.whitedoc.xslt.extensions.WdExtensions"
 WD_FUNCTIONS: dict[str, int] = {"getMailboxUuidByAlias": 1, "findEnvelopeUuidByField": 3}
@@ -60,7 +61,7 @@ class LookupContext:
 # --- answering, in the worker process -----------------------------------------------------------
 
 _context: LookupContext | None = None
-_connections: dict[str, sqlite3.Connection] = {}
+_connections: dict[str, Tx] = {}
 
 
 def use_lookup_context(context: LookupContext | None) -> None:
@@ -101,7 +102,7 @@ PROVIDED_FUNCTIONS = (
 )
 
 
-def _connection(database: str) -> sqlite3.Connection:
+def _connection(database: str) -> Tx:
     conn = _connections.get(database)
     if conn is None:
         try:

@@ -129,7 +129,7 @@ async def _convert(
     rules: dict[str, out_conversion.OutRules] = {}
     for mailbox_uuid in dict.fromkeys(w.job.mailbox_uuid for w in sources):
         rules[mailbox_uuid] = await db.read(out_conversion.load_rules, mailbox_uuid)
-    database = str(config.database_path)
+    database = config.lookup_database
     return await out_conversion.convert_all(
         transforms, limits, database, rules, sources, config.sftp.max_file_size
     )

@@ -66,7 +66,7 @@ async def perform(
 ) -> list[Outcome]:
     """Convert and deliver every envelope of ``batch`` (each has an IN rule)."""
     mailboxes_dir = config.mailboxes_dir
-    database = str(config.database_path)
+    database = config.lookup_database
     failed: list[Outcome] = []
     converting: list[asyncio.Future[list[Outcome | Converted]]] = []
     try:

@@ -49,7 +49,7 @@ def values(content: bytes) -> dict[str, str]:
 async def lookups(data_dir: Path) -> LookupContext:
     """The demo account's database, as the engine would name it for a rule of Purchasing."""
     config = await asyncio.to_thread(load_config, data_dir)
-    return LookupContext(str(config.database_path), ACCOUNT)
+    return LookupContext(config.lookup_database, ACCOUNT)
 
 
 @pytest.fixture

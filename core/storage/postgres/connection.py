@@ -151,3 +151,16 @@ class PgTx:
             assert row is not None  # a SELECT without FROM gives one row
             self._now = float(row[0])
         return self._now
+
+
+def open_read_only(url: str) -> PgTx:
+    """A session whose every statement runs in its own read-only transaction (the look-ups of
+    conversion maps, in the worker processes); connection errors as ``sqlite3`` errors, the
+    vocabulary the callers already handle."""
+    try:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        conn.execute("SET default_transaction_read_only = on")
+    except psycopg.Error as exc:
+        raise sqlite3.OperationalError(str(exc).strip()) from exc
+    configure_connection(conn)
+    return PgTx(conn)
