@@ -36,10 +36,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import LiteralString
-
-import psycopg
-from psycopg import sql
 
 from bench.backlog import spread
 from bench.intake import PRODUCERS, _count, documents
@@ -109,12 +105,6 @@ def fill(home: Path, url: str) -> Backlog:
     """The backlog in the store ``url`` names ("" : SQLite in ``home``)."""
     with store_url(url):
         return Backlog(home, asyncio.run(waiting(home, COUNT)))
-
-
-def admin(server: PostgresServer, statement: LiteralString, *databases: str) -> None:
-    """``statement`` on the server's maintenance database, with ``databases`` as its {}s."""
-    with psycopg.connect(server.url(), autocommit=True) as conn:
-        conn.execute(sql.SQL(statement).format(*map(sql.Identifier, databases)))
 
 
 def node_homes(first: Path, nodes: int) -> list[Path]:
@@ -219,7 +209,7 @@ def measured(configuration: str, backlogs: dict[str, Backlog], server: PostgresS
         database = f"round_{os.getpid()}_{time.monotonic_ns()}"
         if store == "pg":
             url = server.url(database)
-            admin(server, "CREATE DATABASE {} TEMPLATE {}", database, TEMPLATE)
+            server.new_database(template=TEMPLATE, name=database)
         # The copies' dirty pages on disk first, not on the account of the nodes' inbox writes.
         os.sync()
         try:
@@ -227,7 +217,7 @@ def measured(configuration: str, backlogs: dict[str, Backlog], server: PostgresS
             return COUNT / asyncio.run(drain_seconds(homes, backlog, url))
         finally:
             if url:
-                admin(server, "DROP DATABASE {} WITH (FORCE)", database)
+                server.drop_database(database)
 
 
 def rotated(number: int) -> tuple[str, ...]:
@@ -254,7 +244,7 @@ def main() -> None:
     server = start_server()
     try:
         with tempfile.TemporaryDirectory(prefix="cluster-") as tmp:
-            admin(server, "CREATE DATABASE {}", TEMPLATE)
+            server.new_database(name=TEMPLATE)
             backlogs = {
                 "pg": fill(Path(tmp) / "pg-home", server.url(TEMPLATE)),
                 "sqlite": fill(Path(tmp) / "sqlite-home", ""),

@@ -51,7 +51,19 @@ def postgres_url(postgres_server: PostgresServer) -> str:
     return postgres_server.new_database()
 
 
-BOTH_STORES = ("engine", "as2", "conversion", "rules")  # run on SQLite and on PostgreSQL
+# Folders and files of tests/ whose tests run on SQLite and on PostgreSQL.
+BOTH_STORES = (
+    "engine",
+    "as2",
+    "conversion",
+    "rules",
+    "test_service.py",
+    "test_service_ui_doors.py",
+    "test_activity_states.py",
+    "test_concurrency.py",
+    "test_demo_data.py",
+    "test_cli_rules.py",
+)
 
 
 def _on_both_stores(path: Path) -> bool:

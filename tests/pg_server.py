@@ -60,14 +60,23 @@ class PostgresServer:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
 
-    def new_database(self) -> str:
-        """A new empty database; returns its URL."""
+    def new_database(self, template: str = "", name: str = "") -> str:
+        """A new database, empty or a copy of ``template`` (which nobody may be connected
+        to); returns its URL."""
+        name = name or f"t{os.getpid()}_{next(self._counter)}"
+        copy = f' TEMPLATE "{template}"' if template else ""
+        self._admin(f'CREATE DATABASE "{name}"{copy}')
+        return self.url(name)
+
+    def drop_database(self, name: str) -> None:
+        self._admin(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+    def _admin(self, statement: str) -> None:
+        """A statement on the maintenance database (names are ours: no quoting needed)."""
         import psycopg
 
-        name = f"t{os.getpid()}_{next(self._counter)}"
         with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return self.url(name)
+            conn.execute(statement.encode())
 
     def stop(self) -> None:
         _run(self, "pg_ctl", "-D", str(self.root / "data"), "-m", "immediate", "-w", "stop")

@@ -4,14 +4,19 @@ with 'database is locked' nor lose a write."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+from core.service import Service
+from core.storage import logs
+
 WRITER = r"""
 import asyncio, sys
 from pathlib import Path
+
+from core.service import Service
+from core.storage import logs
 from core.models import Direction, RuleForm
 from core.service import Service
 
@@ -53,12 +58,16 @@ async def test_two_processes_writing_at_once_lose_nothing(data_dir: Path) -> Non
         assert stdout.decode().strip() == "done"
         assert b"locked" not in stderr
 
-    conn = sqlite3.connect(data_dir / "docbridge.sqlite3")
-    names = {row[0] for row in conn.execute("SELECT name FROM rules")}
-    positions = sorted(row[0] for row in conn.execute("SELECT position FROM rules"))
-    created = conn.execute("SELECT COUNT(*) FROM audit_log WHERE action = 'rule.created'")
-    created_count = created.fetchone()[0]
-    conn.close()
+    service = await Service.open(data_dir, actor="test@check")
+    try:
+        mailbox = (await service.list_mailboxes())[0].uuid
+        stored = await service.list_rules(mailbox)
+        audit = await service.db.read(logs.list_audit, None, 5 * count)
+    finally:
+        await service.close()
+    names = {rule.name for rule in stored}
+    positions = sorted(rule.position for rule in stored)
+    created_count = sum(1 for entry in audit if entry.action == "rule.created")
     assert names == {f"{tag}-{i}" for tag in ("a", "b") for i in range(count)}
     assert positions == list(range(2 * count))  # ordered list stayed dense and unique
     assert created_count == 2 * count

@@ -71,6 +71,7 @@ async def test_invalid_save_reports_every_field_and_stores_nothing(
     assert await service.audit_log(mailbox) == []
 
 
+@pytest.mark.sqlite_only("reads the SQLite file's bytes")
 async def test_first_save_generates_password_once_and_stores_only_its_hash(
     service: Service, data_dir: Path
 ) -> None:
@@ -109,6 +110,7 @@ async def test_toggle_acts_at_once_and_is_audited(service: Service) -> None:
     assert (await service.get_integration(mailbox)).saved is False  # form untouched
 
 
+@pytest.mark.sqlite_only("the key file's mode; on a shared store the key is sealed in the store")
 async def test_as2_identity_key_is_private_and_certificate_stable(
     service: Service, data_dir: Path
 ) -> None:
@@ -238,6 +240,7 @@ async def test_received_demo_envelopes_wait_in_arrival_order(service: Service) -
     assert all(e.sender_mailbox and e.sender_mailbox not in mailboxes for e in envelopes)
 
 
+@pytest.mark.sqlite_only("SQLite's header and journal mode")
 async def test_schema_is_versioned_and_in_wal_mode(service: Service, data_dir: Path) -> None:
     from core.storage.schema import SCHEMA_VERSION
 
@@ -247,6 +250,9 @@ async def test_schema_is_versioned_and_in_wal_mode(service: Service, data_dir: P
     conn.close()
 
 
+@pytest.mark.sqlite_only(
+    "SQLite's user_version; tests/storage/test_postgres_store.py has PostgreSQL's"
+)
 async def test_a_database_from_a_newer_docbridge_is_refused(data_dir: Path) -> None:
     from core.errors import DocbridgeError
 

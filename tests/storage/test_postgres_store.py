@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from core.errors import StoreError
+from core.errors import DocbridgeError, StoreError
 from core.models import JobKind
 from core.storage import jobs
 from core.storage.connection import Tx
@@ -113,3 +113,22 @@ async def test_queued_work_is_announced_at_commit_and_never_after_a_rollback(
 
 async def _async_true(value: bool) -> bool:
     return value
+
+
+def _from_the_future(tx: Tx) -> None:
+    tx.execute("INSERT INTO docbridge_schema (version) VALUES (?)", (SCHEMA_VERSION + 1,))
+
+
+async def test_a_store_migrated_by_a_newer_docbridge_is_refused(postgres_url: str) -> None:
+    """A node left on an older version must not write to a schema it does not know."""
+    newer = PgDatabase(postgres_url)
+    try:
+        await newer.write(_from_the_future)
+    finally:
+        await newer.close()
+    older = PgDatabase(postgres_url)
+    try:
+        with pytest.raises(DocbridgeError, match="newer than this docbridge"):
+            await older.read(_schema_version)
+    finally:
+        await older.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,10 @@ from core.clock import unix_now, utc_now
 from core.config import load_config
 from core.engine.engine import Engine
 from core.errors import DocbridgeError
-from core.models import Ban, JobKind
+from core.models import Ban, Job, JobKind
 from core.service import Service
 from core.storage import bans, jobs, logs
-from core.storage.db import write_transaction
+from core.storage.connection import Tx
 from tests.engine.conftest import FAST, enable_undeliverable
 from tests.engine.test_default_rules import eventually
 from tests.tui.conftest import make_app, screen_lines, settle, until, wait_for_page
@@ -43,43 +42,47 @@ RETRY_ERROR = "Cannot write to inbox/: [Errno 28] No space left on device"
 BANNED = "192.0.2.7"
 
 
-def write_troubles(conn: sqlite3.Connection, mailbox: str) -> None:
+def write_troubles(tx: Tx, mailbox: str) -> None:
     """What the engine leaves behind, written directly (no timing): one envelope parked after
     8 tries with a long error, one failed once and due again in 40 s, an address banned for 10
     more minutes. Times follow core.clock, which snapshots pin."""
     policy = jobs.RetryPolicy()
     now = unix_now()
-    with write_transaction(conn):
-        for ref in (PARKED_ENVELOPE, RETRYING_ENVELOPE):
-            jobs.enqueue(conn, JobKind.ENVELOPE, ref, mailbox)
-        found = jobs.find_jobs(
-            conn, {(JobKind.ENVELOPE, PARKED_ENVELOPE), (JobKind.ENVELOPE, RETRYING_ENVELOPE)}
-        )
-        parked = found[(JobKind.ENVELOPE, PARKED_ENVELOPE)]
-        for attempt in range(1, policy.max_attempts + 1):
-            job = dataclasses.replace(parked, attempts=attempt)
-            state = jobs.fail(conn, job, PARKED_ERROR, policy)
-            logs.append_activity(
-                conn, mailbox, "default:copy", state, envelope_uuid=parked.ref, error=PARKED_ERROR
-            )
-        retrying = found[(JobKind.ENVELOPE, RETRYING_ENVELOPE)]
-        job = dataclasses.replace(retrying, attempts=1)
-        state = jobs.fail(conn, job, RETRY_ERROR, policy)
+    for ref in (PARKED_ENVELOPE, RETRYING_ENVELOPE):
+        jobs.enqueue(tx, JobKind.ENVELOPE, ref, mailbox)
+    found = jobs.find_jobs(
+        tx, {(JobKind.ENVELOPE, PARKED_ENVELOPE), (JobKind.ENVELOPE, RETRYING_ENVELOPE)}
+    )
+    parked = found[(JobKind.ENVELOPE, PARKED_ENVELOPE)]
+    for attempt in range(1, policy.max_attempts + 1):
+        job = dataclasses.replace(parked, attempts=attempt)
+        _claimed(tx, job)
+        state = jobs.fail(tx, job, PARKED_ERROR, policy)
         logs.append_activity(
-            conn, mailbox, "default:copy", state, envelope_uuid=retrying.ref, error=RETRY_ERROR
+            tx, mailbox, "default:copy", state, envelope_uuid=parked.ref, error=PARKED_ERROR
         )
-        # The engine counts a try when it claims a job; the due time follows the clock.
-        conn.execute("UPDATE jobs SET attempts = ? WHERE id = ?", (policy.max_attempts, parked.id))
-        conn.execute(
-            "UPDATE jobs SET attempts = 1, next_attempt_at = ? WHERE id = ?",
-            (now + 40, retrying.id),
-        )
-        bans.upsert_ban(conn, Ban(BANNED, 5, utc_now(), now + 600))
+    retrying = found[(JobKind.ENVELOPE, RETRYING_ENVELOPE)]
+    job = dataclasses.replace(retrying, attempts=1)
+    _claimed(tx, job)
+    state = jobs.fail(tx, job, RETRY_ERROR, policy)
+    logs.append_activity(
+        tx, mailbox, "default:copy", state, envelope_uuid=retrying.ref, error=RETRY_ERROR
+    )
+    # The due time follows the clock (snapshots pin it).
+    tx.execute("UPDATE jobs SET next_attempt_at = ? WHERE id = ?", (now + 40, retrying.id))
+    bans.upsert_ban(tx, Ban(BANNED, 5, utc_now(), now + 600))
+
+
+def _claimed(tx: Tx, job: Job) -> None:
+    """As the engine's claim leaves it: running, at this attempt (its end is fenced by it)."""
+    tx.execute(
+        "UPDATE jobs SET state = 'running', attempts = ? WHERE id = ?", (job.attempts, job.id)
+    )
 
 
 async def troubles(service: Service) -> str:
     mailbox = (await service.list_mailboxes())[0].uuid
-    await service.db.call(write_troubles, mailbox)
+    await service.db.write(write_troubles, mailbox)
     return mailbox
 
 
