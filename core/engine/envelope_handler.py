@@ -24,6 +24,7 @@ from core.models import (
     DefaultRule,
     Direction,
     EnvelopeStatus,
+    IntegrationForm,
     Job,
     JobKind,
     TransferProtocol,
@@ -84,13 +85,17 @@ def load_work(tx: Tx, claimed: list[Job]) -> list[EnvelopeWork | Job]:
     """Everything the effects need; a job whose envelope vanished comes back as the bare job."""
     loaded: list[EnvelopeWork | Job] = []
     in_rules: dict[str, list[ConversionRule]] = {}
+    forms: dict[str, IntegrationForm] = {}  # a batch is mostly one mailbox's: read it once
+    deliveries = envelopes.get_deliveries(tx, [job.ref for job in claimed])
     for job in claimed:
-        delivery = envelopes.get_delivery(tx, job.ref)
+        delivery = deliveries.get(job.ref)
         if delivery is None:
             loaded.append(job)
             continue
         envelope = delivery.envelope
-        form = get_integration(tx, envelope.mailbox_uuid).form
+        if envelope.mailbox_uuid not in forms:
+            forms[envelope.mailbox_uuid] = get_integration(tx, envelope.mailbox_uuid).form
+        form = forms[envelope.mailbox_uuid]
         if envelope.mailbox_uuid not in in_rules:
             in_rules[envelope.mailbox_uuid] = [
                 rule
@@ -209,21 +214,27 @@ def record(
     as2_domain: str = "docbridge",
 ) -> None:
     """Record every outcome and end every claim: a unit for ``Database.write`` (one
-    transaction for the whole batch, the conversion log's entries included)."""
-    for job in gone:
-        jobs.complete(tx, job)
+    transaction for the whole batch, the conversion log's entries included). The statements
+    every envelope needs go as one batch each: on a networked store a round trip per envelope
+    and statement would cost more than the work."""
+    jobs.complete_many(tx, gone)
+    entries: list[conversions.NewConversion] = []
+    completed: list[str] = []
+    done: list[Job] = []
+    lines: list[logs.NewActivity] = []
     for outcome in outcomes:
         work = outcome.work
-        conversions.record(tx, outcome.conversion or _default_entry(outcome), keep_bytes)
+        entries.append(outcome.conversion or _default_entry(outcome))
         if outcome.status not in EFFECTS:
             state = jobs.fail(tx, work.job, outcome.detail, policy, permanent=outcome.permanent)
-            logs.append_activity(
-                tx,
-                work.mailbox_uuid,
-                work.rule_label,
-                state,
-                envelope_uuid=work.uuid,
-                error=outcome.detail,
+            lines.append(
+                logs.NewActivity(
+                    work.mailbox_uuid,
+                    work.rule_label,
+                    state,
+                    envelope_uuid=work.uuid,
+                    error=outcome.detail,
+                )
             )
             continue
         if outcome.status is AttemptOutcome.REJECTED:
@@ -233,26 +244,33 @@ def record(
             _queue_for_partner(tx, work, outcome.detail, as2_domain)
         else:
             if outcome.status is AttemptOutcome.NOTIFIED:
-                summary = dict(work.summary, status=EnvelopeStatus.COMPLETED.value)
-                notification = build_notification(
-                    envelope=summary,
-                    mailbox_name=work.mailbox_name,
-                    recipient=work.notify_email,
-                    sender=mail_sender,
-                )
-                jobs.enqueue(
-                    tx, JobKind.MAIL, work.uuid, work.mailbox_uuid, notification.to_payload()
-                )
-            envelopes.mark_completed(tx, work.uuid)
-        jobs.complete(tx, work.job)
-        logs.append_activity(
-            tx,
-            work.mailbox_uuid,
-            work.rule_label,
-            outcome.status,
-            envelope_uuid=work.uuid,
-            file_name=outcome.detail if outcome.status in _FILE_OUTCOMES else None,
+                _queue_notification(tx, work, mail_sender)
+            completed.append(work.uuid)
+        done.append(work.job)
+        lines.append(
+            logs.NewActivity(
+                work.mailbox_uuid,
+                work.rule_label,
+                outcome.status,
+                envelope_uuid=work.uuid,
+                file_name=outcome.detail if outcome.status in _FILE_OUTCOMES else None,
+            )
         )
+    conversions.record_many(tx, entries, keep_bytes)
+    envelopes.mark_completed_many(tx, completed)
+    jobs.complete_many(tx, done)
+    logs.append_activities(tx, lines)
+
+
+def _queue_notification(tx: Tx, work: EnvelopeWork, mail_sender: str) -> None:
+    summary = dict(work.summary, status=EnvelopeStatus.COMPLETED.value)
+    notification = build_notification(
+        envelope=summary,
+        mailbox_name=work.mailbox_name,
+        recipient=work.notify_email,
+        sender=mail_sender,
+    )
+    jobs.enqueue(tx, JobKind.MAIL, work.uuid, work.mailbox_uuid, notification.to_payload())
 
 
 _FILE_OUTCOMES = (AttemptOutcome.DELIVERED, AttemptOutcome.QUEUED)

@@ -77,6 +77,37 @@ def record(conn: Tx, entry: NewConversion, keep_bytes: int) -> int:
     return conversion_id
 
 
+def record_many(conn: Tx, entries: list[NewConversion], keep_bytes: int) -> None:
+    """:func:`record` for a batch: attempts with nothing to keep and no rule to count (the
+    default rule's) go in one round trip, the others one by one."""
+    plain = [e for e in entries if e.input is None and e.output is None and e.rule_uuid is None]
+    now = utc_now()
+    conn.executemany(
+        "INSERT INTO conversions (at, mailbox_uuid, direction, rule_uuid, rule_name, "
+        "envelope_uuid, file_name, subject, status, error, job_ref) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                now,
+                e.mailbox_uuid,
+                e.direction.value,
+                e.rule_uuid,
+                e.rule_name,
+                e.envelope_uuid,
+                e.file_name,
+                e.subject,
+                e.status.value,
+                e.error,
+                e.job_ref,
+            )
+            for e in plain
+        ],
+    )
+    for entry in entries:
+        if not (entry.input is None and entry.output is None and entry.rule_uuid is None):
+            record(conn, entry, keep_bytes)
+
+
 def list_records(conn: Tx, query: ConversionFilter) -> list[ConversionRecord]:
     """Newest first, filtered."""
     where, args = _where(query, is_postgres(conn))

@@ -116,6 +116,25 @@ def complete(conn: Tx, job: Job) -> None:
         raise ClaimLost(job)
 
 
+def complete_many(conn: Tx, done: list[Job]) -> None:
+    """:func:`complete` for a batch in one round trip; :class:`ClaimLost` names a job that is
+    no longer ours (then nothing of the unit stands: it rolls back)."""
+    if not done:
+        return
+    now = utc_now()
+    cursor = conn.executemany(
+        "UPDATE jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, "
+        f"last_error = NULL, updated_at = ? WHERE {_STILL_OURS}",
+        [(now, job.id, job.attempts) for job in done],
+    )
+    if cursor.rowcount != len(done):
+        ours = {job.id: job for job in done}
+        for row in find_jobs(conn, {(job.kind, job.ref) for job in done}).values():
+            if row.state is not JobState.DONE or row.attempts != ours[row.id].attempts:
+                raise ClaimLost(ours[row.id])
+        raise ClaimLost(done[0])  # a job gone altogether
+
+
 def close_parked(conn: Tx, job: Job) -> None:
     """A parked job whose item was handed back to the customer is done; :class:`ClaimLost` if
     it is no longer parked (another node handed it back first, or it was reprocessed)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from core.clock import utc_now
@@ -55,6 +56,31 @@ def append_activity(
         "INSERT INTO activity_log (at, mailbox_uuid, rule, envelope_uuid, file_name, status, error)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         (utc_now(), mailbox_uuid, rule, envelope_uuid, file_name, status, error),
+    )
+
+
+@dataclass(frozen=True)
+class NewActivity:
+    """One line of the activity log, for :func:`append_activities`."""
+
+    mailbox_uuid: str
+    rule: str
+    status: str
+    envelope_uuid: str | None = None
+    file_name: str | None = None
+    error: str | None = None
+
+
+def append_activities(conn: Tx, lines: list[NewActivity]) -> None:
+    """:func:`append_activity` for a batch, in one round trip (in the list's order)."""
+    now = utc_now()
+    conn.executemany(
+        "INSERT INTO activity_log (at, mailbox_uuid, rule, envelope_uuid, file_name, status, error)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (now, a.mailbox_uuid, a.rule, a.envelope_uuid, a.file_name, a.status, a.error)
+            for a in lines
+        ],
     )
 
 
