@@ -90,12 +90,13 @@ def _run(server: PostgresServer, program: str, *args: str) -> None:
     subprocess.run(command, check=True, capture_output=True, timeout=120)
 
 
-def start_server() -> PostgresServer:
+def start_server(parent: str | None = None) -> PostgresServer:
     """initdb a temporary cluster and start it on a free loopback port (trust auth, no fsync:
-    a test server's durability is not under test; the crash tests kill docbridge, not it)."""
+    a test server's durability is not under test; the crash tests kill docbridge, not it).
+    ``parent``: where its files go (default: the system's temporary folder)."""
     server_bin_dir()  # fail early with the install hint
     run_as = "postgres" if os.geteuid() == 0 else None
-    root = Path(tempfile.mkdtemp(prefix="docbridge-pg-"))
+    root = Path(tempfile.mkdtemp(prefix="docbridge-pg-", dir=parent))
     if run_as:
         user = pwd.getpwnam(run_as)
         os.chown(root, user.pw_uid, user.pw_gid)
