@@ -41,10 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.backlog import spread
-from bench.intake import PRODUCERS, _count, documents
-from core.bootstrap import init_data_dir
+from bench.intake import _count, waiting
 from core.data_dir import STORE_URL_ENV
-from core.models import IntegrationForm
 from core.service import Service
 from tests.pg_server import PostgresServer, start_server
 
@@ -85,27 +83,6 @@ def store_url(url: str) -> Iterator[None]:
         os.environ.pop(STORE_URL_ENV, None)
         if before is not None:
             os.environ[STORE_URL_ENV] = before
-
-
-async def waiting(home: Path, count: int) -> str:
-    """A demo data directory with ``count`` envelopes for Purchasing (received 8 at a time)
-    and its integration saved but still off, so that nothing moves until a measurement
-    switches it on; the mailbox's uuid."""
-    await init_data_dir(home, with_demo=True, actor="bench")
-    service = await Service.open(home, actor="bench")
-    try:
-        mailbox = (await service.resolve_mailbox("Purchasing")).uuid
-        batch = documents(count)
-
-        async def produce(share: list[bytes]) -> None:
-            for document in share:
-                await service.receive_envelope(mailbox, document)
-
-        await asyncio.gather(*(produce(batch[n::PRODUCERS]) for n in range(PRODUCERS)))
-        await service.save_integration(mailbox, IntegrationForm())
-    finally:
-        await service.close()
-    return mailbox
 
 
 def fill(home: Path, url: str) -> Backlog:

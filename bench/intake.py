@@ -57,20 +57,31 @@ async def prepared(home: Path) -> str:
 async def filled(home: Path, count: int) -> Path:
     """A demo data directory with ``count`` envelopes waiting for Purchasing (received 8 at a
     time while its integration is off), the integration then switched on; its inbox/."""
+    mailbox = await waiting(home, count, switch_on=True)
+    return home / "mailboxes" / mailbox / "inbox"
+
+
+async def waiting(home: Path, count: int, *, switch_on: bool = False) -> str:
+    """A demo data directory with ``count`` envelopes for Purchasing (received 8 at a time)
+    and its integration saved, switched on only with ``switch_on`` (else nothing moves until
+    a measurement switches it on); the mailbox's uuid."""
     await init_data_dir(home, with_demo=True, actor="bench")
     service = await Service.open(home, actor="bench")
-    mailbox = (await service.resolve_mailbox("Purchasing")).uuid
-    batch = documents(count)
+    try:
+        mailbox = (await service.resolve_mailbox("Purchasing")).uuid
+        batch = documents(count)
 
-    async def produce(share: list[bytes]) -> None:
-        for document in share:
-            await service.receive_envelope(mailbox, document)
+        async def produce(share: list[bytes]) -> None:
+            for document in share:
+                await service.receive_envelope(mailbox, document)
 
-    await asyncio.gather(*(produce(batch[n::PRODUCERS]) for n in range(PRODUCERS)))
-    await service.save_integration(mailbox, IntegrationForm())
-    await service.set_enabled(mailbox, True)
-    await service.close()
-    return home / "mailboxes" / mailbox / "inbox"
+        await asyncio.gather(*(produce(batch[n::PRODUCERS]) for n in range(PRODUCERS)))
+        await service.save_integration(mailbox, IntegrationForm())
+        if switch_on:
+            await service.set_enabled(mailbox, True)
+    finally:
+        await service.close()
+    return mailbox
 
 
 async def drain_seconds(home: Path, inbox: Path, count: int) -> float:

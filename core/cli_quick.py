@@ -171,14 +171,7 @@ def print_status(
             _say_node(node)
     if status["running"]:
         if len(nodes) <= 1:
-            say(
-                f"engine:     running (pid {status['pid']} on {status['host']}, "
-                f"since {status['started_at']})"
-            )
-            listeners = status["listeners"]
-            assert isinstance(listeners, dict)
-            for name, address in listeners.items():
-                say(f"listener:   {name} {address}")
+            _say_running("engine:     ", status, "")
         sessions = status["sessions"]
         assert isinstance(sessions, tuple)
         say(f"sessions:   {len(sessions) or 'none'}")
@@ -207,14 +200,16 @@ def _say_node(node: dict[str, object]) -> None:
             f"pid {node['pid']} on {node['host']})"
         )
         return
-    say(
-        f"node:       {node['name']}: running (pid {node['pid']} on {node['host']}, "
-        f"since {node['started_at']})"
-    )
-    listeners = node["listeners"]
+    _say_running(f"node:       {node['name']}: ", node, f"{node['name']} ")
+
+
+def _say_running(label: str, engine: dict[str, object], listener_prefix: str) -> None:
+    """A running engine's line and its listeners' (``listener_prefix``: its node's name)."""
+    say(f"{label}running (pid {engine['pid']} on {engine['host']}, since {engine['started_at']})")
+    listeners = engine["listeners"]
     assert isinstance(listeners, dict)
     for name, address in listeners.items():
-        say(f"listener:   {node['name']} {name} {address}")
+        say(f"listener:   {listener_prefix}{name} {address}")
 
 
 def _warning(warning: CertificateWarning) -> dict[str, object]:

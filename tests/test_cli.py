@@ -546,3 +546,34 @@ def test_envelope_receive_refuses_an_envelope_not_addressed_to_the_mailbox(
     assert f"its roles are {found}" in result.stderr
     assert f'<role id="recipient" mailboxUuid="{PURCHASING}"/>' in result.stderr
     assert store_snapshot(data_dir) == before
+
+
+def test_status_lists_every_node_and_marks_a_silent_one_gone(data_dir: Path) -> None:
+    """Several nodes on one store: each with its listeners, and one that stopped renewing its
+    lease shown as gone with its last heartbeat, in text and JSON."""
+    import os
+
+    from core.storage import lease
+    from core.storage.db import connect, write_transaction
+
+    conn = connect(data_dir / "docbridge.sqlite3")
+    try:
+        with write_transaction(conn):
+            lease.try_acquire(conn, "gw1", "gw1-owner", os.getpid(), "gw1.example", 300)
+            lease.publish(conn, "gw1", "gw1-owner", {"sftp": "0.0.0.0:2222"}, [])
+            lease.try_acquire(conn, "gw2", "gw2-owner", 4242, "gw2.example", -1)  # ran out
+    finally:
+        conn.close()
+    text = run_cli(data_dir, "status")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert any(line.startswith("node:       gw1: running (pid ") for line in lines), lines
+    assert "listener:   gw1 sftp 0.0.0.0:2222" in lines
+    assert any(
+        line.startswith("node:       gw2: gone (last heartbeat ")
+        and "pid 4242 on gw2.example" in line
+        for line in lines
+    ), lines
+    as_json = json.loads(run_cli(data_dir, "status", "--json").stdout)
+    assert [(n["name"], n["running"]) for n in as_json["nodes"]] == [("gw1", True), ("gw2", False)]
+    assert as_json["running"] is True and as_json["pid"] == os.getpid()

@@ -55,6 +55,29 @@ def start_engine(data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+async def three_mailboxes_on(service: Service) -> tuple[dict[str, DefaultRule], dict[str, str]]:
+    """Purchasing and Logistics copy, Accounts Payable notifies, all switched on: each
+    mailbox's default rule, and a demo envelope addressed to it (to copy with new uuids)."""
+    targets = {}
+    for name, rule in (
+        ("Purchasing", DefaultRule.COPY),
+        ("Accounts Payable", DefaultRule.NOTIFY),
+        ("Logistics", DefaultRule.COPY),
+    ):
+        mailbox = await service.resolve_mailbox(name)
+        form = IntegrationForm(default_rule=rule, notify_email="ops@example.com")
+        await service.save_integration(mailbox.uuid, form)
+        await service.set_enabled(mailbox.uuid, True)
+        targets[mailbox.uuid] = rule
+    templates: dict[str, str] = {}
+    for path in sorted(DEMO.glob("*.xml")):
+        text = path.read_text(encoding="utf-8")
+        for mailbox_uuid in targets:
+            if mailbox_uuid in text:
+                templates.setdefault(mailbox_uuid, text)
+    return targets, templates
+
+
 async def kill_repeatedly(
     data_dir: Path, log: Path, kills: int, pause: Callable[[], float]
 ) -> subprocess.Popen[bytes]:
@@ -74,23 +97,7 @@ async def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
 ) -> None:
     configure(data_dir, smtp_server.port)
     rng = random.Random(4130)
-    targets = {}
-    for name, rule in (
-        ("Purchasing", DefaultRule.COPY),
-        ("Accounts Payable", DefaultRule.NOTIFY),
-        ("Logistics", DefaultRule.COPY),
-    ):
-        mailbox = await service.resolve_mailbox(name)
-        form = IntegrationForm(default_rule=rule, notify_email="ops@example.com")
-        await service.save_integration(mailbox.uuid, form)
-        await service.set_enabled(mailbox.uuid, True)
-        targets[mailbox.uuid] = rule
-    templates = {}
-    for path in sorted(DEMO.glob("*.xml")):
-        text = path.read_text(encoding="utf-8")
-        for mailbox_uuid in targets:
-            if mailbox_uuid in text:
-                templates.setdefault(mailbox_uuid, text)
+    targets, templates = await three_mailboxes_on(service)
     demo_uuids = {e.uuid for e in await service.list_envelopes()}
 
     injected: dict[str, str] = {}

@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from core.models import DefaultRule, IntegrationForm
+from core.models import DefaultRule
 from core.service import Service
 from tests.conftest import DOCBRIDGE
 from tests.engine.conftest import MailSink, SmtpServer, free_port
-from tests.engine.test_crash import DEMO, with_new_uuid
+from tests.engine.test_crash import three_mailboxes_on, with_new_uuid
 from tests.engine.test_default_rules import eventually
 
 TOTAL = 1000
@@ -81,23 +81,7 @@ async def test_node_a_killed_again_and_again_node_b_finishes_its_work_once(
     rng = random.Random(12_2)
     mailbox_root = data_dir / "mailboxes"
     homes = {n: node_home(data_dir, n, smtp_server.port, mailbox_root) for n in ("a", "b")}
-    targets: dict[str, DefaultRule] = {}
-    for name, rule in (
-        ("Purchasing", DefaultRule.COPY),
-        ("Accounts Payable", DefaultRule.NOTIFY),
-        ("Logistics", DefaultRule.COPY),
-    ):
-        mailbox = await service.resolve_mailbox(name)
-        form = IntegrationForm(default_rule=rule, notify_email="ops@example.com")
-        await service.save_integration(mailbox.uuid, form)
-        await service.set_enabled(mailbox.uuid, True)
-        targets[mailbox.uuid] = rule
-    templates = {}
-    for path in sorted(DEMO.glob("*.xml")):
-        text = path.read_text(encoding="utf-8")
-        for mailbox_uuid in targets:
-            if mailbox_uuid in text:
-                templates.setdefault(mailbox_uuid, text)
+    targets, templates = await three_mailboxes_on(service)
     already = len(await service.list_envelopes(limit=5000))
 
     async def inject() -> None:
