@@ -31,6 +31,7 @@ from core.engine import (
     file_handler,
     in_conversion,
     mail_handler,
+    node_lease,
 )
 from core.engine.as2_component import As2Component
 from core.engine.intake_listener import IntakeListener
@@ -113,7 +114,7 @@ class Engine:
         self.config = config
         self.settings = settings or EngineSettings()
         self.db: Store = open_store(config.database_path, config.store_url)
-        self.node_name = self.settings.node_name or default_node_name()
+        self.node_name = self.settings.node_name or node_lease.default_node_name()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.listeners: dict[str, str] = {}
         self.sftp: SftpComponent | None = None  # while the SFTP listener runs
@@ -145,7 +146,11 @@ class Engine:
     async def start(self) -> None:
         """Take the lease (or raise EngineBusy), recover a crashed engine's claims, start."""
         holder, released = await self.db.write(
-            _acquire, self.node_name, self.owner, self.settings.lease_s, self.settings.policies
+            node_lease.acquire,
+            self.node_name,
+            self.owner,
+            self.settings.lease_s,
+            self.settings.policies,
         )
         if holder is not None:
             await self.db.close()
@@ -206,7 +211,7 @@ class Engine:
         # A store that cannot be written (busy, full, gone) must not stop the shutdown: the
         # claims and the lease then simply expire.
         with contextlib.suppress(sqlite3.Error, StoreError):
-            await self.db.write(_give_back, self.node_name, self.owner)
+            await self.db.write(node_lease.give_back, self.node_name, self.owner)
         await self.db.close()
         log.info("engine stopped")
 
@@ -308,7 +313,11 @@ class Engine:
     async def _heartbeat_loop(self) -> None:
         while not self._stopping.is_set():
             renewed, released, maintainer = await self.db.write(
-                _renew, self.node_name, self.owner, self.settings.lease_s, self.settings.policies
+                node_lease.renew,
+                self.node_name,
+                self.owner,
+                self.settings.lease_s,
+                self.settings.policies,
             )
             if released:
                 log.info("recovered %d claims of engines that stopped", released)
@@ -554,44 +563,6 @@ async def _wait(event: asyncio.Event, timeout_s: float) -> None:
 
 
 # -- units of work: each runs in one transaction (Database.write) -------------------------------
-
-
-MAINTENANCE = "maintenance"  # the singleton lease: pruning, certificate expiry mails
-MAINTENANCE_LEASE_S = 30.0  # renewed every heartbeat; another node takes over once it runs out
-
-
-def default_node_name() -> str:
-    """A node is named after its host unless told otherwise (several on one host need names)."""
-    return socket.gethostname() or "docbridge"
-
-
-def _acquire(
-    tx: Tx, name: str, owner: str, lease_s: float, policies: jobs.Policies
-) -> tuple[lease.LeaseHolder | None, int]:
-    """Take the node's lease and recover the claims of engines that stopped (this node's
-    previous run, dead nodes); or the live holder of the name, and 0."""
-    holder, _before = lease.try_acquire(tx, name, owner, os.getpid(), socket.gethostname(), lease_s)
-    if holder is not None:
-        return holder, 0
-    return None, jobs.release_dead_claims(tx, policies)
-
-
-def _renew(
-    tx: Tx, name: str, owner: str, lease_s: float, policies: jobs.Policies
-) -> tuple[bool, int, bool]:
-    """Hand back claims whose lease ran out or whose node died, and extend ours: (False if
-    another process took our name, how many claims were handed back, whether this node is
-    the one that prunes and warns of expiring certificates for the whole store)."""
-    released = jobs.release_expired(tx, policies) + jobs.release_dead_claims(tx, policies)
-    renewed = lease.renew(tx, name, owner, lease_s)
-    maintainer = renewed and lease.hold_singleton(tx, MAINTENANCE, name, MAINTENANCE_LEASE_S)
-    return renewed, released, maintainer
-
-
-def _give_back(tx: Tx, name: str, owner: str) -> None:
-    """A clean stop: our claims back in the queue at once, and the lease free."""
-    jobs.give_back(tx, owner)
-    lease.release(tx, name, owner)
 
 
 def _fail_job(tx: Tx, job: Job, error: str, settings: EngineSettings) -> None:

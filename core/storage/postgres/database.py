@@ -98,10 +98,6 @@ class PgDatabase:
         job = functools.partial(self._run, "read", True, unit, args)
         return await asyncio.get_running_loop().run_in_executor(self._executor, job)
 
-    def run_sync(self, mode: str, fn: Callable[..., T], *args: Any) -> T:
-        """A unit on the calling thread (tests and tools outside the event loop)."""
-        return self._run(mode, bool(getattr(fn, CONCURRENT_MARK, False)), fn, args)
-
     def _run(self, mode: str, concurrent: bool, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         # psycopg is imported here, on a database thread: importing it reads files (package
         # metadata), which must not happen on the event loop.
