@@ -68,6 +68,21 @@ def store_now(tx: Tx) -> float:
     return float(now()) if now is not None else timestamp()
 
 
+ROWS_PER_INSERT = 100  # rows of one multi-row INSERT (SQLite allows 32,766 variables)
+
+
+def insert_rows(tx: Tx, insert: str, rows: list[tuple[Any, ...]]) -> None:
+    """``insert`` ("INSERT INTO t (a, b)") for every row, one multi-row statement per
+    ``ROWS_PER_INSERT`` rows: on a networked store a statement per row costs more than the
+    rows themselves."""
+    for start in range(0, len(rows), ROWS_PER_INSERT):
+        chunk = rows[start : start + ROWS_PER_INSERT]
+        row = "(" + ", ".join("?" * len(chunk[0])) + ")"
+        tx.execute(
+            f"{insert} VALUES {', '.join([row] * len(chunk))}", tuple(v for r in chunk for v in r)
+        )
+
+
 JOBS_CHANNEL = "docbridge_jobs"  # core.storage.postgres.listener listens on it
 
 

@@ -14,7 +14,7 @@ from core.models import (
     ConversionStatus,
     Direction,
 )
-from core.storage.connection import Tx, is_postgres
+from core.storage.connection import Tx, insert_rows, is_postgres
 
 
 @dataclass(frozen=True)
@@ -82,10 +82,10 @@ def record_many(conn: Tx, entries: list[NewConversion], keep_bytes: int) -> None
     default rule's) go in one round trip, the others one by one."""
     plain = [e for e in entries if e.input is None and e.output is None and e.rule_uuid is None]
     now = utc_now()
-    conn.executemany(
+    insert_rows(
+        conn,
         "INSERT INTO conversions (at, mailbox_uuid, direction, rule_uuid, rule_name, "
-        "envelope_uuid, file_name, subject, status, error, job_ref) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "envelope_uuid, file_name, subject, status, error, job_ref)",
         [
             (
                 now,

@@ -8,7 +8,7 @@ from typing import Any
 
 from core.clock import utc_now
 from core.models import ActivityRecord, AuditEntry
-from core.storage.connection import Tx
+from core.storage.connection import Tx, insert_rows
 
 
 def append_audit(
@@ -72,11 +72,12 @@ class NewActivity:
 
 
 def append_activities(conn: Tx, lines: list[NewActivity]) -> None:
-    """:func:`append_activity` for a batch, in one round trip (in the list's order)."""
+    """:func:`append_activity` for a batch (in the list's order), one statement per 100."""
     now = utc_now()
-    conn.executemany(
-        "INSERT INTO activity_log (at, mailbox_uuid, rule, envelope_uuid, file_name, status, error)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+    insert_rows(
+        conn,
+        "INSERT INTO activity_log "
+        "(at, mailbox_uuid, rule, envelope_uuid, file_name, status, error)",
         [
             (now, a.mailbox_uuid, a.rule, a.envelope_uuid, a.file_name, a.status, a.error)
             for a in lines

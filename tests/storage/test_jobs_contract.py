@@ -101,3 +101,22 @@ async def test_two_processes_claiming_one_queue_take_disjoint_sets_and_finish_it
     done = await store.read(jobs.list_jobs, (JobState.DONE,), 2000)
     assert len(done) == 1000
     assert {job.attempts for job in done} == {1}  # nobody took a job twice
+
+
+async def test_ending_a_batch_with_one_claim_taken_over_names_it_and_ends_none(
+    store: Store,
+) -> None:
+    """The engine ends a batch's claims in one statement: still fenced, job by job."""
+    await store.write(_seed, 3)
+    batch = await store.write(jobs.claim, JobKind.ENVELOPE, "node-a", 60.0, 3)
+    stalled = batch[1]
+    await store.write(jobs.fail, stalled, "handed back")  # as a lease expiry would, then
+    await store.write(jobs.due_now, stalled.kind, stalled.ref)
+    (taken,) = await store.write(jobs.claim, JobKind.ENVELOPE, "node-b", 60.0, 1)  # re-claimed
+    assert taken.id == stalled.id
+    with pytest.raises(jobs.ClaimLost) as lost:
+        await store.write(jobs.complete_many, batch)
+    assert lost.value.job.id == stalled.id
+    assert await store.read(jobs.list_jobs, (JobState.DONE,)) == []  # none of the batch ended
+    await store.write(jobs.complete_many, [batch[0], batch[2], taken])
+    assert len(await store.read(jobs.list_jobs, (JobState.DONE,))) == 3
