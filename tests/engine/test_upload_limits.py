@@ -117,9 +117,12 @@ async def test_a_link_left_in_the_engines_area_is_not_followed(
     root = await asyncio.to_thread(ensure_mailbox_root, data_dir / "mailboxes", mailbox)
     secret = tmp_path / "secret.xml"
     await asyncio.to_thread(secret.write_text, "<secret/>")
-    holder = root / ".taking" / "outbox-5ec7e75ec7e75eca"
-    await asyncio.to_thread(holder.mkdir, parents=True)
-    await asyncio.to_thread((holder / "order.xml").symlink_to, secret)
+    # Planted whole (made apart, then renamed in): the running engine sweeps an empty claim.
+    planted = tmp_path / "planted"
+    await asyncio.to_thread(planted.mkdir)
+    await asyncio.to_thread((planted / "order.xml").symlink_to, secret)
+    await asyncio.to_thread((root / ".taking").mkdir, exist_ok=True)
+    await asyncio.to_thread(planted.rename, root / ".taking" / "outbox-5ec7e75ec7e75eca")
     engine.wake("file")
     note = await note_of(root, "order.xml")
     assert "not a regular file" in note and "secret" not in note

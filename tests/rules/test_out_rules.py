@@ -122,7 +122,15 @@ async def test_failures_go_to_error_with_what_and_where_and_the_others_flow(
     engine.wake()
 
     async def all_handled() -> bool:
-        return len(await error_files(root)) == 6 and len(await sent_subjects(service, mailbox)) == 2
+        # The files reach error/ before their failures are recorded (moved, then recorded).
+        failures = await service.conversions.records(
+            ConversionFilter(mailbox_uuid=mailbox, status=ConversionStatus.FAILED)
+        )
+        return (
+            len(await error_files(root)) == 6
+            and len(await sent_subjects(service, mailbox)) == 2
+            and len([r for r in failures if r.direction is Direction.OUT]) == 3
+        )
 
     await eventually(all_handled)
     notes = await error_files(root)
