@@ -400,7 +400,7 @@ def test_status_text_lists_the_sftp_sessions_as_json_does(data_dir: Path) -> Non
     try:
         with write_transaction(conn):
             host = socket.gethostname()
-            holder, _ = lease.try_acquire(conn, "node", "test-engine", os.getpid(), host, 300)
+            holder = lease.try_acquire(conn, "node", "test-engine", os.getpid(), host, 300)
             assert holder is None  # taken
             lease.publish(conn, "node", "test-engine", {"sftp": "127.0.0.1:2222"}, sessions)
     finally:

@@ -125,7 +125,7 @@ def publish_running_engine(data_dir: Path) -> None:
     conn = connect(data_dir / "docbridge.sqlite3")
     try:
         with write_transaction(conn):
-            holder, _ = lease.try_acquire(conn, "n", "t", os.getpid(), socket.gethostname(), 300)
+            holder = lease.try_acquire(conn, "n", "t", os.getpid(), socket.gethostname(), 300)
             assert holder is None
             listeners = {"sftp": "127.0.0.1:2222", "as2": "127.0.0.1:4080"}
             lease.publish(conn, "n", "t", listeners, sessions)

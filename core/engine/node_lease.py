@@ -24,7 +24,7 @@ def acquire(
 ) -> tuple[lease.LeaseHolder | None, int]:
     """Take the node's lease and recover the claims of engines that stopped (this node's
     previous run, dead nodes); or the live holder of the name, and 0."""
-    holder, _before = lease.try_acquire(tx, name, owner, os.getpid(), socket.gethostname(), lease_s)
+    holder = lease.try_acquire(tx, name, owner, os.getpid(), socket.gethostname(), lease_s)
     if holder is not None:
         return holder, 0
     return None, jobs.release_dead_claims(tx, policies)

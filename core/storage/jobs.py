@@ -230,20 +230,15 @@ Policies = Mapping[JobKind, RetryPolicy]
 _STOPPED = re.compile(r"^The engine stopped (\d+) times? while handling this")
 
 
-def release_all_running(conn: Tx, policies: Policies | None = None) -> int:
-    """Hand back the claims of a previous engine (it crashed: only one engine runs at a time).
+def release_dead_claims(conn: Tx, policies: Policies | None = None) -> int:
+    """Hand back the claims of owners that are no live node: a node that crashed or was
+    killed (its node lease ran out), or this node's previous run. Live nodes' claims stay
+    theirs.
 
     A claim that ends this way counts as a failed attempt: an item that stops the engine each
     time it is handled (it crashes the process, exhausts the memory) is parked once its
     retry policy's attempts are used up, instead of stopping every engine that takes it.
     """
-    return _release(conn, "state = 'running'", (), policies or {})
-
-
-def release_dead_claims(conn: Tx, policies: Policies | None = None) -> int:
-    """Hand back the claims of owners that are no live node: a node that crashed or was
-    killed (its node lease ran out), or this node's previous run; counted as for
-    :func:`release_all_running`. Live nodes' claims stay theirs."""
     return _release(
         conn,
         "state = 'running' AND (lease_owner IS NULL OR lease_owner NOT IN "
@@ -255,7 +250,7 @@ def release_dead_claims(conn: Tx, policies: Policies | None = None) -> int:
 
 def release_expired(conn: Tx, policies: Policies | None = None) -> int:
     """Hand back claims whose lease ran out (the engine stalled on them); counted as for
-    :func:`release_all_running`."""
+    :func:`release_dead_claims`."""
     return _release(
         conn, "state = 'running' AND lease_until < ?", (store_now(conn),), policies or {}
     )

@@ -27,9 +27,9 @@ class LeaseHolder:
 
 def try_acquire(
     conn: Tx, name: str, owner: str, pid: int, host: str, lease_s: float
-) -> tuple[LeaseHolder | None, str | None]:
-    """Take node ``name``'s lease: (None, the owner it had before, if any) on success, or (the
-    live holder that keeps it, None). Run alone (not concurrent): check, then write."""
+) -> LeaseHolder | None:
+    """Take node ``name``'s lease; returns None on success, or the live holder that keeps it.
+    Run alone (not concurrent): check, then write."""
     now = store_now(conn)
     row = conn.execute(
         "SELECT owner, pid, host, started_at, lease_until FROM nodes WHERE name = ?", (name,)
@@ -37,7 +37,7 @@ def try_acquire(
     if row is not None and row["owner"] != owner and row["lease_until"] >= now:
         holder = LeaseHolder(name, row["owner"], row["pid"], row["host"], row["started_at"])
         if not (holder.host == host and not _pid_alive(holder.pid)):
-            return holder, None
+            return holder
     conn.execute(
         "INSERT INTO nodes (name, owner, pid, host, started_at, heartbeat_at, lease_until, "
         "listeners, sessions) VALUES (?, ?, ?, ?, ?, ?, ?, '{}', '[]') "
@@ -47,7 +47,7 @@ def try_acquire(
         "listeners = '{}', sessions = '[]'",
         (name, owner, pid, host, utc_now(), utc_now(), now + lease_s),
     )
-    return None, (row["owner"] if row is not None else None)
+    return None
 
 
 @concurrent_write

@@ -24,11 +24,11 @@ def _seed(tx: Tx) -> None:
 
 
 async def test_a_live_node_name_is_refused_to_a_second_process(store: Store) -> None:
-    holder, _ = await store.write(lease.try_acquire, "a", "a-1", 4242, FAR_AWAY, 60.0)
+    holder = await store.write(lease.try_acquire, "a", "a-1", 4242, FAR_AWAY, 60.0)
     assert holder is None
-    holder, _ = await store.write(lease.try_acquire, "a", "a-2", os.getpid(), HOST, 60.0)
+    holder = await store.write(lease.try_acquire, "a", "a-2", os.getpid(), HOST, 60.0)
     assert holder is not None and (holder.owner, holder.host) == ("a-1", FAR_AWAY)
-    other, _ = await store.write(lease.try_acquire, "b", "b-1", os.getpid(), HOST, 60.0)
+    other = await store.write(lease.try_acquire, "b", "b-1", os.getpid(), HOST, 60.0)
     assert other is None  # another name is another node
 
 
