@@ -36,8 +36,10 @@ def renew(
     """Hand back claims whose lease ran out or whose node died, and extend ours: (False if
     another process took our name, how many claims were handed back, whether this node is
     the one that prunes and warns of expiring certificates for the whole store)."""
-    released = jobs.release_expired(tx, policies) + jobs.release_dead_claims(tx, policies)
+    # Ours first: a heartbeat late past our own lease (a stalled loop) must not make this
+    # node hand back its own claims as a dead node's.
     renewed = lease.renew(tx, name, owner, lease_s)
+    released = jobs.release_expired(tx, policies) + jobs.release_dead_claims(tx, policies)
     maintainer = renewed and lease.hold_singleton(tx, MAINTENANCE, name, MAINTENANCE_LEASE_S)
     return renewed, released, maintainer
 

@@ -78,3 +78,16 @@ async def test_a_singleton_lease_has_one_holder_until_it_runs_out_or_is_released
     await store.write(lease.try_acquire, "b", "b-1", 4343, FAR_AWAY, 60.0)
     await store.write(lease.release, "b", "b-1")  # b stops cleanly: a may take it at once
     assert await store.write(lease.hold_singleton, "maintenance", "a", 60.0)
+
+
+async def test_a_late_heartbeat_keeps_the_nodes_own_claims(store: Store) -> None:
+    """A node whose heartbeat comes after its lease ran out (its loop stalled) renews first:
+    its own claims are not handed back as a dead node's."""
+    from core.engine import node_lease
+
+    await store.write(_seed)
+    await store.write(lease.try_acquire, "a", "a-1", 4242, FAR_AWAY, 0.0)  # already run out
+    await store.write(jobs.claim, JobKind.ENVELOPE, "a-1", 60.0, 2)
+    renewed, released, _ = await store.write(node_lease.renew, "a", "a-1", 60.0, {})
+    assert (renewed, released) == (True, 0)
+    assert len(await store.read(jobs.list_jobs, (JobState.RUNNING,))) == 2
